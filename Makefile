@@ -1,0 +1,43 @@
+# Two entry points, as README.md promises: `make demo` and `make test`.
+# Both install what they need (Debian/Ubuntu packages, a virtualenv) first.
+
+PYTHON ?= python3
+VENV ?= .venv
+APT_PACKAGES = python3-venv qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs xfsprogs util-linux openssl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps system-deps venv demo test lint bench generate clean
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+deps: system-deps venv
+
+demo: deps
+	$(SUDO) $(VENV)/bin/ccopy demo
+
+test: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(SUDO) $(VENV)/bin/pytest
+
+bench: deps
+	$(SUDO) $(VENV)/bin/python -m bench.nbd_fio
+
+generate: venv
+	$(VENV)/bin/python -m ccopy_api.generate
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,102 @@
+"""Start one array process: the pool, the NBD data path and the management API.
+
+`start_array(config)` returns a running `ArrayProcess` with its bound addresses
+(port 0 picks free ports, as the tests do); `serve(config)` runs it until
+SIGTERM/SIGINT, then stops accepting, finishes in-flight flushes and closes
+the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from backend.api.servicer import ERROR_TABLE, ArrayServicer
+from backend.array import Array
+from backend.nbd.server import NbdConfig, NbdServer
+from backend.pool import Pool
+from ccopy.rpc import ErrorMappingInterceptor, TlsFiles, add_port
+from ccopy_api import array_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    pool: Path
+    serial: int
+    api: str = "127.0.0.1:50051"
+    nbd: str = "127.0.0.1:10809"
+    tls: TlsFiles = field(default_factory=TlsFiles)
+    handshake_timeout: float = 30.0
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"address {address!r} is not HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@dataclass
+class ArrayProcess:
+    array: Array
+    grpc_server: grpc.Server
+    nbd_server: NbdServer
+    api_address: str
+    nbd_address: str
+
+    async def stop(self) -> None:
+        self.grpc_server.stop(grace=2).wait()
+        await self.nbd_server.close()
+        self.array.close()
+        log.info("array_stopped serial=%d", self.array.serial)
+
+
+async def start_array(config: ArrayConfig) -> ArrayProcess:
+    array = Array(Pool(config.pool, config.serial))
+    nbd_host, nbd_port = split_address(config.nbd)
+    nbd = NbdServer(array, NbdConfig(host=nbd_host, port=nbd_port, handshake_timeout=config.handshake_timeout))
+    bound_host, bound_port = await nbd.start()
+    nbd_address = f"{bound_host}:{bound_port}"
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=16, thread_name_prefix="array-api"),
+        interceptors=[ErrorMappingInterceptor(ERROR_TABLE, "array")],
+    )
+    pb_grpc.add_ArrayServicer_to_server(ArrayServicer(array, nbd_address), server)
+    api_host, _ = split_address(config.api)
+    api_port = add_port(server, config.api, config.tls)
+    server.start()
+    api_address = f"{api_host}:{api_port}"
+    log.info(
+        "array_started serial=%d pool=%s api=%s nbd=%s tls=%s mtls=%s",
+        config.serial,
+        config.pool,
+        api_address,
+        nbd_address,
+        config.tls.enabled,
+        config.tls.ca is not None,
+    )
+    return ArrayProcess(array, server, nbd, api_address, nbd_address)
+
+
+async def _serve(config: ArrayConfig) -> None:
+    process = await start_array(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # One line on stdout that scripts (and the tests) wait for.
+    print(f"ready api={process.api_address} nbd={process.nbd_address}", flush=True)
+    await stop.wait()
+    await process.stop()
+
+
+def serve(config: ArrayConfig) -> None:
+    asyncio.run(_serve(config))

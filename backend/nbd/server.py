@@ -1,0 +1,341 @@
+"""NBD server: moves bytes between sockets and the pure protocol machines.
+
+One asyncio event loop serves every connection. Reads and non-FUA writes hit
+the page cache and run inline (microseconds); anything that waits for stable
+storage (FLUSH, FUA writes) runs in a thread pool so other requests and other
+clients keep flowing. Replies may go out of order, as the protocol allows.
+
+A malformed request ends only its own connection; errors inside one LDEV's
+session never reach another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from backend.array import Array, Session
+from backend.errors import ArrayError
+from backend.ldev_id import format_ldev_id
+from backend.nbd.constants import BASE_ALLOCATION_ID, Command, CommandFlag, Errno
+from backend.nbd.handshake import ExportInfo, HandshakeError, Negotiated, ServerHandshake
+from backend.nbd.transmission import (
+    OversizedWrite,
+    ProtocolError,
+    Request,
+    RequestParser,
+    allocation_descriptors,
+    block_status_reply,
+    check_request,
+    error_reply,
+    simple_reply,
+    structured_read_header,
+)
+from backend.write_path import HostWrite, WriteKind, WriteRefused
+
+log = logging.getLogger(__name__)
+_connection_ids = itertools.count(1)
+
+_WRITE_KINDS = {Command.WRITE: WriteKind.DATA, Command.TRIM: WriteKind.TRIM, Command.WRITE_ZEROES: WriteKind.ZEROES}
+
+
+@dataclass(frozen=True)
+class NbdConfig:
+    host: str = "127.0.0.1"
+    port: int = 10809
+    handshake_timeout: float = 30.0
+    # Requests waiting on the thread pool per connection before we stop reading.
+    max_pending: int = 64
+    workers: int = 8
+
+
+def errno_for(exc: BaseException) -> Errno:
+    """Map a failure of the array to the NBD error value the host sees."""
+    if isinstance(exc, WriteRefused):
+        code = exc.errno
+    elif isinstance(exc, OSError):
+        code = exc.errno or errno.EIO
+    else:
+        return Errno.EIO
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return Errno.ENOSPC
+    if code in (errno.EPERM, errno.EACCES, errno.EROFS):
+        return Errno.EPERM
+    if code == errno.EINVAL:
+        return Errno.EINVAL
+    return Errno.EIO
+
+
+class NbdConnection(asyncio.Protocol):
+    def __init__(self, array: Array, config: NbdConfig, executor: ThreadPoolExecutor, live: set[NbdConnection]) -> None:
+        self.array = array
+        self.live = live
+        self.config = config
+        self.executor = executor
+        self.id = next(_connection_ids)
+        self.handshake = ServerHandshake(lookup=self._lookup, list_exports=array.export_names)
+        self.parser = RequestParser()
+        self.negotiated: Negotiated | None = None
+        self.session: Session | None = None
+        self.transport: asyncio.Transport | None = None
+        self.pending = 0
+        self.closing = False
+        self.reading_paused = False
+        self.writing_paused = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio callbacks ---------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.live.add(self)
+        self.peer = transport.get_extra_info("peername")
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.config.handshake_timeout, self._handshake_timed_out)
+        transport.write(self.handshake.greeting())
+        log.info("nbd_connected conn=%d peer=%s", self.id, self.peer)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            if self.negotiated is None:
+                self._handshake(data)
+            else:
+                self.parser.feed(data)
+                self._serve_requests()
+        except OversizedWrite as exc:
+            self._send(error_reply(exc.cookie, Errno.EINVAL, self._structured(), str(exc)))
+            self._hang_up(f"protocol_error reason={exc}")
+        except (HandshakeError, ProtocolError) as exc:
+            self._hang_up(f"protocol_error reason={exc}")
+
+    def eof_received(self) -> bool | None:
+        self._hang_up("client_eof")
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.live.discard(self)
+        if self._timer:
+            self._timer.cancel()
+        self._release_session_when_idle()
+        log.info("nbd_disconnected conn=%d pending=%d", self.id, self.pending)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._update_reading()
+
+    # -- handshake -------------------------------------------------------------
+    def _lookup(self, name: str) -> ExportInfo | None:
+        try:
+            record = self.array.describe_export(name)
+        except ArrayError:
+            return None
+        return ExportInfo(record.name, record.size, record.read_only, f"LDEV {record.display_id}")
+
+    def _handshake(self, data: bytes) -> None:
+        out = self.handshake.receive(data)
+        if out:
+            self._send(out)
+        if not self.handshake.done:
+            return
+        if self._timer:
+            self._timer.cancel()
+        if self.handshake.result is None:  # NBD_OPT_ABORT: soft disconnect
+            self._hang_up("client_abort")
+            return
+        negotiated = self.handshake.result
+        try:
+            self.session = self.array.open_session(negotiated.export.name)
+        except ArrayError as exc:  # deleted between the option and now
+            self._hang_up(f"export_gone reason={exc}")
+            return
+        # The session's size is what the client was told; keep them equal.
+        negotiated.export = ExportInfo(negotiated.export.name, self.session.size, self.session.read_only)
+        self.negotiated = negotiated
+        log.info(
+            "nbd_transmission conn=%d ldev=%s export=%s structured=%s contexts=%d",
+            self.id,
+            format_ldev_id(self.session.ldev_id),
+            negotiated.export.name,
+            negotiated.structured_replies,
+            len(negotiated.meta_contexts),
+        )
+        self.parser.feed(self.handshake.leftover())
+        self._serve_requests()
+
+    def _handshake_timed_out(self) -> None:
+        if self.negotiated is None:
+            self._hang_up("handshake_timeout")
+
+    # -- transmission ----------------------------------------------------------
+    def _structured(self) -> bool:
+        return self.negotiated is not None and self.negotiated.structured_replies
+
+    def _serve_requests(self) -> None:
+        while not self.closing:
+            request = self.parser.next_request()
+            if request is None:
+                return
+            self._serve(request)
+            self._update_reading()
+
+    def _serve(self, request: Request) -> None:
+        assert self.negotiated is not None and self.session is not None
+        error = check_request(request, self.negotiated)
+        if error is not None:
+            self._send(error_reply(request.cookie, error, self._structured(), "request refused"))
+            return
+        command = request.command
+        if command == Command.READ:
+            self._read(request)
+        elif command in _WRITE_KINDS:
+            self._write(request)
+        elif command == Command.FLUSH:
+            self._in_pool(request, self.session.flush)
+        elif command == Command.BLOCK_STATUS:
+            self._block_status(request)
+        elif command == Command.DISC:
+            self.closing = True
+            self._close_when_idle()
+
+    def _read(self, request: Request) -> None:
+        assert self.session is not None and self.transport is not None
+        try:
+            data = self.session.read(request.offset, request.length)
+        except OSError as exc:
+            self._send(error_reply(request.cookie, errno_for(exc), self._structured(), str(exc)))
+            return
+        if self._structured():
+            header = structured_read_header(request.cookie, request.offset, len(data))
+        else:
+            header = simple_reply(request.cookie)
+        self.transport.writelines((header, data))
+
+    def _write(self, request: Request) -> None:
+        assert self.session is not None
+        op = HostWrite(
+            kind=_WRITE_KINDS[Command(request.command)],
+            offset=request.offset,
+            length=request.length,
+            data=request.payload,
+            fua=request.fua,
+            keep_allocated=bool(request.flags & CommandFlag.NO_HOLE),
+        )
+        session = self.session
+        if op.fua:  # waits for stable storage: off the event loop
+            self._in_pool(request, lambda: session.write(op))
+            return
+        try:
+            session.write(op)
+        except (OSError, ArrayError) as exc:
+            self._send(error_reply(request.cookie, errno_for(exc), self._structured(), str(exc)))
+            log.warning("nbd_write_failed conn=%d ldev=%s error=%s", self.id, format_ldev_id(session.ldev_id), exc)
+            return
+        self._send(simple_reply(request.cookie))
+
+    def _block_status(self, request: Request) -> None:
+        assert self.session is not None
+        req_one = bool(request.flags & CommandFlag.REQ_ONE)
+        try:
+            runs = ((e.length, e.is_hole) for e in self.session.extents(request.offset, request.length))
+            descriptors = allocation_descriptors(runs, req_one)
+        except OSError as exc:
+            self._send(error_reply(request.cookie, errno_for(exc), True, str(exc)))
+            return
+        self._send(block_status_reply(request.cookie, BASE_ALLOCATION_ID, descriptors))
+
+    def _in_pool(self, request: Request, work: object) -> None:
+        """Run blocking work on the thread pool; reply when it finishes."""
+        loop = asyncio.get_running_loop()
+        self.pending += 1
+        future = loop.run_in_executor(self.executor, work)  # type: ignore[arg-type]
+        future.add_done_callback(lambda f: self._pool_done(request, f))
+
+    def _pool_done(self, request: Request, future: asyncio.Future[object]) -> None:
+        self.pending -= 1
+        exc = future.exception()
+        if exc is None:
+            self._send(simple_reply(request.cookie))
+        else:
+            self._send(error_reply(request.cookie, errno_for(exc), self._structured(), str(exc)))
+            log.warning("nbd_request_failed conn=%d command=%d error=%s", self.id, request.command, exc)
+        if self.closing:
+            self._close_when_idle()
+            self._release_session_when_idle()
+        else:
+            self._update_reading()
+
+    # -- flow control and teardown ---------------------------------------------
+    def _send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        want_pause = self.writing_paused or self.pending >= self.config.max_pending
+        if want_pause and not self.reading_paused:
+            self.transport.pause_reading()
+            self.reading_paused = True
+        elif not want_pause and self.reading_paused:
+            self.transport.resume_reading()
+            self.reading_paused = False
+
+    def _hang_up(self, reason: str) -> None:
+        if not self.closing:
+            log.info("nbd_hang_up conn=%d %s", self.id, reason)
+        self.closing = True
+        self._close_when_idle()
+
+    def _close_when_idle(self) -> None:
+        """Close after every outstanding request got its reply (NBD_CMD_DISC rule)."""
+        if self.pending == 0 and self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _release_session_when_idle(self) -> None:
+        if self.pending == 0 and self.session is not None:
+            self.session.close()
+            self.session = None
+
+
+class NbdServer:
+    """Listens on one TCP address and serves every LDEV of the array."""
+
+    def __init__(self, array: Array, config: NbdConfig) -> None:
+        self.array = array
+        self.config = config
+        self.executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="nbd-sync")
+        self._server: asyncio.base_events.Server | None = None
+        self._live: set[NbdConnection] = set()
+
+    async def start(self) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: NbdConnection(self.array, self.config, self.executor, self._live),
+            self.config.host,
+            self.config.port,
+            reuse_address=True,
+        )
+        host, port = self._server.sockets[0].getsockname()[:2]
+        log.info("nbd_listening address=%s:%d", host, port)
+        return host, port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for connection in list(self._live):
+                if connection.transport is not None:
+                    connection.transport.abort()
+            await self._server.wait_closed()
+        # FLUSH/FUA work already in the pool finishes: it is durable before we exit.
+        self.executor.shutdown(wait=True)

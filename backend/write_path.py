@@ -1,0 +1,87 @@
+"""The one write path: every host write to an LDEV goes through `WritePath.apply`.
+
+NBD WRITE, TRIM and WRITE_ZEROES, and later clone, restore and the S-VOL
+apply loop, all arrive here, so the order of steps is decided in one place:
+
+1. validate: protection (read-only LDEV) and bounds; nothing is touched on error;
+2. snapshot copy-on-write: preserve old chunks for live snapshots (snapshot issue);
+3. data: write, punch or zero the range of the LDEV's backing file;
+4. journal append when the LDEV is a P-VOL of a journal group (remote copy issue);
+5. durability when FUA is asked: fdatasync of the data (and journal) before
+   returning, so the caller may acknowledge to the host right after.
+
+A host write is acknowledged only after `apply` returns.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from enum import Enum
+
+from backend.errors import ArrayError
+from backend.ldev_io import LdevFile
+
+
+class WriteKind(Enum):
+    DATA = "write"
+    TRIM = "trim"
+    ZEROES = "write_zeroes"
+
+
+@dataclass(frozen=True)
+class HostWrite:
+    kind: WriteKind
+    offset: int
+    length: int
+    data: bytes | memoryview | None = None
+    fua: bool = False
+    # WRITE_ZEROES with NBD_CMD_FLAG_NO_HOLE: the range stays allocated.
+    keep_allocated: bool = False
+
+
+class WriteRefused(ArrayError):
+    """A host write that the array refuses before touching any data.
+
+    `errno` is the POSIX error a block protocol should report (EPERM for a
+    read-only LDEV, ENOSPC past its end, EINVAL for an inconsistent request).
+    """
+
+    def __init__(self, err: int, message: str) -> None:
+        super().__init__(message)
+        self.errno = err
+
+
+@dataclass
+class LdevTarget:
+    """What the write path needs to know about the LDEV it writes to."""
+
+    ldev_id: int
+    file: LdevFile
+    size: int
+    read_only: bool
+
+
+class WritePath:
+    def apply(self, target: LdevTarget, op: HostWrite) -> None:
+        """Run the steps above; raises WriteRefused or OSError (pool full, I/O error)."""
+        # 1. validate
+        if target.read_only:
+            raise WriteRefused(errno.EPERM, f"LDEV {target.ldev_id} is read-only")
+        if op.offset + op.length > target.size:
+            raise WriteRefused(errno.ENOSPC, f"{op.kind.value} past the end of LDEV {target.ldev_id}")
+        if op.kind is WriteKind.DATA and (op.data is None or len(op.data) != op.length):
+            raise WriteRefused(errno.EINVAL, "write payload length differs from the request length")
+        # 2. snapshot copy-on-write: no snapshots yet.
+        # 3. data
+        if op.kind is WriteKind.DATA:
+            assert op.data is not None
+            target.file.write(op.offset, op.data)
+        elif op.kind is WriteKind.TRIM or not op.keep_allocated:
+            target.file.punch_hole(op.offset, op.length)
+        else:
+            target.file.zero_allocated(op.offset, op.length)
+        # 4. journal append: no journal groups yet.
+        # 5. durability
+        if op.fua:
+            target.file.sync()

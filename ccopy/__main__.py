@@ -1,0 +1,5 @@
+import sys
+
+from ccopy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,103 @@
+"""`ccopy`: one command, one subcommand per process or tool.
+
+    ccopy array serve   run a storage array (pool, NBD data path, management API)
+    ccopy ctl ...       administer an array
+    ccopy demo          the demonstration README.md starts with
+
+Flags have environment-variable twins (CCOPY_*), parsed only here into one
+typed config per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ccopy import __version__
+from ccopy.logfmt import setup_logging
+from ccopy.rpc import TlsFiles
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"CCOPY_{name}", default)
+
+
+def optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def add_array_parser(commands: argparse._SubParsersAction) -> None:
+    array = commands.add_parser("array", help="run a storage array")
+    sub = array.add_subparsers(dest="array_command", required=True)
+    serve = sub.add_parser("serve", help="serve a pool of LDEVs over NBD and gRPC")
+    serve.add_argument("--pool", default=env("POOL"), required=env("POOL") is None, help="pool folder [CCOPY_POOL]")
+    serve.add_argument("--serial", type=int, default=int(env("SERIAL", "0") or 0), help="array serial [CCOPY_SERIAL]")
+    serve.add_argument("--api", default=env("API", "127.0.0.1:50051"), help="management gRPC HOST:PORT [CCOPY_API]")
+    serve.add_argument("--nbd", default=env("NBD", "127.0.0.1:10809"), help="NBD data path HOST:PORT [CCOPY_NBD]")
+    serve.add_argument("--tls-cert", default=env("TLS_CERT"), help="server certificate PEM [CCOPY_TLS_CERT]")
+    serve.add_argument("--tls-key", default=env("TLS_KEY"), help="server key PEM [CCOPY_TLS_KEY]")
+    serve.add_argument(
+        "--tls-client-ca", default=env("TLS_CLIENT_CA"), help="require client certs from this CA [CCOPY_TLS_CLIENT_CA]"
+    )
+    serve.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=float(env("HANDSHAKE_TIMEOUT", "30") or 30),
+        help="seconds an NBD client may take to finish the handshake",
+    )
+    serve.set_defaults(run=run_array_serve)
+
+
+def run_array_serve(args: argparse.Namespace) -> int:
+    from backend.api.server import ArrayConfig, serve
+    from backend.errors import ArrayError
+
+    tls = TlsFiles(
+        cert=optional_path(args.tls_cert), key=optional_path(args.tls_key), ca=optional_path(args.tls_client_ca)
+    )
+    if (tls.cert is None) != (tls.key is None):
+        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if tls.ca is not None and tls.cert is None:
+        print("error: --tls-client-ca needs --tls-cert and --tls-key", file=sys.stderr)
+        return 2
+    config = ArrayConfig(
+        pool=Path(args.pool),
+        serial=args.serial,
+        api=args.api,
+        nbd=args.nbd,
+        tls=tls,
+        handshake_timeout=args.handshake_timeout,
+    )
+    try:
+        serve(config)
+    except (ArrayError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ccopy import ctl, demo
+
+    parser = argparse.ArgumentParser(prog="ccopy", description="Consistent Copy storage, CSI and replication")
+    parser.add_argument("--version", action="version", version=f"ccopy {__version__}")
+    parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"), help="[CCOPY_LOG_LEVEL]")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_array_parser(commands)
+    ctl.add_parser(commands)
+    demo.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""`ccopy ctl`: administer an array over its management API.
+
+Tables for people, `-o json` for scripts. Any failure is one line on stderr
+("error: NOT_FOUND: LDEV 00:00:2A not found") and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+
+from backend.errors import InvalidArgument
+from backend.ldev_id import parse_ldev_id
+from ccopy.rpc import TlsFiles, client_channel
+from ccopy.units import format_size, parse_size
+from ccopy_api import array_pb2 as pb
+from ccopy_api import array_pb2_grpc as pb_grpc
+
+CALL_TIMEOUT = 60.0
+
+
+class UsageError(Exception):
+    pass
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    from ccopy.cli import env, optional_path
+
+    ctl = commands.add_parser("ctl", help="administer an array")
+    ctl.add_argument("--array", default=env("ARRAY", "127.0.0.1:50051"), help="array API HOST:PORT [CCOPY_ARRAY]")
+    ctl.add_argument("--ca", default=env("CA"), type=optional_path, help="CA of the array's certificate [CCOPY_CA]")
+    ctl.add_argument("--cert", default=env("CERT"), type=optional_path, help="client certificate for mTLS [CCOPY_CERT]")
+    ctl.add_argument("--key", default=env("KEY"), type=optional_path, help="client key for mTLS [CCOPY_KEY]")
+    ctl.add_argument("-o", "--output", choices=("table", "json"), default=env("OUTPUT", "table"))
+    objects = ctl.add_subparsers(dest="object", required=True)
+
+    ldev = objects.add_parser("ldev", help="logical devices").add_subparsers(dest="verb", required=True)
+    create = ldev.add_parser("create", help="create a thin-provisioned LDEV")
+    create.add_argument("name")
+    create.add_argument("--size", required=True, help="e.g. 10GiB")
+    create.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    create.add_argument("--read-only", action="store_true")
+    create.set_defaults(run=ldev_create)
+    delete = ldev.add_parser("delete", help="delete an LDEV and its data")
+    delete.add_argument("ldev", help="LDEV id (00:00:2A or 42) or name")
+    delete.set_defaults(run=ldev_delete)
+    expand = ldev.add_parser("expand", help="grow an LDEV")
+    expand.add_argument("ldev", help="LDEV id or name")
+    expand.add_argument("--size", required=True, help="new size, e.g. 20GiB")
+    expand.set_defaults(run=ldev_expand)
+    listing = ldev.add_parser("list", help="list LDEVs")
+    listing.add_argument("--selector", action="append", default=[], metavar="KEY=VALUE")
+    listing.set_defaults(run=ldev_list)
+    show = ldev.add_parser("show", help="show one LDEV")
+    show.add_argument("ldev", help="LDEV id or name")
+    show.set_defaults(run=ldev_show)
+    label = ldev.add_parser("label", help="set or remove labels")
+    label.add_argument("ldev", help="LDEV id or name")
+    label.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    label.add_argument("--remove", action="append", default=[], metavar="KEY")
+    label.set_defaults(run=ldev_label)
+
+    pool = objects.add_parser("pool", help="the LDEV pool").add_subparsers(dest="verb", required=True)
+    pool.add_parser("show", help="capacity and allocation").set_defaults(run=pool_show)
+    info = objects.add_parser("array", help="the array itself").add_subparsers(dest="verb", required=True)
+    info.add_parser("info", help="serial, version, data-path address").set_defaults(run=array_info)
+    ctl.set_defaults(run=run_ctl)
+
+
+def run_ctl(args: argparse.Namespace) -> int:
+    raise UsageError("choose an object: ldev, pool or array")
+
+
+def wrap(action: Callable[[argparse.Namespace, pb_grpc.ArrayStub], Any]) -> Callable[[argparse.Namespace], int]:
+    """Open the channel, run one verb, print its result, turn failures into one line."""
+
+    def run(args: argparse.Namespace) -> int:
+        tls = TlsFiles(cert=args.cert, key=args.key, ca=args.ca)
+        try:
+            with client_channel(args.array, tls) as channel:
+                result = action(args, pb_grpc.ArrayStub(channel))
+        except grpc.RpcError as exc:
+            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            return 1
+        except (UsageError, InvalidArgument, ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if result is not None:
+            emit(args.output, *result)
+        return 0
+
+    return run
+
+
+def emit(output: str, data: Any, render: Callable[[], str]) -> None:
+    if output == "json":
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        print(render())
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def key_values(pairs: Sequence[str], what: str) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what} {pair!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in [headers, *rows]]
+    return "\n".join(lines)
+
+
+def ldev_ref(stub: pb_grpc.ArrayStub, ref: str) -> pb.Ldev:
+    try:
+        request = pb.GetLdevRequest(id=parse_ldev_id(ref))
+    except InvalidArgument:
+        request = pb.GetLdevRequest(name=ref)
+    return stub.GetLdev(request, timeout=CALL_TIMEOUT)
+
+
+_STATE_NAMES = {v: k.removeprefix("LDEV_STATE_") for k, v in pb.LdevState.items()}
+LDEV_HEADERS = ("ID", "NAME", "SIZE", "ALLOCATED", "STATE", "RO", "SESSIONS", "LABELS")
+
+
+def ldev_row(ldev: pb.Ldev) -> list[str]:
+    labels = ",".join(f"{k}={v}" for k, v in sorted(ldev.labels.items()))
+    return [
+        ldev.display_id,
+        ldev.name,
+        format_size(ldev.size_bytes),
+        format_size(ldev.allocated_bytes),
+        _STATE_NAMES[ldev.state],
+        "yes" if ldev.read_only else "no",
+        str(ldev.open_sessions),
+        labels or "-",
+    ]
+
+
+def one_ldev(ldev: pb.Ldev) -> tuple[dict[str, Any], Callable[[], str]]:
+    return to_dict(ldev), lambda: table(LDEV_HEADERS, [ldev_row(ldev)])
+
+
+@wrap
+def ldev_create(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    request = pb.CreateLdevRequest(
+        name=args.name,
+        size_bytes=parse_size(args.size),
+        labels=key_values(args.label, "label"),
+        read_only=args.read_only,
+    )
+    return one_ldev(stub.CreateLdev(request, timeout=CALL_TIMEOUT))
+
+
+@wrap
+def ldev_delete(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    ldev = ldev_ref(stub, args.ldev)
+    stub.DeleteLdev(pb.DeleteLdevRequest(id=ldev.id), timeout=CALL_TIMEOUT)
+    return {"deleted": ldev.display_id, "name": ldev.name}, lambda: f"deleted LDEV {ldev.display_id} ({ldev.name})"
+
+
+@wrap
+def ldev_expand(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    ldev = ldev_ref(stub, args.ldev)
+    request = pb.ExpandLdevRequest(id=ldev.id, new_size_bytes=parse_size(args.size))
+    return one_ldev(stub.ExpandLdev(request, timeout=CALL_TIMEOUT))
+
+
+@wrap
+def ldev_list(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    selector = key_values(args.selector, "selector")
+    ldevs: list[pb.Ldev] = []
+    token = ""
+    while True:
+        page = stub.ListLdevs(pb.ListLdevsRequest(page_token=token, label_selector=selector), timeout=CALL_TIMEOUT)
+        ldevs.extend(page.ldevs)
+        token = page.next_page_token
+        if not token:
+            break
+    return [to_dict(ldev) for ldev in ldevs], lambda: table(LDEV_HEADERS, [ldev_row(ldev) for ldev in ldevs])
+
+
+@wrap
+def ldev_show(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    ldev = ldev_ref(stub, args.ldev)
+
+    def render() -> str:
+        rows = [[key, value] for key, value in to_dict(ldev).items() if key != "labels"]
+        rows += [[f"label {k}", v] for k, v in sorted(ldev.labels.items())]
+        return table(("FIELD", "VALUE"), [[k, str(v)] for k, v in rows])
+
+    return to_dict(ldev), render
+
+
+@wrap
+def ldev_label(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    ldev = ldev_ref(stub, args.ldev)
+    request = pb.UpdateLdevLabelsRequest(id=ldev.id, set=key_values(args.set, "label"), remove=args.remove)
+    return one_ldev(stub.UpdateLdevLabels(request, timeout=CALL_TIMEOUT))
+
+
+@wrap
+def pool_show(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    pool = stub.GetPool(pb.GetPoolRequest(), timeout=CALL_TIMEOUT)
+
+    def render() -> str:
+        summary = table(
+            ("POOL", "TOTAL", "FREE", "PROVISIONED", "ALLOCATED", "LDEVS"),
+            [
+                [
+                    pool.path,
+                    format_size(pool.total_bytes),
+                    format_size(pool.free_bytes),
+                    format_size(pool.provisioned_bytes),
+                    format_size(pool.allocated_bytes),
+                    str(pool.ldev_count),
+                ]
+            ],
+        )
+        per_ldev = table(
+            ("ID", "NAME", "SIZE", "ALLOCATED"),
+            [[a.display_id, a.name, format_size(a.size_bytes), format_size(a.allocated_bytes)] for a in pool.ldevs],
+        )
+        return summary + "\n\n" + per_ldev
+
+    return to_dict(pool), render
+
+
+@wrap
+def array_info(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    info = stub.GetArrayInfo(pb.GetArrayInfoRequest(), timeout=CALL_TIMEOUT)
+    rows = [[k, str(v)] for k, v in to_dict(info).items()]
+    return to_dict(info), lambda: table(("FIELD", "VALUE"), rows)

@@ -1,0 +1,87 @@
+"""Start an array as a real child process and learn its addresses.
+
+The demo, the tests and the benchmarks all run arrays this way: `ccopy array
+serve` on port 0, then the "ready api=... nbd=..." line it prints tells where
+it listens. `kill()` can send SIGKILL to prove durability; `start()` again
+reopens the same pool.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ArrayProcessHandle:
+    pool: Path
+    serial: int
+    log_path: Path
+    extra_args: list[str] = field(default_factory=list)
+    api: str = "127.0.0.1:0"
+    nbd: str = "127.0.0.1:0"
+    process: subprocess.Popen[str] | None = None
+    api_address: str = ""
+    nbd_address: str = ""
+
+    def start(self, timeout: float = 30.0) -> ArrayProcessHandle:
+        argv = [sys.executable, "-m", "ccopy", "array", "serve", "--pool", str(self.pool)]
+        argv += ["--serial", str(self.serial), "--api", self.api, "--nbd", self.nbd, *self.extra_args]
+        log = self.log_path.open("a")
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
+        log.close()
+        line = _read_line(self.process, timeout)
+        if not line.startswith("ready "):
+            self.kill()
+            raise RuntimeError(f"array did not start: {line!r}; see {self.log_path}")
+        fields = dict(part.split("=", 1) for part in line.split()[1:])
+        self.api_address, self.nbd_address = fields["api"], fields["nbd"]
+        # Restarts keep the same ports so clients' addresses stay valid.
+        self.api, self.nbd = self.api_address, self.nbd_address
+        return self
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM: the graceful path (flush, close). Returns the exit status."""
+        return self._signal(signal.SIGTERM, timeout)
+
+    def kill(self) -> int:
+        """SIGKILL: the crash path; nothing gets to flush."""
+        return self._signal(signal.SIGKILL, 30.0)
+
+    def _signal(self, sig: int, timeout: float) -> int:
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
+        self.process = None
+        return code
+
+    @property
+    def port(self) -> int:
+        return int(self.nbd_address.rsplit(":", 1)[1])
+
+
+def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if selector.select(timeout=0.1):
+            return process.stdout.readline().strip()
+        if process.poll() is not None:
+            return f"exited with status {process.returncode}"
+    return "timed out"

@@ -1,0 +1,29 @@
+"""Structured logs: one line per event, key=value pairs after the event name.
+
+Code logs `log.info("ldev_created ldev=%s size=%d", ...)`; this formatter adds
+time, level and logger so every line is grep- and parse-friendly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+class KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        line = f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')}.{int(record.msecs):03d}Z"
+        line += f" level={record.levelname.lower()} logger={record.name} event={message}"
+        if record.exc_info:
+            line += " exc=" + repr(self.formatException(record.exc_info))
+        return line
+
+
+def setup_logging(level: str | None = None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel((level or os.environ.get("CCOPY_LOG_LEVEL", "INFO")).upper())

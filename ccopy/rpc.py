@@ -1,0 +1,125 @@
+"""gRPC plumbing every Consistent Copy server and client shares.
+
+- `TlsFiles` and `server_credentials` / `client_channel`: TLS, and mTLS when a
+  client CA is given, from PEM files.
+- `ErrorMappingInterceptor`: the one place where a server's domain exceptions
+  become status codes (a table per server), with a request id and one
+  structured log line per call; anything unmapped is INTERNAL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+ErrorTable = Mapping[type[BaseException], grpc.StatusCode]
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files. Server: cert+key, plus client_ca for mTLS. Client: ca, plus cert+key for mTLS."""
+
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert or self.ca)
+
+
+def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
+    if not (tls.cert and tls.key):
+        raise ValueError("a TLS server needs both a certificate and a key")
+    pair = (tls.key.read_bytes(), tls.cert.read_bytes())
+    client_ca = tls.ca.read_bytes() if tls.ca else None
+    return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
+def add_port(server: grpc.Server, address: str, tls: TlsFiles) -> int:
+    """Bind the server; returns the port (useful with port 0 in tests)."""
+    if tls.enabled:
+        port = server.add_secure_port(address, server_credentials(tls))
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return port
+
+
+def client_channel(address: str, tls: TlsFiles | None = None) -> grpc.Channel:
+    if tls is None or not tls.enabled:
+        return grpc.insecure_channel(address)
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=tls.ca.read_bytes() if tls.ca else None,
+        private_key=tls.key.read_bytes() if tls.key else None,
+        certificate_chain=tls.cert.read_bytes() if tls.cert else None,
+    )
+    return grpc.secure_channel(address, creds)
+
+
+def status_for(exc: BaseException, table: ErrorTable) -> grpc.StatusCode:
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+class ErrorMappingInterceptor(grpc.ServerInterceptor):
+    def __init__(self, table: ErrorTable, server_name: str) -> None:
+        self.table = table
+        self.server_name = server_name
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = details.method.rsplit("/", 1)[-1]
+        metadata = dict(details.invocation_metadata or ())
+        inner = handler.unary_unary
+
+        def call(request: Any, context: grpc.ServicerContext) -> Any:
+            request_id = metadata.get("x-request-id") or uuid.uuid4().hex[:12]
+            start = time.monotonic()
+            try:
+                response = inner(request, context)
+            except Exception as exc:
+                if context.code() not in (None, grpc.StatusCode.OK):  # the servicer aborted itself
+                    raise
+                code = status_for(exc, self.table)
+                level = logging.ERROR if code is grpc.StatusCode.INTERNAL else logging.INFO
+                log.log(
+                    level,
+                    "rpc server=%s method=%s request=%s code=%s ms=%.1f error=%r",
+                    self.server_name,
+                    method,
+                    request_id,
+                    code.name,
+                    (time.monotonic() - start) * 1000,
+                    str(exc),
+                    exc_info=code is grpc.StatusCode.INTERNAL,
+                )
+                context.abort(code, str(exc) if code is not grpc.StatusCode.INTERNAL else f"internal error: {exc}")
+            log.debug(
+                "rpc server=%s method=%s request=%s code=OK ms=%.1f",
+                self.server_name,
+                method,
+                request_id,
+                (time.monotonic() - start) * 1000,
+            )
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            call,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -1,0 +1,100 @@
+"""Node-side attach: an LDEV's NBD export becomes a local block device.
+
+Where the kernel has no nbd module (this is common in VMs and containers),
+nbdfuse exposes the export as a file on a FUSE mount and a loop device turns
+that file into a block device: NBD -> nbdfuse -> /dev/loopN. Detach undoes
+every step it made, in reverse, even after a partial attach.
+
+The CSI node service (NodeStageVolume) uses this; so do the demo and tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FUSE_FILE = "nbd"
+
+
+class AttachError(Exception):
+    """Attaching or detaching failed; the message says which step."""
+
+
+def nbd_uri(address: str, export: str) -> str:
+    from urllib.parse import quote
+
+    return f"nbd://{address}/{quote(export, safe='')}"
+
+
+def _run(*argv: str) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise AttachError(f"{' '.join(argv)} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout.strip()
+
+
+@dataclass
+class Attachment:
+    uri: str
+    fuse_dir: Path
+    device: str | None = None
+    fuse: subprocess.Popen[bytes] | None = None
+
+    @property
+    def backing_file(self) -> Path:
+        return self.fuse_dir / FUSE_FILE
+
+
+def attach(uri: str, fuse_dir: Path, read_only: bool = False, timeout: float = 30.0) -> Attachment:
+    """Connect nbdfuse to `uri` at `fuse_dir` and bind a loop device to it."""
+    fuse_dir.mkdir(parents=True, exist_ok=True)
+    pidfile = fuse_dir.with_name(fuse_dir.name + ".pid")
+    pidfile.unlink(missing_ok=True)
+    argv = ["nbdfuse", "-P", str(pidfile)] + (["-r"] if read_only else []) + [f"{fuse_dir}/{FUSE_FILE}", uri]
+    attachment = Attachment(uri=uri, fuse_dir=fuse_dir)
+    attachment.fuse = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_ready(attachment, pidfile, timeout)
+        flags = ["--read-only"] if read_only else []
+        attachment.device = _run("losetup", "--find", "--show", "--direct-io=off", *flags, str(attachment.backing_file))
+    except BaseException:
+        detach(attachment)
+        raise
+    log.info("attached uri=%s device=%s fuse_dir=%s", uri, attachment.device, fuse_dir)
+    return attachment
+
+
+def _wait_ready(attachment: Attachment, pidfile: Path, timeout: float) -> None:
+    assert attachment.fuse is not None
+    deadline = time.monotonic() + timeout
+    while not pidfile.exists():
+        if attachment.fuse.poll() is not None:
+            err = attachment.fuse.stderr.read().decode() if attachment.fuse.stderr else ""
+            raise AttachError(f"nbdfuse exited ({attachment.fuse.returncode}) for {attachment.uri}: {err.strip()}")
+        if time.monotonic() > deadline:
+            raise AttachError(f"nbdfuse did not become ready in {timeout}s for {attachment.uri}")
+        time.sleep(0.02)
+    pidfile.unlink(missing_ok=True)
+
+
+def detach(attachment: Attachment, timeout: float = 30.0) -> None:
+    """Remove the loop device, unmount FUSE, reap nbdfuse. Safe to call twice."""
+    if attachment.device:
+        _run("losetup", "-d", attachment.device)
+        attachment.device = None
+    if os.path.ismount(attachment.fuse_dir):
+        _run("fusermount3", "-u", str(attachment.fuse_dir))
+    if attachment.fuse is not None:
+        try:
+            attachment.fuse.wait(timeout)
+        except subprocess.TimeoutExpired:
+            attachment.fuse.kill()
+            attachment.fuse.wait()
+        attachment.fuse = None
+    log.info("detached uri=%s", attachment.uri)
