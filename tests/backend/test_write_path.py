@@ -1,0 +1,85 @@
+"""The one write path and host sessions, on a real pool (no server)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from backend.array import Array
+from backend.errors import FailedPrecondition, NotFound
+from backend.pool import Pool
+from backend.write_path import HostWrite, WriteKind, WriteRefused
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def array(tmp_path: Path):
+    a = Array(Pool(tmp_path / "pool", serial=1))
+    yield a
+    a.close()
+
+
+def test_write_read_trim_zero(array: Array):
+    array.create_ldev("vol", 8 * MIB)
+    session = array.open_session("vol")
+    data = os.urandom(MIB)
+    session.write(HostWrite(WriteKind.DATA, MIB, MIB, data, fua=True))
+    assert session.read(MIB, MIB) == data
+    assert [e.is_hole for e in session.extents(0, 8 * MIB)] == [True, False, True]
+
+    session.write(HostWrite(WriteKind.TRIM, MIB, MIB))
+    assert session.read(MIB, MIB) == bytes(MIB)
+    assert all(e.is_hole for e in session.extents(0, 8 * MIB))
+
+    session.write(HostWrite(WriteKind.DATA, 0, MIB, data))
+    session.write(HostWrite(WriteKind.ZEROES, 0, MIB, keep_allocated=True))
+    assert session.read(0, MIB) == bytes(MIB)
+    assert not next(iter(session.extents(0, MIB))).is_hole  # NO_HOLE keeps it allocated
+    session.close()
+
+
+def test_refusals_touch_nothing(array: Array):
+    array.create_ldev("ro", 4 * MIB, read_only=True)
+    array.create_ldev("rw", 4 * MIB)
+    ro, rw = array.open_session("ro"), array.open_session("rw")
+    with pytest.raises(WriteRefused) as refused:
+        ro.write(HostWrite(WriteKind.DATA, 0, 4096, bytes(4096)))
+    assert refused.value.errno == errno.EPERM
+    with pytest.raises(WriteRefused) as refused:
+        rw.write(HostWrite(WriteKind.DATA, 4 * MIB - 512, 4096, b"x" * 4096))
+    assert refused.value.errno == errno.ENOSPC
+    with pytest.raises(WriteRefused) as refused:
+        rw.write(HostWrite(WriteKind.DATA, 0, 4096, b"short"))
+    assert refused.value.errno == errno.EINVAL
+    # The refused writes changed neither content nor size.
+    assert os.stat(array.pool.ldev_path(rw.ldev_id)).st_size == 4 * MIB
+    assert array.allocated_bytes(rw.ldev_id) == 0
+    ro.close()
+    rw.close()
+
+
+def test_ldev_with_open_sessions_cannot_be_deleted(array: Array):
+    record = array.create_ldev("vol", MIB)
+    session = array.open_session("vol")
+    assert array.open_sessions(record.id) == 1
+    with pytest.raises(FailedPrecondition):
+        array.delete_ldev(record.id)
+    session.close()
+    session.close()  # closing twice is harmless
+    array.delete_ldev(record.id)
+    with pytest.raises(NotFound):
+        array.open_session("vol")
+
+
+def test_sessions_share_one_file_so_any_flush_covers_all(array: Array):
+    array.create_ldev("vol", MIB)
+    a, b = array.open_session("vol"), array.open_session("vol")
+    assert a.ldev.file is b.ldev.file
+    a.write(HostWrite(WriteKind.DATA, 0, 3, b"abc"))
+    assert b.read(0, 3) == b"abc"
+    a.close()
+    b.close()

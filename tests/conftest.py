@@ -1,0 +1,48 @@
+"""Fixtures that start real things: array processes on free ports, temp pools."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from ccopy.launch import ArrayProcessHandle
+from ccopy_api import array_pb2 as pb
+from ccopy_api import array_pb2_grpc as pb_grpc
+
+
+def require_tools(*names: str) -> None:
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        pytest.skip(f"machine lacks {', '.join(missing)} (make test installs them)")
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for mount and loop devices (make test runs pytest as root)")
+
+
+@pytest.fixture
+def array_proc(tmp_path: Path) -> Iterator[ArrayProcessHandle]:
+    handle = ArrayProcessHandle(pool=tmp_path / "pool", serial=20001, log_path=tmp_path / "array.log")
+    handle.start()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def stub(array_proc: ArrayProcessHandle) -> Iterator[pb_grpc.ArrayStub]:
+    with grpc.insecure_channel(array_proc.api_address) as channel:
+        yield pb_grpc.ArrayStub(channel)
+
+
+@pytest.fixture
+def make_ldev(stub: pb_grpc.ArrayStub):
+    def make(name: str, size: int = 64 << 20, read_only: bool = False, **labels: str) -> pb.Ldev:
+        return stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=size, read_only=read_only, labels=labels))
+
+    return make
