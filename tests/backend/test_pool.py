@@ -74,7 +74,12 @@ def test_metadata_survives_reopen(tmp_path: Path):
     pool.close()
     reopened = Pool(tmp_path / "pool", serial=7)
     again = reopened.store.get_ldev(record.id)
-    assert (again.name, again.size, dict(again.labels), again.read_only) == ("vol", 8 << 20, {"pvc": "shop/sales"}, True)
+    assert (again.name, again.size, dict(again.labels), again.read_only) == (
+        "vol",
+        8 << 20,
+        {"pvc": "shop/sales"},
+        True,
+    )
     assert again.state is LdevState.NORMAL
     reopened.close()
 

@@ -106,7 +106,14 @@ def test_check_request(request_, expected, kwargs):
 def test_reply_layouts():
     assert simple_reply(5, 22) == struct.pack(">IIQ", SIMPLE_REPLY_MAGIC, 22, 5)
     magic, flags, kind, cookie, length, offset = struct.unpack(">IHHQIQ", structured_read_header(9, 4096, 512))
-    assert (magic, flags, kind, cookie, length, offset) == (STRUCTURED_REPLY_MAGIC, 1, ReplyType.OFFSET_DATA, 9, 520, 4096)
+    assert (magic, flags, kind, cookie, length, offset) == (
+        STRUCTURED_REPLY_MAGIC,
+        1,
+        ReplyType.OFFSET_DATA,
+        9,
+        520,
+        4096,
+    )
     err = structured_error(9, 28, "full")
     assert struct.unpack(">IHHQIIH", err[:26]) == (STRUCTURED_REPLY_MAGIC, 1, ReplyType.ERROR, 9, 10, 28, 4)
     assert err[26:] == b"full"
