@@ -3,7 +3,7 @@
 
 PYTHON ?= python3
 VENV ?= .venv
-APT_PACKAGES = python3-venv qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs xfsprogs util-linux openssl
+APT_PACKAGES = python3-venv qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs xfsprogs util-linux openssl strace
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps system-deps venv demo test lint bench generate clean

@@ -1,0 +1,67 @@
+"""The kernel path: NBD export -> nbdfuse -> loop device -> ext4/xfs -> files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ccopy_api import array_pb2 as pb
+from csi_driver.attach import attach, detach, nbd_uri
+from tests.conftest import require_root, require_tools
+
+MIB = 1 << 20
+
+
+def sums(root: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize("fs", ["ext4", "xfs"])
+def test_file_system_written_through_nbd_remounts_intact(array_proc, make_ldev, stub, tmp_path: Path, fs: str):
+    require_root()
+    require_tools("nbdfuse", "losetup", f"mkfs.{fs}", "fusermount3")
+    ldev = make_ldev(f"fs-{fs}", 512 * MIB)
+    uri = nbd_uri(array_proc.nbd_address, ldev.name)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    attachment = attach(uri, tmp_path / "fuse")
+    try:
+        assert attachment.device and attachment.device.startswith("/dev/loop")
+        subprocess.run([f"mkfs.{fs}", "-q", attachment.device], check=True, capture_output=True)
+        subprocess.run(["mount", attachment.device, str(mnt)], check=True)
+        for i in range(5):
+            (mnt / f"f{i}").write_bytes(os.urandom((i + 1) * MIB))
+        (mnt / "small.txt").write_text("sale 1: 3 x widget\n")
+        written = sums(mnt)
+        subprocess.run(["umount", str(mnt)], check=True)
+        detach(attachment)
+        assert stub.GetLdev(pb.GetLdevRequest(id=ldev.id)).open_sessions == 0
+
+        attachment = attach(uri, tmp_path / "fuse")
+        assert attachment.device
+        fsck = ["e2fsck", "-f", "-n"] if fs == "ext4" else ["xfs_repair", "-n"]
+        subprocess.run([*fsck, attachment.device], check=True, capture_output=True)
+        subprocess.run(["mount", attachment.device, str(mnt)], check=True)
+        assert sums(mnt) == written
+        subprocess.run(["umount", str(mnt)], check=True)
+    finally:
+        if os.path.ismount(mnt):
+            subprocess.run(["umount", str(mnt)], check=False)
+        detach(attachment)
+    assert not os.path.ismount(tmp_path / "fuse")
+    losetup = subprocess.run(["losetup", "-j", str(tmp_path / "fuse" / "nbd")], capture_output=True, text=True)
+    assert losetup.stdout.strip() == ""  # no loop device left behind
+
+
+def test_failed_attach_leaves_nothing_behind(array_proc, tmp_path: Path):
+    require_root()
+    require_tools("nbdfuse")
+    from csi_driver.attach import AttachError
+
+    with pytest.raises(AttachError):
+        attach(nbd_uri(array_proc.nbd_address, "no-such-ldev"), tmp_path / "fuse", timeout=10)
+    assert not os.path.ismount(tmp_path / "fuse")
