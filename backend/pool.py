@@ -56,9 +56,14 @@ def validate_name(name: str) -> None:
         raise InvalidArgument(f"LDEV name {name!r} contains '/' or a control character")
 
 
+MAX_LDEV_BYTES = (1 << 63) - SECTOR  # off_t and SQLite INTEGER are signed 64-bit
+
+
 def validate_size(size: int) -> None:
     if size <= 0 or size % SECTOR:
         raise InvalidArgument(f"LDEV size must be a positive multiple of {SECTOR} bytes, got {size}")
+    if size > MAX_LDEV_BYTES:
+        raise OutOfRange(f"LDEV size {size} exceeds {MAX_LDEV_BYTES} bytes")
 
 
 def validate_labels(labels: Mapping[str, str]) -> None:
@@ -119,7 +124,6 @@ class Pool:
         existing = self.store.find_ldev_by_name(name)
         if existing is not None:
             return self._same_or_conflict(existing, size)
-        self._check_room(size)
         record = self.store.insert_ldev(name, size, read_only, labels)
         return self._materialise(record)
 
@@ -133,12 +137,6 @@ class Pool:
         if existing.state is LdevState.CREATING:
             return self._materialise(existing)
         return existing
-
-    def _check_room(self, size: int) -> None:
-        """A sparse file cannot exceed the file system's maximum file size."""
-        max_file = os.pathconf(self.ldev_dir, "PC_FILESIZEBITS")
-        if max_file < 64 and size >= 1 << (max_file - 1):
-            raise OutOfRange(f"size {size} exceeds the pool file system's largest file")
 
     def _materialise(self, record: LdevRecord) -> LdevRecord:
         try:
@@ -164,7 +162,6 @@ class Pool:
             raise OutOfRange(f"LDEV {record.display_id} cannot shrink from {record.size} to {new_size} bytes")
         if new_size == record.size:
             return record
-        self._check_room(new_size)
         try:
             ldev_io.resize(self.ldev_path(record.id), new_size)
         except OSError as exc:
