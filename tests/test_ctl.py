@@ -1,0 +1,84 @@
+"""`ccopy ctl` as a person and a script use it: real processes, real array."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def ctl(array_proc, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "ccopy", "ctl", "--array", array_proc.api_address, *args]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_ldev_lifecycle_in_tables_and_json(array_proc):
+    out = ctl(array_proc, "ldev", "create", "sales-db", "--size", "10GiB", "--label", "app=shop").stdout
+    header, row = out.splitlines()
+    assert header.split()[:5] == ["ID", "NAME", "SIZE", "ALLOCATED", "STATE"]
+    assert row.split()[:5] == ["00:00:01", "sales-db", "10GiB", "0B", "NORMAL"]
+    ctl(array_proc, "ldev", "create", "stock-db", "--size", "1G")
+
+    listed = json.loads(ctl(array_proc, "-o", "json", "ldev", "list").stdout)
+    assert [(x["display_id"], x["name"], x["size_bytes"]) for x in listed] == [
+        ("00:00:01", "sales-db", str(10 << 30)),
+        ("00:00:02", "stock-db", str(1 << 30)),
+    ]
+    by_label = json.loads(ctl(array_proc, "-o", "json", "ldev", "list", "--selector", "app=shop").stdout)
+    assert [x["name"] for x in by_label] == ["sales-db"]
+
+    expanded = json.loads(ctl(array_proc, "-o", "json", "ldev", "expand", "sales-db", "--size", "20GiB").stdout)
+    assert expanded["size_bytes"] == str(20 << 30)
+    labelled = json.loads(
+        ctl(array_proc, "-o", "json", "ldev", "label", "00:00:01", "--set", "tier=gold", "--remove", "app").stdout
+    )
+    assert labelled["labels"] == {"tier": "gold"}
+    shown = ctl(array_proc, "ldev", "show", "2").stdout
+    assert "stock-db" in shown and "display_id" in shown
+
+    pool = json.loads(ctl(array_proc, "-o", "json", "pool", "show").stdout)
+    assert pool["ldev_count"] == 2 and int(pool["provisioned_bytes"]) == (21 << 30)
+    assert "PROVISIONED" in ctl(array_proc, "pool", "show").stdout
+
+    assert "deleted LDEV 00:00:02" in ctl(array_proc, "ldev", "delete", "stock-db").stdout
+    assert "serial" in ctl(array_proc, "array", "info").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("ldev", "show", "00:00:99"), "error: NOT_FOUND: LDEV 00:00:99 not found"),
+        (("ldev", "show", "nope"), "error: NOT_FOUND: LDEV named 'nope' not found"),
+        (("ldev", "create", "x", "--size", "lots"), "error: not a size: 'lots'"),
+        (("ldev", "create", "x", "--size", "1000"), "error: INVALID_ARGUMENT: LDEV size must be a positive multiple"),
+        (("ldev", "create", "x", "--size", "1M", "--label", "novalue"), "error: label 'novalue' is not KEY=VALUE"),
+    ],
+)
+def test_errors_are_one_line_and_exit_1(array_proc, args, message):
+    result = ctl(array_proc, *args, check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_conflicting_create_is_already_exists(array_proc):
+    ctl(array_proc, "ldev", "create", "dup", "--size", "1M")
+    result = ctl(array_proc, "ldev", "create", "dup", "--size", "2M", check=False)
+    assert result.returncode == 1 and result.stderr.startswith("error: ALREADY_EXISTS:")
+
+
+def test_unreachable_array_is_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "ccopy", "ctl", "--array", "127.0.0.1:1", "pool", "show"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "CCOPY_LOG_LEVEL": "ERROR"},
+    )
+    assert result.returncode == 1 and result.stderr.startswith("error: UNAVAILABLE:")
+    assert result.stderr.count("\n") == 1
