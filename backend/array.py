@@ -41,6 +41,10 @@ class Session:
     size: int
     read_only: bool
     closed: bool = field(default=False)
+    target: LdevTarget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.target = LdevTarget(self.ldev.record.id, self.ldev.file, self.size, self.read_only)
 
     @property
     def ldev_id(self) -> int:
@@ -54,8 +58,7 @@ class Session:
         return self.ldev.file.read(offset, length)
 
     def write(self, op: HostWrite) -> None:
-        target = LdevTarget(self.ldev_id, self.ldev.file, self.size, self.read_only)
-        self.array.write_path.apply(target, op)
+        self.array.write_path.apply(self.target, op)
 
     def flush(self) -> None:
         self.ldev.file.sync()

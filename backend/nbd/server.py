@@ -70,7 +70,7 @@ def errno_for(exc: BaseException) -> Errno:
     return Errno.EIO
 
 
-class NbdConnection(asyncio.Protocol):
+class NbdConnection(asyncio.BufferedProtocol):
     def __init__(self, array: Array, config: NbdConfig, executor: ThreadPoolExecutor, live: set[NbdConnection]) -> None:
         self.array = array
         self.live = live
@@ -87,6 +87,8 @@ class NbdConnection(asyncio.Protocol):
         self.reading_paused = False
         self.writing_paused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._handshake_buffer = bytearray(64 * 1024)
+        self._out: list[bytes | bytearray] = []
 
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -99,20 +101,26 @@ class NbdConnection(asyncio.Protocol):
         transport.write(self.handshake.greeting())
         log.info("nbd_connected conn=%d peer=%s", self.id, self.peer)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.negotiated is None:
+            return memoryview(self._handshake_buffer)
+        return self.parser.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self.closing:
             return
         try:
             if self.negotiated is None:
-                self._handshake(data)
+                self._handshake(bytes(self._handshake_buffer[:nbytes]))
             else:
-                self.parser.feed(data)
+                self.parser.buffer_updated(nbytes)
                 self._serve_requests()
         except OversizedWrite as exc:
             self._send(error_reply(exc.cookie, Errno.EINVAL, self._structured(), str(exc)))
             self._hang_up(f"protocol_error reason={exc}")
         except (HandshakeError, ProtocolError) as exc:
             self._hang_up(f"protocol_error reason={exc}")
+        self._flush_out()
 
     def eof_received(self) -> bool | None:
         self._hang_up("client_eof")
@@ -146,6 +154,7 @@ class NbdConnection(asyncio.Protocol):
         out = self.handshake.receive(data)
         if out:
             self._send(out)
+            self._flush_out()
         if not self.handshake.done:
             return
         if self._timer:
@@ -216,10 +225,10 @@ class NbdConnection(asyncio.Protocol):
             self._send(error_reply(request.cookie, errno_for(exc), self._structured(), str(exc)))
             return
         if self._structured():
-            header = structured_read_header(request.cookie, request.offset, len(data))
+            self._out.append(structured_read_header(request.cookie, request.offset, len(data)))
         else:
-            header = simple_reply(request.cookie)
-        self.transport.writelines((header, data))
+            self._out.append(simple_reply(request.cookie))
+        self._out.append(data)
 
     def _write(self, request: Request) -> None:
         assert self.session is not None
@@ -269,6 +278,7 @@ class NbdConnection(asyncio.Protocol):
         else:
             self._send(error_reply(request.cookie, errno_for(exc), self._structured(), str(exc)))
             log.warning("nbd_request_failed conn=%d command=%d error=%s", self.id, request.command, exc)
+        self._flush_out()
         if self.closing:
             self._close_when_idle()
             self._release_session_when_idle()
@@ -277,8 +287,13 @@ class NbdConnection(asyncio.Protocol):
 
     # -- flow control and teardown ---------------------------------------------
     def _send(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        """Queue a reply; `_flush_out` sends all queued replies in one go."""
+        self._out.append(data)
+
+    def _flush_out(self) -> None:
+        if self._out and self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(self._out)
+        self._out = []
 
     def _update_reading(self) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -299,6 +314,7 @@ class NbdConnection(asyncio.Protocol):
 
     def _close_when_idle(self) -> None:
         """Close after every outstanding request got its reply (NBD_CMD_DISC rule)."""
+        self._flush_out()
         if self.pending == 0 and self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 

@@ -64,7 +64,7 @@ class Request:
     cookie: int
     offset: int
     length: int
-    payload: bytes | None = None
+    payload: bytes | bytearray | None = None
 
     @property
     def fua(self) -> bool:
@@ -72,33 +72,91 @@ class Request:
 
 
 class RequestParser:
+    """Frames requests from a byte stream without copying large payloads twice.
+
+    The transport asks `get_buffer()` for memory to receive into and reports
+    with `buffer_updated(n)`. Headers and small requests share a ring buffer;
+    once a WRITE header is seen, its payload gets a buffer of its own and the
+    transport receives straight into it (no intermediate copy of megabytes).
+    `feed(data)` does the same for callers that already hold bytes.
+    """
+
+    RING_BYTES = 256 * 1024
+
     def __init__(self, max_payload: int = MAX_REQUEST_BYTES) -> None:
-        self._buffer = bytearray()
+        self._ring = bytearray(self.RING_BYTES)
+        self._view = memoryview(self._ring)
+        self._start = 0
+        self._end = 0
         self._max_payload = max_payload
+        self._pending: tuple[int, int, int, int, int] | None = None  # header of a WRITE awaiting payload
+        self._payload: bytearray | None = None
+        self._filled = 0
+        self._into_payload = False
+
+    def get_buffer(self) -> memoryview:
+        self._into_payload = self._payload is not None and self._filled < len(self._payload)
+        if self._into_payload:
+            assert self._payload is not None
+            return memoryview(self._payload)[self._filled :]
+        if self._end == len(self._ring):  # compact: move the partial request to the front
+            remaining = self._end - self._start
+            self._ring[:remaining] = self._ring[self._start : self._end]
+            self._start, self._end = 0, remaining
+        return self._view[self._end :]
+
+    def buffer_updated(self, n: int) -> None:
+        if self._into_payload:
+            self._filled += n
+        else:
+            self._end += n
 
     def feed(self, data: bytes) -> None:
-        self._buffer += data
-
-    def buffered(self) -> int:
-        return len(self._buffer)
+        view = memoryview(data)
+        while view:
+            target = self.get_buffer()
+            n = min(len(target), len(view))
+            target[:n] = view[:n]
+            self.buffer_updated(n)
+            view = view[n:]
+            if not len(target):
+                raise ProtocolError("receive buffer full without a complete request")
 
     def next_request(self) -> Request | None:
         """The next complete request, or None until more bytes arrive."""
-        if len(self._buffer) < REQUEST_HEADER_SIZE:
+        if self._payload is not None:
+            return self._finish_payload()
+        if self._end - self._start < REQUEST_HEADER_SIZE:
             return None
-        magic, flags, command, cookie, offset, length = _HEADER.unpack_from(self._buffer)
+        magic, flags, command, cookie, offset, length = _HEADER.unpack_from(self._ring, self._start)
         if magic != REQUEST_MAGIC:
             raise ProtocolError(f"bad request magic {magic:#x}")
+        self._start += REQUEST_HEADER_SIZE
         if command != Command.WRITE:
-            del self._buffer[:REQUEST_HEADER_SIZE]
+            self._rewind_if_empty()
             return Request(flags, command, cookie, offset, length)
         if length > self._max_payload:
             raise OversizedWrite(cookie, length)
-        end = REQUEST_HEADER_SIZE + length
-        if len(self._buffer) < end:
+        # Move what already arrived of the payload into its own buffer.
+        have = min(length, self._end - self._start)
+        self._payload = bytearray(length)
+        self._payload[:have] = self._view[self._start : self._start + have]
+        self._filled = have
+        self._start += have
+        self._pending = (flags, command, cookie, offset, length)
+        return self._finish_payload()
+
+    def _rewind_if_empty(self) -> None:
+        if self._start == self._end:
+            self._start = self._end = 0
+
+    def _finish_payload(self) -> Request | None:
+        assert self._payload is not None and self._pending is not None
+        if self._filled < len(self._payload):
             return None
-        payload = bytes(self._buffer[REQUEST_HEADER_SIZE:end])
-        del self._buffer[:end]
+        flags, command, cookie, offset, length = self._pending
+        payload, self._payload, self._pending = self._payload, None, None
+        self._rewind_if_empty()
         return Request(flags, command, cookie, offset, length, payload)
 
 

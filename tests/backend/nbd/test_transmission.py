@@ -138,3 +138,36 @@ def test_parser_on_garbage_only_raises_protocol_errors(garbage):
             pass
     except ProtocolError:
         pass
+
+
+requests_strategy = st.lists(
+    st.tuples(
+        st.sampled_from([Command.READ, Command.WRITE, Command.FLUSH, Command.TRIM]),
+        st.integers(min_value=0, max_value=1 << 20),
+        st.integers(min_value=0, max_value=70_000),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(requests_strategy, st.lists(st.integers(min_value=1, max_value=50_000), max_size=30))
+def test_any_split_of_a_request_stream_frames_the_same_requests(specs, cut_sizes):
+    stream = b""
+    expected = []
+    for i, (command, offset, length) in enumerate(specs):
+        payload = bytes([i % 251]) * length if command == Command.WRITE else None
+        stream += header(command, offset, length, cookie=i) + (payload or b"")
+        expected.append(Request(0, command, i, offset, length, payload))
+    parser = RequestParser()
+    got, pos, cuts = [], 0, iter(cut_sizes)
+    while pos < len(stream):
+        step = next(cuts, len(stream))
+        parser.feed(stream[pos : pos + step])
+        pos += step
+        while (request := parser.next_request()) is not None:
+            got.append(request)
+    assert [(r.command, r.cookie, r.offset, r.length, r.payload and bytes(r.payload)) for r in got] == [
+        (r.command, r.cookie, r.offset, r.length, r.payload) for r in expected
+    ]
