@@ -20,7 +20,7 @@ from ccopy.rpc import client_channel
 from ccopy.units import format_size
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
-from csi_driver.attach import Attachment, attach, detach, nbd_uri
+from csi_driver.attach import attached, mounted, nbd_uri
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -63,9 +63,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def demo(work: Path) -> int:
     step(f"starting storage array serial 10001, pool {work / 'pool'}")
     array = ArrayProcessHandle(pool=work / "pool", serial=10001, log_path=work / "array.log").start()
-    mountpoint = work / "mnt"
-    mountpoint.mkdir(exist_ok=True)
-    attachment: Attachment | None = None
+    fuse, mountpoint = work / "fuse", work / "mnt"
     try:
         print(f"    management API {array.api_address}, NBD data path {array.nbd_address}")
         with client_channel(array.api_address) as channel:
@@ -76,28 +74,20 @@ def demo(work: Path) -> int:
             uri = nbd_uri(array.nbd_address, ldev.export_name)
 
             step(f"attaching {uri} as a block device (nbdfuse + loop)")
-            attachment = attach(uri, work / "fuse")
-            assert attachment.device is not None
-            print(f"    block device {attachment.device}")
-            step("making an ext4 file system and writing 8 files of 4 MiB")
-            run("mkfs.ext4", "-q", "-F", attachment.device)
-            run("mount", attachment.device, str(mountpoint))
-            written = write_files(mountpoint)
-            run("umount", str(mountpoint))
-            detach(attachment)
-            attachment = None
+            with attached(uri, fuse) as device:
+                print(f"    block device {device}")
+                step("making an ext4 file system and writing 8 files of 4 MiB")
+                run("mkfs.ext4", "-q", "-F", device)
+                with mounted(device, mountpoint):
+                    written = write_files(mountpoint)
             allocated = stub.GetLdev(pb.GetLdevRequest(id=ldev.id)).allocated_bytes
             print(f"    detached; LDEV now holds {format_size(allocated)} of {format_size(ldev.size_bytes)}")
 
             step("attaching again, fsck, mounting and checking every checksum")
-            attachment = attach(uri, work / "fuse")
-            assert attachment.device is not None
-            run("e2fsck", "-f", "-n", attachment.device)
-            run("mount", attachment.device, str(mountpoint))
-            read = read_sums(mountpoint)
-            run("umount", str(mountpoint))
-            detach(attachment)
-            attachment = None
+            with attached(uri, fuse) as device:
+                run("e2fsck", "-f", "-n", device)
+                with mounted(device, mountpoint):
+                    read = read_sums(mountpoint)
             intact = read == written
             print(f"    {sum(read.get(k) == v for k, v in written.items())}/{len(written)} files intact")
             step("pool after the demo")
@@ -107,10 +97,6 @@ def demo(work: Path) -> int:
                 f"allocated {format_size(pool.allocated_bytes)}, pool free {format_size(pool.free_bytes)}"
             )
     finally:
-        if os.path.ismount(mountpoint):
-            subprocess.run(["umount", str(mountpoint)], check=False)
-        if attachment is not None:
-            detach(attachment)
         array.stop()
     step("verdict: " + ("PASS, the file system came back intact" if intact else "FAIL, data differs"))
     return 0 if intact else 1

@@ -14,6 +14,8 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,3 +100,25 @@ def detach(attachment: Attachment, timeout: float = 30.0) -> None:
             attachment.fuse.wait()
         attachment.fuse = None
     log.info("detached uri=%s", attachment.uri)
+
+
+@contextmanager
+def attached(uri: str, fuse_dir: Path, read_only: bool = False) -> Iterator[str]:
+    """The block device of `uri` for the duration of the block; detached on exit."""
+    attachment = attach(uri, fuse_dir, read_only)
+    try:
+        assert attachment.device is not None
+        yield attachment.device
+    finally:
+        detach(attachment)
+
+
+@contextmanager
+def mounted(device: str, mountpoint: Path, options: str | None = None) -> Iterator[Path]:
+    """`device` mounted at `mountpoint` for the duration of the block."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    _run("mount", *(["-o", options] if options else []), device, str(mountpoint))
+    try:
+        yield mountpoint
+    finally:
+        _run("umount", str(mountpoint))

@@ -216,3 +216,27 @@ def test_handshake_timeout_disconnects_idle_clients(tmp_path):
         assert closed_by_server(client.sock, timeout=5)
     finally:
         handle.stop()
+
+
+def test_random_garbage_after_the_handshake_never_hurts_the_server(victim_and_bystander):
+    """Fuzz the live server: each connection sends a valid handshake, then noise."""
+    import random
+
+    rng = random.Random(1234)
+    for _ in range(60):
+        client = connected(victim_and_bystander)
+        noise = bytearray(rng.randbytes(rng.randrange(1, 600)))
+        if rng.random() < 0.5:  # often start with a valid magic so the header parser goes deeper
+            noise[:4] = struct.pack(">I", REQUEST_MAGIC)
+            noise[6:8] = struct.pack(">H", rng.choice([READ, WRITE, TRIM, WRITE_ZEROES, BLOCK_STATUS, 5, 8, 99]))
+        client.sock.sendall(bytes(noise))
+        client.sock.settimeout(0.2)
+        try:
+            client.sock.recv(1 << 16)
+        except (TimeoutError, ConnectionError):
+            pass
+        client.close()
+    survivor = connected(victim_and_bystander)
+    assert survivor.write(0, b"alive" * 100) == 0
+    assert survivor.read(0, 500) == (0, b"alive" * 100)
+    survivor.close()
