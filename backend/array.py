@@ -1,9 +1,14 @@
-"""The array: the pool's LDEVs plus the host sessions open on them.
+"""The array: the pool's LDEVs, their snapshots and the host sessions open on them.
 
 This is the object both servers share. The gRPC API calls the lifecycle
-methods; the NBD server opens a `Session` per connection. All sessions of one
-LDEV share one open backing file, so a FLUSH on any connection makes the
-writes of every connection durable (NBD_FLAG_CAN_MULTI_CONN is honest).
+methods; the NBD server opens a `Session` per connection. Every LDEV in use has
+one `LdevRuntime`: one open backing file (so a FLUSH on any connection makes
+the writes of every connection durable and NBD_FLAG_CAN_MULTI_CONN is honest),
+one write lock (snapshot barriers take it) and, once it has snapshots, its
+copy-on-write store.
+
+Snapshot exports are named `snapshots/<snapshot name>`; LDEV names cannot
+contain '/', so the two never collide.
 """
 
 from __future__ import annotations
@@ -13,122 +18,231 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from backend.cow_store import CowStore
 from backend.errors import FailedPrecondition, NotFound
-from backend.ldev_id import format_ldev_id
 from backend.ldev_io import Extent, LdevFile
 from backend.locks import KeyLocks
-from backend.metadata import LdevRecord, LdevState
+from backend.metadata import LdevRecord, LdevState, SnapshotRecord, SnapshotState
 from backend.pool import Pool, PoolCapacity, validate_labels
-from backend.write_path import HostWrite, LdevTarget, WritePath
+from backend.write_path import HostWrite, WritePath, WriteRefused
 
 log = logging.getLogger(__name__)
 
+SNAPSHOT_EXPORT_PREFIX = "snapshots/"
+
 
 @dataclass
-class _OpenLdev:
-    record: LdevRecord
+class LdevRuntime:
+    """An LDEV open in this process."""
+
+    ldev_id: int
     file: LdevFile
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cow: CowStore | None = None
     sessions: int = 0
+    # Sessions per snapshot id: a snapshot in use cannot be deleted.
+    snapshot_sessions: dict[int, int] = field(default_factory=dict)
+    # Set while an operation (restore) needs the LDEV to itself.
+    busy: str | None = None
+
+    @property
+    def has_snapshots(self) -> bool:
+        return self.cow is not None and bool(self.cow.live_gens)
 
 
-@dataclass
+@dataclass(frozen=True)
+class ExportView:
+    """What a host is told about an export at handshake time."""
+
+    name: str
+    size: int
+    read_only: bool
+    description: str
+
+
 class Session:
     """One host's view of one LDEV, fixed at open: size and protection do not
     change under a connected host (an expanded LDEV shows on the next open)."""
 
-    array: Array
-    ldev: _OpenLdev
-    size: int
-    read_only: bool
-    closed: bool = field(default=False)
-    target: LdevTarget = field(init=False)
+    def __init__(self, array: Array, runtime: LdevRuntime, record: LdevRecord) -> None:
+        self.array = array
+        self.runtime = runtime
+        self.ldev_id = record.id
+        self.name = record.name
+        self.size = record.size
+        self.read_only = record.read_only
+        self.closed = False
 
-    def __post_init__(self) -> None:
-        self.target = LdevTarget(self.ldev.record.id, self.ldev.file, self.size, self.read_only)
-
-    @property
-    def ldev_id(self) -> int:
-        return self.ldev.record.id
-
-    @property
-    def name(self) -> str:
-        return self.ldev.record.name
+    def must_wait(self, op: HostWrite) -> bool:
+        """True when the write may block on stable storage (FUA, or a copy-on-write)."""
+        return op.fua or self.runtime.has_snapshots
 
     def read(self, offset: int, length: int) -> bytes:
-        return self.ldev.file.read(offset, length)
+        return self.runtime.file.read(offset, length)
 
     def write(self, op: HostWrite) -> None:
-        self.array.write_path.apply(self.target, op)
+        self.array.write_path.apply(self.runtime, op, self.size, self.read_only)
 
     def flush(self) -> None:
-        self.ldev.file.sync()
+        self.runtime.file.sync()
 
     def extents(self, offset: int, length: int) -> Iterator[Extent]:
-        return self.ldev.file.extents(offset, length)
+        return self.runtime.file.extents(offset, length)
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.array._close_session(self)
+            self.array._close_session(self.runtime, None)
+
+
+class SnapshotSession(Session):
+    """A read-only view of an LDEV at a snapshot's instant."""
+
+    def __init__(self, array: Array, runtime: LdevRuntime, record: LdevRecord, snapshot: SnapshotRecord) -> None:
+        super().__init__(array, runtime, record)
+        self.snapshot_id = snapshot.id
+        self.name = SNAPSHOT_EXPORT_PREFIX + snapshot.name
+        self.size = snapshot.size
+        self.read_only = True
+
+    def must_wait(self, op: HostWrite) -> bool:
+        return False
+
+    def read(self, offset: int, length: int) -> bytes:
+        with self.runtime.lock:
+            assert self.runtime.cow is not None
+            return self.runtime.cow.read(self.runtime.file, self.snapshot_id, offset, length)
+
+    def write(self, op: HostWrite) -> None:
+        raise WriteRefused(1, f"snapshot {self.snapshot_id} is read-only")
+
+    def flush(self) -> None:
+        return None
+
+    def extents(self, offset: int, length: int) -> Iterator[Extent]:
+        with self.runtime.lock:
+            assert self.runtime.cow is not None
+            return iter(list(self.runtime.cow.extents(self.runtime.file, self.snapshot_id, offset, length)))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.array._close_session(self.runtime, self.snapshot_id)
 
 
 class Array:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, chunk_size: int = 64 * 1024) -> None:
+        from backend.clone import Cloner
+        from backend.snapshots import Snapshots
+
         self.pool = pool
+        self.store = pool.store
         self.serial = pool.serial
+        self.chunk_size = chunk_size
         self.write_path = WritePath()
-        self._open: dict[int, _OpenLdev] = {}
-        self._sessions_lock = threading.Lock()
-        self._name_locks = KeyLocks("LDEV name")
-        self._id_locks = KeyLocks("LDEV")
+        self._runtimes: dict[int, LdevRuntime] = {}
+        self._runtimes_lock = threading.RLock()
+        self.name_locks = KeyLocks("name")
+        self.id_locks = KeyLocks("LDEV")
+        self.snapshots = Snapshots(self)
+        self.cloner = Cloner(self)
+        self.snapshots.recover()
+        self.cloner.resume()
 
     def close(self) -> None:
-        with self._sessions_lock:
-            for ldev in self._open.values():
-                ldev.file.sync()
-                ldev.file.close()
-            self._open.clear()
+        self.cloner.stop()
+        with self._runtimes_lock:
+            for runtime in self._runtimes.values():
+                runtime.file.sync()
+                runtime.file.close()
+                if runtime.cow is not None:
+                    runtime.cow.close()
+            self._runtimes.clear()
         self.pool.close()
 
-    # -- lifecycle (control path) ------------------------------------------
+    # -- runtimes --------------------------------------------------------------
+    def runtime(self, ldev_id: int) -> LdevRuntime:
+        """The open runtime of an LDEV, opening its file and CoW store if needed."""
+        with self._runtimes_lock:
+            runtime = self._runtimes.get(ldev_id)
+            if runtime is None:
+                record = self.store.get_ldev(ldev_id)
+                runtime = LdevRuntime(ldev_id, LdevFile(self.pool.ldev_path(ldev_id), writable=True))
+                live = [s.id for s in self.store.list_snapshots(ldev_id=ldev_id, include_hidden=True)]
+                if live or self.cow_path(ldev_id).exists():
+                    runtime.cow = CowStore(self.cow_path(ldev_id), record.chunk_size, live)
+                self._runtimes[ldev_id] = runtime
+            return runtime
+
+    def cow_path(self, ldev_id: int):
+        return self.pool.ldev_dir / f"{ldev_id:06x}.cow"
+
+    def ensure_cow(self, runtime: LdevRuntime, chunk_size: int) -> CowStore:
+        if runtime.cow is None:
+            runtime.cow = CowStore(self.cow_path(runtime.ldev_id), chunk_size, [])
+        return runtime.cow
+
+    def _forget_runtime(self, ldev_id: int) -> None:
+        with self._runtimes_lock:
+            runtime = self._runtimes.pop(ldev_id, None)
+        if runtime is not None:
+            runtime.file.close()
+            if runtime.cow is not None:
+                runtime.cow.close()
+
+    # -- LDEV lifecycle (control path) -----------------------------------------
     def create_ldev(
         self, name: str, size: int, labels: Mapping[str, str] | None = None, read_only: bool = False
     ) -> LdevRecord:
-        with self._name_locks.hold(name):
-            record = self.pool.create_ldev(name, size, dict(labels or {}), read_only)
+        with self.name_locks.hold(name):
+            record = self.pool.create_ldev(name, size, dict(labels or {}), read_only, self.chunk_size)
         log.info("ldev_created ldev=%s name=%s size=%d", record.display_id, record.name, record.size)
         return record
 
-    def delete_ldev(self, ldev_id: int) -> None:
-        with self._id_locks.hold(ldev_id):
+    def delete_ldev(self, ldev_id: int, cascade: bool = False) -> None:
+        with self.id_locks.hold(ldev_id):
             record = self.get_ldev(ldev_id)
-            with self._sessions_lock:
-                if ldev_id in self._open:
-                    sessions = self._open[ldev_id].sessions
-                    raise FailedPrecondition(f"LDEV {record.display_id} has {sessions} open NBD session(s)")
+            snapshots = self.store.list_snapshots(ldev_id=ldev_id, include_hidden=True)
+            if snapshots and not cascade:
+                raise FailedPrecondition(
+                    f"LDEV {record.display_id} has {len(snapshots)} snapshot(s); delete them or ask to cascade"
+                )
+            with self._runtimes_lock:
+                runtime = self._runtimes.get(ldev_id)
+                if runtime is not None and (runtime.sessions or any(runtime.snapshot_sessions.values())):
+                    raise FailedPrecondition(f"LDEV {record.display_id} has open NBD sessions")
+                if record.state is LdevState.COPYING:
+                    self.cloner.cancel(ldev_id)
                 # From here new sessions are refused: the state is no longer NORMAL.
-                self.pool.store.update_ldev(ldev_id, state=LdevState.DELETING)
+                self.store.update_ldev(ldev_id, state=LdevState.DELETING)
+            for snapshot in snapshots:
+                self.snapshots.delete_for_cascade(snapshot)
+            self._forget_runtime(ldev_id)
+            self.cow_path(ldev_id).unlink(missing_ok=True)
             self.pool.delete_ldev(record)
-        log.info("ldev_deleted ldev=%s name=%s", record.display_id, record.name)
+        log.info("ldev_deleted ldev=%s name=%s snapshots=%d", record.display_id, record.name, len(snapshots))
 
     def expand_ldev(self, ldev_id: int, new_size: int) -> LdevRecord:
-        with self._id_locks.hold(ldev_id):
-            record = self.pool.expand_ldev(self.get_ldev(ldev_id), new_size)
+        with self.id_locks.hold(ldev_id):
+            record = self.get_ldev(ldev_id)
+            if record.state is not LdevState.NORMAL:
+                raise FailedPrecondition(f"LDEV {record.display_id} is {record.state.value}")
+            record = self.pool.expand_ldev(record, new_size)
         log.info("ldev_expanded ldev=%s size=%d", record.display_id, record.size)
         return record
 
     def update_labels(self, ldev_id: int, set_labels: Mapping[str, str], remove: list[str]) -> LdevRecord:
-        with self._id_locks.hold(ldev_id):
+        with self.id_locks.hold(ldev_id):
             record = self.get_ldev(ldev_id)
             merged = {k: v for k, v in record.labels.items() if k not in remove} | dict(set_labels)
             validate_labels(merged)
-            return self.pool.store.update_labels(ldev_id, set_labels, remove)
+            return self.store.update_labels(ldev_id, set_labels, remove)
 
     def get_ldev(self, ldev_id: int) -> LdevRecord:
-        return self.pool.store.get_ldev(ldev_id)
+        return self.store.get_ldev(ldev_id)
 
     def get_ldev_by_name(self, name: str) -> LdevRecord:
-        record = self.pool.store.find_ldev_by_name(name)
+        record = self.store.find_ldev_by_name(name)
         if record is None:
             raise NotFound(f"LDEV named {name!r} not found")
         return record
@@ -136,7 +250,7 @@ class Array:
     def list_ldevs(
         self, after_id: int = -1, limit: int | None = None, label_selector: Mapping[str, str] | None = None
     ) -> list[LdevRecord]:
-        return self.pool.store.list_ldevs(after_id, limit, label_selector)
+        return self.store.list_ldevs(after_id, limit, label_selector)
 
     def capacity(self) -> PoolCapacity:
         return self.pool.capacity()
@@ -144,40 +258,63 @@ class Array:
     def allocated_bytes(self, ldev_id: int) -> int:
         return self.pool.allocated_bytes(ldev_id)
 
+    def snapshot_bytes(self, ldev_id: int) -> int:
+        """Pool space the LDEV's snapshots hold (its copy-on-write store)."""
+        try:
+            return self.cow_path(ldev_id).stat().st_blocks * 512
+        except FileNotFoundError:
+            return 0
+
     def open_sessions(self, ldev_id: int) -> int:
-        with self._sessions_lock:
-            ldev = self._open.get(ldev_id)
-            return 0 if ldev is None else ldev.sessions
+        with self._runtimes_lock:
+            runtime = self._runtimes.get(ldev_id)
+            return 0 if runtime is None else runtime.sessions
 
-    # -- sessions (data path) ----------------------------------------------
+    # -- sessions (data path) --------------------------------------------------
     def export_names(self) -> list[str]:
-        return [r.name for r in self.pool.store.list_ldevs() if r.state is LdevState.NORMAL]
+        names = [r.name for r in self.store.list_ldevs() if r.state is LdevState.NORMAL]
+        names += [
+            SNAPSHOT_EXPORT_PREFIX + s.name for s in self.store.list_snapshots() if s.state is SnapshotState.NORMAL
+        ]
+        return names
 
-    def describe_export(self, name: str) -> LdevRecord:
-        """The LDEV behind an export name, without opening it."""
-        record = self.pool.store.find_ldev_by_name(name)
+    def describe_export(self, name: str) -> ExportView:
+        """What a host would get for an export name, without opening it."""
+        if name.startswith(SNAPSHOT_EXPORT_PREFIX):
+            snapshot = self.store.find_snapshot_by_name(name.removeprefix(SNAPSHOT_EXPORT_PREFIX))
+            if snapshot is None or snapshot.state is not SnapshotState.NORMAL or snapshot.hidden:
+                raise NotFound(f"no export named {name!r}")
+            return ExportView(name, snapshot.size, True, f"snapshot {snapshot.id} of LDEV {snapshot.ldev_id}")
+        record = self.store.find_ldev_by_name(name)
         if record is None or record.state is not LdevState.NORMAL:
             raise NotFound(f"no export named {name!r}")
-        return record
+        return ExportView(name, record.size, record.read_only, f"LDEV {record.display_id}")
 
     def open_session(self, name: str) -> Session:
-        with self._sessions_lock:
-            record = self.describe_export(name)
-            ldev = self._open.get(record.id)
-            if ldev is None:
-                ldev = _OpenLdev(record, LdevFile(self.pool.ldev_path(record.id), writable=True))
-                self._open[record.id] = ldev
-            ldev.sessions += 1
-        log.info("session_opened ldev=%s name=%s sessions=%d", format_ldev_id(record.id), name, ldev.sessions)
-        return Session(self, ldev, size=record.size, read_only=record.read_only)
+        with self._runtimes_lock:
+            self.describe_export(name)
+            if name.startswith(SNAPSHOT_EXPORT_PREFIX):
+                snapshot = self.store.find_snapshot_by_name(name.removeprefix(SNAPSHOT_EXPORT_PREFIX))
+                assert snapshot is not None
+                runtime = self.runtime(snapshot.ldev_id)
+                runtime.snapshot_sessions[snapshot.id] = runtime.snapshot_sessions.get(snapshot.id, 0) + 1
+                session: Session = SnapshotSession(self, runtime, self.get_ldev(snapshot.ldev_id), snapshot)
+            else:
+                record = self.get_ldev_by_name(name)
+                runtime = self.runtime(record.id)
+                if runtime.busy:
+                    raise FailedPrecondition(f"LDEV {record.display_id} is busy: {runtime.busy}")
+                runtime.sessions += 1
+                session = Session(self, runtime, record)
+        log.info("session_opened ldev=%06x export=%s", runtime.ldev_id, name)
+        return session
 
-    def _close_session(self, session: Session) -> None:
-        with self._sessions_lock:
-            ldev = session.ldev
-            ldev.sessions -= 1
-            if ldev.sessions == 0:
-                # Closing must not lose acknowledged writes: sync before the fd goes.
-                ldev.file.sync()
-                ldev.file.close()
-                del self._open[ldev.record.id]
-        log.info("session_closed ldev=%s sessions=%d", format_ldev_id(ldev.record.id), ldev.sessions)
+    def _close_session(self, runtime: LdevRuntime, snapshot_id: int | None) -> None:
+        with self._runtimes_lock:
+            if snapshot_id is None:
+                runtime.sessions -= 1
+            else:
+                runtime.snapshot_sessions[snapshot_id] -= 1
+        # Closing must not lose acknowledged writes, whoever flushes next.
+        runtime.file.sync()
+        log.info("session_closed ldev=%06x snapshot=%s sessions=%d", runtime.ldev_id, snapshot_id, runtime.sessions)

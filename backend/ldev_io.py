@@ -63,12 +63,23 @@ class LdevFile:
             data += bytes(length - len(data))
         return data
 
-    def write(self, offset: int, data: bytes | memoryview) -> None:
+    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         while view:
             written = os.pwrite(self.fd, view, offset)
+            if written == 0:
+                raise OSError(errno.ENOSPC, "no progress writing to the LDEV file")
             view = view[written:]
             offset += written
+
+    def is_hole(self, offset: int, length: int) -> bool:
+        """True when [offset, offset+length) holds no allocated data at all."""
+        try:
+            return os.lseek(self.fd, offset, os.SEEK_DATA) >= offset + length
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # no data at or after offset
+                return True
+            raise
 
     def punch_hole(self, offset: int, length: int) -> None:
         if length:

@@ -7,6 +7,7 @@ call reported as changed survives kill -9 and power loss.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -39,6 +40,32 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (ldev_id, key)
     );
     """,
+    # 2: snapshots (their id is their generation: later snapshots have larger ids),
+    #    snapshot groups, per-LDEV chunk size, clone sources.
+    """
+    ALTER TABLE ldev ADD COLUMN chunk_size INTEGER NOT NULL DEFAULT 65536;
+    ALTER TABLE ldev ADD COLUMN clone_source INTEGER;
+    CREATE TABLE snapshot_group (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE snapshot (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        ldev_id INTEGER NOT NULL REFERENCES ldev(id),
+        group_id INTEGER REFERENCES snapshot_group(id),
+        size INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        hidden INTEGER NOT NULL DEFAULT 0,
+        labels TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX snapshot_by_ldev ON snapshot(ldev_id);
+    CREATE INDEX snapshot_by_group ON snapshot(group_id);
+    """,
 )
 
 
@@ -46,6 +73,14 @@ class LdevState(StrEnum):
     CREATING = "CREATING"
     NORMAL = "NORMAL"
     DELETING = "DELETING"
+    # A clone whose data is still being copied; not exported until NORMAL.
+    COPYING = "COPYING"
+
+
+class SnapshotState(StrEnum):
+    # Reserved; becomes NORMAL once the barrier marked it. Dropped on restart.
+    CREATING = "CREATING"
+    NORMAL = "NORMAL"
 
 
 @dataclass(frozen=True)
@@ -58,10 +93,34 @@ class LdevRecord:
     created_at: float
     updated_at: float
     labels: Mapping[str, str] = field(default_factory=dict)
+    chunk_size: int = 65536
+    clone_source: int | None = None
 
     @property
     def display_id(self) -> str:
         return format_ldev_id(self.id)
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    id: int
+    name: str
+    ldev_id: int
+    group_id: int | None
+    size: int
+    state: SnapshotState
+    hidden: bool
+    created_at: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SnapshotGroupRecord:
+    id: int
+    name: str
+    state: SnapshotState
+    created_at: float
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 class MetadataStore:
@@ -112,14 +171,23 @@ class MetadataStore:
             db.execute("INSERT OR REPLACE INTO array_setting(key, value) VALUES (?, ?)", (key, value))
 
     # -- LDEVs -----------------------------------------------------------
-    def insert_ldev(self, name: str, size: int, read_only: bool, labels: Mapping[str, str]) -> LdevRecord:
+    def insert_ldev(
+        self,
+        name: str,
+        size: int,
+        read_only: bool,
+        labels: Mapping[str, str],
+        chunk_size: int = 65536,
+        clone_source: int | None = None,
+    ) -> LdevRecord:
         """Reserve `name` in state CREATING. Raises AlreadyExists if taken."""
         now = time.time()
         with self.transaction() as db:
             try:
                 cursor = db.execute(
-                    "INSERT INTO ldev(name, size, state, read_only, created_at, updated_at) VALUES (?,?,?,?,?,?)",
-                    (name, size, LdevState.CREATING.value, int(read_only), now, now),
+                    "INSERT INTO ldev(name, size, state, read_only, created_at, updated_at, chunk_size, clone_source)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    (name, size, LdevState.CREATING.value, int(read_only), now, now, chunk_size, clone_source),
                 )
             except sqlite3.IntegrityError as exc:
                 raise AlreadyExists(f"LDEV name {name!r} is taken") from exc
@@ -164,8 +232,17 @@ class MetadataStore:
         with self._lock:
             return [self._record(row) for row in self._db.execute(sql, params).fetchall()]
 
-    def update_ldev(self, ldev_id: int, *, state: LdevState | None = None, size: int | None = None) -> LdevRecord:
+    def update_ldev(
+        self,
+        ldev_id: int,
+        *,
+        state: LdevState | None = None,
+        size: int | None = None,
+        clear_clone_source: bool = False,
+    ) -> LdevRecord:
         with self.transaction() as db:
+            if clear_clone_source:
+                db.execute("UPDATE ldev SET clone_source=NULL WHERE id=?", (ldev_id,))
             if state is not None:
                 db.execute("UPDATE ldev SET state=? WHERE id=?", (state.value, ldev_id))
             if size is not None:
@@ -198,4 +275,144 @@ class MetadataStore:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             labels=labels,
+            chunk_size=row["chunk_size"],
+            clone_source=row["clone_source"],
         )
+
+    # -- snapshots -----------------------------------------------------------
+    def insert_snapshot_group(
+        self, name: str, members: list[tuple[str, int, int]], labels: Mapping[str, str], hidden: bool = False
+    ) -> tuple[SnapshotGroupRecord | None, list[SnapshotRecord]]:
+        """Reserve a group (when `name`) and its member snapshots, all CREATING, in one transaction.
+
+        `members` are (snapshot name, LDEV id, size). Snapshot ids are allocated here,
+        in member order, and are the snapshots' generations.
+        """
+        now = time.time()
+        encoded = json.dumps(dict(labels), sort_keys=True)
+        with self.transaction() as db:
+            group_id = None
+            if name:
+                try:
+                    group_id = db.execute(
+                        "INSERT INTO snapshot_group(name, state, labels, created_at) VALUES (?,?,?,?)",
+                        (name, SnapshotState.CREATING.value, encoded, now),
+                    ).lastrowid
+                except sqlite3.IntegrityError as exc:
+                    raise AlreadyExists(f"snapshot group name {name!r} is taken") from exc
+            ids = []
+            for snap_name, ldev_id, size in members:
+                try:
+                    ids.append(
+                        db.execute(
+                            "INSERT INTO snapshot(name, ldev_id, group_id, size, state, hidden, labels, created_at)"
+                            " VALUES (?,?,?,?,?,?,?,?)",
+                            (snap_name, ldev_id, group_id, size, SnapshotState.CREATING.value, int(hidden),
+                             encoded if not name else "{}", now),
+                        ).lastrowid
+                    )  # fmt: skip
+                except sqlite3.IntegrityError as exc:
+                    raise AlreadyExists(f"snapshot name {snap_name!r} is taken") from exc
+        group = self.get_snapshot_group(group_id) if group_id is not None else None
+        return group, [self.get_snapshot(i) for i in ids if i is not None]
+
+    def mark_snapshots_normal(self, snapshot_ids: list[int], group_id: int | None) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE snapshot SET state=? WHERE id=?", [(SnapshotState.NORMAL.value, i) for i in snapshot_ids]
+            )
+            if group_id is not None:
+                db.execute("UPDATE snapshot_group SET state=? WHERE id=?", (SnapshotState.NORMAL.value, group_id))
+
+    def delete_snapshots(self, snapshot_ids: list[int], group_id: int | None = None) -> None:
+        with self.transaction() as db:
+            db.executemany("DELETE FROM snapshot WHERE id=?", [(i,) for i in snapshot_ids])
+            if group_id is not None:
+                db.execute("DELETE FROM snapshot_group WHERE id=?", (group_id,))
+
+    def find_snapshot(self, snapshot_id: int) -> SnapshotRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM snapshot WHERE id=?", (snapshot_id,)).fetchone()
+        return None if row is None else _snapshot(row)
+
+    def find_snapshot_by_name(self, name: str) -> SnapshotRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM snapshot WHERE name=?", (name,)).fetchone()
+        return None if row is None else _snapshot(row)
+
+    def get_snapshot(self, snapshot_id: int) -> SnapshotRecord:
+        record = self.find_snapshot(snapshot_id)
+        if record is None:
+            raise NotFound(f"snapshot {snapshot_id} not found")
+        return record
+
+    def list_snapshots(
+        self,
+        ldev_id: int | None = None,
+        group_id: int | None = None,
+        after_id: int = -1,
+        limit: int | None = None,
+        include_hidden: bool = False,
+    ) -> list[SnapshotRecord]:
+        sql, params = "SELECT * FROM snapshot WHERE id > ?", [after_id]
+        if ldev_id is not None:
+            sql += " AND ldev_id=?"
+            params.append(ldev_id)
+        if group_id is not None:
+            sql += " AND group_id=?"
+            params.append(group_id)
+        if not include_hidden:
+            sql += " AND hidden=0"
+        sql += " ORDER BY id" + (" LIMIT ?" if limit is not None else "")
+        if limit is not None:
+            params.append(limit)
+        with self._lock:
+            return [_snapshot(row) for row in self._db.execute(sql, params).fetchall()]
+
+    def find_snapshot_group(self, group_id: int) -> SnapshotGroupRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM snapshot_group WHERE id=?", (group_id,)).fetchone()
+        return None if row is None else _group(row)
+
+    def find_snapshot_group_by_name(self, name: str) -> SnapshotGroupRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM snapshot_group WHERE name=?", (name,)).fetchone()
+        return None if row is None else _group(row)
+
+    def get_snapshot_group(self, group_id: int) -> SnapshotGroupRecord:
+        record = self.find_snapshot_group(group_id)
+        if record is None:
+            raise NotFound(f"snapshot group {group_id} not found")
+        return record
+
+    def list_snapshot_groups(self, after_id: int = -1, limit: int | None = None) -> list[SnapshotGroupRecord]:
+        sql, params = "SELECT * FROM snapshot_group WHERE id > ? ORDER BY id", [after_id]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._lock:
+            return [_group(row) for row in self._db.execute(sql, params).fetchall()]
+
+
+def _snapshot(row: sqlite3.Row) -> SnapshotRecord:
+    return SnapshotRecord(
+        id=row["id"],
+        name=row["name"],
+        ldev_id=row["ldev_id"],
+        group_id=row["group_id"],
+        size=row["size"],
+        state=SnapshotState(row["state"]),
+        hidden=bool(row["hidden"]),
+        created_at=row["created_at"],
+        labels=json.loads(row["labels"]),
+    )
+
+
+def _group(row: sqlite3.Row) -> SnapshotGroupRecord:
+    return SnapshotGroupRecord(
+        id=row["id"],
+        name=row["name"],
+        state=SnapshotState(row["state"]),
+        created_at=row["created_at"],
+        labels=json.loads(row["labels"]),
+    )

@@ -110,21 +110,32 @@ class Pool:
             elif record.state is LdevState.DELETING:
                 self._destroy(record)
                 log.info("recovered event=ldev_delete_finished ldev=%s", record.display_id)
-        known = {self.ldev_path(r.id).name for r in self.store.list_ldevs()}
-        for path in self.ldev_dir.glob("*.ldev"):
-            if path.name not in known:
+        known = {self.ldev_path(r.id).stem for r in self.store.list_ldevs()}
+        for path in [*self.ldev_dir.glob("*.ldev"), *self.ldev_dir.glob("*.cow")]:
+            if path.stem not in known:
                 ldev_io.remove(path)
                 log.warning("recovered event=orphan_file_removed path=%s", path)
 
-    def create_ldev(self, name: str, size: int, labels: Mapping[str, str], read_only: bool) -> LdevRecord:
-        """Durable (metadata and file) when it returns. Same name and size: the existing LDEV."""
+    def create_ldev(
+        self,
+        name: str,
+        size: int,
+        labels: Mapping[str, str],
+        read_only: bool,
+        chunk_size: int = 65536,
+        clone_source: int | None = None,
+    ) -> LdevRecord:
+        """Durable (metadata and file) when it returns. Same name and size: the existing LDEV.
+
+        With `clone_source` (a snapshot id) the LDEV is left COPYING for the cloner.
+        """
         validate_name(name)
         validate_size(size)
         validate_labels(labels)
         existing = self.store.find_ldev_by_name(name)
         if existing is not None:
             return self._same_or_conflict(existing, size)
-        record = self.store.insert_ldev(name, size, read_only, labels)
+        record = self.store.insert_ldev(name, size, read_only, labels, chunk_size, clone_source)
         return self._materialise(record)
 
     def _same_or_conflict(self, existing: LdevRecord, size: int) -> LdevRecord:
@@ -145,7 +156,8 @@ class Pool:
             self.store.delete_ldev(record.id)
             ldev_io.remove(self.ldev_path(record.id))
             raise _pool_error(exc, f"creating LDEV {record.display_id}") from exc
-        return self.store.update_ldev(record.id, state=LdevState.NORMAL)
+        final = LdevState.COPYING if record.clone_source is not None else LdevState.NORMAL
+        return self.store.update_ldev(record.id, state=final)
 
     def delete_ldev(self, record: LdevRecord) -> None:
         """Gone from metadata and disk when it returns; finished on restart if interrupted."""

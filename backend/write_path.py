@@ -4,7 +4,8 @@ NBD WRITE, TRIM and WRITE_ZEROES, and later clone, restore and the S-VOL
 apply loop, all arrive here, so the order of steps is decided in one place:
 
 1. validate: protection (read-only LDEV) and bounds; nothing is touched on error;
-2. snapshot copy-on-write: preserve old chunks for live snapshots (snapshot issue);
+2. snapshot copy-on-write: preserve old chunks for live snapshots (backend.cow_store),
+   durably, before step 3 may overwrite them;
 3. data: write, punch or zero the range of the LDEV's backing file;
 4. journal append when the LDEV is a P-VOL of a journal group (remote copy issue);
 5. durability when FUA is asked: fdatasync of the data (and journal) before
@@ -16,9 +17,12 @@ A host write is acknowledged only after `apply` returns.
 from __future__ import annotations
 
 import errno
+import threading
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
+from backend.cow_store import CowStore
 from backend.errors import ArrayError
 from backend.ldev_io import LdevFile
 
@@ -52,36 +56,45 @@ class WriteRefused(ArrayError):
         self.errno = err
 
 
-@dataclass
-class LdevTarget:
-    """What the write path needs to know about the LDEV it writes to."""
+class WriteTarget(Protocol):
+    """What the write path needs of the LDEV it writes to (an `LdevRuntime`)."""
 
     ldev_id: int
     file: LdevFile
-    size: int
-    read_only: bool
+    lock: threading.Lock
+    cow: CowStore | None
 
 
 class WritePath:
-    def apply(self, target: LdevTarget, op: HostWrite) -> None:
-        """Run the steps above; raises WriteRefused or OSError (pool full, I/O error)."""
+    def apply(self, target: WriteTarget, op: HostWrite, size: int, read_only: bool) -> None:
+        """Run the steps above; raises WriteRefused or OSError (pool full, I/O error).
+
+        `size` and `read_only` are what the writer was promised (an NBD session's
+        view), so a host never writes past the size it was told.
+        """
         # 1. validate
-        if target.read_only:
+        if read_only:
             raise WriteRefused(errno.EPERM, f"LDEV {target.ldev_id} is read-only")
-        if op.offset + op.length > target.size:
+        if op.offset + op.length > size:
             raise WriteRefused(errno.ENOSPC, f"{op.kind.value} past the end of LDEV {target.ldev_id}")
         if op.kind is WriteKind.DATA and (op.data is None or len(op.data) != op.length):
             raise WriteRefused(errno.EINVAL, "write payload length differs from the request length")
-        # 2. snapshot copy-on-write: no snapshots yet.
-        # 3. data
-        if op.kind is WriteKind.DATA:
-            assert op.data is not None
-            target.file.write(op.offset, op.data)
-        elif op.kind is WriteKind.TRIM or not op.keep_allocated:
-            target.file.punch_hole(op.offset, op.length)
-        else:
-            target.file.zero_allocated(op.offset, op.length)
-        # 4. journal append: no journal groups yet.
+        # The LDEV's write lock orders this write against snapshot barriers and
+        # against other writes' copy-on-write of the same chunks.
+        with target.lock:
+            # 2. snapshot copy-on-write: old chunks are durable in the CoW store
+            #    before step 3 may overwrite them.
+            if target.cow is not None:
+                target.cow.preserve(target.file, op.offset, op.length)
+            # 3. data
+            if op.kind is WriteKind.DATA:
+                assert op.data is not None
+                target.file.write(op.offset, op.data)
+            elif op.kind is WriteKind.TRIM or not op.keep_allocated:
+                target.file.punch_hole(op.offset, op.length)
+            else:
+                target.file.zero_allocated(op.offset, op.length)
+            # 4. journal append: no journal groups yet.
         # 5. durability
         if op.fua:
             target.file.sync()

@@ -46,3 +46,15 @@ def make_ldev(stub: pb_grpc.ArrayStub):
         return stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=size, read_only=read_only, labels=labels))
 
     return make
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
+    """Poll until `predicate()` is true (for effects that cross a socket close)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

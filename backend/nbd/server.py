@@ -145,10 +145,10 @@ class NbdConnection(asyncio.BufferedProtocol):
     # -- handshake -------------------------------------------------------------
     def _lookup(self, name: str) -> ExportInfo | None:
         try:
-            record = self.array.describe_export(name)
+            view = self.array.describe_export(name)
         except ArrayError:
             return None
-        return ExportInfo(record.name, record.size, record.read_only, f"LDEV {record.display_id}")
+        return ExportInfo(view.name, view.size, view.read_only, view.description)
 
     def _handshake(self, data: bytes) -> None:
         out = self.handshake.receive(data)
@@ -241,7 +241,7 @@ class NbdConnection(asyncio.BufferedProtocol):
             keep_allocated=bool(request.flags & CommandFlag.NO_HOLE),
         )
         session = self.session
-        if op.fua:  # waits for stable storage: off the event loop
+        if session.must_wait(op):  # waits for stable storage: off the event loop
             self._in_pool(request, lambda: session.write(op))
             return
         try:

@@ -8,6 +8,7 @@ import grpc
 import pytest
 
 from ccopy_api import array_pb2 as pb
+from tests.conftest import wait_for
 from tests.integration.nbd_raw import RawClient
 
 MIB = 1 << 20
@@ -116,10 +117,7 @@ def test_delete_is_refused_while_a_host_is_connected(stub, array_proc):
     assert code_of(stub.DeleteLdev, pb.DeleteLdevRequest(id=ldev.id)) == grpc.StatusCode.FAILED_PRECONDITION
     client.request(2)  # NBD_CMD_DISC
     client.close()
-    for _ in range(100):
-        if stub.GetLdev(pb.GetLdevRequest(id=ldev.id)).open_sessions == 0:
-            break
-        threading.Event().wait(0.02)
+    assert wait_for(lambda: stub.GetLdev(pb.GetLdevRequest(id=ldev.id)).open_sessions == 0)
     stub.DeleteLdev(pb.DeleteLdevRequest(id=ldev.id))
     assert code_of(stub.GetLdev, pb.GetLdevRequest(id=ldev.id)) == grpc.StatusCode.NOT_FOUND
 

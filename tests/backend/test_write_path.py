@@ -78,7 +78,7 @@ def test_ldev_with_open_sessions_cannot_be_deleted(array: Array):
 def test_sessions_share_one_file_so_any_flush_covers_all(array: Array):
     array.create_ldev("vol", MIB)
     a, b = array.open_session("vol"), array.open_session("vol")
-    assert a.ldev.file is b.ldev.file
+    assert a.runtime.file is b.runtime.file
     a.write(HostWrite(WriteKind.DATA, 0, 3, b"abc"))
     assert b.read(0, 3) == b"abc"
     a.close()

@@ -11,7 +11,7 @@ import pytest
 
 from ccopy_api import array_pb2 as pb
 from csi_driver.attach import attach, detach, nbd_uri
-from tests.conftest import require_root, require_tools
+from tests.conftest import require_root, require_tools, wait_for
 
 MIB = 1 << 20
 
@@ -39,7 +39,7 @@ def test_file_system_written_through_nbd_remounts_intact(array_proc, make_ldev, 
         written = sums(mnt)
         subprocess.run(["umount", str(mnt)], check=True)
         detach(attachment)
-        assert stub.GetLdev(pb.GetLdevRequest(id=ldev.id)).open_sessions == 0
+        assert wait_for(lambda: stub.GetLdev(pb.GetLdevRequest(id=ldev.id)).open_sessions == 0)
 
         attachment = attach(uri, tmp_path / "fuse")
         assert attachment.device
