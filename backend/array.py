@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from backend.cow_store import CowStore
-from backend.errors import FailedPrecondition, NotFound
+from backend.errors import FailedPrecondition, InvalidArgument, NotFound
 from backend.ldev_io import Extent, LdevFile
 from backend.locks import KeyLocks
 from backend.metadata import LdevRecord, LdevState, SnapshotRecord, SnapshotState
@@ -135,6 +135,8 @@ class Array:
         from backend.clone import Cloner
         from backend.snapshots import Snapshots
 
+        if chunk_size & (chunk_size - 1) or not 4096 <= chunk_size <= 1 << 20:
+            raise InvalidArgument(f"snapshot chunk size must be a power of two from 4 KiB to 1 MiB, not {chunk_size}")
         self.pool = pool
         self.store = pool.store
         self.serial = pool.serial
@@ -168,7 +170,11 @@ class Array:
             if runtime is None:
                 record = self.store.get_ldev(ldev_id)
                 runtime = LdevRuntime(ldev_id, LdevFile(self.pool.ldev_path(ldev_id), writable=True))
-                live = [s.id for s in self.store.list_snapshots(ldev_id=ldev_id, include_hidden=True)]
+                live = [
+                    s.id
+                    for s in self.store.list_snapshots(ldev_id=ldev_id, include_hidden=True)
+                    if s.state is SnapshotState.NORMAL  # CREATING ones join at their barrier
+                ]
                 if live or self.cow_path(ldev_id).exists():
                     runtime.cow = CowStore(self.cow_path(ldev_id), record.chunk_size, live)
                 self._runtimes[ldev_id] = runtime

@@ -19,6 +19,7 @@ from pathlib import Path
 from ccopy import __version__
 from ccopy.logfmt import setup_logging
 from ccopy.rpc import TlsFiles
+from ccopy.units import parse_size
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -48,6 +49,10 @@ def add_array_parser(commands: argparse._SubParsersAction) -> None:
         default=float(env("HANDSHAKE_TIMEOUT", "30") or 30),
         help="seconds an NBD client may take to finish the handshake",
     )
+    serve.add_argument(
+        "--chunk-size", default=env("CHUNK_SIZE", "64KiB"),
+        help="copy-on-write chunk of new LDEVs' snapshots, 4KiB..1MiB [CCOPY_CHUNK_SIZE]",
+    )  # fmt: skip
     serve.set_defaults(run=run_array_serve)
 
 
@@ -71,6 +76,7 @@ def run_array_serve(args: argparse.Namespace) -> int:
         nbd=args.nbd,
         tls=tls,
         handshake_timeout=args.handshake_timeout,
+        chunk_size=parse_size(args.chunk_size),
     )
     try:
         serve(config)

@@ -16,13 +16,23 @@ class LdevState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LDEV_STATE_CREATING: _ClassVar[LdevState]
     LDEV_STATE_NORMAL: _ClassVar[LdevState]
     LDEV_STATE_DELETING: _ClassVar[LdevState]
+    LDEV_STATE_COPYING: _ClassVar[LdevState]
 LDEV_STATE_UNSPECIFIED: LdevState
 LDEV_STATE_CREATING: LdevState
 LDEV_STATE_NORMAL: LdevState
 LDEV_STATE_DELETING: LdevState
+LDEV_STATE_COPYING: LdevState
+
+class CopyProgress(_message.Message):
+    __slots__ = ("total_bytes", "copied_bytes")
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    COPIED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    total_bytes: int
+    copied_bytes: int
+    def __init__(self, total_bytes: _Optional[int] = ..., copied_bytes: _Optional[int] = ...) -> None: ...
 
 class Ldev(_message.Message):
-    __slots__ = ("id", "display_id", "name", "size_bytes", "allocated_bytes", "state", "labels", "read_only", "export_name", "open_sessions", "created_at", "updated_at")
+    __slots__ = ("id", "display_id", "name", "size_bytes", "allocated_bytes", "state", "labels", "read_only", "export_name", "open_sessions", "created_at", "updated_at", "chunk_size_bytes", "snapshot_count", "snapshot_bytes", "copy_progress")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +52,10 @@ class Ldev(_message.Message):
     OPEN_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    COPY_PROGRESS_FIELD_NUMBER: _ClassVar[int]
     id: int
     display_id: str
     name: str
@@ -54,7 +68,11 @@ class Ldev(_message.Message):
     open_sessions: int
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[int] = ..., display_id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., allocated_bytes: _Optional[int] = ..., state: _Optional[_Union[LdevState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., export_name: _Optional[str] = ..., open_sessions: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    chunk_size_bytes: int
+    snapshot_count: int
+    snapshot_bytes: int
+    copy_progress: CopyProgress
+    def __init__(self, id: _Optional[int] = ..., display_id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., allocated_bytes: _Optional[int] = ..., state: _Optional[_Union[LdevState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., export_name: _Optional[str] = ..., open_sessions: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk_size_bytes: _Optional[int] = ..., snapshot_count: _Optional[int] = ..., snapshot_bytes: _Optional[int] = ..., copy_progress: _Optional[_Union[CopyProgress, _Mapping]] = ...) -> None: ...
 
 class GetArrayInfoRequest(_message.Message):
     __slots__ = ()
@@ -94,10 +112,12 @@ class CreateLdevRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ...) -> None: ...
 
 class DeleteLdevRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "cascade")
     ID_FIELD_NUMBER: _ClassVar[int]
+    CASCADE_FIELD_NUMBER: _ClassVar[int]
     id: int
-    def __init__(self, id: _Optional[int] = ...) -> None: ...
+    cascade: bool
+    def __init__(self, id: _Optional[int] = ..., cascade: _Optional[bool] = ...) -> None: ...
 
 class DeleteLdevResponse(_message.Message):
     __slots__ = ()
@@ -196,3 +216,234 @@ class LdevAllocation(_message.Message):
     size_bytes: int
     allocated_bytes: int
     def __init__(self, id: _Optional[int] = ..., display_id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., allocated_bytes: _Optional[int] = ...) -> None: ...
+
+class Snapshot(_message.Message):
+    __slots__ = ("id", "name", "ldev_id", "ldev_display_id", "group_id", "size_bytes", "ready", "export_name", "labels", "created_at")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LDEV_ID_FIELD_NUMBER: _ClassVar[int]
+    LDEV_DISPLAY_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    name: str
+    ldev_id: int
+    ldev_display_id: str
+    group_id: int
+    size_bytes: int
+    ready: bool
+    export_name: str
+    labels: _containers.ScalarMap[str, str]
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., ldev_id: _Optional[int] = ..., ldev_display_id: _Optional[str] = ..., group_id: _Optional[int] = ..., size_bytes: _Optional[int] = ..., ready: _Optional[bool] = ..., export_name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateSnapshotRequest(_message.Message):
+    __slots__ = ("name", "ldev_id", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LDEV_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ldev_id: int
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., ldev_id: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class DeleteSnapshotRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
+
+class DeleteSnapshotResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetSnapshotRequest(_message.Message):
+    __slots__ = ("id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    name: str
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListSnapshotsRequest(_message.Message):
+    __slots__ = ("ldev_id", "page_size", "page_token", "group_id")
+    LDEV_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    ldev_id: int
+    page_size: int
+    page_token: str
+    group_id: int
+    def __init__(self, ldev_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., group_id: _Optional[int] = ...) -> None: ...
+
+class ListSnapshotsResponse(_message.Message):
+    __slots__ = ("snapshots", "next_page_token")
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    snapshots: _containers.RepeatedCompositeFieldContainer[Snapshot]
+    next_page_token: str
+    def __init__(self, snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SnapshotGroup(_message.Message):
+    __slots__ = ("id", "name", "snapshots", "stall_micros", "labels", "created_at")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    STALL_MICROS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    name: str
+    snapshots: _containers.RepeatedCompositeFieldContainer[Snapshot]
+    stall_micros: int
+    labels: _containers.ScalarMap[str, str]
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ..., stall_micros: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateSnapshotGroupRequest(_message.Message):
+    __slots__ = ("name", "ldev_ids", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LDEV_IDS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ldev_ids: _containers.RepeatedScalarFieldContainer[int]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., ldev_ids: _Optional[_Iterable[int]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class DeleteSnapshotGroupRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
+
+class DeleteSnapshotGroupResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetSnapshotGroupRequest(_message.Message):
+    __slots__ = ("id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    name: str
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListSnapshotGroupsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSnapshotGroupsResponse(_message.Message):
+    __slots__ = ("groups", "next_page_token")
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[SnapshotGroup]
+    next_page_token: str
+    def __init__(self, groups: _Optional[_Iterable[_Union[SnapshotGroup, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CloneLdevRequest(_message.Message):
+    __slots__ = ("name", "snapshot_id", "ldev_id", "size_bytes", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    LDEV_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    snapshot_id: int
+    ldev_id: int
+    size_bytes: int
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., snapshot_id: _Optional[int] = ..., ldev_id: _Optional[int] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RestoreLdevRequest(_message.Message):
+    __slots__ = ("ldev_id", "snapshot_id")
+    LDEV_ID_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    ldev_id: int
+    snapshot_id: int
+    def __init__(self, ldev_id: _Optional[int] = ..., snapshot_id: _Optional[int] = ...) -> None: ...
+
+class Extent(_message.Message):
+    __slots__ = ("offset", "length")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    length: int
+    def __init__(self, offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class ExtentPage(_message.Message):
+    __slots__ = ("extents", "next_offset", "chunk_size_bytes", "size_bytes")
+    EXTENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    extents: _containers.RepeatedCompositeFieldContainer[Extent]
+    next_offset: int
+    chunk_size_bytes: int
+    size_bytes: int
+    def __init__(self, extents: _Optional[_Iterable[_Union[Extent, _Mapping]]] = ..., next_offset: _Optional[int] = ..., chunk_size_bytes: _Optional[int] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class GetAllocatedExtentsRequest(_message.Message):
+    __slots__ = ("snapshot_id", "starting_offset", "max_results")
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTING_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    snapshot_id: int
+    starting_offset: int
+    max_results: int
+    def __init__(self, snapshot_id: _Optional[int] = ..., starting_offset: _Optional[int] = ..., max_results: _Optional[int] = ...) -> None: ...
+
+class GetChangedExtentsRequest(_message.Message):
+    __slots__ = ("base_snapshot_id", "target_snapshot_id", "starting_offset", "max_results")
+    BASE_SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTING_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    base_snapshot_id: int
+    target_snapshot_id: int
+    starting_offset: int
+    max_results: int
+    def __init__(self, base_snapshot_id: _Optional[int] = ..., target_snapshot_id: _Optional[int] = ..., starting_offset: _Optional[int] = ..., max_results: _Optional[int] = ...) -> None: ...

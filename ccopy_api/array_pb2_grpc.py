@@ -74,6 +74,66 @@ class ArrayStub:
                 request_serializer=ccopy__api_dot_array__pb2.GetPoolRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.Pool.FromString,
                 _registered_method=True)
+        self.CreateSnapshot = channel.unary_unary(
+                '/ccopy.array.v1.Array/CreateSnapshot',
+                request_serializer=ccopy__api_dot_array__pb2.CreateSnapshotRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.Snapshot.FromString,
+                _registered_method=True)
+        self.DeleteSnapshot = channel.unary_unary(
+                '/ccopy.array.v1.Array/DeleteSnapshot',
+                request_serializer=ccopy__api_dot_array__pb2.DeleteSnapshotRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.DeleteSnapshotResponse.FromString,
+                _registered_method=True)
+        self.GetSnapshot = channel.unary_unary(
+                '/ccopy.array.v1.Array/GetSnapshot',
+                request_serializer=ccopy__api_dot_array__pb2.GetSnapshotRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.Snapshot.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/ccopy.array.v1.Array/ListSnapshots',
+                request_serializer=ccopy__api_dot_array__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.CreateSnapshotGroup = channel.unary_unary(
+                '/ccopy.array.v1.Array/CreateSnapshotGroup',
+                request_serializer=ccopy__api_dot_array__pb2.CreateSnapshotGroupRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.SnapshotGroup.FromString,
+                _registered_method=True)
+        self.DeleteSnapshotGroup = channel.unary_unary(
+                '/ccopy.array.v1.Array/DeleteSnapshotGroup',
+                request_serializer=ccopy__api_dot_array__pb2.DeleteSnapshotGroupRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.DeleteSnapshotGroupResponse.FromString,
+                _registered_method=True)
+        self.GetSnapshotGroup = channel.unary_unary(
+                '/ccopy.array.v1.Array/GetSnapshotGroup',
+                request_serializer=ccopy__api_dot_array__pb2.GetSnapshotGroupRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.SnapshotGroup.FromString,
+                _registered_method=True)
+        self.ListSnapshotGroups = channel.unary_unary(
+                '/ccopy.array.v1.Array/ListSnapshotGroups',
+                request_serializer=ccopy__api_dot_array__pb2.ListSnapshotGroupsRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.ListSnapshotGroupsResponse.FromString,
+                _registered_method=True)
+        self.CloneLdev = channel.unary_unary(
+                '/ccopy.array.v1.Array/CloneLdev',
+                request_serializer=ccopy__api_dot_array__pb2.CloneLdevRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.Ldev.FromString,
+                _registered_method=True)
+        self.RestoreLdev = channel.unary_unary(
+                '/ccopy.array.v1.Array/RestoreLdev',
+                request_serializer=ccopy__api_dot_array__pb2.RestoreLdevRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.Ldev.FromString,
+                _registered_method=True)
+        self.GetAllocatedExtents = channel.unary_unary(
+                '/ccopy.array.v1.Array/GetAllocatedExtents',
+                request_serializer=ccopy__api_dot_array__pb2.GetAllocatedExtentsRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.ExtentPage.FromString,
+                _registered_method=True)
+        self.GetChangedExtents = channel.unary_unary(
+                '/ccopy.array.v1.Array/GetChangedExtents',
+                request_serializer=ccopy__api_dot_array__pb2.GetChangedExtentsRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.ExtentPage.FromString,
+                _registered_method=True)
 
 
 class ArrayServicer:
@@ -136,6 +196,91 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSnapshot(self, request, context):
+        """Copy-on-write snapshot of one LDEV: copies nothing, whatever the size.
+        Idempotent by name (same name, same LDEV).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSnapshot(self, request, context):
+        """Frees the preserved chunks only this snapshot needed. Refused for a
+        member of a snapshot group, a snapshot in use (NBD) or being cloned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSnapshotGroup(self, request, context):
+        """Snapshots of several LDEVs at one instant (writes wait at a barrier
+        meanwhile). Created and deleted as a unit; idempotent by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSnapshotGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSnapshotGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshotGroups(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloneLdev(self, request, context):
+        """A new independent LDEV with the data of a snapshot or of an LDEV. Returns
+        at once with the LDEV COPYING; copy_progress shows how far it is; the LDEV
+        becomes NORMAL (and exportable) when its data is durable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreLdev(self, request, context):
+        """Rolls an LDEV back to one of its snapshots. Needs the LDEV free of NBD
+        sessions; other snapshots keep their contents.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAllocatedExtents(self, request, context):
+        """Extents of a snapshot that may hold data, chunk granular, paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetChangedExtents(self, request, context):
+        """Extents whose content may differ between two snapshots of one LDEV.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArrayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -178,6 +323,66 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.GetPool,
                     request_deserializer=ccopy__api_dot_array__pb2.GetPoolRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.Pool.SerializeToString,
+            ),
+            'CreateSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSnapshot,
+                    request_deserializer=ccopy__api_dot_array__pb2.CreateSnapshotRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.Snapshot.SerializeToString,
+            ),
+            'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshot,
+                    request_deserializer=ccopy__api_dot_array__pb2.DeleteSnapshotRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.DeleteSnapshotResponse.SerializeToString,
+            ),
+            'GetSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSnapshot,
+                    request_deserializer=ccopy__api_dot_array__pb2.GetSnapshotRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.Snapshot.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=ccopy__api_dot_array__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'CreateSnapshotGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSnapshotGroup,
+                    request_deserializer=ccopy__api_dot_array__pb2.CreateSnapshotGroupRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.SnapshotGroup.SerializeToString,
+            ),
+            'DeleteSnapshotGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshotGroup,
+                    request_deserializer=ccopy__api_dot_array__pb2.DeleteSnapshotGroupRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.DeleteSnapshotGroupResponse.SerializeToString,
+            ),
+            'GetSnapshotGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSnapshotGroup,
+                    request_deserializer=ccopy__api_dot_array__pb2.GetSnapshotGroupRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.SnapshotGroup.SerializeToString,
+            ),
+            'ListSnapshotGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshotGroups,
+                    request_deserializer=ccopy__api_dot_array__pb2.ListSnapshotGroupsRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.ListSnapshotGroupsResponse.SerializeToString,
+            ),
+            'CloneLdev': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloneLdev,
+                    request_deserializer=ccopy__api_dot_array__pb2.CloneLdevRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.Ldev.SerializeToString,
+            ),
+            'RestoreLdev': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreLdev,
+                    request_deserializer=ccopy__api_dot_array__pb2.RestoreLdevRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.Ldev.SerializeToString,
+            ),
+            'GetAllocatedExtents': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAllocatedExtents,
+                    request_deserializer=ccopy__api_dot_array__pb2.GetAllocatedExtentsRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.ExtentPage.SerializeToString,
+            ),
+            'GetChangedExtents': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetChangedExtents,
+                    request_deserializer=ccopy__api_dot_array__pb2.GetChangedExtentsRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.ExtentPage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -396,6 +601,330 @@ class Array:
             '/ccopy.array.v1.Array/GetPool',
             ccopy__api_dot_array__pb2.GetPoolRequest.SerializeToString,
             ccopy__api_dot_array__pb2.Pool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/CreateSnapshot',
+            ccopy__api_dot_array__pb2.CreateSnapshotRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.Snapshot.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/DeleteSnapshot',
+            ccopy__api_dot_array__pb2.DeleteSnapshotRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.DeleteSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/GetSnapshot',
+            ccopy__api_dot_array__pb2.GetSnapshotRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.Snapshot.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/ListSnapshots',
+            ccopy__api_dot_array__pb2.ListSnapshotsRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSnapshotGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/CreateSnapshotGroup',
+            ccopy__api_dot_array__pb2.CreateSnapshotGroupRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.SnapshotGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshotGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/DeleteSnapshotGroup',
+            ccopy__api_dot_array__pb2.DeleteSnapshotGroupRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.DeleteSnapshotGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSnapshotGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/GetSnapshotGroup',
+            ccopy__api_dot_array__pb2.GetSnapshotGroupRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.SnapshotGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshotGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/ListSnapshotGroups',
+            ccopy__api_dot_array__pb2.ListSnapshotGroupsRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.ListSnapshotGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloneLdev(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/CloneLdev',
+            ccopy__api_dot_array__pb2.CloneLdevRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.Ldev.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreLdev(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/RestoreLdev',
+            ccopy__api_dot_array__pb2.RestoreLdevRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.Ldev.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAllocatedExtents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/GetAllocatedExtents',
+            ccopy__api_dot_array__pb2.GetAllocatedExtentsRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.ExtentPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetChangedExtents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/GetChangedExtents',
+            ccopy__api_dot_array__pb2.GetChangedExtentsRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.ExtentPage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,7 @@ class ArrayConfig:
     nbd: str = "127.0.0.1:10809"
     tls: TlsFiles = field(default_factory=TlsFiles)
     handshake_timeout: float = 30.0
+    chunk_size: int = 64 * 1024
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -60,7 +61,7 @@ class ArrayProcess:
 
 
 async def start_array(config: ArrayConfig) -> ArrayProcess:
-    array = Array(Pool(config.pool, config.serial))
+    array = Array(Pool(config.pool, config.serial), chunk_size=config.chunk_size)
     nbd_host, nbd_port = split_address(config.nbd)
     nbd = NbdServer(array, NbdConfig(host=nbd_host, port=nbd_port, handshake_timeout=config.handshake_timeout))
     bound_host, bound_port = await nbd.start()

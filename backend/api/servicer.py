@@ -6,17 +6,23 @@ interceptor) turns them into status codes in one place.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from backend import errors
+from backend.api.convert import (
+    decode_page_token,
+    encode_page_token,
+    group_message,
+    ldev_message,
+    snapshot_message,
+)
 from backend.array import Array
-from backend.ldev_id import MAX_LDEV_ID, format_ldev_id
-from backend.metadata import LdevRecord, LdevState
+from backend.ldev_id import MAX_LDEV_ID
+from backend.metadata import LdevRecord
 from backend.nbd.constants import MAX_REQUEST_BYTES
+from backend.snapshots import ExtentPage
 from ccopy import __version__
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
@@ -33,33 +39,7 @@ ERROR_TABLE: Mapping[type[BaseException], grpc.StatusCode] = {
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-_STATES = {
-    LdevState.CREATING: pb.LDEV_STATE_CREATING,
-    LdevState.NORMAL: pb.LDEV_STATE_NORMAL,
-    LdevState.DELETING: pb.LDEV_STATE_DELETING,
-}
-
-
-def _timestamp(seconds: float) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
-
-
-def encode_page_token(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"ldev:{last_id}".encode()).decode()
-
-
-def decode_page_token(token: str) -> int:
-    if not token:
-        return -1
-    try:
-        kind, _, value = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if kind == "ldev" and value.isdigit():
-            return int(value)
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise errors.InvalidArgument(f"page_token {token!r} was not issued by this array")
+DEFAULT_EXTENTS = 1000
 
 
 def _require_id(ldev_id: int) -> int:
@@ -68,26 +48,34 @@ def _require_id(ldev_id: int) -> int:
     return ldev_id
 
 
+def _page_size(requested: int) -> int:
+    if requested > MAX_PAGE_SIZE:
+        raise errors.InvalidArgument(f"page_size is at most {MAX_PAGE_SIZE}")
+    return requested or DEFAULT_PAGE_SIZE
+
+
+def _paged(records: list, size: int, kind: str) -> tuple[list, str]:
+    """Split a query of size+1 rows into a page and the next token."""
+    page, more = records[:size], len(records) > size
+    return page, encode_page_token(kind, page[-1].id) if more else ""
+
+
+def _extent_page(page: ExtentPage) -> pb.ExtentPage:
+    return pb.ExtentPage(
+        extents=[pb.Extent(offset=o, length=n) for o, n in page.extents],
+        next_offset=page.next_offset,
+        chunk_size_bytes=page.chunk_size,
+        size_bytes=page.size,
+    )
+
+
 class ArrayServicer(pb_grpc.ArrayServicer):
     def __init__(self, array: Array, nbd_address: str) -> None:
         self.array = array
         self.nbd_address = nbd_address
 
     def _ldev(self, record: LdevRecord) -> pb.Ldev:
-        return pb.Ldev(
-            id=record.id,
-            display_id=format_ldev_id(record.id),
-            name=record.name,
-            size_bytes=record.size,
-            allocated_bytes=self.array.allocated_bytes(record.id),
-            state=_STATES[record.state],
-            labels=dict(record.labels),
-            read_only=record.read_only,
-            export_name=record.name,
-            open_sessions=self.array.open_sessions(record.id),
-            created_at=_timestamp(record.created_at),
-            updated_at=_timestamp(record.updated_at),
-        )
+        return ldev_message(self.array, record)
 
     def GetArrayInfo(self, request: pb.GetArrayInfoRequest, context: grpc.ServicerContext) -> pb.ArrayInfo:
         return pb.ArrayInfo(
@@ -107,7 +95,7 @@ class ArrayServicer(pb_grpc.ArrayServicer):
         return self._ldev(record)
 
     def DeleteLdev(self, request: pb.DeleteLdevRequest, context: grpc.ServicerContext) -> pb.DeleteLdevResponse:
-        self.array.delete_ldev(_require_id(request.id))
+        self.array.delete_ldev(_require_id(request.id), cascade=request.cascade)
         return pb.DeleteLdevResponse()
 
     def ExpandLdev(self, request: pb.ExpandLdevRequest, context: grpc.ServicerContext) -> pb.Ldev:
@@ -124,16 +112,11 @@ class ArrayServicer(pb_grpc.ArrayServicer):
         raise errors.InvalidArgument("give the LDEV id or name")
 
     def ListLdevs(self, request: pb.ListLdevsRequest, context: grpc.ServicerContext) -> pb.ListLdevsResponse:
-        if request.page_size > MAX_PAGE_SIZE:
-            raise errors.InvalidArgument(f"page_size is at most {MAX_PAGE_SIZE}")
-        size = request.page_size or DEFAULT_PAGE_SIZE
-        after = decode_page_token(request.page_token)
+        size = _page_size(request.page_size)
+        after = decode_page_token("ldev", request.page_token)
         records = self.array.list_ldevs(after, size + 1, dict(request.label_selector))
-        page, more = records[:size], len(records) > size
-        return pb.ListLdevsResponse(
-            ldevs=[self._ldev(r) for r in page],
-            next_page_token=encode_page_token(page[-1].id) if more else "",
-        )
+        page, token = _paged(records, size, "ldev")
+        return pb.ListLdevsResponse(ldevs=[self._ldev(r) for r in page], next_page_token=token)
 
     def UpdateLdevLabels(self, request: pb.UpdateLdevLabelsRequest, context: grpc.ServicerContext) -> pb.Ldev:
         overlap = set(request.set) & set(request.remove)
@@ -162,3 +145,118 @@ class ArrayServicer(pb_grpc.ArrayServicer):
                 for a in capacity.ldevs
             ],
         )
+
+    # -- snapshots -------------------------------------------------------------
+    def CreateSnapshot(self, request: pb.CreateSnapshotRequest, context: grpc.ServicerContext) -> pb.Snapshot:
+        if not request.name:
+            raise errors.InvalidArgument("name is required")
+        snapshot = self.array.snapshots.create_snapshot(
+            request.name, _require_id(request.ldev_id), dict(request.labels)
+        )
+        return snapshot_message(snapshot)
+
+    def DeleteSnapshot(
+        self, request: pb.DeleteSnapshotRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteSnapshotResponse:
+        self.array.snapshots.delete_snapshot(request.id)
+        return pb.DeleteSnapshotResponse()
+
+    def GetSnapshot(self, request: pb.GetSnapshotRequest, context: grpc.ServicerContext) -> pb.Snapshot:
+        which = request.WhichOneof("ref")
+        if which == "id":
+            snapshot = self.array.store.get_snapshot(request.id)
+        elif which == "name":
+            found = self.array.store.find_snapshot_by_name(request.name)
+            if found is None:
+                raise errors.NotFound(f"snapshot named {request.name!r} not found")
+            snapshot = found
+        else:
+            raise errors.InvalidArgument("give the snapshot id or name")
+        if snapshot.hidden:
+            raise errors.NotFound(f"snapshot {snapshot.id} not found")
+        return snapshot_message(snapshot)
+
+    def ListSnapshots(
+        self, request: pb.ListSnapshotsRequest, context: grpc.ServicerContext
+    ) -> pb.ListSnapshotsResponse:
+        size = _page_size(request.page_size)
+        after = decode_page_token("snapshot", request.page_token)
+        records = self.array.store.list_snapshots(
+            ldev_id=request.ldev_id or None, group_id=request.group_id or None, after_id=after, limit=size + 1
+        )
+        page, token = _paged(records, size, "snapshot")
+        return pb.ListSnapshotsResponse(snapshots=[snapshot_message(s) for s in page], next_page_token=token)
+
+    def CreateSnapshotGroup(
+        self, request: pb.CreateSnapshotGroupRequest, context: grpc.ServicerContext
+    ) -> pb.SnapshotGroup:
+        if not request.name:
+            raise errors.InvalidArgument("name is required")
+        ids = [_require_id(i) for i in request.ldev_ids]
+        taken = self.array.snapshots.create_group(request.name, ids, dict(request.labels))
+        assert taken.group is not None
+        return group_message(taken.group, taken.snapshots, taken.stall_seconds)
+
+    def DeleteSnapshotGroup(
+        self, request: pb.DeleteSnapshotGroupRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteSnapshotGroupResponse:
+        self.array.snapshots.delete_group(request.id)
+        return pb.DeleteSnapshotGroupResponse()
+
+    def GetSnapshotGroup(self, request: pb.GetSnapshotGroupRequest, context: grpc.ServicerContext) -> pb.SnapshotGroup:
+        which = request.WhichOneof("ref")
+        if which == "id":
+            group = self.array.store.get_snapshot_group(request.id)
+        elif which == "name":
+            found = self.array.store.find_snapshot_group_by_name(request.name)
+            if found is None:
+                raise errors.NotFound(f"snapshot group named {request.name!r} not found")
+            group = found
+        else:
+            raise errors.InvalidArgument("give the snapshot group id or name")
+        return group_message(group, self.array.store.list_snapshots(group_id=group.id))
+
+    def ListSnapshotGroups(
+        self, request: pb.ListSnapshotGroupsRequest, context: grpc.ServicerContext
+    ) -> pb.ListSnapshotGroupsResponse:
+        size = _page_size(request.page_size)
+        after = decode_page_token("group", request.page_token)
+        page, token = _paged(self.array.store.list_snapshot_groups(after, size + 1), size, "group")
+        groups = [group_message(g, self.array.store.list_snapshots(group_id=g.id)) for g in page]
+        return pb.ListSnapshotGroupsResponse(groups=groups, next_page_token=token)
+
+    # -- clones, restore, changed blocks -------------------------------------------
+    def CloneLdev(self, request: pb.CloneLdevRequest, context: grpc.ServicerContext) -> pb.Ldev:
+        if not request.name:
+            raise errors.InvalidArgument("name is required")
+        which = request.WhichOneof("source")
+        if which is None:
+            raise errors.InvalidArgument("give the clone source: snapshot_id or ldev_id")
+        record = self.array.cloner.clone(
+            request.name,
+            request.size_bytes or None,
+            dict(request.labels),
+            source_snapshot=request.snapshot_id if which == "snapshot_id" else None,
+            source_ldev=_require_id(request.ldev_id) if which == "ldev_id" else None,
+        )
+        return self._ldev(record)
+
+    def RestoreLdev(self, request: pb.RestoreLdevRequest, context: grpc.ServicerContext) -> pb.Ldev:
+        return self._ldev(self.array.snapshots.restore(_require_id(request.ldev_id), request.snapshot_id))
+
+    def GetAllocatedExtents(
+        self, request: pb.GetAllocatedExtentsRequest, context: grpc.ServicerContext
+    ) -> pb.ExtentPage:
+        page = self.array.snapshots.allocated(
+            request.snapshot_id, request.starting_offset, request.max_results or DEFAULT_EXTENTS
+        )
+        return _extent_page(page)
+
+    def GetChangedExtents(self, request: pb.GetChangedExtentsRequest, context: grpc.ServicerContext) -> pb.ExtentPage:
+        page = self.array.snapshots.changed(
+            request.base_snapshot_id,
+            request.target_snapshot_id,
+            request.starting_offset,
+            request.max_results or DEFAULT_EXTENTS,
+        )
+        return _extent_page(page)
