@@ -31,6 +31,7 @@ class UsageError(Exception):
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
+    from ccopy import ctl_snapshots
     from ccopy.cli import env, optional_path
 
     ctl = commands.add_parser("ctl", help="administer an array")
@@ -50,6 +51,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     create.set_defaults(run=ldev_create)
     delete = ldev.add_parser("delete", help="delete an LDEV and its data")
     delete.add_argument("ldev", help="LDEV id (00:00:2A or 42) or name")
+    delete.add_argument("--cascade", action="store_true", help="delete its snapshots too")
     delete.set_defaults(run=ldev_delete)
     expand = ldev.add_parser("expand", help="grow an LDEV")
     expand.add_argument("ldev", help="LDEV id or name")
@@ -66,6 +68,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     label.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     label.add_argument("--remove", action="append", default=[], metavar="KEY")
     label.set_defaults(run=ldev_label)
+    ctl_snapshots.add_ldev_verbs(ldev)
+    ctl_snapshots.add_objects(objects)
 
     pool = objects.add_parser("pool", help="the LDEV pool").add_subparsers(dest="verb", required=True)
     pool.add_parser("show", help="capacity and allocation").set_defaults(run=pool_show)
@@ -135,7 +139,7 @@ def ldev_ref(stub: pb_grpc.ArrayStub, ref: str) -> pb.Ldev:
 
 
 _STATE_NAMES = {v: k.removeprefix("LDEV_STATE_") for k, v in pb.LdevState.items()}
-LDEV_HEADERS = ("ID", "NAME", "SIZE", "ALLOCATED", "STATE", "RO", "SESSIONS", "LABELS")
+LDEV_HEADERS = ("ID", "NAME", "SIZE", "ALLOCATED", "SNAPSHOTS", "STATE", "RO", "SESSIONS", "LABELS")
 
 
 def ldev_row(ldev: pb.Ldev) -> list[str]:
@@ -145,6 +149,7 @@ def ldev_row(ldev: pb.Ldev) -> list[str]:
         ldev.name,
         format_size(ldev.size_bytes),
         format_size(ldev.allocated_bytes),
+        str(ldev.snapshot_count),
         _STATE_NAMES[ldev.state],
         "yes" if ldev.read_only else "no",
         str(ldev.open_sessions),
@@ -170,7 +175,7 @@ def ldev_create(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
 @wrap
 def ldev_delete(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     ldev = ldev_ref(stub, args.ldev)
-    stub.DeleteLdev(pb.DeleteLdevRequest(id=ldev.id), timeout=CALL_TIMEOUT)
+    stub.DeleteLdev(pb.DeleteLdevRequest(id=ldev.id, cascade=args.cascade), timeout=CALL_TIMEOUT)
     return {"deleted": ldev.display_id, "name": ldev.name}, lambda: f"deleted LDEV {ldev.display_id} ({ldev.name})"
 
 

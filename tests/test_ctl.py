@@ -20,8 +20,8 @@ def ctl(array_proc, *args: str, check: bool = True) -> subprocess.CompletedProce
 def test_ldev_lifecycle_in_tables_and_json(array_proc):
     out = ctl(array_proc, "ldev", "create", "sales-db", "--size", "10GiB", "--label", "app=shop").stdout
     header, row = out.splitlines()
-    assert header.split()[:5] == ["ID", "NAME", "SIZE", "ALLOCATED", "STATE"]
-    assert row.split()[:5] == ["00:00:01", "sales-db", "10GiB", "0B", "NORMAL"]
+    assert header.split()[:6] == ["ID", "NAME", "SIZE", "ALLOCATED", "SNAPSHOTS", "STATE"]
+    assert row.split()[:6] == ["00:00:01", "sales-db", "10GiB", "0B", "0", "NORMAL"]
     ctl(array_proc, "ldev", "create", "stock-db", "--size", "1G")
 
     listed = json.loads(ctl(array_proc, "-o", "json", "ldev", "list").stdout)
@@ -82,3 +82,40 @@ def test_unreachable_array_is_one_line(tmp_path):
     )
     assert result.returncode == 1 and result.stderr.startswith("error: UNAVAILABLE:")
     assert result.stderr.count("\n") == 1
+
+
+def test_snapshot_group_clone_restore_and_extents_from_the_cli(array_proc):
+    ctl(array_proc, "ldev", "create", "sales", "--size", "16MiB")
+    ctl(array_proc, "ldev", "create", "stock", "--size", "16MiB")
+    snap = json.loads(ctl(array_proc, "-o", "json", "snapshot", "create", "s1", "--ldev", "sales").stdout)
+    assert snap["name"] == "s1" and snap["ready"] is True and snap["export_name"] == "snapshots/s1"
+    group_out = ctl(array_proc, "snapshot-group", "create", "nightly", "--ldev", "sales", "--ldev", "stock").stdout
+    assert "2 snapshots, writes held" in group_out
+    group = json.loads(ctl(array_proc, "-o", "json", "group", "show", "nightly").stdout)
+    assert sorted(s["ldev_display_id"] for s in group["snapshots"]) == ["00:00:01", "00:00:02"]
+    listed = json.loads(ctl(array_proc, "-o", "json", "snapshot", "list", "--ldev", "sales").stdout)
+    assert [s["name"] for s in listed] == ["s1", "nightly-000001"]
+
+    clone = json.loads(ctl(array_proc, "-o", "json", "ldev", "clone", "sales-copy", "--from-snapshot", "s1").stdout)
+    assert clone["state"] == "LDEV_STATE_NORMAL" and clone["size_bytes"] == str(16 << 20)
+    live_clone = json.loads(
+        ctl(array_proc, "-o", "json", "ldev", "clone", "big", "--from-ldev", "stock", "--size", "32MiB").stdout
+    )
+    assert live_clone["size_bytes"] == str(32 << 20)
+    assert (
+        json.loads(ctl(array_proc, "-o", "json", "ldev", "restore", "sales", "--snapshot", "s1").stdout)["name"]
+        == "sales"
+    )
+    extents = json.loads(ctl(array_proc, "-o", "json", "snapshot", "extents", "s1").stdout)
+    assert extents["total_bytes"] == "0"
+    diff = ctl(array_proc, "snapshot", "extents", "nightly-000001", "--base", "s1").stdout
+    assert "changed since snapshot" in diff
+
+    refused = ctl(array_proc, "snapshot", "delete", "nightly-000001", check=False)
+    assert refused.returncode == 1 and refused.stderr.startswith("error: FAILED_PRECONDITION:")
+    refused = ctl(array_proc, "ldev", "delete", "sales", check=False)
+    assert refused.returncode == 1 and "snapshot" in refused.stderr
+    smaller = ctl(array_proc, "ldev", "clone", "tiny", "--from-snapshot", "s1", "--size", "1MiB", check=False)
+    assert smaller.returncode == 1 and smaller.stderr.startswith("error: OUT_OF_RANGE:")
+    assert "deleted snapshot group" in ctl(array_proc, "group", "delete", "nightly").stdout
+    assert "deleted LDEV" in ctl(array_proc, "ldev", "delete", "sales", "--cascade").stdout
