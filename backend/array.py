@@ -213,6 +213,13 @@ class Array:
                 raise FailedPrecondition(
                     f"LDEV {record.display_id} has {len(snapshots)} snapshot(s); delete them or ask to cascade"
                 )
+            for snapshot in snapshots:
+                if snapshot.group_id is not None:
+                    raise FailedPrecondition(
+                        f"snapshot {snapshot.id} of LDEV {record.display_id} belongs to snapshot group "
+                        f"{snapshot.group_id}; delete the group first"
+                    )
+                self.snapshots.check_unused(snapshot)
             with self._runtimes_lock:
                 runtime = self._runtimes.get(ldev_id)
                 if runtime is not None and (runtime.sessions or any(runtime.snapshot_sessions.values())):

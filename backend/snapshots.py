@@ -214,7 +214,7 @@ class Snapshots:
 
     def _drop(self, snapshots: list[SnapshotRecord], group_id: int | None) -> None:
         for snapshot in snapshots:
-            self._check_unused(snapshot)
+            self.check_unused(snapshot)
         # Rows first: a crash after this frees the CoW space on restart.
         self.store.delete_snapshots([s.id for s in snapshots], group_id)
         for snapshot in snapshots:
@@ -223,7 +223,7 @@ class Snapshots:
                 freed = runtime.cow.drop_gen(snapshot.id) if runtime.cow else 0
             log.info("snapshot_deleted snapshot=%d ldev=%06x slots_freed=%d", snapshot.id, snapshot.ldev_id, freed)
 
-    def _check_unused(self, snapshot: SnapshotRecord) -> None:
+    def check_unused(self, snapshot: SnapshotRecord) -> None:
         runtime = self.array.runtime(snapshot.ldev_id)
         if runtime.snapshot_sessions.get(snapshot.id):
             raise FailedPrecondition(f"snapshot {snapshot.id} has open NBD sessions")
