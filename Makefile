@@ -35,6 +35,7 @@ test: deps
 
 bench: deps
 	$(SUDO) $(VENV)/bin/python -m bench.nbd_fio
+	$(SUDO) $(VENV)/bin/python -m bench.snapshots
 
 generate: venv
 	$(VENV)/bin/python -m ccopy_api.generate

@@ -163,3 +163,28 @@ def _deleted(stub, snapshot_id: int) -> bool:
         return True
     except grpc.RpcError as exc:
         return exc.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_clone_interrupted_by_kill_9_resumes_and_completes(array_proc, make_ldev, stub):
+    ldev = make_ldev("big-src", 1 << 30)
+    client = RawClient(array_proc.nbd_address)
+    client.go("big-src")
+    chunk = bytes(range(256)) * (4 * MIB // 256)
+    for i in range(128):  # 512 MiB spread over the LDEV
+        assert client.write(i * 8 * MIB, chunk) == 0
+    client.close()
+    clone = stub.CloneLdev(pb.CloneLdevRequest(name="big-clone", ldev_id=ldev.id))
+    array_proc.kill()
+    array_proc.start()
+    with grpc.insecure_channel(array_proc.api_address) as channel:
+        after = pb_grpc.ArrayStub(channel)
+        assert wait_for(lambda: after.GetLdev(pb.GetLdevRequest(id=clone.id)).state == pb.LDEV_STATE_NORMAL, 120)
+        assert after.ListSnapshots(pb.ListSnapshotsRequest()).snapshots == []
+    log = array_proc.log_path.read_text()
+    assert "clone_resumed" in log, "the clone finished before the kill: nothing was resumed"
+    check = RawClient(array_proc.nbd_address)
+    check.go("big-clone")
+    for i in (0, 1, 63, 127):
+        assert check.read(i * 8 * MIB, 4 * MIB) == (0, chunk)
+        assert check.read(i * 8 * MIB + 4 * MIB, 4096) == (0, bytes(4096))
+    check.close()
