@@ -14,21 +14,24 @@ contain '/', so the two never collide.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from backend.cow_store import CowStore
-from backend.errors import FailedPrecondition, InvalidArgument, NotFound
+from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from backend.ldev_io import Extent, LdevFile
 from backend.locks import KeyLocks
-from backend.metadata import LdevRecord, LdevState, SnapshotRecord, SnapshotState
+from backend.metadata import LdevRecord, LdevState, Publication, SnapshotRecord, SnapshotState
 from backend.pool import Pool, PoolCapacity, validate_labels
+from backend.qos import QosLimiter
 from backend.write_path import HostWrite, WritePath, WriteRefused
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_EXPORT_PREFIX = "snapshots/"
+PUBLICATION_EXPORT_PREFIX = "pub/"
 
 
 @dataclass
@@ -44,6 +47,9 @@ class LdevRuntime:
     snapshot_sessions: dict[int, int] = field(default_factory=dict)
     # Set while an operation (restore) needs the LDEV to itself.
     busy: str | None = None
+    qos: QosLimiter = field(default_factory=QosLimiter)
+    # Sessions opened through each publication token, revoked on unpublish.
+    by_token: dict[str, list[Session]] = field(default_factory=dict)
 
     @property
     def has_snapshots(self) -> bool:
@@ -64,14 +70,25 @@ class Session:
     """One host's view of one LDEV, fixed at open: size and protection do not
     change under a connected host (an expanded LDEV shows on the next open)."""
 
-    def __init__(self, array: Array, runtime: LdevRuntime, record: LdevRecord) -> None:
+    def __init__(self, array: Array, runtime: LdevRuntime, record: LdevRecord, read_only: bool = False) -> None:
         self.array = array
         self.runtime = runtime
         self.ldev_id = record.id
         self.name = record.name
         self.size = record.size
-        self.read_only = record.read_only
+        self.read_only = record.read_only or read_only
         self.closed = False
+        self.token: str | None = None
+        # Set by the transport: ends the host's connection when access is revoked.
+        self.on_revoke: Callable[[], None] | None = None
+
+    def throttle(self, nbytes: int, now: float) -> float:
+        """Seconds to hold a request so the LDEV stays within its QoS limits."""
+        return self.runtime.qos.reserve(nbytes, now)
+
+    def revoke(self) -> None:
+        if self.on_revoke is not None:
+            self.on_revoke()
 
     def must_wait(self, op: HostWrite) -> bool:
         """True when the write may block on stable storage (FUA, or a copy-on-write)."""
@@ -92,7 +109,7 @@ class Session:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.array._close_session(self.runtime, None)
+            self.array._close_session(self.runtime, None, self)
 
 
 class SnapshotSession(Session):
@@ -127,7 +144,7 @@ class SnapshotSession(Session):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.array._close_session(self.runtime, self.snapshot_id)
+            self.array._close_session(self.runtime, self.snapshot_id, self)
 
 
 class Array:
@@ -170,6 +187,7 @@ class Array:
             if runtime is None:
                 record = self.store.get_ldev(ldev_id)
                 runtime = LdevRuntime(ldev_id, LdevFile(self.pool.ldev_path(ldev_id), writable=True))
+                runtime.qos.update(record.max_iops, record.max_mbps)
                 live = [
                     s.id
                     for s in self.store.list_snapshots(ldev_id=ldev_id, include_hidden=True)
@@ -198,12 +216,73 @@ class Array:
 
     # -- LDEV lifecycle (control path) -----------------------------------------
     def create_ldev(
-        self, name: str, size: int, labels: Mapping[str, str] | None = None, read_only: bool = False
+        self,
+        name: str,
+        size: int,
+        labels: Mapping[str, str] | None = None,
+        read_only: bool = False,
+        require_publication: bool = False,
+        qos: tuple[int, int] = (0, 0),
     ) -> LdevRecord:
+        if qos[0] < 0 or qos[1] < 0:
+            raise InvalidArgument("QoS limits cannot be negative")
         with self.name_locks.hold(name):
+            existing = self.store.find_ldev_by_name(name)
             record = self.pool.create_ldev(name, size, dict(labels or {}), read_only, self.chunk_size)
+            if existing is None and (require_publication or any(qos)):
+                record = self.store.set_ldev_access(record.id, require_publication=require_publication, qos=qos)
         log.info("ldev_created ldev=%s name=%s size=%d", record.display_id, record.name, record.size)
         return record
+
+    def set_qos(self, ldev_id: int, max_iops: int, max_mbps: int) -> LdevRecord:
+        """New limits apply to the very next request of every session."""
+        if max_iops < 0 or max_mbps < 0:
+            raise InvalidArgument("QoS limits cannot be negative")
+        with self.id_locks.hold(ldev_id):
+            self.get_ldev(ldev_id)
+            record = self.store.set_ldev_access(ldev_id, qos=(max_iops, max_mbps))
+            self.runtime(ldev_id).qos.update(max_iops, max_mbps)
+        log.info("ldev_qos ldev=%s max_iops=%d max_mbps=%d", record.display_id, max_iops, max_mbps)
+        return record
+
+    # -- publications (host access control) -------------------------------------
+    def publish(self, ldev_id: int, host_id: str, read_only: bool) -> Publication:
+        """Let `host_id` open the LDEV over NBD through a secret export name.
+
+        Idempotent for the same host and mode; the same host asking for the
+        other mode is ALREADY_EXISTS (unpublish first).
+        """
+        if not host_id or len(host_id.encode()) > 256:
+            raise InvalidArgument("host id must be 1 to 256 bytes")
+        with self.id_locks.hold(ldev_id):
+            record = self.get_ldev(ldev_id)
+            if record.state is not LdevState.NORMAL:
+                raise FailedPrecondition(f"LDEV {record.display_id} is {record.state.value}")
+            publication = self.store.upsert_publication(secrets.token_hex(16), ldev_id, host_id, read_only)
+            if publication.read_only != read_only:
+                raise AlreadyExists(
+                    f"LDEV {record.display_id} is published to {host_id!r} "
+                    f"{'read-only' if publication.read_only else 'read-write'}"
+                )
+        log.info("ldev_published ldev=%s host=%s read_only=%s", record.display_id, host_id, read_only)
+        return publication
+
+    def unpublish(self, ldev_id: int, host_id: str) -> None:
+        """Revoke the host's access and cut its open sessions (fencing). Idempotent."""
+        with self.id_locks.hold(ldev_id):
+            self.get_ldev(ldev_id)
+            publication = self.store.delete_publication(ldev_id, host_id)
+            if publication is None:
+                return
+            with self._runtimes_lock:
+                runtime = self._runtimes.get(ldev_id)
+                sessions = runtime.by_token.pop(publication.token, []) if runtime else []
+            for session in sessions:
+                session.revoke()
+        log.info("ldev_unpublished ldev=%06x host=%s sessions_cut=%d", ldev_id, host_id, len(sessions))
+
+    def publications(self, ldev_id: int | None = None) -> list[Publication]:
+        return self.store.list_publications(ldev_id)
 
     def delete_ldev(self, ldev_id: int, cascade: bool = False) -> None:
         with self.id_locks.hold(ldev_id):
@@ -293,13 +372,22 @@ class Array:
 
     def describe_export(self, name: str) -> ExportView:
         """What a host would get for an export name, without opening it."""
+        if name.startswith(PUBLICATION_EXPORT_PREFIX):
+            publication = self.store.find_publication(name.removeprefix(PUBLICATION_EXPORT_PREFIX))
+            if publication is None:
+                raise NotFound("no such publication")
+            record = self.store.get_ldev(publication.ldev_id)
+            if record.state is not LdevState.NORMAL:
+                raise NotFound(f"no export named {name!r}")
+            read_only = record.read_only or publication.read_only
+            return ExportView(name, record.size, read_only, f"LDEV {record.display_id} for {publication.host_id}")
         if name.startswith(SNAPSHOT_EXPORT_PREFIX):
             snapshot = self.store.find_snapshot_by_name(name.removeprefix(SNAPSHOT_EXPORT_PREFIX))
             if snapshot is None or snapshot.state is not SnapshotState.NORMAL or snapshot.hidden:
                 raise NotFound(f"no export named {name!r}")
             return ExportView(name, snapshot.size, True, f"snapshot {snapshot.id} of LDEV {snapshot.ldev_id}")
         record = self.store.find_ldev_by_name(name)
-        if record is None or record.state is not LdevState.NORMAL:
+        if record is None or record.state is not LdevState.NORMAL or record.require_publication:
             raise NotFound(f"no export named {name!r}")
         return ExportView(name, record.size, record.read_only, f"LDEV {record.display_id}")
 
@@ -313,21 +401,30 @@ class Array:
                 runtime.snapshot_sessions[snapshot.id] = runtime.snapshot_sessions.get(snapshot.id, 0) + 1
                 session: Session = SnapshotSession(self, runtime, self.get_ldev(snapshot.ldev_id), snapshot)
             else:
-                record = self.get_ldev_by_name(name)
+                token = (
+                    name.removeprefix(PUBLICATION_EXPORT_PREFIX) if name.startswith(PUBLICATION_EXPORT_PREFIX) else None
+                )
+                publication = self.store.find_publication(token) if token else None
+                record = self.get_ldev(publication.ldev_id) if publication else self.get_ldev_by_name(name)
                 runtime = self.runtime(record.id)
                 if runtime.busy:
                     raise FailedPrecondition(f"LDEV {record.display_id} is busy: {runtime.busy}")
                 runtime.sessions += 1
-                session = Session(self, runtime, record)
+                session = Session(self, runtime, record, read_only=bool(publication and publication.read_only))
+                if publication is not None:
+                    session.token = publication.token
+                    runtime.by_token.setdefault(publication.token, []).append(session)
         log.info("session_opened ldev=%06x export=%s", runtime.ldev_id, name)
         return session
 
-    def _close_session(self, runtime: LdevRuntime, snapshot_id: int | None) -> None:
+    def _close_session(self, runtime: LdevRuntime, snapshot_id: int | None, session: Session) -> None:
         with self._runtimes_lock:
             if snapshot_id is None:
                 runtime.sessions -= 1
             else:
                 runtime.snapshot_sessions[snapshot_id] -= 1
+            if session.token and session in runtime.by_token.get(session.token, []):
+                runtime.by_token[session.token].remove(session)
         # Closing must not lose acknowledged writes, whoever flushes next.
         runtime.file.sync()
         log.info("session_closed ldev=%06x snapshot=%s sessions=%d", runtime.ldev_id, snapshot_id, runtime.sessions)

@@ -66,6 +66,20 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX snapshot_by_ldev ON snapshot(ldev_id);
     CREATE INDEX snapshot_by_group ON snapshot(group_id);
     """,
+    # 3: host access control (publications) and per-LDEV QoS limits.
+    """
+    ALTER TABLE ldev ADD COLUMN require_publication INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE ldev ADD COLUMN max_iops INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE ldev ADD COLUMN max_mbps INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE publication (
+        token TEXT PRIMARY KEY,
+        ldev_id INTEGER NOT NULL REFERENCES ldev(id) ON DELETE CASCADE,
+        host_id TEXT NOT NULL,
+        read_only INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (ldev_id, host_id)
+    );
+    """,
 )
 
 
@@ -95,10 +109,25 @@ class LdevRecord:
     labels: Mapping[str, str] = field(default_factory=dict)
     chunk_size: int = 65536
     clone_source: int | None = None
+    # Hosts reach the LDEV only through publications (CSI-managed LDEVs).
+    require_publication: bool = False
+    max_iops: int = 0
+    max_mbps: int = 0
 
     @property
     def display_id(self) -> str:
         return format_ldev_id(self.id)
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A host's right to open an LDEV over NBD, named by a secret token."""
+
+    token: str
+    ldev_id: int
+    host_id: str
+    read_only: bool
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -277,7 +306,54 @@ class MetadataStore:
             labels=labels,
             chunk_size=row["chunk_size"],
             clone_source=row["clone_source"],
+            require_publication=bool(row["require_publication"]),
+            max_iops=row["max_iops"],
+            max_mbps=row["max_mbps"],
         )
+
+    def set_ldev_access(
+        self, ldev_id: int, *, require_publication: bool | None = None, qos: tuple[int, int] | None = None
+    ) -> LdevRecord:
+        with self.transaction() as db:
+            if require_publication is not None:
+                db.execute("UPDATE ldev SET require_publication=? WHERE id=?", (int(require_publication), ldev_id))
+            if qos is not None:
+                db.execute("UPDATE ldev SET max_iops=?, max_mbps=? WHERE id=?", (qos[0], qos[1], ldev_id))
+            db.execute("UPDATE ldev SET updated_at=? WHERE id=?", (time.time(), ldev_id))
+        return self.get_ldev(ldev_id)
+
+    # -- publications ---------------------------------------------------------
+    def upsert_publication(self, token: str, ldev_id: int, host_id: str, read_only: bool) -> Publication:
+        """One publication per (LDEV, host); an existing one keeps its token."""
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM publication WHERE ldev_id=? AND host_id=?", (ldev_id, host_id)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO publication(token, ldev_id, host_id, read_only, created_at) VALUES (?,?,?,?,?)",
+                    (token, ldev_id, host_id, int(read_only), time.time()),
+                )
+                row = db.execute("SELECT * FROM publication WHERE token=?", (token,)).fetchone()
+        return _publication(row)
+
+    def delete_publication(self, ldev_id: int, host_id: str) -> Publication | None:
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM publication WHERE ldev_id=? AND host_id=?", (ldev_id, host_id)).fetchone()
+            if row is not None:
+                db.execute("DELETE FROM publication WHERE token=?", (row["token"],))
+        return None if row is None else _publication(row)
+
+    def find_publication(self, token: str) -> Publication | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM publication WHERE token=?", (token,)).fetchone()
+        return None if row is None else _publication(row)
+
+    def list_publications(self, ldev_id: int | None = None) -> list[Publication]:
+        sql, params = "SELECT * FROM publication", []
+        if ldev_id is not None:
+            sql += " WHERE ldev_id=?"
+            params.append(ldev_id)
+        with self._lock:
+            return [_publication(r) for r in self._db.execute(sql + " ORDER BY created_at", params).fetchall()]
 
     # -- snapshots -----------------------------------------------------------
     def insert_snapshot_group(
@@ -392,6 +468,16 @@ class MetadataStore:
             params.append(limit)
         with self._lock:
             return [_group(row) for row in self._db.execute(sql, params).fetchall()]
+
+
+def _publication(row: sqlite3.Row) -> Publication:
+    return Publication(
+        token=row["token"],
+        ldev_id=row["ldev_id"],
+        host_id=row["host_id"],
+        read_only=bool(row["read_only"]),
+        created_at=row["created_at"],
+    )
 
 
 def _snapshot(row: sqlite3.Row) -> SnapshotRecord:

@@ -29,6 +29,20 @@ def add_ldev_verbs(ldev: argparse._SubParsersAction) -> None:
     restore.add_argument("ldev", help="LDEV id or name")
     restore.add_argument("--snapshot", required=True, help="snapshot id or name")
     restore.set_defaults(run=ldev_restore)
+    publish = ldev.add_parser("publish", help="let a host open the LDEV over NBD")
+    publish.add_argument("ldev", help="LDEV id or name")
+    publish.add_argument("--host", required=True, help="host (node) id")
+    publish.add_argument("--read-only", action="store_true")
+    publish.set_defaults(run=ldev_publish)
+    unpublish = ldev.add_parser("unpublish", help="withdraw a host's access and cut its sessions")
+    unpublish.add_argument("ldev", help="LDEV id or name")
+    unpublish.add_argument("--host", required=True, help="host (node) id")
+    unpublish.set_defaults(run=ldev_unpublish)
+    qos = ldev.add_parser("qos", help="set IOPS and MB/s limits (0: unlimited)")
+    qos.add_argument("ldev", help="LDEV id or name")
+    qos.add_argument("--max-iops", type=int, default=0)
+    qos.add_argument("--max-mbps", type=int, default=0)
+    qos.set_defaults(run=ldev_qos)
 
 
 def add_objects(objects: argparse._SubParsersAction) -> None:
@@ -227,3 +241,32 @@ def ldev_restore(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
         raise UsageError(f"snapshot {snapshot.id} is of LDEV {snapshot.ldev_display_id}, not {ldev.display_id}")
     restored = stub.RestoreLdev(pb.RestoreLdevRequest(ldev_id=ldev.id, snapshot_id=snapshot.id), timeout=3600)
     return one_ldev(restored)
+
+
+@wrap
+def ldev_publish(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    ldev = ldev_ref(stub, args.ldev)
+    publication = stub.PublishLdev(
+        pb.PublishLdevRequest(ldev_id=ldev.id, host_id=args.host, read_only=args.read_only), timeout=CALL_TIMEOUT
+    )
+    mode = "read-only" if publication.read_only else "read-write"
+    return to_dict(
+        publication
+    ), lambda: f"published {ldev.display_id} to {args.host} ({mode}): {publication.export_name}"
+
+
+@wrap
+def ldev_unpublish(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    ldev = ldev_ref(stub, args.ldev)
+    stub.UnpublishLdev(pb.UnpublishLdevRequest(ldev_id=ldev.id, host_id=args.host), timeout=CALL_TIMEOUT)
+    return {
+        "unpublished": ldev.display_id,
+        "host": args.host,
+    }, lambda: f"unpublished {ldev.display_id} from {args.host}"
+
+
+@wrap
+def ldev_qos(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    ldev = ldev_ref(stub, args.ldev)
+    request = pb.SetLdevQosRequest(ldev_id=ldev.id, max_iops=args.max_iops, max_mbps=args.max_mbps)
+    return one_ldev(stub.SetLdevQos(request, timeout=CALL_TIMEOUT))

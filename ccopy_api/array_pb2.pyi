@@ -32,7 +32,7 @@ class CopyProgress(_message.Message):
     def __init__(self, total_bytes: _Optional[int] = ..., copied_bytes: _Optional[int] = ...) -> None: ...
 
 class Ldev(_message.Message):
-    __slots__ = ("id", "display_id", "name", "size_bytes", "allocated_bytes", "state", "labels", "read_only", "export_name", "open_sessions", "created_at", "updated_at", "chunk_size_bytes", "snapshot_count", "snapshot_bytes", "copy_progress")
+    __slots__ = ("id", "display_id", "name", "size_bytes", "allocated_bytes", "state", "labels", "read_only", "export_name", "open_sessions", "created_at", "updated_at", "chunk_size_bytes", "snapshot_count", "snapshot_bytes", "copy_progress", "require_publication", "max_iops", "max_mbps", "published_hosts")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,10 @@ class Ldev(_message.Message):
     SNAPSHOT_COUNT_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_BYTES_FIELD_NUMBER: _ClassVar[int]
     COPY_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_PUBLICATION_FIELD_NUMBER: _ClassVar[int]
+    MAX_IOPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MBPS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_HOSTS_FIELD_NUMBER: _ClassVar[int]
     id: int
     display_id: str
     name: str
@@ -72,7 +76,11 @@ class Ldev(_message.Message):
     snapshot_count: int
     snapshot_bytes: int
     copy_progress: CopyProgress
-    def __init__(self, id: _Optional[int] = ..., display_id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., allocated_bytes: _Optional[int] = ..., state: _Optional[_Union[LdevState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., export_name: _Optional[str] = ..., open_sessions: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk_size_bytes: _Optional[int] = ..., snapshot_count: _Optional[int] = ..., snapshot_bytes: _Optional[int] = ..., copy_progress: _Optional[_Union[CopyProgress, _Mapping]] = ...) -> None: ...
+    require_publication: bool
+    max_iops: int
+    max_mbps: int
+    published_hosts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[int] = ..., display_id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., allocated_bytes: _Optional[int] = ..., state: _Optional[_Union[LdevState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., export_name: _Optional[str] = ..., open_sessions: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk_size_bytes: _Optional[int] = ..., snapshot_count: _Optional[int] = ..., snapshot_bytes: _Optional[int] = ..., copy_progress: _Optional[_Union[CopyProgress, _Mapping]] = ..., require_publication: _Optional[bool] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ..., published_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetArrayInfoRequest(_message.Message):
     __slots__ = ()
@@ -93,7 +101,7 @@ class ArrayInfo(_message.Message):
     def __init__(self, serial: _Optional[int] = ..., version: _Optional[str] = ..., nbd_address: _Optional[str] = ..., max_ldev_id: _Optional[int] = ..., max_request_bytes: _Optional[int] = ...) -> None: ...
 
 class CreateLdevRequest(_message.Message):
-    __slots__ = ("name", "size_bytes", "labels", "read_only")
+    __slots__ = ("name", "size_bytes", "labels", "read_only", "require_publication", "max_iops", "max_mbps")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -105,11 +113,17 @@ class CreateLdevRequest(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_PUBLICATION_FIELD_NUMBER: _ClassVar[int]
+    MAX_IOPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MBPS_FIELD_NUMBER: _ClassVar[int]
     name: str
     size_bytes: int
     labels: _containers.ScalarMap[str, str]
     read_only: bool
-    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ...) -> None: ...
+    require_publication: bool
+    max_iops: int
+    max_mbps: int
+    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., require_publication: _Optional[bool] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ...) -> None: ...
 
 class DeleteLdevRequest(_message.Message):
     __slots__ = ("id", "cascade")
@@ -447,3 +461,61 @@ class GetChangedExtentsRequest(_message.Message):
     starting_offset: int
     max_results: int
     def __init__(self, base_snapshot_id: _Optional[int] = ..., target_snapshot_id: _Optional[int] = ..., starting_offset: _Optional[int] = ..., max_results: _Optional[int] = ...) -> None: ...
+
+class Publication(_message.Message):
+    __slots__ = ("ldev_id", "host_id", "read_only", "export_name", "created_at")
+    LDEV_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ldev_id: int
+    host_id: str
+    read_only: bool
+    export_name: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, ldev_id: _Optional[int] = ..., host_id: _Optional[str] = ..., read_only: _Optional[bool] = ..., export_name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PublishLdevRequest(_message.Message):
+    __slots__ = ("ldev_id", "host_id", "read_only")
+    LDEV_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    ldev_id: int
+    host_id: str
+    read_only: bool
+    def __init__(self, ldev_id: _Optional[int] = ..., host_id: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
+
+class UnpublishLdevRequest(_message.Message):
+    __slots__ = ("ldev_id", "host_id")
+    LDEV_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    ldev_id: int
+    host_id: str
+    def __init__(self, ldev_id: _Optional[int] = ..., host_id: _Optional[str] = ...) -> None: ...
+
+class UnpublishLdevResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPublicationsRequest(_message.Message):
+    __slots__ = ("ldev_id",)
+    LDEV_ID_FIELD_NUMBER: _ClassVar[int]
+    ldev_id: int
+    def __init__(self, ldev_id: _Optional[int] = ...) -> None: ...
+
+class ListPublicationsResponse(_message.Message):
+    __slots__ = ("publications",)
+    PUBLICATIONS_FIELD_NUMBER: _ClassVar[int]
+    publications: _containers.RepeatedCompositeFieldContainer[Publication]
+    def __init__(self, publications: _Optional[_Iterable[_Union[Publication, _Mapping]]] = ...) -> None: ...
+
+class SetLdevQosRequest(_message.Message):
+    __slots__ = ("ldev_id", "max_iops", "max_mbps")
+    LDEV_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_IOPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MBPS_FIELD_NUMBER: _ClassVar[int]
+    ldev_id: int
+    max_iops: int
+    max_mbps: int
+    def __init__(self, ldev_id: _Optional[int] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ...) -> None: ...

@@ -134,6 +134,26 @@ class ArrayStub:
                 request_serializer=ccopy__api_dot_array__pb2.GetChangedExtentsRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.ExtentPage.FromString,
                 _registered_method=True)
+        self.PublishLdev = channel.unary_unary(
+                '/ccopy.array.v1.Array/PublishLdev',
+                request_serializer=ccopy__api_dot_array__pb2.PublishLdevRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.Publication.FromString,
+                _registered_method=True)
+        self.UnpublishLdev = channel.unary_unary(
+                '/ccopy.array.v1.Array/UnpublishLdev',
+                request_serializer=ccopy__api_dot_array__pb2.UnpublishLdevRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.UnpublishLdevResponse.FromString,
+                _registered_method=True)
+        self.ListPublications = channel.unary_unary(
+                '/ccopy.array.v1.Array/ListPublications',
+                request_serializer=ccopy__api_dot_array__pb2.ListPublicationsRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.ListPublicationsResponse.FromString,
+                _registered_method=True)
+        self.SetLdevQos = channel.unary_unary(
+                '/ccopy.array.v1.Array/SetLdevQos',
+                request_serializer=ccopy__api_dot_array__pb2.SetLdevQosRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.Ldev.FromString,
+                _registered_method=True)
 
 
 class ArrayServicer:
@@ -281,6 +301,38 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishLdev(self, request, context):
+        """Lets one host open an LDEV over NBD, through the secret export name in
+        the answer. Idempotent per host and mode; the other mode for the same
+        host is ALREADY_EXISTS. LDEVs created with require_publication are
+        reachable in no other way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnpublishLdev(self, request, context):
+        """Withdraws a host's access and closes its open NBD sessions (fencing).
+        Succeeds when the host had no access.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPublications(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLdevQos(self, request, context):
+        """Per-LDEV limits the NBD data path enforces across all its sessions;
+        0 means unlimited. Applies to the next request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArrayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -383,6 +435,26 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.GetChangedExtents,
                     request_deserializer=ccopy__api_dot_array__pb2.GetChangedExtentsRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.ExtentPage.SerializeToString,
+            ),
+            'PublishLdev': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishLdev,
+                    request_deserializer=ccopy__api_dot_array__pb2.PublishLdevRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.Publication.SerializeToString,
+            ),
+            'UnpublishLdev': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnpublishLdev,
+                    request_deserializer=ccopy__api_dot_array__pb2.UnpublishLdevRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.UnpublishLdevResponse.SerializeToString,
+            ),
+            'ListPublications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPublications,
+                    request_deserializer=ccopy__api_dot_array__pb2.ListPublicationsRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.ListPublicationsResponse.SerializeToString,
+            ),
+            'SetLdevQos': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLdevQos,
+                    request_deserializer=ccopy__api_dot_array__pb2.SetLdevQosRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.Ldev.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -925,6 +997,114 @@ class Array:
             '/ccopy.array.v1.Array/GetChangedExtents',
             ccopy__api_dot_array__pb2.GetChangedExtentsRequest.SerializeToString,
             ccopy__api_dot_array__pb2.ExtentPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishLdev(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/PublishLdev',
+            ccopy__api_dot_array__pb2.PublishLdevRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.Publication.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnpublishLdev(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/UnpublishLdev',
+            ccopy__api_dot_array__pb2.UnpublishLdevRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.UnpublishLdevResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPublications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/ListPublications',
+            ccopy__api_dot_array__pb2.ListPublicationsRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.ListPublicationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLdevQos(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/SetLdevQos',
+            ccopy__api_dot_array__pb2.SetLdevQosRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.Ldev.FromString,
             options,
             channel_credentials,
             insecure,

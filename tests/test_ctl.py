@@ -119,3 +119,18 @@ def test_snapshot_group_clone_restore_and_extents_from_the_cli(array_proc):
     assert smaller.returncode == 1 and smaller.stderr.startswith("error: OUT_OF_RANGE:")
     assert "deleted snapshot group" in ctl(array_proc, "group", "delete", "nightly").stdout
     assert "deleted LDEV" in ctl(array_proc, "ldev", "delete", "sales", "--cascade").stdout
+
+
+def test_publish_unpublish_and_qos_from_the_cli(array_proc):
+    ctl(array_proc, "ldev", "create", "pubvol", "--size", "4MiB")
+    published = json.loads(ctl(array_proc, "-o", "json", "ldev", "publish", "pubvol", "--host", "node-1").stdout)
+    assert published["host_id"] == "node-1" and published["export_name"].startswith("pub/")
+    shown = json.loads(ctl(array_proc, "-o", "json", "ldev", "show", "pubvol").stdout)
+    assert shown["published_hosts"] == ["node-1"]
+    assert (
+        "unpublished 00:00:01 from node-1" in ctl(array_proc, "ldev", "unpublish", "pubvol", "--host", "node-1").stdout
+    )
+    limited = json.loads(ctl(array_proc, "-o", "json", "ldev", "qos", "pubvol", "--max-iops", "500").stdout)
+    assert limited["max_iops"] == 500
+    refused = ctl(array_proc, "ldev", "qos", "pubvol", "--max-iops", "-5", check=False)
+    assert refused.returncode == 1

@@ -7,9 +7,9 @@ import base64
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from backend import errors
-from backend.array import SNAPSHOT_EXPORT_PREFIX, Array
+from backend.array import PUBLICATION_EXPORT_PREFIX, SNAPSHOT_EXPORT_PREFIX, Array
 from backend.ldev_id import format_ldev_id
-from backend.metadata import LdevRecord, LdevState, SnapshotGroupRecord, SnapshotRecord, SnapshotState
+from backend.metadata import LdevRecord, LdevState, Publication, SnapshotGroupRecord, SnapshotRecord, SnapshotState
 from ccopy_api import array_pb2 as pb
 
 _STATES = {
@@ -60,6 +60,10 @@ def ldev_message(array: Array, record: LdevRecord) -> pb.Ldev:
         chunk_size_bytes=record.chunk_size,
         snapshot_count=len(array.store.list_snapshots(ldev_id=record.id)),
         snapshot_bytes=array.snapshot_bytes(record.id),
+        require_publication=record.require_publication,
+        max_iops=record.max_iops,
+        max_mbps=record.max_mbps,
+        published_hosts=[p.host_id for p in array.publications(record.id)],
     )
     progress = array.cloner.progress(record.id)
     if record.state is LdevState.COPYING and progress is not None:
@@ -67,6 +71,16 @@ def ldev_message(array: Array, record: LdevRecord) -> pb.Ldev:
             pb.CopyProgress(total_bytes=progress.total_bytes, copied_bytes=progress.copied_bytes)
         )
     return message
+
+
+def publication_message(publication: Publication) -> pb.Publication:
+    return pb.Publication(
+        ldev_id=publication.ldev_id,
+        host_id=publication.host_id,
+        read_only=publication.read_only,
+        export_name=PUBLICATION_EXPORT_PREFIX + publication.token,
+        created_at=timestamp(publication.created_at),
+    )
 
 
 def snapshot_message(snapshot: SnapshotRecord) -> pb.Snapshot:

@@ -16,6 +16,7 @@ from backend.api.convert import (
     encode_page_token,
     group_message,
     ldev_message,
+    publication_message,
     snapshot_message,
 )
 from backend.array import Array
@@ -91,7 +92,14 @@ class ArrayServicer(pb_grpc.ArrayServicer):
             raise errors.InvalidArgument("name is required")
         if request.size_bytes == 0:
             raise errors.InvalidArgument("size_bytes is required")
-        record = self.array.create_ldev(request.name, request.size_bytes, dict(request.labels), request.read_only)
+        record = self.array.create_ldev(
+            request.name,
+            request.size_bytes,
+            dict(request.labels),
+            request.read_only,
+            require_publication=request.require_publication,
+            qos=(request.max_iops, request.max_mbps),
+        )
         return self._ldev(record)
 
     def DeleteLdev(self, request: pb.DeleteLdevRequest, context: grpc.ServicerContext) -> pb.DeleteLdevResponse:
@@ -260,3 +268,25 @@ class ArrayServicer(pb_grpc.ArrayServicer):
             request.max_results or DEFAULT_EXTENTS,
         )
         return _extent_page(page)
+
+    # -- host access and QoS ------------------------------------------------------
+    def PublishLdev(self, request: pb.PublishLdevRequest, context: grpc.ServicerContext) -> pb.Publication:
+        publication = self.array.publish(_require_id(request.ldev_id), request.host_id, request.read_only)
+        return publication_message(publication)
+
+    def UnpublishLdev(
+        self, request: pb.UnpublishLdevRequest, context: grpc.ServicerContext
+    ) -> pb.UnpublishLdevResponse:
+        if not request.host_id:
+            raise errors.InvalidArgument("host_id is required")
+        self.array.unpublish(_require_id(request.ldev_id), request.host_id)
+        return pb.UnpublishLdevResponse()
+
+    def ListPublications(
+        self, request: pb.ListPublicationsRequest, context: grpc.ServicerContext
+    ) -> pb.ListPublicationsResponse:
+        publications = self.array.publications(request.ldev_id or None)
+        return pb.ListPublicationsResponse(publications=[publication_message(p) for p in publications])
+
+    def SetLdevQos(self, request: pb.SetLdevQosRequest, context: grpc.ServicerContext) -> pb.Ldev:
+        return self._ldev(self.array.set_qos(_require_id(request.ldev_id), request.max_iops, request.max_mbps))

@@ -12,9 +12,11 @@ session never reach another.
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import itertools
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 _connection_ids = itertools.count(1)
 
 _WRITE_KINDS = {Command.WRITE: WriteKind.DATA, Command.TRIM: WriteKind.TRIM, Command.WRITE_ZEROES: WriteKind.ZEROES}
+_THROTTLED = (Command.READ, Command.WRITE, Command.TRIM, Command.WRITE_ZEROES)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,9 @@ class NbdConnection(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._handshake_buffer = bytearray(64 * 1024)
         self._out: list[bytes | bytearray] = []
+        # Requests held back by the LDEV's QoS limits: (release time, request), in order.
+        self._held: collections.deque[tuple[float, Request]] = collections.deque()
+        self._hold_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -128,6 +134,9 @@ class NbdConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self._held.clear()
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
         self.live.discard(self)
         if self._timer:
             self._timer.cancel()
@@ -168,6 +177,10 @@ class NbdConnection(asyncio.BufferedProtocol):
         except ArrayError as exc:  # deleted between the option and now
             self._hang_up(f"export_gone reason={exc}")
             return
+        loop = asyncio.get_running_loop()
+        transport = self.transport
+        assert transport is not None
+        self.session.on_revoke = lambda: loop.call_soon_threadsafe(self._revoked, transport)
         # The session's size is what the client was told; keep them equal.
         negotiated.export = ExportInfo(negotiated.export.name, self.session.size, self.session.read_only)
         self.negotiated = negotiated
@@ -195,8 +208,47 @@ class NbdConnection(asyncio.BufferedProtocol):
             request = self.parser.next_request()
             if request is None:
                 return
-            self._serve(request)
+            self._admit(request)
             self._update_reading()
+
+    def _admit(self, request: Request) -> None:
+        """Serve now, or hold until the LDEV's QoS limits allow (keeping order)."""
+        assert self.session is not None
+        if request.command in _THROTTLED:
+            now = time.monotonic()
+            delay = self.session.throttle(request.length if request.command != Command.TRIM else 0, now)
+            if delay > 0 or self._held:
+                self._held.append((now + delay, request))
+                self._schedule_held()
+                return
+        if self._held:  # FLUSH, DISC... wait behind held requests
+            self._held.append((time.monotonic(), request))
+            return
+        self._serve(request)
+
+    def _schedule_held(self) -> None:
+        if self._hold_timer is None and self._held:
+            delay = max(0.0, self._held[0][0] - time.monotonic())
+            self._hold_timer = asyncio.get_running_loop().call_later(delay, self._release_held)
+
+    def _release_held(self) -> None:
+        self._hold_timer = None
+        now = time.monotonic()
+        while self._held and self._held[0][0] <= now and not self.closing:
+            self._serve(self._held.popleft()[1])
+        self._flush_out()
+        self._update_reading()
+        if self.closing:
+            self._held.clear()
+            self._close_when_idle()
+        self._schedule_held()
+
+    def _revoked(self, transport: asyncio.Transport) -> None:
+        """Access to the LDEV was withdrawn (unpublish): the host is fenced off now."""
+        log.info("nbd_fenced conn=%d", self.id)
+        self.closing = True
+        self._held.clear()
+        transport.abort()
 
     def _serve(self, request: Request) -> None:
         assert self.negotiated is not None and self.session is not None
@@ -298,7 +350,8 @@ class NbdConnection(asyncio.BufferedProtocol):
     def _update_reading(self) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        want_pause = self.writing_paused or self.pending >= self.config.max_pending
+        held = len(self._held) >= self.config.max_pending
+        want_pause = self.writing_paused or held or self.pending >= self.config.max_pending
         if want_pause and not self.reading_paused:
             self.transport.pause_reading()
             self.reading_paused = True
