@@ -1,0 +1,52 @@
+"""CSI ids of volumes, snapshots and group snapshots: versioned and parseable.
+
+    ccv1-<array serial>-<LDEV number, hex>     volume
+    ccs1-<array serial>-<snapshot id>          snapshot
+    ccg1-<array serial>-<snapshot group id>    volume group snapshot
+
+The serial names the array, so an id from another array (the backup site's)
+is recognised as not ours instead of silently addressing a wrong LDEV.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ID = re.compile(r"^cc([vsg])1-([0-9]+)-([0-9a-f]+)$")
+_KINDS = {"v": "volume", "s": "snapshot", "g": "group"}
+
+
+@dataclass(frozen=True)
+class ObjectId:
+    kind: str  # volume, snapshot, group
+    serial: int
+    number: int
+
+    def __str__(self) -> str:
+        letter = {v: k for k, v in _KINDS.items()}[self.kind]
+        number = f"{self.number:06x}" if self.kind == "volume" else f"{self.number:x}"
+        return f"cc{letter}1-{self.serial}-{number}"
+
+
+def volume_id(serial: int, ldev_id: int) -> str:
+    return str(ObjectId("volume", serial, ldev_id))
+
+
+def snapshot_id(serial: int, snapshot: int) -> str:
+    return str(ObjectId("snapshot", serial, snapshot))
+
+
+def group_id(serial: int, group: int) -> str:
+    return str(ObjectId("group", serial, group))
+
+
+def parse(text: str, kind: str, serial: int) -> ObjectId | None:
+    """The id if it is a well-formed `kind` id of this array, else None."""
+    match = _ID.match(text)
+    if not match:
+        return None
+    parsed = ObjectId(_KINDS[match.group(1)], int(match.group(2)), int(match.group(3), 16))
+    if parsed.kind != kind or parsed.serial != serial:
+        return None
+    return parsed
