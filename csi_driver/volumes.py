@@ -69,9 +69,9 @@ def volume_size(capacity: csi.CapacityRange | None, floor: int = 0) -> int:
     if limit and size > limit:
         if floor > limit:
             raise OutOfRange(f"the source needs {floor} bytes, more than limit_bytes {limit}")
-        size = wanted if wanted % 512 == 0 and wanted <= limit else size
+        size = -(-wanted // 512) * 512  # no whole MiB fits: the nearest sector multiple
         if size > limit:
-            raise OutOfRange(f"no whole-MiB size fits between {required} and {limit} bytes")
+            raise OutOfRange(f"no size in whole sectors fits between {required} and {limit} bytes")
     return size
 
 
