@@ -187,7 +187,7 @@ class Array:
             if runtime is None:
                 record = self.store.get_ldev(ldev_id)
                 runtime = LdevRuntime(ldev_id, LdevFile(self.pool.ldev_path(ldev_id), writable=True))
-                runtime.qos.update(record.max_iops, record.max_mbps)
+                runtime.qos.update(record.max_iops, record.max_mbps)  # clones get theirs at creation
                 live = [
                     s.id
                     for s in self.store.list_snapshots(ldev_id=ldev_id, include_hidden=True)

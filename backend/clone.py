@@ -58,6 +58,8 @@ class Cloner:
         labels: Mapping[str, str],
         source_snapshot: int | None = None,
         source_ldev: int | None = None,
+        require_publication: bool = False,
+        qos: tuple[int, int] = (0, 0),
     ) -> LdevRecord:
         """Start cloning; returns the new LDEV (COPYING, or NORMAL for a repeat call)."""
         if (source_snapshot is None) == (source_ldev is None):
@@ -82,6 +84,8 @@ class Cloner:
         try:
             with self.array.name_locks.hold(name):
                 record = self.array.pool.create_ldev(name, size, labels, False, source.chunk_size, snapshot.id)
+                if require_publication or any(qos):
+                    record = self.store.set_ldev_access(record.id, require_publication=require_publication, qos=qos)
         except BaseException:
             self._drop_hidden(snapshot)
             raise

@@ -86,6 +86,51 @@ def run_array_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_csi_parser(commands: argparse._SubParsersAction) -> None:
+    from csi_driver.config import DEFAULT_DRIVER_NAME
+
+    csi = commands.add_parser("csi", help="run the CSI plugin (controller, node or both)")
+    csi.add_argument("--endpoint", default=env("CSI_ENDPOINT", "unix:///csi/csi.sock"), help="[CCOPY_CSI_ENDPOINT]")
+    csi.add_argument("--node-id", default=env("NODE_ID"), required=env("NODE_ID") is None, help="[CCOPY_NODE_ID]")
+    csi.add_argument("--array", default=env("ARRAY", "127.0.0.1:50051"), help="array API HOST:PORT [CCOPY_ARRAY]")
+    csi.add_argument("--driver-name", default=env("DRIVER_NAME", DEFAULT_DRIVER_NAME), help="[CCOPY_DRIVER_NAME]")
+    csi.add_argument("--mode", choices=("controller", "node", "all"), default=env("CSI_MODE", "all"))
+    csi.add_argument("--site", default=env("SITE", "main"), help="topology segment of this site [CCOPY_SITE]")
+    csi.add_argument("--state-dir", default=env("STATE_DIR", "/var/lib/ccopy-csi"), help="node state [CCOPY_STATE_DIR]")
+    csi.add_argument(
+        "--nbd-address", default=env("NBD_ADDRESS", ""), help="NBD HOST:PORT nodes dial [CCOPY_NBD_ADDRESS]"
+    )
+    csi.add_argument("--max-volumes", type=int, default=int(env("MAX_VOLUMES", "0") or 0))
+    csi.add_argument("--ca", default=env("CA"), help="CA of the array's certificate [CCOPY_CA]")
+    csi.add_argument("--cert", default=env("CERT"), help="client certificate for mTLS [CCOPY_CERT]")
+    csi.add_argument("--key", default=env("KEY"), help="client key for mTLS [CCOPY_KEY]")
+    csi.set_defaults(run=run_csi)
+
+
+def run_csi(args: argparse.Namespace) -> int:
+    from csi_driver.config import CsiConfig
+    from csi_driver.server import serve
+
+    config = CsiConfig(
+        endpoint=args.endpoint,
+        node_id=args.node_id,
+        array=args.array,
+        driver_name=args.driver_name,
+        mode=args.mode,
+        site=args.site,
+        state_dir=Path(args.state_dir),
+        max_volumes_per_node=args.max_volumes,
+        nbd_address=args.nbd_address,
+        tls=TlsFiles(cert=optional_path(args.cert), key=optional_path(args.key), ca=optional_path(args.ca)),
+    )
+    try:
+        serve(config)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ccopy import ctl, demo
 
@@ -94,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"), help="[CCOPY_LOG_LEVEL]")
     commands = parser.add_subparsers(dest="command", required=True)
     add_array_parser(commands)
+    add_csi_parser(commands)
     ctl.add_parser(commands)
     demo.add_parser(commands)
     return parser

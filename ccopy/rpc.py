@@ -81,9 +81,13 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
         method = details.method.rsplit("/", 1)[-1]
+        if handler.unary_stream is not None:
+            return self._stream(handler, method)
+        if handler.unary_unary is None:
+            return handler
         metadata = dict(details.invocation_metadata or ())
         inner = handler.unary_unary
 
@@ -119,6 +123,26 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
             return response
 
         return grpc.unary_unary_rpc_method_handler(
+            call,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _stream(self, handler: Any, method: str) -> Any:
+        """Server-streaming methods: errors raised while streaming get the same table."""
+        inner = handler.unary_stream
+
+        def call(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                yield from inner(request, context)
+            except Exception as exc:
+                if context.code() not in (None, grpc.StatusCode.OK):
+                    raise
+                code = status_for(exc, self.table)
+                log.info("rpc server=%s method=%s code=%s error=%r", self.server_name, method, code.name, str(exc))
+                context.abort(code, str(exc))
+
+        return grpc.unary_stream_rpc_method_handler(
             call,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,

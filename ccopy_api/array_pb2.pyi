@@ -392,7 +392,7 @@ class ListSnapshotGroupsResponse(_message.Message):
     def __init__(self, groups: _Optional[_Iterable[_Union[SnapshotGroup, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CloneLdevRequest(_message.Message):
-    __slots__ = ("name", "snapshot_id", "ldev_id", "size_bytes", "labels")
+    __slots__ = ("name", "snapshot_id", "ldev_id", "size_bytes", "labels", "require_publication", "max_iops", "max_mbps")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -405,12 +405,18 @@ class CloneLdevRequest(_message.Message):
     LDEV_ID_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_PUBLICATION_FIELD_NUMBER: _ClassVar[int]
+    MAX_IOPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MBPS_FIELD_NUMBER: _ClassVar[int]
     name: str
     snapshot_id: int
     ldev_id: int
     size_bytes: int
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., snapshot_id: _Optional[int] = ..., ldev_id: _Optional[int] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    require_publication: bool
+    max_iops: int
+    max_mbps: int
+    def __init__(self, name: _Optional[str] = ..., snapshot_id: _Optional[int] = ..., ldev_id: _Optional[int] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., require_publication: _Optional[bool] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ...) -> None: ...
 
 class RestoreLdevRequest(_message.Message):
     __slots__ = ("ldev_id", "snapshot_id")

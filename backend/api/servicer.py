@@ -246,6 +246,8 @@ class ArrayServicer(pb_grpc.ArrayServicer):
             dict(request.labels),
             source_snapshot=request.snapshot_id if which == "snapshot_id" else None,
             source_ldev=_require_id(request.ldev_id) if which == "ldev_id" else None,
+            require_publication=request.require_publication,
+            qos=(request.max_iops, request.max_mbps),
         )
         return self._ldev(record)
 

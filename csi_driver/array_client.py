@@ -1,0 +1,73 @@
+"""The plugin's view of the array: its management API with errors made CSI's."""
+
+from __future__ import annotations
+
+import time
+from functools import cached_property
+from typing import Any
+
+import grpc
+
+from ccopy.rpc import TlsFiles, client_channel
+from ccopy_api import array_pb2 as pb
+from ccopy_api import array_pb2_grpc as pb_grpc
+from csi_driver.errors import Aborted, from_array
+
+CALL_TIMEOUT = 30.0
+
+
+class ArrayClient:
+    def __init__(self, address: str, tls: TlsFiles | None = None, nbd_override: str = "") -> None:
+        self.address = address
+        self.channel = client_channel(address, tls)
+        self.stub = pb_grpc.ArrayStub(self.channel)
+        self._nbd_override = nbd_override
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def call(self, method: str, request: Any, timeout: float = CALL_TIMEOUT) -> Any:
+        try:
+            return getattr(self.stub, method)(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise from_array(exc) from exc
+
+    def maybe(self, method: str, request: Any) -> Any | None:
+        """The answer, or None when the array says NOT_FOUND."""
+        try:
+            return self.stub.__getattribute__(method)(request, timeout=CALL_TIMEOUT)
+        except grpc.RpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                return None
+            raise from_array(exc) from exc
+
+    @cached_property
+    def info(self) -> pb.ArrayInfo:
+        return self.call("GetArrayInfo", pb.GetArrayInfoRequest())
+
+    @property
+    def serial(self) -> int:
+        return self.info.serial
+
+    @property
+    def nbd_address(self) -> str:
+        """Where nodes dial NBD: the override, or the array's address (its API host
+        when the array listens on every interface)."""
+        if self._nbd_override:
+            return self._nbd_override
+        host, _, port = self.info.nbd_address.rpartition(":")
+        if host in ("0.0.0.0", "::", ""):
+            host = self.address.rpartition(":")[0]
+        return f"{host}:{port}"
+
+    def wait_normal(self, ldev_id: int, timeout: float) -> pb.Ldev:
+        """Wait for a clone to finish copying; ABORTED (so the CO retries) on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ldev = self.call("GetLdev", pb.GetLdevRequest(id=ldev_id))
+            if ldev.state == pb.LDEV_STATE_NORMAL:
+                return ldev
+            if time.monotonic() > deadline:
+                progress = ldev.copy_progress
+                raise Aborted(f"volume still copying ({progress.copied_bytes}/{progress.total_bytes} bytes)")
+            time.sleep(0.05)

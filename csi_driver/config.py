@@ -1,0 +1,33 @@
+"""The one typed configuration of a CSI plugin process (parsed in `ccopy csi`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ccopy.rpc import TlsFiles
+
+DEFAULT_DRIVER_NAME = "ldev.csi.consistentcopy.io"
+
+
+@dataclass(frozen=True)
+class CsiConfig:
+    endpoint: str  # unix:///path/csi.sock (or host:port for tests)
+    node_id: str
+    array: str  # management API HOST:PORT
+    driver_name: str = DEFAULT_DRIVER_NAME
+    mode: str = "all"  # controller | node | all
+    site: str = "main"  # topology segment value of this array's site
+    state_dir: Path = Path("/var/lib/ccopy-csi")
+    max_volumes_per_node: int = 0
+    # NBD address nodes should dial; empty: the array's own answer.
+    nbd_address: str = ""
+    tls: TlsFiles = field(default_factory=TlsFiles)
+
+    @property
+    def controller(self) -> bool:
+        return self.mode in ("controller", "all")
+
+    @property
+    def node(self) -> bool:
+        return self.mode in ("node", "all")
