@@ -60,7 +60,11 @@ def attach(uri: str, fuse_dir: Path, read_only: bool = False, timeout: float = 3
     pidfile.unlink(missing_ok=True)
     argv = ["nbdfuse", "-P", str(pidfile)] + (["-r"] if read_only else []) + [f"{fuse_dir}/{FUSE_FILE}", uri]
     attachment = Attachment(uri=uri, fuse_dir=fuse_dir)
-    attachment.fuse = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log_path = fuse_dir.with_name(fuse_dir.name + ".log")
+    with open(log_path, "ab") as nbdfuse_log:
+        # Its own session and a log file, not a pipe: nbdfuse must outlive a
+        # restart of the process that started it (the CSI node plugin).
+        attachment.fuse = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=nbdfuse_log, start_new_session=True)
     try:
         _wait_ready(attachment, pidfile, timeout)
         flags = ["--read-only"] if read_only else []
@@ -77,7 +81,8 @@ def _wait_ready(attachment: Attachment, pidfile: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not pidfile.exists():
         if attachment.fuse.poll() is not None:
-            err = attachment.fuse.stderr.read().decode() if attachment.fuse.stderr else ""
+            log_path = attachment.fuse_dir.with_name(attachment.fuse_dir.name + ".log")
+            err = log_path.read_text(errors="replace")[-500:] if log_path.exists() else ""
             raise AttachError(f"nbdfuse exited ({attachment.fuse.returncode}) for {attachment.uri}: {err.strip()}")
         if time.monotonic() > deadline:
             raise AttachError(f"nbdfuse did not become ready in {timeout}s for {attachment.uri}")
@@ -91,7 +96,14 @@ def detach(attachment: Attachment, timeout: float = 30.0) -> None:
         _run("losetup", "-d", attachment.device)
         attachment.device = None
     if os.path.ismount(attachment.fuse_dir):
-        _run("fusermount3", "-u", str(attachment.fuse_dir))
+        for attempt in range(50):  # the loop device may let go of the file a moment late
+            try:
+                _run("fusermount3", "-u", str(attachment.fuse_dir))
+                break
+            except AttachError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
     if attachment.fuse is not None:
         try:
             attachment.fuse.wait(timeout)

@@ -45,7 +45,7 @@ def plugin(array_proc, tmp_path: Path) -> Iterator[Plugin]:
         endpoint="tcp://127.0.0.1:0",
         node_id="node-1",
         array=array_proc.api_address,
-        mode="controller",
+        mode="all",
         state_dir=tmp_path / "csi-state",
     )
     running = create_server(config)
