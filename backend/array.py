@@ -48,6 +48,8 @@ class LdevRuntime:
     # Set while an operation (restore) needs the LDEV to itself.
     busy: str | None = None
     qos: QosLimiter = field(default_factory=QosLimiter)
+    # The LDEV's current size; expansion updates it for sessions that may grow.
+    size: int = 0
     # Sessions opened through each publication token, revoked on unpublish.
     by_token: dict[str, list[Session]] = field(default_factory=dict)
 
@@ -79,6 +81,9 @@ class Session:
         self.read_only = record.read_only or read_only
         self.closed = False
         self.token: str | None = None
+        # Publications with headroom: the host was told a larger size and
+        # writes reach as far as the LDEV has grown by now.
+        self.growable = False
         # Set by the transport: ends the host's connection when access is revoked.
         self.on_revoke: Callable[[], None] | None = None
 
@@ -98,13 +103,19 @@ class Session:
         return self.runtime.file.read(offset, length)
 
     def write(self, op: HostWrite) -> None:
-        self.array.write_path.apply(self.runtime, op, self.size, self.read_only)
+        size = self.runtime.size if self.growable else self.size
+        self.array.write_path.apply(self.runtime, op, size, self.read_only)
 
     def flush(self) -> None:
         self.runtime.file.sync()
 
     def extents(self, offset: int, length: int) -> Iterator[Extent]:
-        return self.runtime.file.extents(offset, length)
+        end = offset
+        for extent in self.runtime.file.extents(offset, length):
+            end = extent.offset + extent.length
+            yield extent
+        if end < offset + length:  # headroom past the LDEV reads as zeroes
+            yield Extent(end, offset + length - end, True)
 
     def close(self) -> None:
         if not self.closed:
@@ -188,6 +199,7 @@ class Array:
                 record = self.store.get_ldev(ldev_id)
                 runtime = LdevRuntime(ldev_id, LdevFile(self.pool.ldev_path(ldev_id), writable=True))
                 runtime.qos.update(record.max_iops, record.max_mbps)  # clones get theirs at creation
+                runtime.size = record.size
                 live = [
                     s.id
                     for s in self.store.list_snapshots(ldev_id=ldev_id, include_hidden=True)
@@ -246,7 +258,7 @@ class Array:
         return record
 
     # -- publications (host access control) -------------------------------------
-    def publish(self, ldev_id: int, host_id: str, read_only: bool) -> Publication:
+    def publish(self, ldev_id: int, host_id: str, read_only: bool, max_size: int = 0) -> Publication:
         """Let `host_id` open the LDEV over NBD through a secret export name.
 
         Idempotent for the same host and mode; the same host asking for the
@@ -258,7 +270,10 @@ class Array:
             record = self.get_ldev(ldev_id)
             if record.state is not LdevState.NORMAL:
                 raise FailedPrecondition(f"LDEV {record.display_id} is {record.state.value}")
-            publication = self.store.upsert_publication(secrets.token_hex(16), ldev_id, host_id, read_only)
+            if max_size % 512 or max_size < 0:
+                raise InvalidArgument("max_size must be a multiple of 512")
+            token = secrets.token_hex(16)
+            publication = self.store.upsert_publication(token, ldev_id, host_id, read_only, max_size)
             if publication.read_only != read_only:
                 raise AlreadyExists(
                     f"LDEV {record.display_id} is published to {host_id!r} "
@@ -320,6 +335,9 @@ class Array:
             if record.state is not LdevState.NORMAL:
                 raise FailedPrecondition(f"LDEV {record.display_id} is {record.state.value}")
             record = self.pool.expand_ldev(record, new_size)
+            with self._runtimes_lock:
+                if ldev_id in self._runtimes:
+                    self._runtimes[ldev_id].size = record.size
         log.info("ldev_expanded ldev=%s size=%d", record.display_id, record.size)
         return record
 
@@ -380,7 +398,8 @@ class Array:
             if record.state is not LdevState.NORMAL:
                 raise NotFound(f"no export named {name!r}")
             read_only = record.read_only or publication.read_only
-            return ExportView(name, record.size, read_only, f"LDEV {record.display_id} for {publication.host_id}")
+            size = max(record.size, publication.max_size)
+            return ExportView(name, size, read_only, f"LDEV {record.display_id} for {publication.host_id}")
         if name.startswith(SNAPSHOT_EXPORT_PREFIX):
             snapshot = self.store.find_snapshot_by_name(name.removeprefix(SNAPSHOT_EXPORT_PREFIX))
             if snapshot is None or snapshot.state is not SnapshotState.NORMAL or snapshot.hidden:
@@ -413,6 +432,8 @@ class Array:
                 session = Session(self, runtime, record, read_only=bool(publication and publication.read_only))
                 if publication is not None:
                     session.token = publication.token
+                    session.growable = publication.max_size > record.size
+                    session.size = max(record.size, publication.max_size)
                     runtime.by_token.setdefault(publication.token, []).append(session)
         log.info("session_opened ldev=%06x export=%s", runtime.ldev_id, name)
         return session

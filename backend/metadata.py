@@ -80,6 +80,10 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (ldev_id, host_id)
     );
     """,
+    # 4: publications may advertise growth headroom (online expansion on hosts).
+    """
+    ALTER TABLE publication ADD COLUMN max_size INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -128,6 +132,9 @@ class Publication:
     host_id: str
     read_only: bool
     created_at: float
+    # The host is told the export is this big (if larger than the LDEV), so it
+    # can grow in place when the LDEV is expanded; I/O past the LDEV still fails.
+    max_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -323,14 +330,17 @@ class MetadataStore:
         return self.get_ldev(ldev_id)
 
     # -- publications ---------------------------------------------------------
-    def upsert_publication(self, token: str, ldev_id: int, host_id: str, read_only: bool) -> Publication:
+    def upsert_publication(
+        self, token: str, ldev_id: int, host_id: str, read_only: bool, max_size: int = 0
+    ) -> Publication:
         """One publication per (LDEV, host); an existing one keeps its token."""
         with self.transaction() as db:
             row = db.execute("SELECT * FROM publication WHERE ldev_id=? AND host_id=?", (ldev_id, host_id)).fetchone()
             if row is None:
                 db.execute(
-                    "INSERT INTO publication(token, ldev_id, host_id, read_only, created_at) VALUES (?,?,?,?,?)",
-                    (token, ldev_id, host_id, int(read_only), time.time()),
+                    "INSERT INTO publication(token, ldev_id, host_id, read_only, created_at, max_size)"
+                    " VALUES (?,?,?,?,?,?)",
+                    (token, ldev_id, host_id, int(read_only), time.time(), max_size),
                 )
                 row = db.execute("SELECT * FROM publication WHERE token=?", (token,)).fetchone()
         return _publication(row)
@@ -477,6 +487,7 @@ def _publication(row: sqlite3.Row) -> Publication:
         host_id=row["host_id"],
         read_only=bool(row["read_only"]),
         created_at=row["created_at"],
+        max_size=row["max_size"],
     )
 
 

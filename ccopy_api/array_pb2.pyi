@@ -469,28 +469,32 @@ class GetChangedExtentsRequest(_message.Message):
     def __init__(self, base_snapshot_id: _Optional[int] = ..., target_snapshot_id: _Optional[int] = ..., starting_offset: _Optional[int] = ..., max_results: _Optional[int] = ...) -> None: ...
 
 class Publication(_message.Message):
-    __slots__ = ("ldev_id", "host_id", "read_only", "export_name", "created_at")
+    __slots__ = ("ldev_id", "host_id", "read_only", "export_name", "created_at", "max_size_bytes")
     LDEV_ID_FIELD_NUMBER: _ClassVar[int]
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     EXPORT_NAME_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    MAX_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     ldev_id: int
     host_id: str
     read_only: bool
     export_name: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, ldev_id: _Optional[int] = ..., host_id: _Optional[str] = ..., read_only: _Optional[bool] = ..., export_name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    max_size_bytes: int
+    def __init__(self, ldev_id: _Optional[int] = ..., host_id: _Optional[str] = ..., read_only: _Optional[bool] = ..., export_name: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_size_bytes: _Optional[int] = ...) -> None: ...
 
 class PublishLdevRequest(_message.Message):
-    __slots__ = ("ldev_id", "host_id", "read_only")
+    __slots__ = ("ldev_id", "host_id", "read_only", "max_size_bytes")
     LDEV_ID_FIELD_NUMBER: _ClassVar[int]
     HOST_ID_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    MAX_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     ldev_id: int
     host_id: str
     read_only: bool
-    def __init__(self, ldev_id: _Optional[int] = ..., host_id: _Optional[str] = ..., read_only: _Optional[bool] = ...) -> None: ...
+    max_size_bytes: int
+    def __init__(self, ldev_id: _Optional[int] = ..., host_id: _Optional[str] = ..., read_only: _Optional[bool] = ..., max_size_bytes: _Optional[int] = ...) -> None: ...
 
 class UnpublishLdevRequest(_message.Message):
     __slots__ = ("ldev_id", "host_id")

@@ -53,8 +53,12 @@ class Attachment:
         return self.fuse_dir / FUSE_FILE
 
 
-def attach(uri: str, fuse_dir: Path, read_only: bool = False, timeout: float = 30.0) -> Attachment:
-    """Connect nbdfuse to `uri` at `fuse_dir` and bind a loop device to it."""
+def attach(uri: str, fuse_dir: Path, read_only: bool = False, timeout: float = 30.0, size_limit: int = 0) -> Attachment:
+    """Connect nbdfuse to `uri` at `fuse_dir` and bind a loop device to it.
+
+    `size_limit` caps the device below the export's size: an export with growth
+    headroom shows only what the LDEV holds now, and `grow` raises the cap later.
+    """
     fuse_dir.mkdir(parents=True, exist_ok=True)
     pidfile = fuse_dir.with_name(fuse_dir.name + ".pid")
     pidfile.unlink(missing_ok=True)
@@ -68,6 +72,8 @@ def attach(uri: str, fuse_dir: Path, read_only: bool = False, timeout: float = 3
     try:
         _wait_ready(attachment, pidfile, timeout)
         flags = ["--read-only"] if read_only else []
+        if size_limit:
+            flags += ["--sizelimit", str(size_limit)]
         attachment.device = _run("losetup", "--find", "--show", "--direct-io=off", *flags, str(attachment.backing_file))
     except BaseException:
         detach(attachment)
@@ -134,3 +140,42 @@ def mounted(device: str, mountpoint: Path, options: str | None = None) -> Iterat
         yield mountpoint
     finally:
         _run("umount", str(mountpoint))
+
+
+# Linux loop device ioctls (linux/loop.h) and struct loop_info64's layout:
+# five u64 (device, inode, rdevice, offset, sizelimit), then the rest.
+LOOP_SET_STATUS64 = 0x4C04
+LOOP_GET_STATUS64 = 0x4C05
+LOOP_SET_CAPACITY = 0x4C07
+_LOOP_INFO64_BYTES = 232
+_SIZELIMIT_OFFSET = 32
+
+
+def grow(device: str, new_size: int, attempts: int = 20) -> int:
+    """Raise a loop device's size limit in place (the file system stays mounted).
+
+    Returns the device's new size. The kernel refuses (EAGAIN) while pages it
+    just invalidated are dirtied again; that is retried.
+    """
+    import fcntl
+    import struct
+
+    fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for attempt in range(attempts):
+            info = bytearray(_LOOP_INFO64_BYTES)
+            fcntl.ioctl(fd, LOOP_GET_STATUS64, info)
+            struct.pack_into("=Q", info, _SIZELIMIT_OFFSET, new_size)
+            try:
+                fcntl.ioctl(fd, LOOP_SET_STATUS64, bytes(info))
+                break
+            except OSError as exc:
+                if exc.errno != 11 or attempt == attempts - 1:  # EAGAIN
+                    raise AttachError(f"cannot resize {device}: {exc}") from exc
+                time.sleep(0.05)
+        fcntl.ioctl(fd, LOOP_SET_CAPACITY, 0)
+        size = os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+    log.info("grown device=%s size=%d", device, size)
+    return size

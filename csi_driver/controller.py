@@ -45,6 +45,9 @@ from csi_driver.volumes import (
 
 RPC = csi.ControllerServiceCapability.RPC
 CLONE_WAIT = 120.0
+# Nodes are told a volume's NBD export is at least this big, so they can grow
+# it in place (NodeExpandVolume) after ControllerExpandVolume; see attach.grow.
+GROWTH_HEADROOM = 16 << 40
 NAME_LABEL = LABEL_PREFIX + "name"
 DRIVER_LABEL = LABEL_PREFIX + "driver"
 SOURCE_LABEL = LABEL_PREFIX + "source"
@@ -211,7 +214,13 @@ class ControllerServicer(SnapshotRpcs, csi_grpc.ControllerServicer):
             if mode in SINGLE_NODE_MODES and others:
                 raise FailedPrecondition(f"volume is published to node {others[0]!r} for a single-node access mode")
             publication = self.array.call(
-                "PublishLdev", pb.PublishLdevRequest(ldev_id=ldev.id, host_id=request.node_id, read_only=read_only)
+                "PublishLdev",
+                pb.PublishLdevRequest(
+                    ldev_id=ldev.id,
+                    host_id=request.node_id,
+                    read_only=read_only,
+                    max_size_bytes=max(GROWTH_HEADROOM, 4 * ldev.size_bytes),
+                ),
             )
         context_map = {
             "nbdAddress": self.array.nbd_address,

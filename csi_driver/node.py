@@ -17,18 +17,21 @@ from pathlib import Path
 import grpc
 
 from backend.locks import KeyLocks
+from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
+from csi_driver import ids
 from csi_driver.array_client import ArrayClient
-from csi_driver.attach import AttachError, Attachment, attach, detach, nbd_uri
+from csi_driver.attach import AttachError, Attachment, attach, detach, grow, nbd_uri
 from csi_driver.config import CsiConfig
-from csi_driver.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from csi_driver.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, OutOfRange, Unavailable
 from csi_driver.mounts import (
     MountError,
     bind,
     device_size,
     file_system_of,
     format_if_blank,
+    grow_file_system,
     is_mount_point,
     mount,
     unmount,
@@ -37,7 +40,13 @@ from csi_driver.node_state import NodeState, StagedVolume
 from csi_driver.volumes import READ_ONLY_MODES, TOPOLOGY_KEY, capability_problem
 
 RPC = csi.NodeServiceCapability.RPC
-NODE_CAPABILITIES = [RPC.STAGE_UNSTAGE_VOLUME, RPC.GET_VOLUME_STATS, RPC.VOLUME_CONDITION, RPC.SINGLE_NODE_MULTI_WRITER]
+NODE_CAPABILITIES = [
+    RPC.STAGE_UNSTAGE_VOLUME,
+    RPC.GET_VOLUME_STATS,
+    RPC.EXPAND_VOLUME,
+    RPC.VOLUME_CONDITION,
+    RPC.SINGLE_NODE_MULTI_WRITER,
+]
 
 
 def _require(value: object, name: str) -> None:
@@ -84,10 +93,21 @@ class NodeServicer(csi_grpc.NodeServicer):
             self._stage(request, access, nbd_uri(address, export), read_only)
         return csi.NodeStageVolumeResponse()
 
+    def ldev_size(self, volume_id: str) -> int:
+        """The volume's size now, from the array (the export may advertise more)."""
+        parsed = ids.parse(volume_id, "volume", self.array.serial)
+        if parsed is None:
+            raise NotFound(f"volume {volume_id!r} is not a volume of this array")
+        ldev = self.array.maybe("GetLdev", pb.GetLdevRequest(id=parsed.number))
+        if ldev is None:
+            raise NotFound(f"volume {volume_id!r} does not exist")
+        return ldev.size_bytes
+
     def _stage(self, request: csi.NodeStageVolumeRequest, access: str, uri: str, read_only: bool) -> None:
         work = self.state.work_dir(request.volume_id)
+        size = self.ldev_size(request.volume_id)
         try:
-            attachment = attach(uri, work, read_only=read_only)
+            attachment = attach(uri, work, read_only=read_only, size_limit=size)
         except AttachError as exc:
             raise Unavailable(f"cannot attach {request.volume_id}: {exc}") from exc
         assert attachment.device is not None
@@ -177,6 +197,31 @@ class NodeServicer(csi_grpc.NodeServicer):
             elif target.exists():
                 target.unlink()
         return csi.NodeUnpublishVolumeResponse()
+
+    # -- expansion -------------------------------------------------------------------
+    def NodeExpandVolume(
+        self, request: csi.NodeExpandVolumeRequest, context: grpc.ServicerContext
+    ) -> csi.NodeExpandVolumeResponse:
+        """Grow the device to the LDEV's new size, then the file system, online."""
+        _require(request.volume_id, "volume_id")
+        _require(request.volume_path, "volume_path")
+        if request.HasField("volume_capability"):
+            _check_capability(request.volume_capability)
+        with self.locks.hold(request.volume_id):
+            staged = self.state.get(request.volume_id)
+            if staged is None or not Path(request.volume_path).exists():
+                raise NotFound(f"volume {request.volume_id} is not staged or not at {request.volume_path}")
+            size = self.ldev_size(request.volume_id)
+            required = request.capacity_range.required_bytes if request.HasField("capacity_range") else 0
+            if required > size:
+                raise OutOfRange(f"the volume is {size} bytes; expand it on the controller before the node")
+            try:
+                grown = grow(staged.device, size)
+                if staged.access == "mount" and not staged.read_only:
+                    grow_file_system(staged.device, Path(staged.staging_path), staged.fs_type)
+            except (AttachError, MountError) as exc:
+                raise FailedPrecondition(f"cannot grow {request.volume_id}: {exc}") from exc
+        return csi.NodeExpandVolumeResponse(capacity_bytes=grown)
 
     # -- information ---------------------------------------------------------------
     def NodeGetVolumeStats(

@@ -80,6 +80,7 @@ def publication_message(publication: Publication) -> pb.Publication:
         read_only=publication.read_only,
         export_name=PUBLICATION_EXPORT_PREFIX + publication.token,
         created_at=timestamp(publication.created_at),
+        max_size_bytes=publication.max_size,
     )
 
 

@@ -273,7 +273,9 @@ class ArrayServicer(pb_grpc.ArrayServicer):
 
     # -- host access and QoS ------------------------------------------------------
     def PublishLdev(self, request: pb.PublishLdevRequest, context: grpc.ServicerContext) -> pb.Publication:
-        publication = self.array.publish(_require_id(request.ldev_id), request.host_id, request.read_only)
+        publication = self.array.publish(
+            _require_id(request.ldev_id), request.host_id, request.read_only, request.max_size_bytes
+        )
         return publication_message(publication)
 
     def UnpublishLdev(

@@ -59,6 +59,26 @@ def plugin(array_proc, tmp_path: Path) -> Iterator[Plugin]:
             config,
         )
     running.stop()
+    clean_node(tmp_path, config.state_dir)
+
+
+def clean_node(tmp_path: Path, state_dir: Path) -> None:
+    """Undo whatever a failed test left: mounts under tmp_path, loop devices, nbdfuse."""
+    import subprocess
+
+    from csi_driver.attach import Attachment, detach
+    from csi_driver.node_state import NodeState
+
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if str(tmp_path) in line]
+    for mount_point in sorted(mounts, reverse=True):
+        if "/volumes/" not in mount_point:  # the nbdfuse mounts go with detach below
+            subprocess.run(["umount", "-l", mount_point], check=False, capture_output=True)
+    if state_dir.exists():
+        for staged in NodeState(state_dir).all():
+            try:
+                detach(Attachment(uri=staged.nbd_uri, fuse_dir=Path(staged.fuse_dir), device=staged.device))
+            except Exception:
+                subprocess.run(["fusermount3", "-uz", staged.fuse_dir], check=False, capture_output=True)
 
 
 def code(call, request) -> grpc.StatusCode:

@@ -296,3 +296,108 @@ def test_multi_node_reader_volume_mounts_read_only(plugin, tmp_path):
         (ro_staging / "x").write_text("no")
     lifecycle_end(plugin, volume, ro_staging, [])
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("fs", ["ext4", "xfs"])
+def test_online_expansion_grows_device_and_file_system_while_mounted(plugin, tmp_path, fs):
+    if fs == "ext4" and not has_capability(24):
+        pytest.skip("ext4 online resize needs CAP_SYS_RESOURCE, which this machine's root lacks (see CapEff)")
+    cap = mount_cap(fs=fs)
+    volume, context, staging = lifecycle_start(plugin, tmp_path, f"grow-{fs}", cap, 320 * MIB)
+    target = tmp_path / "pod" / "grow"
+    plugin.node.NodePublishVolume(
+        csi.NodePublishVolumeRequest(
+            volume_id=volume.volume_id,
+            publish_context=context,
+            staging_target_path=str(staging),
+            target_path=str(target),
+            volume_capability=cap,
+        )
+    )
+    (target / "kept.txt").write_text("still here")
+    before = os.statvfs(target).f_blocks * os.statvfs(target).f_frsize
+    expanded = plugin.controller.ControllerExpandVolume(
+        csi.ControllerExpandVolumeRequest(
+            volume_id=volume.volume_id, capacity_range=csi.CapacityRange(required_bytes=1024 * MIB)
+        )
+    )
+    assert expanded.node_expansion_required
+    grown = plugin.node.NodeExpandVolume(
+        csi.NodeExpandVolumeRequest(
+            volume_id=volume.volume_id,
+            volume_path=str(target),
+            staging_target_path=str(staging),
+            capacity_range=csi.CapacityRange(required_bytes=1024 * MIB),
+        )
+    )
+    assert grown.capacity_bytes == 1024 * MIB
+    after = os.statvfs(target).f_blocks * os.statvfs(target).f_frsize
+    assert after > before * 2.5  # the mounted file system grew, online
+    (target / "big.bin").write_bytes(os.urandom(400 * MIB // 8) * 8)  # more than fitted before
+    assert (target / "kept.txt").read_text() == "still here"
+    ahead = csi.NodeExpandVolumeRequest(
+        volume_id=volume.volume_id, volume_path=str(target), capacity_range=csi.CapacityRange(required_bytes=4 << 30)
+    )
+    assert code(plugin.node.NodeExpandVolume, ahead) == grpc.StatusCode.OUT_OF_RANGE
+    lifecycle_end(plugin, volume, staging, [target])
+    assert leftovers(tmp_path) == []
+
+
+def test_block_volume_grows_and_never_writes_past_the_ldev(plugin, tmp_path, array_proc):
+    cap = block_cap()
+    volume, context, staging = lifecycle_start(plugin, tmp_path, "grow-raw", cap, 64 * MIB)
+    staged_device = next(iter(plugin_state_devices(plugin)))
+    assert (
+        int(subprocess.run(["blockdev", "--getsize64", staged_device], capture_output=True, text=True).stdout)
+        == 64 * MIB
+    )
+    # The export advertises headroom, but the array still refuses writes past the LDEV.
+    from tests.integration.nbd_raw import RawClient
+
+    raw = RawClient(context["nbdAddress"])
+    raw.go(context["nbdExport"])
+    assert raw.size > 64 * MIB
+    assert raw.write(64 * MIB, b"x" * 512) == 28  # ENOSPC
+    assert raw.read(64 * MIB, 512) == (0, bytes(512))
+    raw.close()
+    plugin.controller.ControllerExpandVolume(
+        csi.ControllerExpandVolumeRequest(
+            volume_id=volume.volume_id, capacity_range=csi.CapacityRange(required_bytes=128 * MIB)
+        )
+    )
+    target = tmp_path / "pod" / "dev" / "growing"
+    plugin.node.NodePublishVolume(
+        csi.NodePublishVolumeRequest(
+            volume_id=volume.volume_id,
+            publish_context=context,
+            staging_target_path=str(staging),
+            target_path=str(target),
+            volume_capability=cap,
+        )
+    )
+    grown = plugin.node.NodeExpandVolume(
+        csi.NodeExpandVolumeRequest(
+            volume_id=volume.volume_id, volume_path=str(target), staging_target_path=str(staging)
+        )
+    )
+    assert grown.capacity_bytes == 128 * MIB
+    with open(staged_device, "r+b") as device:
+        device.seek(100 * MIB)
+        device.write(b"beyond the old end" * 100)
+        device.flush()
+        os.fsync(device.fileno())
+    lifecycle_end(plugin, volume, staging, [target])
+    assert leftovers(tmp_path) == []
+
+
+def plugin_state_devices(plugin) -> list[str]:
+    from csi_driver.node_state import NodeState
+
+    return [v.device for v in NodeState(plugin.config.state_dir).all()]
+
+
+def has_capability(bit: int) -> bool:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> bit & 1)
+    return False
