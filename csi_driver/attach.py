@@ -1,9 +1,12 @@
 """Node-side attach: an LDEV's NBD export becomes a local block device.
 
-Where the kernel has no nbd module (this is common in VMs and containers),
-nbdfuse exposes the export as a file on a FUSE mount and a loop device turns
-that file into a block device: NBD -> nbdfuse -> /dev/loopN. Detach undoes
-every step it made, in reverse, even after a partial attach.
+Two routes, chosen by what the node has:
+- kernel nbd (/dev/nbd* and nbd-client): NBD -> /dev/nbdN -> /dev/loopM;
+- otherwise (common in VMs and containers) nbdfuse exposes the export as a
+  file on a FUSE mount: NBD -> nbdfuse -> /dev/loopM.
+Both end in a loop device so the device can be capped below the export's
+size and grown in place later (`grow`). Detach undoes every step it made, in
+reverse, even after a partial attach.
 
 The CSI node service (NodeStageVolume) uses this; so do the demo and tests.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -47,6 +51,8 @@ class Attachment:
     fuse_dir: Path
     device: str | None = None
     fuse: subprocess.Popen[bytes] | None = None
+    # The kernel nbd device under the loop device, on the kernel route.
+    nbd_device: str | None = None
 
     @property
     def backing_file(self) -> Path:
@@ -59,6 +65,8 @@ def attach(uri: str, fuse_dir: Path, read_only: bool = False, timeout: float = 3
     `size_limit` caps the device below the export's size: an export with growth
     headroom shows only what the LDEV holds now, and `grow` raises the cap later.
     """
+    if kernel_nbd_available():
+        return _attach_kernel(uri, fuse_dir, read_only, size_limit)
     fuse_dir.mkdir(parents=True, exist_ok=True)
     pidfile = fuse_dir.with_name(fuse_dir.name + ".pid")
     pidfile.unlink(missing_ok=True)
@@ -96,11 +104,43 @@ def _wait_ready(attachment: Attachment, pidfile: Path, timeout: float) -> None:
     pidfile.unlink(missing_ok=True)
 
 
+def kernel_nbd_available() -> bool:
+    return Path("/dev/nbd0").exists() and shutil.which("nbd-client") is not None
+
+
+def _free_nbd_device() -> str:
+    for block in sorted(Path("/sys/block").glob("nbd*"), key=lambda p: int(p.name[3:])):
+        if not (block / "pid").exists():
+            return f"/dev/{block.name}"
+    raise AttachError("no free /dev/nbd device")
+
+
+def _attach_kernel(uri: str, fuse_dir: Path, read_only: bool, size_limit: int) -> Attachment:
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    nbd = _free_nbd_device()
+    attachment = Attachment(uri=uri, fuse_dir=fuse_dir, nbd_device=nbd)
+    argv = ["nbd-client", parsed.hostname or "", str(parsed.port or 10809), nbd, "-N", unquote(parsed.path[1:])]
+    _run(*argv, *(["-readonly"] if read_only else []))
+    try:
+        flags = (["--read-only"] if read_only else []) + (["--sizelimit", str(size_limit)] if size_limit else [])
+        attachment.device = _run("losetup", "--find", "--show", *flags, nbd)
+    except BaseException:
+        detach(attachment)
+        raise
+    log.info("attached uri=%s device=%s nbd=%s", uri, attachment.device, nbd)
+    return attachment
+
+
 def detach(attachment: Attachment, timeout: float = 30.0) -> None:
     """Remove the loop device, unmount FUSE, reap nbdfuse. Safe to call twice."""
     if attachment.device:
         _run("losetup", "-d", attachment.device)
         attachment.device = None
+    if attachment.nbd_device:
+        _run("nbd-client", "-d", attachment.nbd_device)
+        attachment.nbd_device = None
     if os.path.ismount(attachment.fuse_dir):
         for attempt in range(50):  # the loop device may let go of the file a moment late
             try:

@@ -119,6 +119,7 @@ class NodeServicer(csi_grpc.NodeServicer):
             fuse_dir=str(work),
             nbd_uri=uri,
             read_only=read_only,
+            nbd_device=attachment.nbd_device or "",
         )
         try:
             if access == "mount":
@@ -151,7 +152,14 @@ class NodeServicer(csi_grpc.NodeServicer):
                 return csi.NodeUnstageVolumeResponse()  # already unstaged
             try:
                 unmount(Path(staged.staging_path))
-                detach(Attachment(uri=staged.nbd_uri, fuse_dir=Path(staged.fuse_dir), device=staged.device))
+                detach(
+                    Attachment(
+                        uri=staged.nbd_uri,
+                        fuse_dir=Path(staged.fuse_dir),
+                        device=staged.device,
+                        nbd_device=staged.nbd_device or None,
+                    )
+                )
             except (MountError, AttachError) as exc:
                 raise FailedPrecondition(f"cannot unstage {request.volume_id}: {exc}") from exc
             self.state.remove(request.volume_id)
@@ -261,10 +269,16 @@ class NodeServicer(csi_grpc.NodeServicer):
 
     def _condition(self, staged: StagedVolume) -> csi.VolumeCondition:
         """Abnormal when the NBD connection behind the device is gone."""
-        backing = Path(staged.fuse_dir) / "nbd"
         try:
-            if not is_mount_point(Path(staged.fuse_dir)):
-                raise OSError("nbdfuse is not mounted")
+            if staged.nbd_device:  # kernel route: the nbd driver knows its connection
+                name = Path(staged.nbd_device).name
+                if not Path(f"/sys/block/{name}/pid").exists():
+                    raise OSError(f"{staged.nbd_device} is disconnected")
+                backing = Path(staged.nbd_device)
+            else:
+                if not is_mount_point(Path(staged.fuse_dir)):
+                    raise OSError("nbdfuse is not mounted")
+                backing = Path(staged.fuse_dir) / "nbd"
             with open(backing, "rb") as f:
                 f.read(512)
         except OSError as exc:

@@ -24,6 +24,7 @@ class StagedVolume:
     nbd_uri: str
     fs_type: str = ""
     read_only: bool = False
+    nbd_device: str = ""  # kernel nbd route only
 
 
 class NodeState:

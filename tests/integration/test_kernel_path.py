@@ -65,3 +65,22 @@ def test_failed_attach_leaves_nothing_behind(array_proc, tmp_path: Path):
     with pytest.raises(AttachError):
         attach(nbd_uri(array_proc.nbd_address, "no-such-ldev"), tmp_path / "fuse", timeout=10)
     assert not os.path.ismount(tmp_path / "fuse")
+
+
+def test_kernel_nbd_route_when_the_kernel_has_nbd(array_proc, make_ldev, tmp_path: Path):
+    """The route nodes with the nbd module take: nbd-client -> /dev/nbdN -> loop."""
+    require_root()
+    from csi_driver.attach import kernel_nbd_available
+
+    if not kernel_nbd_available():
+        pytest.skip("the kernel has no nbd module here (/dev/nbd0 missing) or nbd-client is not installed")
+    make_ldev("kernel-route", 64 * MIB)
+    attachment = attach(nbd_uri(array_proc.nbd_address, "kernel-route"), tmp_path / "fuse", size_limit=32 * MIB)
+    try:
+        assert attachment.nbd_device and attachment.device
+        with open(attachment.device, "r+b") as device:
+            device.write(b"k" * 4096)
+            device.flush()
+            os.fsync(device.fileno())
+    finally:
+        detach(attachment)
