@@ -36,6 +36,7 @@ test: deps
 bench: deps
 	$(SUDO) $(VENV)/bin/python -m bench.nbd_fio
 	$(SUDO) $(VENV)/bin/python -m bench.snapshots
+	$(SUDO) $(VENV)/bin/python -m bench.csi_latency
 
 generate: venv
 	$(VENV)/bin/python -m ccopy_api.generate
