@@ -26,6 +26,18 @@ def require_root() -> None:
         pytest.skip("needs root for mount and loop devices (make test runs pytest as root)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_attached():
+    """After the whole suite: no mount, loop device or FUSE mount of a test remains."""
+    yield
+    import subprocess
+
+    mounts = [line for line in Path("/proc/mounts").read_text().splitlines() if "pytest-of-" in line]
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout if os.geteuid() == 0 else ""
+    stale = mounts + [line for line in loops.splitlines() if "pytest-of-" in line or "/nbd)" in line]
+    assert not stale, f"left mounted or attached after the suite: {stale}"
+
+
 @pytest.fixture
 def array_proc(tmp_path: Path) -> Iterator[ArrayProcessHandle]:
     handle = ArrayProcessHandle(pool=tmp_path / "pool", serial=20001, log_path=tmp_path / "array.log")

@@ -401,3 +401,11 @@ def has_capability(bit: int) -> bool:
         if line.startswith("CapEff:"):
             return bool(int(line.split()[1], 16) >> bit & 1)
     return False
+
+
+def test_mount_flags_are_honoured(plugin, tmp_path):
+    cap = mount_cap(flags=["noatime", "nodiratime"])
+    volume, _context, staging = lifecycle_start(plugin, tmp_path, "flags", cap)
+    options = next(line.split()[3] for line in Path("/proc/mounts").read_text().splitlines() if str(staging) in line)
+    assert "noatime" in options.split(",")
+    lifecycle_end(plugin, volume, staging, [])
