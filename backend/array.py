@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from backend.cow_store import CowStore
 from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from backend.journal import Journal
 from backend.ldev_io import Extent, LdevFile
 from backend.locks import KeyLocks
 from backend.metadata import LdevRecord, LdevState, Publication, SnapshotRecord, SnapshotState
@@ -50,6 +51,8 @@ class LdevRuntime:
     qos: QosLimiter = field(default_factory=QosLimiter)
     # The LDEV's current size; expansion updates it for sessions that may grow.
     size: int = 0
+    # Set while the LDEV is a P-VOL of a journal group: its writes are journaled.
+    journal: Journal | None = None
     # Sessions opened through each publication token, revoked on unpublish.
     by_token: dict[str, list[Session]] = field(default_factory=dict)
 
@@ -108,6 +111,9 @@ class Session:
 
     def flush(self) -> None:
         self.runtime.file.sync()
+        journal = self.runtime.journal
+        if journal is not None:  # FLUSH covers the journal records of the writes too
+            journal.sync()
 
     def extents(self, offset: int, length: int) -> Iterator[Extent]:
         end = offset
@@ -161,6 +167,7 @@ class SnapshotSession(Session):
 class Array:
     def __init__(self, pool: Pool, chunk_size: int = 64 * 1024) -> None:
         from backend.clone import Cloner
+        from backend.journal_groups import JournalGroups
         from backend.snapshots import Snapshots
 
         if chunk_size & (chunk_size - 1) or not 4096 <= chunk_size <= 1 << 20:
@@ -176,11 +183,13 @@ class Array:
         self.id_locks = KeyLocks("LDEV")
         self.snapshots = Snapshots(self)
         self.cloner = Cloner(self)
+        self.journal_groups = JournalGroups(self)
         self.snapshots.recover()
         self.cloner.resume()
 
     def close(self) -> None:
         self.cloner.stop()
+        self.journal_groups.close()
         with self._runtimes_lock:
             for runtime in self._runtimes.values():
                 runtime.file.sync()
@@ -200,6 +209,8 @@ class Array:
                 runtime = LdevRuntime(ldev_id, LdevFile(self.pool.ldev_path(ldev_id), writable=True))
                 runtime.qos.update(record.max_iops, record.max_mbps)  # clones get theirs at creation
                 runtime.size = record.size
+                group = self.store.journal_group_of(ldev_id)
+                runtime.journal = self.journal_groups.journals.get(group) if group is not None else None
                 live = [
                     s.id
                     for s in self.store.list_snapshots(ldev_id=ldev_id, include_hidden=True)

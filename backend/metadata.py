@@ -84,6 +84,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE publication ADD COLUMN max_size INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: journal groups (consistency groups of asynchronous remote copy).
+    """
+    CREATE TABLE journal_group (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        capacity INTEGER NOT NULL,
+        confirmed_seq INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE journal_member (
+        ldev_id INTEGER PRIMARY KEY REFERENCES ldev(id) ON DELETE CASCADE,
+        group_id INTEGER NOT NULL REFERENCES journal_group(id)
+    );
+    """,
 )
 
 
@@ -357,6 +371,68 @@ class MetadataStore:
             row = self._db.execute("SELECT * FROM publication WHERE token=?", (token,)).fetchone()
         return None if row is None else _publication(row)
 
+    # -- journal groups ------------------------------------------------------------
+    def insert_journal_group(self, name: str, capacity: int) -> JournalGroupRecord:
+        with self.transaction() as db:
+            try:
+                group_id = db.execute(
+                    "INSERT INTO journal_group(name, capacity, created_at) VALUES (?,?,?)",
+                    (name, capacity, time.time()),
+                ).lastrowid
+            except sqlite3.IntegrityError as exc:
+                raise AlreadyExists(f"journal group name {name!r} is taken") from exc
+        assert group_id is not None
+        return self.get_journal_group(group_id)
+
+    def find_journal_group(self, group_id: int) -> JournalGroupRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM journal_group WHERE id=?", (group_id,)).fetchone()
+        return None if row is None else _journal_group(row)
+
+    def find_journal_group_by_name(self, name: str) -> JournalGroupRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM journal_group WHERE name=?", (name,)).fetchone()
+        return None if row is None else _journal_group(row)
+
+    def get_journal_group(self, group_id: int) -> JournalGroupRecord:
+        record = self.find_journal_group(group_id)
+        if record is None:
+            raise NotFound(f"journal group {group_id} not found")
+        return record
+
+    def list_journal_groups(self) -> list[JournalGroupRecord]:
+        with self._lock:
+            return [_journal_group(r) for r in self._db.execute("SELECT * FROM journal_group ORDER BY id")]
+
+    def set_confirmed(self, group_id: int, seq: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE journal_group SET confirmed_seq=MAX(confirmed_seq, ?) WHERE id=?", (seq, group_id))
+
+    def delete_journal_group(self, group_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM journal_group WHERE id=?", (group_id,))
+
+    def add_journal_member(self, group_id: int, ldev_id: int) -> None:
+        with self.transaction() as db:
+            row = db.execute("SELECT group_id FROM journal_member WHERE ldev_id=?", (ldev_id,)).fetchone()
+            if row is not None and row[0] != group_id:
+                raise AlreadyExists(f"LDEV {format_ldev_id(ldev_id)} is in journal group {row[0]}")
+            db.execute("INSERT OR IGNORE INTO journal_member(ldev_id, group_id) VALUES (?,?)", (ldev_id, group_id))
+
+    def remove_journal_member(self, ldev_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM journal_member WHERE ldev_id=?", (ldev_id,))
+
+    def journal_members(self, group_id: int) -> list[int]:
+        with self._lock:
+            rows = self._db.execute("SELECT ldev_id FROM journal_member WHERE group_id=? ORDER BY ldev_id", (group_id,))
+            return [r[0] for r in rows]
+
+    def journal_group_of(self, ldev_id: int) -> int | None:
+        with self._lock:
+            row = self._db.execute("SELECT group_id FROM journal_member WHERE ldev_id=?", (ldev_id,)).fetchone()
+        return None if row is None else row[0]
+
     def list_publications(self, ldev_id: int | None = None) -> list[Publication]:
         sql, params = "SELECT * FROM publication", []
         if ldev_id is not None:
@@ -478,6 +554,19 @@ class MetadataStore:
             params.append(limit)
         with self._lock:
             return [_group(row) for row in self._db.execute(sql, params).fetchall()]
+
+
+@dataclass(frozen=True)
+class JournalGroupRecord:
+    id: int
+    name: str
+    capacity: int
+    confirmed_seq: int
+    created_at: float
+
+
+def _journal_group(row: sqlite3.Row) -> JournalGroupRecord:
+    return JournalGroupRecord(row["id"], row["name"], row["capacity"], row["confirmed_seq"], row["created_at"])
 
 
 def _publication(row: sqlite3.Row) -> Publication:

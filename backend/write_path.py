@@ -7,7 +7,8 @@ apply loop, all arrive here, so the order of steps is decided in one place:
 2. snapshot copy-on-write: preserve old chunks for live snapshots (backend.cow_store),
    durably, before step 3 may overwrite them;
 3. data: write, punch or zero the range of the LDEV's backing file;
-4. journal append when the LDEV is a P-VOL of a journal group (remote copy issue);
+4. journal append when the LDEV is a P-VOL of a journal group (backend.journal):
+   the group's next sequence, in acknowledgement order;
 5. durability when FUA is asked: fdatasync of the data (and journal) before
    returning, so the caller may acknowledge to the host right after.
 
@@ -24,6 +25,8 @@ from typing import Protocol
 
 from backend.cow_store import CowStore
 from backend.errors import ArrayError
+from backend.journal import Journal
+from backend.journal_record import RecordKind
 from backend.ldev_io import LdevFile
 
 
@@ -31,6 +34,9 @@ class WriteKind(Enum):
     DATA = "write"
     TRIM = "trim"
     ZEROES = "write_zeroes"
+
+
+_RECORD_KINDS = {WriteKind.DATA: RecordKind.WRITE, WriteKind.TRIM: RecordKind.TRIM, WriteKind.ZEROES: RecordKind.ZEROES}
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class WriteTarget(Protocol):
     file: LdevFile
     lock: threading.Lock
     cow: CowStore | None
+    journal: Journal | None
 
 
 class WritePath:
@@ -94,7 +101,15 @@ class WritePath:
                 target.file.punch_hole(op.offset, op.length)
             else:
                 target.file.zero_allocated(op.offset, op.length)
-            # 4. journal append: no journal groups yet.
+            # 4. journal append: a P-VOL's write gets its group's next sequence,
+            #    in the order writes are acknowledged (still under the LDEV lock,
+            #    so overlapping writes are journaled in the order they landed).
+            journal = target.journal
+            if journal is not None:
+                payload = op.data if op.kind is WriteKind.DATA and op.data is not None else b""
+                journal.append(_RECORD_KINDS[op.kind], target.ldev_id, op.offset, op.length, payload, op.keep_allocated)
         # 5. durability
         if op.fua:
             target.file.sync()
+            if journal is not None:
+                journal.sync()
