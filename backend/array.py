@@ -168,6 +168,8 @@ class Array:
     def __init__(self, pool: Pool, chunk_size: int = 64 * 1024) -> None:
         from backend.clone import Cloner
         from backend.journal_groups import JournalGroups
+        from backend.pairs import Pairs
+        from backend.replicator import Replicators
         from backend.snapshots import Snapshots
 
         if chunk_size & (chunk_size - 1) or not 4096 <= chunk_size <= 1 << 20:
@@ -184,10 +186,13 @@ class Array:
         self.snapshots = Snapshots(self)
         self.cloner = Cloner(self)
         self.journal_groups = JournalGroups(self)
+        self.pairs = Pairs(self)
+        self.replicators = Replicators(self)
         self.snapshots.recover()
         self.cloner.resume()
 
     def close(self) -> None:
+        self.replicators.stop()
         self.cloner.stop()
         self.journal_groups.close()
         with self._runtimes_lock:

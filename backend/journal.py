@@ -75,8 +75,10 @@ class Journal:
     overflowed: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
     _dirty: bool = False
+    _appended: threading.Condition = field(init=False)
 
     def __post_init__(self) -> None:
+        self._appended = threading.Condition(self.lock)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._recover()
 
@@ -158,6 +160,7 @@ class Journal:
             segment.last_seq = record.seq
             self.next_seq += 1
             self._dirty = True
+            self._appended.notify_all()
             return record
 
     def _active(self, need: int) -> _Segment:
@@ -182,6 +185,11 @@ class Journal:
                 self._dirty = False
 
     # -- reading and trimming ------------------------------------------------------
+    def wait_for(self, seq: int, timeout: float) -> bool:
+        """Wait until record `seq` exists (the backup's long poll)."""
+        with self._appended:
+            return self._appended.wait_for(lambda: self.next_seq > seq, timeout)
+
     def read(self, from_seq: int, max_bytes: int) -> list[JournalRecord]:
         """Records from `from_seq` on, at least one, about `max_bytes` in all."""
         with self.lock:

@@ -39,7 +39,7 @@ class JournalGroups:
     def path(self, group_id: int) -> Path:
         return self.array.pool.root / "journals" / f"{group_id:06x}"
 
-    def create(self, name: str, capacity: int) -> JournalGroupRecord:
+    def create(self, name: str, capacity: int, role: str = "main", remote_serial: int = 0) -> JournalGroupRecord:
         """Idempotent by name and capacity."""
         validate_name(name)
         if capacity < MIN_CAPACITY:
@@ -50,8 +50,10 @@ class JournalGroups:
                 if existing.capacity != capacity:
                     raise AlreadyExists(f"journal group {name!r} exists with capacity {existing.capacity}")
                 return existing
-            group = self.store.insert_journal_group(name, capacity)
+            group = self.store.insert_journal_group(name, capacity, role, remote_serial)
             self.journals[group.id] = Journal(self.path(group.id), capacity)
+        if role == "backup":
+            self.array.replicators.ensure(group.id)
         log.info("journal_group_created group=%d name=%s capacity=%d", group.id, name, capacity)
         return group
 

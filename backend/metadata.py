@@ -98,6 +98,24 @@ MIGRATIONS: tuple[str, ...] = (
         group_id INTEGER NOT NULL REFERENCES journal_group(id)
     );
     """,
+    # 6: pairs of asynchronous remote copy; a journal group is on the main
+    #    (P-VOL) side or the backup (S-VOL) side, where it records what it applied.
+    """
+    ALTER TABLE journal_group ADD COLUMN role TEXT NOT NULL DEFAULT 'main';
+    ALTER TABLE journal_group ADD COLUMN applied_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE journal_group ADD COLUMN remote_serial INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE pair (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        group_id INTEGER NOT NULL REFERENCES journal_group(id),
+        role TEXT NOT NULL,
+        local_ldev INTEGER NOT NULL UNIQUE REFERENCES ldev(id),
+        remote_ldev INTEGER NOT NULL,
+        remote_serial INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        base_snapshot INTEGER,
+        created_at REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -372,12 +390,14 @@ class MetadataStore:
         return None if row is None else _publication(row)
 
     # -- journal groups ------------------------------------------------------------
-    def insert_journal_group(self, name: str, capacity: int) -> JournalGroupRecord:
+    def insert_journal_group(
+        self, name: str, capacity: int, role: str = "main", remote_serial: int = 0
+    ) -> JournalGroupRecord:
         with self.transaction() as db:
             try:
                 group_id = db.execute(
-                    "INSERT INTO journal_group(name, capacity, created_at) VALUES (?,?,?)",
-                    (name, capacity, time.time()),
+                    "INSERT INTO journal_group(name, capacity, created_at, role, remote_serial) VALUES (?,?,?,?,?)",
+                    (name, capacity, time.time(), role, remote_serial),
                 ).lastrowid
             except sqlite3.IntegrityError as exc:
                 raise AlreadyExists(f"journal group name {name!r} is taken") from exc
@@ -407,6 +427,66 @@ class MetadataStore:
     def set_confirmed(self, group_id: int, seq: int) -> None:
         with self.transaction() as db:
             db.execute("UPDATE journal_group SET confirmed_seq=MAX(confirmed_seq, ?) WHERE id=?", (seq, group_id))
+
+    def set_applied(self, group_id: int, seq: int) -> None:
+        """Durable record of what the backup applied (after the S-VOLs were synced)."""
+        with self.transaction() as db:
+            db.execute("UPDATE journal_group SET applied_seq=MAX(applied_seq, ?) WHERE id=?", (seq, group_id))
+
+    # -- pairs -------------------------------------------------------------------------
+    def insert_pair(
+        self,
+        group_id: int,
+        role: str,
+        local_ldev: int,
+        remote_ldev: int,
+        remote_serial: int,
+        state: PairState,
+        base_snapshot: int | None = None,
+    ) -> PairRecord:
+        with self.transaction() as db:
+            try:
+                pair_id = db.execute(
+                    "INSERT INTO pair(group_id, role, local_ldev, remote_ldev, remote_serial, state, base_snapshot,"
+                    " created_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (group_id, role, local_ldev, remote_ldev, remote_serial, state.value, base_snapshot, time.time()),
+                ).lastrowid
+            except sqlite3.IntegrityError as exc:
+                raise AlreadyExists(f"LDEV {format_ldev_id(local_ldev)} is already in a pair") from exc
+        assert pair_id is not None
+        return self.get_pair(pair_id)
+
+    def get_pair(self, pair_id: int) -> PairRecord:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM pair WHERE id=?", (pair_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"pair {pair_id} not found")
+        return _pair(row)
+
+    def find_pair_by_ldev(self, ldev_id: int) -> PairRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM pair WHERE local_ldev=?", (ldev_id,)).fetchone()
+        return None if row is None else _pair(row)
+
+    def list_pairs(self, group_id: int | None = None) -> list[PairRecord]:
+        sql, params = "SELECT * FROM pair", []
+        if group_id is not None:
+            sql += " WHERE group_id=?"
+            params.append(group_id)
+        with self._lock:
+            return [_pair(r) for r in self._db.execute(sql + " ORDER BY id", params).fetchall()]
+
+    def update_pair(self, pair_id: int, *, state: PairState | None = None, clear_base: bool = False) -> PairRecord:
+        with self.transaction() as db:
+            if state is not None:
+                db.execute("UPDATE pair SET state=? WHERE id=?", (state.value, pair_id))
+            if clear_base:
+                db.execute("UPDATE pair SET base_snapshot=NULL WHERE id=?", (pair_id,))
+        return self.get_pair(pair_id)
+
+    def delete_pair(self, pair_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM pair WHERE id=?", (pair_id,))
 
     def delete_journal_group(self, group_id: int) -> None:
         with self.transaction() as db:
@@ -563,10 +643,46 @@ class JournalGroupRecord:
     capacity: int
     confirmed_seq: int
     created_at: float
+    role: str = "main"  # main: P-VOLs, journal kept here; backup: S-VOLs, journal applied here
+    applied_seq: int = 0
+    remote_serial: int = 0
 
 
 def _journal_group(row: sqlite3.Row) -> JournalGroupRecord:
-    return JournalGroupRecord(row["id"], row["name"], row["capacity"], row["confirmed_seq"], row["created_at"])
+    return JournalGroupRecord(
+        row["id"], row["name"], row["capacity"], row["confirmed_seq"], row["created_at"],
+        row["role"], row["applied_seq"], row["remote_serial"],
+    )  # fmt: skip
+
+
+class PairState(StrEnum):
+    SMPL = "SMPL"
+    COPY = "COPY"
+    PAIR = "PAIR"
+    PSUS = "PSUS"
+    PSUE = "PSUE"
+    PFUS = "PFUS"
+    SSWS = "SSWS"
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    id: int
+    group_id: int
+    role: str  # main (this array holds the P-VOL) or backup (the S-VOL)
+    local_ldev: int
+    remote_ldev: int
+    remote_serial: int
+    state: PairState
+    base_snapshot: int | None
+    created_at: float
+
+
+def _pair(row: sqlite3.Row) -> PairRecord:
+    return PairRecord(
+        row["id"], row["group_id"], row["role"], row["local_ldev"], row["remote_ldev"], row["remote_serial"],
+        PairState(row["state"]), row["base_snapshot"], row["created_at"],
+    )  # fmt: skip
 
 
 def _publication(row: sqlite3.Row) -> Publication:

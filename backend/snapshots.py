@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -106,7 +106,12 @@ class Snapshots:
 
     # -- taking snapshots ------------------------------------------------------
     def create_snapshot(
-        self, name: str, ldev_id: int, labels: Mapping[str, str] | None = None, hidden: bool = False
+        self,
+        name: str,
+        ldev_id: int,
+        labels: Mapping[str, str] | None = None,
+        hidden: bool = False,
+        during_barrier: Callable[[], None] | None = None,
     ) -> SnapshotRecord:
         """Idempotent by name: the same name on the same LDEV returns the existing snapshot."""
         validate_name(name)
@@ -117,7 +122,7 @@ class Snapshots:
                 raise AlreadyExists(f"snapshot {name!r} exists for another source")
             return existing
         ldev = self.array.get_ldev(ldev_id)
-        return self._take("", [(name, ldev)], labels or {}, hidden).snapshots[0]
+        return self._take("", [(name, ldev)], labels or {}, hidden, during_barrier).snapshots[0]
 
     def create_group(self, name: str, ldev_ids: list[int], labels: Mapping[str, str] | None = None) -> TakenGroup:
         """Snapshots of every LDEV at one instant. Idempotent by name and member set."""
@@ -137,7 +142,12 @@ class Snapshots:
         return self._take(name, [(group_member_name(name, ldev), ldev) for ldev in ldevs], labels or {}, False)
 
     def _take(
-        self, group_name: str, members: list[tuple[str, LdevRecord]], labels: Mapping[str, str], hidden: bool
+        self,
+        group_name: str,
+        members: list[tuple[str, LdevRecord]],
+        labels: Mapping[str, str],
+        hidden: bool,
+        during_barrier: Callable[[], None] | None = None,
     ) -> TakenGroup:
         with ExitStack() as held:
             held.enter_context(self.array.name_locks.hold(f"snapshot:{group_name or members[0][0]}"))
@@ -153,7 +163,7 @@ class Snapshots:
                 hidden,
             )
             try:
-                stall = self._barrier(snapshots, ldevs)
+                stall = self._barrier(snapshots, ldevs, during_barrier)
             except BaseException:
                 self.store.delete_snapshots([s.id for s in snapshots], group.id if group else None)
                 raise
@@ -175,8 +185,17 @@ class Snapshots:
         if count >= MAX_SNAPSHOTS_PER_LDEV:
             raise ResourceExhausted(f"LDEV {ldev.display_id} has {count} snapshots, the most it may have")
 
-    def _barrier(self, snapshots: list[SnapshotRecord], ldevs: list[LdevRecord]) -> float:
-        """Add every snapshot's generation while all member LDEVs' writes are held."""
+    def _barrier(
+        self,
+        snapshots: list[SnapshotRecord],
+        ldevs: list[LdevRecord],
+        during_barrier: Callable[[], None] | None = None,
+    ) -> float:
+        """Add every snapshot's generation while all member LDEVs' writes are held.
+
+        `during_barrier` runs at that same instant (pairing uses it to start
+        journaling exactly where the base snapshot of the initial copy is cut).
+        """
         pairs = sorted(zip(ldevs, snapshots, strict=True), key=lambda pair: pair[0].id)
         runtimes = [(self.array.runtime(ldev.id), ldev, snap) for ldev, snap in pairs]
         for runtime, ldev, _ in runtimes:
@@ -190,6 +209,8 @@ class Snapshots:
             for runtime, _, snap in runtimes:
                 assert runtime.cow is not None
                 runtime.cow.add_gen(snap.id)
+            if during_barrier is not None:
+                during_barrier()
         return time.perf_counter() - start
 
     # -- deleting ----------------------------------------------------------------

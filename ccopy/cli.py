@@ -50,6 +50,12 @@ def add_array_parser(commands: argparse._SubParsersAction) -> None:
         help="seconds an NBD client may take to finish the handshake",
     )
     serve.add_argument(
+        "--remote", default=env("REMOTE", ""), help="the other site's array API HOST:PORT [CCOPY_REMOTE]"
+    )
+    serve.add_argument("--remote-ca", default=env("REMOTE_CA"), help="CA of the remote array [CCOPY_REMOTE_CA]")
+    serve.add_argument("--remote-cert", default=env("REMOTE_CERT"), help="client cert for the link [CCOPY_REMOTE_CERT]")
+    serve.add_argument("--remote-key", default=env("REMOTE_KEY"), help="client key for the link [CCOPY_REMOTE_KEY]")
+    serve.add_argument(
         "--chunk-size", default=env("CHUNK_SIZE", "64KiB"),
         help="copy-on-write chunk of new LDEVs' snapshots, 4KiB..1MiB [CCOPY_CHUNK_SIZE]",
     )  # fmt: skip
@@ -77,6 +83,10 @@ def run_array_serve(args: argparse.Namespace) -> int:
         tls=tls,
         handshake_timeout=args.handshake_timeout,
         chunk_size=parse_size(args.chunk_size),
+        remote=args.remote,
+        remote_tls=TlsFiles(
+            cert=optional_path(args.remote_cert), key=optional_path(args.remote_key), ca=optional_path(args.remote_ca)
+        ),
     )
     try:
         serve(config)

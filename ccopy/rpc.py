@@ -56,15 +56,15 @@ def add_port(server: grpc.Server, address: str, tls: TlsFiles) -> int:
     return port
 
 
-def client_channel(address: str, tls: TlsFiles | None = None) -> grpc.Channel:
+def client_channel(address: str, tls: TlsFiles | None = None, options: list | None = None) -> grpc.Channel:
     if tls is None or not tls.enabled:
-        return grpc.insecure_channel(address)
+        return grpc.insecure_channel(address, options=options)
     creds = grpc.ssl_channel_credentials(
         root_certificates=tls.ca.read_bytes() if tls.ca else None,
         private_key=tls.key.read_bytes() if tls.key else None,
         certificate_chain=tls.cert.read_bytes() if tls.cert else None,
     )
-    return grpc.secure_channel(address, creds)
+    return grpc.secure_channel(address, creds, options=options)
 
 
 def status_for(exc: BaseException, table: ErrorTable) -> grpc.StatusCode:

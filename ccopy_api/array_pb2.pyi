@@ -17,11 +17,30 @@ class LdevState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LDEV_STATE_NORMAL: _ClassVar[LdevState]
     LDEV_STATE_DELETING: _ClassVar[LdevState]
     LDEV_STATE_COPYING: _ClassVar[LdevState]
+
+class PairState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PAIR_STATE_UNSPECIFIED: _ClassVar[PairState]
+    SMPL: _ClassVar[PairState]
+    COPY: _ClassVar[PairState]
+    PAIR: _ClassVar[PairState]
+    PSUS: _ClassVar[PairState]
+    PSUE: _ClassVar[PairState]
+    PFUS: _ClassVar[PairState]
+    SSWS: _ClassVar[PairState]
 LDEV_STATE_UNSPECIFIED: LdevState
 LDEV_STATE_CREATING: LdevState
 LDEV_STATE_NORMAL: LdevState
 LDEV_STATE_DELETING: LdevState
 LDEV_STATE_COPYING: LdevState
+PAIR_STATE_UNSPECIFIED: PairState
+SMPL: PairState
+COPY: PairState
+PAIR: PairState
+PSUS: PairState
+PSUE: PairState
+PFUS: PairState
+SSWS: PairState
 
 class CopyProgress(_message.Message):
     __slots__ = ("total_bytes", "copied_bytes")
@@ -529,3 +548,197 @@ class SetLdevQosRequest(_message.Message):
     max_iops: int
     max_mbps: int
     def __init__(self, ldev_id: _Optional[int] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ...) -> None: ...
+
+class Pair(_message.Message):
+    __slots__ = ("id", "group_name", "role", "local_ldev_id", "local_display_id", "remote_ldev_id", "remote_serial", "state")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_LDEV_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_DISPLAY_ID_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_LDEV_ID_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    group_name: str
+    role: str
+    local_ldev_id: int
+    local_display_id: str
+    remote_ldev_id: int
+    remote_serial: int
+    state: PairState
+    def __init__(self, id: _Optional[int] = ..., group_name: _Optional[str] = ..., role: _Optional[str] = ..., local_ldev_id: _Optional[int] = ..., local_display_id: _Optional[str] = ..., remote_ldev_id: _Optional[int] = ..., remote_serial: _Optional[int] = ..., state: _Optional[_Union[PairState, str]] = ...) -> None: ...
+
+class CreatePairRequest(_message.Message):
+    __slots__ = ("group_name", "pvol_id", "journal_capacity_bytes")
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    PVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    pvol_id: int
+    journal_capacity_bytes: int
+    def __init__(self, group_name: _Optional[str] = ..., pvol_id: _Optional[int] = ..., journal_capacity_bytes: _Optional[int] = ...) -> None: ...
+
+class ListPairsRequest(_message.Message):
+    __slots__ = ("group_name",)
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    def __init__(self, group_name: _Optional[str] = ...) -> None: ...
+
+class ListPairsResponse(_message.Message):
+    __slots__ = ("pairs",)
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    pairs: _containers.RepeatedCompositeFieldContainer[Pair]
+    def __init__(self, pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ...) -> None: ...
+
+class GetJournalGroupRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class JournalGroup(_message.Message):
+    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    USAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAIN_SEQ_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    PENDING_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LAG_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_BYTES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    OVERFLOWED_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    name: str
+    role: str
+    capacity_bytes: int
+    usage_bytes: int
+    main_seq: int
+    confirmed_seq: int
+    applied_seq: int
+    pending_records: int
+    pending_bytes: int
+    lag_seconds: float
+    transfer_bytes_per_second: float
+    remote_serial: int
+    pairs: _containers.RepeatedCompositeFieldContainer[Pair]
+    overflowed: bool
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ...) -> None: ...
+
+class PrepareSecondaryRequest(_message.Message):
+    __slots__ = ("group_name", "capacity_bytes", "main_serial", "pvol_id", "pvol_name", "size_bytes")
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAIN_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    PVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    PVOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    capacity_bytes: int
+    main_serial: int
+    pvol_id: int
+    pvol_name: str
+    size_bytes: int
+    def __init__(self, group_name: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., main_serial: _Optional[int] = ..., pvol_id: _Optional[int] = ..., pvol_name: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class PrepareSecondaryResponse(_message.Message):
+    __slots__ = ("svol_id",)
+    SVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    svol_id: int
+    def __init__(self, svol_id: _Optional[int] = ...) -> None: ...
+
+class StartCopyRequest(_message.Message):
+    __slots__ = ("group_name", "pvol_id", "base_snapshot_id")
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    PVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    pvol_id: int
+    base_snapshot_id: int
+    def __init__(self, group_name: _Optional[str] = ..., pvol_id: _Optional[int] = ..., base_snapshot_id: _Optional[int] = ...) -> None: ...
+
+class StartCopyResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PullJournalRequest(_message.Message):
+    __slots__ = ("group_name", "from_seq", "max_bytes", "wait_ms")
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    from_seq: int
+    max_bytes: int
+    wait_ms: int
+    def __init__(self, group_name: _Optional[str] = ..., from_seq: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+
+class PullJournalResponse(_message.Message):
+    __slots__ = ("records", "main_next_seq", "main_oldest_ns")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    MAIN_NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    MAIN_OLDEST_NS_FIELD_NUMBER: _ClassVar[int]
+    records: bytes
+    main_next_seq: int
+    main_oldest_ns: int
+    def __init__(self, records: _Optional[bytes] = ..., main_next_seq: _Optional[int] = ..., main_oldest_ns: _Optional[int] = ...) -> None: ...
+
+class ConfirmJournalRequest(_message.Message):
+    __slots__ = ("group_name", "seq")
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    seq: int
+    def __init__(self, group_name: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class ConfirmJournalResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReadBaseRequest(_message.Message):
+    __slots__ = ("pvol_id", "snapshot_id", "offset", "max_bytes")
+    PVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    pvol_id: int
+    snapshot_id: int
+    offset: int
+    max_bytes: int
+    def __init__(self, pvol_id: _Optional[int] = ..., snapshot_id: _Optional[int] = ..., offset: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class BasePiece(_message.Message):
+    __slots__ = ("offset", "data")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    data: bytes
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ReadBaseResponse(_message.Message):
+    __slots__ = ("pieces", "next_offset", "total_bytes")
+    PIECES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    pieces: _containers.RepeatedCompositeFieldContainer[BasePiece]
+    next_offset: int
+    total_bytes: int
+    def __init__(self, pieces: _Optional[_Iterable[_Union[BasePiece, _Mapping]]] = ..., next_offset: _Optional[int] = ..., total_bytes: _Optional[int] = ...) -> None: ...
+
+class CompleteInitialCopyRequest(_message.Message):
+    __slots__ = ("group_name", "pvol_id")
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    PVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    pvol_id: int
+    def __init__(self, group_name: _Optional[str] = ..., pvol_id: _Optional[int] = ...) -> None: ...
+
+class CompleteInitialCopyResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -154,6 +154,51 @@ class ArrayStub:
                 request_serializer=ccopy__api_dot_array__pb2.SetLdevQosRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.Ldev.FromString,
                 _registered_method=True)
+        self.CreatePair = channel.unary_unary(
+                '/ccopy.array.v1.Array/CreatePair',
+                request_serializer=ccopy__api_dot_array__pb2.CreatePairRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.Pair.FromString,
+                _registered_method=True)
+        self.ListPairs = channel.unary_unary(
+                '/ccopy.array.v1.Array/ListPairs',
+                request_serializer=ccopy__api_dot_array__pb2.ListPairsRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.ListPairsResponse.FromString,
+                _registered_method=True)
+        self.GetJournalGroup = channel.unary_unary(
+                '/ccopy.array.v1.Array/GetJournalGroup',
+                request_serializer=ccopy__api_dot_array__pb2.GetJournalGroupRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.JournalGroup.FromString,
+                _registered_method=True)
+        self.PrepareSecondary = channel.unary_unary(
+                '/ccopy.array.v1.Array/PrepareSecondary',
+                request_serializer=ccopy__api_dot_array__pb2.PrepareSecondaryRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.PrepareSecondaryResponse.FromString,
+                _registered_method=True)
+        self.StartCopy = channel.unary_unary(
+                '/ccopy.array.v1.Array/StartCopy',
+                request_serializer=ccopy__api_dot_array__pb2.StartCopyRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.StartCopyResponse.FromString,
+                _registered_method=True)
+        self.PullJournal = channel.unary_unary(
+                '/ccopy.array.v1.Array/PullJournal',
+                request_serializer=ccopy__api_dot_array__pb2.PullJournalRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.PullJournalResponse.FromString,
+                _registered_method=True)
+        self.ConfirmJournal = channel.unary_unary(
+                '/ccopy.array.v1.Array/ConfirmJournal',
+                request_serializer=ccopy__api_dot_array__pb2.ConfirmJournalRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.ConfirmJournalResponse.FromString,
+                _registered_method=True)
+        self.ReadBase = channel.unary_unary(
+                '/ccopy.array.v1.Array/ReadBase',
+                request_serializer=ccopy__api_dot_array__pb2.ReadBaseRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.ReadBaseResponse.FromString,
+                _registered_method=True)
+        self.CompleteInitialCopy = channel.unary_unary(
+                '/ccopy.array.v1.Array/CompleteInitialCopy',
+                request_serializer=ccopy__api_dot_array__pb2.CompleteInitialCopyRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.CompleteInitialCopyResponse.FromString,
+                _registered_method=True)
 
 
 class ArrayServicer:
@@ -333,6 +378,68 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreatePair(self, request, context):
+        """-- Asynchronous remote copy (main site) ------------------------------------
+        Pairs a P-VOL into a journal group (created here and at the linked backup
+        array if new). The pair starts in COPY (initial copy of a base snapshot
+        while new writes are journaled) and becomes PAIR.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPairs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJournalGroup(self, request, context):
+        """State, sequence numbers, pending work and lag of a journal group.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PrepareSecondary(self, request, context):
+        """-- Between linked arrays (called by the arrays themselves) ------------------
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartCopy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PullJournal(self, request, context):
+        """Journal records from a sequence on; waits up to wait_ms for new ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmJournal(self, request, context):
+        """The backup applied (durably) through seq; the main trims its journal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadBase(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteInitialCopy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArrayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -455,6 +562,51 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.SetLdevQos,
                     request_deserializer=ccopy__api_dot_array__pb2.SetLdevQosRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.Ldev.SerializeToString,
+            ),
+            'CreatePair': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePair,
+                    request_deserializer=ccopy__api_dot_array__pb2.CreatePairRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.Pair.SerializeToString,
+            ),
+            'ListPairs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPairs,
+                    request_deserializer=ccopy__api_dot_array__pb2.ListPairsRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.ListPairsResponse.SerializeToString,
+            ),
+            'GetJournalGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJournalGroup,
+                    request_deserializer=ccopy__api_dot_array__pb2.GetJournalGroupRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.JournalGroup.SerializeToString,
+            ),
+            'PrepareSecondary': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareSecondary,
+                    request_deserializer=ccopy__api_dot_array__pb2.PrepareSecondaryRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.PrepareSecondaryResponse.SerializeToString,
+            ),
+            'StartCopy': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartCopy,
+                    request_deserializer=ccopy__api_dot_array__pb2.StartCopyRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.StartCopyResponse.SerializeToString,
+            ),
+            'PullJournal': grpc.unary_unary_rpc_method_handler(
+                    servicer.PullJournal,
+                    request_deserializer=ccopy__api_dot_array__pb2.PullJournalRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.PullJournalResponse.SerializeToString,
+            ),
+            'ConfirmJournal': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmJournal,
+                    request_deserializer=ccopy__api_dot_array__pb2.ConfirmJournalRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.ConfirmJournalResponse.SerializeToString,
+            ),
+            'ReadBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadBase,
+                    request_deserializer=ccopy__api_dot_array__pb2.ReadBaseRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.ReadBaseResponse.SerializeToString,
+            ),
+            'CompleteInitialCopy': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteInitialCopy,
+                    request_deserializer=ccopy__api_dot_array__pb2.CompleteInitialCopyRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.CompleteInitialCopyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1105,6 +1257,249 @@ class Array:
             '/ccopy.array.v1.Array/SetLdevQos',
             ccopy__api_dot_array__pb2.SetLdevQosRequest.SerializeToString,
             ccopy__api_dot_array__pb2.Ldev.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePair(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/CreatePair',
+            ccopy__api_dot_array__pb2.CreatePairRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.Pair.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPairs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/ListPairs',
+            ccopy__api_dot_array__pb2.ListPairsRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.ListPairsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJournalGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/GetJournalGroup',
+            ccopy__api_dot_array__pb2.GetJournalGroupRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.JournalGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareSecondary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/PrepareSecondary',
+            ccopy__api_dot_array__pb2.PrepareSecondaryRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.PrepareSecondaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartCopy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/StartCopy',
+            ccopy__api_dot_array__pb2.StartCopyRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.StartCopyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullJournal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/PullJournal',
+            ccopy__api_dot_array__pb2.PullJournalRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.PullJournalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmJournal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/ConfirmJournal',
+            ccopy__api_dot_array__pb2.ConfirmJournalRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.ConfirmJournalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/ReadBase',
+            ccopy__api_dot_array__pb2.ReadBaseRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.ReadBaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteInitialCopy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/CompleteInitialCopy',
+            ccopy__api_dot_array__pb2.CompleteInitialCopyRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.CompleteInitialCopyResponse.FromString,
             options,
             channel_credentials,
             insecure,

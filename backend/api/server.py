@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 
+from backend.api.remote_client import CHANNEL_OPTIONS, RemoteClient
 from backend.api.servicer import ERROR_TABLE, ArrayServicer
 from backend.array import Array
 from backend.nbd.server import NbdConfig, NbdServer
@@ -36,6 +37,9 @@ class ArrayConfig:
     tls: TlsFiles = field(default_factory=TlsFiles)
     handshake_timeout: float = 30.0
     chunk_size: int = 64 * 1024
+    # The linked array of the other site (management API) and how to reach it.
+    remote: str = ""
+    remote_tls: TlsFiles = field(default_factory=TlsFiles)
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -67,14 +71,18 @@ async def start_array(config: ArrayConfig) -> ArrayProcess:
     bound_host, bound_port = await nbd.start()
     nbd_address = f"{bound_host}:{bound_port}"
     server = grpc.server(
-        ThreadPoolExecutor(max_workers=16, thread_name_prefix="array-api"),
+        ThreadPoolExecutor(max_workers=32, thread_name_prefix="array-api"),
         interceptors=[ErrorMappingInterceptor(ERROR_TABLE, "array")],
+        options=CHANNEL_OPTIONS,
     )
     pb_grpc.add_ArrayServicer_to_server(ArrayServicer(array, nbd_address), server)
     api_host, _ = split_address(config.api)
     api_port = add_port(server, config.api, config.tls)
     server.start()
     api_address = f"{api_host}:{api_port}"
+    if config.remote:
+        array.pairs.remote = RemoteClient(config.remote, config.remote_tls)
+        array.replicators.start()
     log.info(
         "array_started serial=%d pool=%s api=%s nbd=%s tls=%s mtls=%s",
         config.serial,

@@ -19,6 +19,7 @@ from backend.api.convert import (
     publication_message,
     snapshot_message,
 )
+from backend.api.replication import ReplicationRpcs
 from backend.array import Array
 from backend.ldev_id import MAX_LDEV_ID
 from backend.metadata import LdevRecord
@@ -70,7 +71,7 @@ def _extent_page(page: ExtentPage) -> pb.ExtentPage:
     )
 
 
-class ArrayServicer(pb_grpc.ArrayServicer):
+class ArrayServicer(ReplicationRpcs, pb_grpc.ArrayServicer):
     def __init__(self, array: Array, nbd_address: str) -> None:
         self.array = array
         self.nbd_address = nbd_address

@@ -1,0 +1,83 @@
+"""The link to the other array: backend.remote.RemoteArray over its management API."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import grpc
+
+from backend import errors
+from backend.api.servicer import ERROR_TABLE
+from backend.journal_record import decode
+from backend.remote import BaseChunk, JournalBatch, LinkDown
+from ccopy.rpc import TlsFiles, client_channel
+from ccopy_api import array_pb2 as pb
+from ccopy_api import array_pb2_grpc as pb_grpc
+
+MESSAGE_BYTES = 64 << 20
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MESSAGE_BYTES),
+]
+_BY_CODE = {code: cls for cls, code in ERROR_TABLE.items()}
+
+
+class RemoteClient:
+    def __init__(self, address: str, tls: TlsFiles | None = None, timeout: float = 30.0) -> None:
+        self.address = address
+        self.channel = client_channel(address, tls, CHANNEL_OPTIONS)
+        self.stub = pb_grpc.ArrayStub(self.channel)
+        self.timeout = timeout
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def _call(self, method: str, request: object, timeout: float | None = None) -> object:
+        try:
+            return getattr(self.stub, method)(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            code = exc.code()  # type: ignore[attr-defined]
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise LinkDown(f"array at {self.address}: {exc.details()}") from exc  # type: ignore[attr-defined]
+            raise _BY_CODE.get(code, errors.ArrayError)(f"remote: {exc.details()}") from exc  # type: ignore[attr-defined]
+
+    @cached_property
+    def serial(self) -> int:
+        return self._call("GetArrayInfo", pb.GetArrayInfoRequest()).serial  # type: ignore[attr-defined]
+
+    def prepare_secondary(
+        self, group_name: str, capacity: int, main_serial: int, pvol_id: int, pvol_name: str, size: int
+    ) -> int:
+        request = pb.PrepareSecondaryRequest(
+            group_name=group_name, capacity_bytes=capacity, main_serial=main_serial, pvol_id=pvol_id,
+            pvol_name=pvol_name, size_bytes=size,
+        )  # fmt: skip
+        return self._call("PrepareSecondary", request).svol_id  # type: ignore[attr-defined]
+
+    def start_copy(self, group_name: str, pvol_id: int, base_snapshot: int) -> None:
+        self._call(
+            "StartCopy", pb.StartCopyRequest(group_name=group_name, pvol_id=pvol_id, base_snapshot_id=base_snapshot)
+        )
+
+    def pull_journal(self, group_name: str, from_seq: int, max_bytes: int, wait: float) -> JournalBatch:
+        request = pb.PullJournalRequest(
+            group_name=group_name, from_seq=from_seq, max_bytes=max_bytes, wait_ms=int(wait * 1000)
+        )
+        answer = self._call("PullJournal", request, timeout=self.timeout + wait)
+        raw, records, pos = answer.records, [], 0  # type: ignore[attr-defined]
+        while pos < len(raw):
+            record, pos = decode(raw, pos)
+            records.append(record)
+        return JournalBatch(records, answer.main_next_seq, answer.main_oldest_ns)  # type: ignore[attr-defined]
+
+    def confirm_journal(self, group_name: str, seq: int) -> None:
+        self._call("ConfirmJournal", pb.ConfirmJournalRequest(group_name=group_name, seq=seq))
+
+    def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:
+        request = pb.ReadBaseRequest(pvol_id=pvol_id, snapshot_id=snapshot_id, offset=offset, max_bytes=max_bytes)
+        answer = self._call("ReadBase", request)
+        pieces = [(p.offset, p.data) for p in answer.pieces]  # type: ignore[attr-defined]
+        return BaseChunk(pieces, answer.next_offset, answer.total_bytes)  # type: ignore[attr-defined]
+
+    def complete_initial_copy(self, group_name: str, pvol_id: int) -> None:
+        self._call("CompleteInitialCopy", pb.CompleteInitialCopyRequest(group_name=group_name, pvol_id=pvol_id))

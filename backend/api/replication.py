@@ -1,0 +1,120 @@
+"""Remote-copy RPCs of the array service: a mixin of ArrayServicer.
+
+The pair and journal-group RPCs are for administrators; the rest is the link
+between arrays (the backup array pulls the main array's journal).
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from backend import errors
+from backend.array import Array
+from backend.journal_record import encode
+from backend.ldev_id import format_ldev_id
+from backend.metadata import PairRecord
+from ccopy_api import array_pb2 as pb
+
+MAX_WAIT_MS = 5000
+
+
+def pair_message(array: Array, pair: PairRecord) -> pb.Pair:
+    return pb.Pair(
+        id=pair.id,
+        group_name=array.store.get_journal_group(pair.group_id).name,
+        role=pair.role,
+        local_ldev_id=pair.local_ldev,
+        local_display_id=format_ldev_id(pair.local_ldev),
+        remote_ldev_id=pair.remote_ldev,
+        remote_serial=pair.remote_serial,
+        state=pb.PairState.Value(pair.state.value),
+    )
+
+
+class ReplicationRpcs:
+    array: Array
+
+    def CreatePair(self, request: pb.CreatePairRequest, context: grpc.ServicerContext) -> pb.Pair:
+        if not request.group_name:
+            raise errors.InvalidArgument("group_name is required")
+        capacity = request.journal_capacity_bytes or 1 << 30
+        return pair_message(self.array, self.array.pairs.create_pair(request.group_name, request.pvol_id, capacity))
+
+    def ListPairs(self, request: pb.ListPairsRequest, context: grpc.ServicerContext) -> pb.ListPairsResponse:
+        group_id = None
+        if request.group_name:
+            group = self.array.store.find_journal_group_by_name(request.group_name)
+            if group is None:
+                raise errors.NotFound(f"journal group {request.group_name!r} not found")
+            group_id = group.id
+        pairs = self.array.store.list_pairs(group_id)
+        return pb.ListPairsResponse(pairs=[pair_message(self.array, p) for p in pairs])
+
+    def GetJournalGroup(self, request: pb.GetJournalGroupRequest, context: grpc.ServicerContext) -> pb.JournalGroup:
+        group = self.array.store.find_journal_group_by_name(request.name)
+        if group is None:
+            raise errors.NotFound(f"journal group {request.name!r} not found")
+        journal = self.array.journal_groups.journals[group.id]
+        status = self.array.pairs.group_status(group)
+        return pb.JournalGroup(
+            id=group.id,
+            name=group.name,
+            role=group.role,
+            capacity_bytes=group.capacity,
+            usage_bytes=journal.usage_bytes(),
+            main_seq=int(status.get("main_seq", 0)),
+            confirmed_seq=group.confirmed_seq,
+            applied_seq=group.applied_seq,
+            pending_records=int(status.get("pending_records", 0)),
+            pending_bytes=int(status.get("pending_bytes", 0)),
+            lag_seconds=status.get("lag_seconds", 0.0),
+            transfer_bytes_per_second=status.get("transfer_bytes_per_second", 0.0),
+            remote_serial=group.remote_serial,
+            pairs=[pair_message(self.array, p) for p in self.array.store.list_pairs(group.id)],
+            overflowed=journal.overflowed,
+        )
+
+    # -- the link -----------------------------------------------------------------
+    def PrepareSecondary(
+        self, request: pb.PrepareSecondaryRequest, context: grpc.ServicerContext
+    ) -> pb.PrepareSecondaryResponse:
+        svol = self.array.pairs.prepare_secondary(
+            request.group_name, request.capacity_bytes, request.main_serial, request.pvol_id, request.pvol_name,
+            request.size_bytes,
+        )  # fmt: skip
+        return pb.PrepareSecondaryResponse(svol_id=svol)
+
+    def StartCopy(self, request: pb.StartCopyRequest, context: grpc.ServicerContext) -> pb.StartCopyResponse:
+        self.array.pairs.start_copy(request.group_name, request.pvol_id, request.base_snapshot_id)
+        return pb.StartCopyResponse()
+
+    def PullJournal(self, request: pb.PullJournalRequest, context: grpc.ServicerContext) -> pb.PullJournalResponse:
+        wait = min(request.wait_ms, MAX_WAIT_MS) / 1000
+        batch = self.array.pairs.pull_journal(request.group_name, request.from_seq, request.max_bytes or 1 << 20, wait)
+        return pb.PullJournalResponse(
+            records=b"".join(encode(r) for r in batch.records),
+            main_next_seq=batch.main_next_seq,
+            main_oldest_ns=batch.main_oldest_ns,
+        )
+
+    def ConfirmJournal(
+        self, request: pb.ConfirmJournalRequest, context: grpc.ServicerContext
+    ) -> pb.ConfirmJournalResponse:
+        self.array.pairs.confirm_journal(request.group_name, request.seq)
+        return pb.ConfirmJournalResponse()
+
+    def ReadBase(self, request: pb.ReadBaseRequest, context: grpc.ServicerContext) -> pb.ReadBaseResponse:
+        chunk = self.array.pairs.read_base(
+            request.pvol_id, request.snapshot_id, request.offset, request.max_bytes or 4 << 20
+        )
+        return pb.ReadBaseResponse(
+            pieces=[pb.BasePiece(offset=o, data=d) for o, d in chunk.pieces],
+            next_offset=chunk.next_offset,
+            total_bytes=chunk.total_bytes,
+        )
+
+    def CompleteInitialCopy(
+        self, request: pb.CompleteInitialCopyRequest, context: grpc.ServicerContext
+    ) -> pb.CompleteInitialCopyResponse:
+        self.array.pairs.complete_initial_copy(request.group_name, request.pvol_id)
+        return pb.CompleteInitialCopyResponse()

@@ -1,0 +1,193 @@
+"""Pairs of asynchronous remote copy, on both sides of the link.
+
+Main side (P-VOL): `create_pair` asks the backup to prepare an S-VOL of the
+same size, then, in one write barrier, cuts a hidden base snapshot of the
+P-VOL and makes it a member of the journal group: every write after the cut
+is journaled, every write before it is in the base. The backup copies the
+base (initial copy, pair COPY), then applies the journal from the group's
+sequence; `complete_initial_copy` drops the base and the pair is PAIR.
+
+Backup side (S-VOL): `prepare_secondary` creates the S-VOL (read-only to
+hosts while paired) and the backup's journal group; the replicator
+(backend.replicator) does the copying and applying.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from backend.metadata import JournalGroupRecord, LdevState, PairRecord, PairState
+from backend.remote import BaseChunk, JournalBatch, RemoteArray
+
+if TYPE_CHECKING:
+    from backend.array import Array
+
+log = logging.getLogger(__name__)
+
+MAX_PULL_BYTES = 8 << 20
+
+
+class Pairs:
+    def __init__(self, array: Array) -> None:
+        self.array = array
+        self.store = array.store
+        self.remote: RemoteArray | None = None
+
+    def link(self) -> RemoteArray:
+        if self.remote is None:
+            raise FailedPrecondition("this array has no remote array linked (--remote)")
+        return self.remote
+
+    def group(self, name: str, role: str) -> JournalGroupRecord:
+        group = self.store.find_journal_group_by_name(name)
+        if group is None:
+            raise NotFound(f"journal group {name!r} not found")
+        if group.role != role:
+            raise FailedPrecondition(f"journal group {name!r} is the {group.role} side here")
+        return group
+
+    # -- main side -------------------------------------------------------------------
+    def create_pair(self, group_name: str, pvol_id: int, capacity: int) -> PairRecord:
+        """Pair a P-VOL into `group_name` (created here and at the backup if new)."""
+        remote = self.link()
+        pvol = self.array.get_ldev(pvol_id)
+        if pvol.state is not LdevState.NORMAL:
+            raise FailedPrecondition(f"LDEV {pvol.display_id} is {pvol.state.value}")
+        existing = self.store.find_pair_by_ldev(pvol_id)
+        if existing is not None:
+            if self.store.get_journal_group(existing.group_id).name != group_name:
+                raise AlreadyExists(f"LDEV {pvol.display_id} is paired in another journal group")
+            return existing
+        group = self.store.find_journal_group_by_name(group_name) or self.array.journal_groups.create(
+            group_name, capacity, role="main", remote_serial=remote.serial
+        )
+        if group.role != "main":
+            raise FailedPrecondition(f"journal group {group_name!r} is the backup side here")
+        svol_id = remote.prepare_secondary(group_name, capacity, self.array.serial, pvol.id, pvol.name, pvol.size)
+        journal_groups = self.array.journal_groups
+
+        def join_journal() -> None:  # at the instant of the base snapshot
+            self.store.add_journal_member(group.id, pvol.id)
+            self.array.runtime(pvol.id).journal = journal_groups.journals[group.id]
+
+        base = self.array.snapshots.create_snapshot(
+            f"pair-base-{uuid.uuid4().hex}", pvol.id, hidden=True, during_barrier=join_journal
+        )
+        pair = self.store.insert_pair(group.id, "main", pvol.id, svol_id, remote.serial, PairState.COPY, base.id)
+        remote.start_copy(group_name, pvol.id, base.id)
+        log.info(
+            "pair_created pair=%d group=%s pvol=%s svol=%06x remote=%d base=%d",
+            pair.id, group_name, pvol.display_id, svol_id, remote.serial, base.id,
+        )  # fmt: skip
+        return pair
+
+    def complete_initial_copy(self, group_name: str, pvol_id: int) -> None:
+        """The backup holds the base: drop it; the pair is PAIR from now on."""
+        group = self.group(group_name, "main")
+        pair = self.store.find_pair_by_ldev(pvol_id)
+        if pair is None or pair.group_id != group.id:
+            raise NotFound(f"no pair of LDEV {pvol_id:06x} in {group_name!r}")
+        if pair.base_snapshot is not None:
+            snapshot = self.store.find_snapshot(pair.base_snapshot)
+            if snapshot is not None:
+                self.array.snapshots._drop([snapshot], None)
+        self.store.update_pair(pair.id, state=PairState.PAIR, clear_base=True)
+        log.info("pair_copied pair=%d pvol=%06x", pair.id, pvol_id)
+
+    def pull_journal(self, group_name: str, from_seq: int, max_bytes: int, wait: float) -> JournalBatch:
+        group = self.group(group_name, "main")
+        journal = self.array.journal_groups.journals[group.id]
+        if from_seq <= group.confirmed_seq:
+            from_seq = group.confirmed_seq + 1  # already trimmed: the backup has it
+        if journal.next_seq <= from_seq and wait > 0:
+            journal.wait_for(from_seq, min(wait, 5.0))
+        records = journal.read(from_seq, min(max_bytes, MAX_PULL_BYTES)) if journal.next_seq > from_seq else []
+        return JournalBatch(records, journal.next_seq, journal.oldest_pending_ns() or 0)
+
+    def confirm_journal(self, group_name: str, seq: int) -> None:
+        group = self.group(group_name, "main")
+        self.array.journal_groups.confirm(group.id, seq)
+
+    def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:
+        """Allocated data of the base snapshot from `offset`, about `max_bytes` of it."""
+        snapshot = self.store.get_snapshot(snapshot_id)
+        if snapshot.ldev_id != pvol_id:
+            raise InvalidArgument(f"snapshot {snapshot_id} is not of LDEV {pvol_id:06x}")
+        page = self.array.snapshots.allocated(snapshot_id, offset, 4096)
+        runtime = self.array.runtime(pvol_id)
+        assert runtime.cow is not None
+        pieces: list[tuple[int, bytes]] = []
+        size = 0
+        for start, length in page.extents:
+            end = start + length
+            while start < end:
+                if size >= max_bytes:
+                    return BaseChunk(pieces, start, self._base_total(snapshot_id, offset))
+                step = min(end - start, 1 << 20, max_bytes - size)
+                with runtime.lock:
+                    data = runtime.cow.read(runtime.file, snapshot_id, start, step)
+                pieces.append((start, data))
+                size += step
+                start += step
+        return BaseChunk(pieces, page.next_offset, self._base_total(snapshot_id, offset))
+
+    def _base_total(self, snapshot_id: int, offset: int) -> int:
+        if offset:  # progress needs it once, at the start
+            return 0
+        return sum(n for _, n in self.array.snapshots.allocated(snapshot_id, 0, 1 << 30).extents)
+
+    # -- backup side ---------------------------------------------------------------
+    def prepare_secondary(
+        self, group_name: str, capacity: int, main_serial: int, pvol_id: int, pvol_name: str, size: int
+    ) -> int:
+        """Create (or find) the S-VOL of a P-VOL and the backup side of its group."""
+        group = self.store.find_journal_group_by_name(group_name) or self.array.journal_groups.create(
+            group_name, capacity, role="backup", remote_serial=main_serial
+        )
+        if group.role != "backup" or group.remote_serial != main_serial:
+            raise FailedPrecondition(f"journal group {group_name!r} here does not belong to array {main_serial}")
+        existing = [p for p in self.store.list_pairs(group.id) if p.remote_ldev == pvol_id]
+        if existing:
+            return existing[0].local_ldev
+        name = f"svol-{main_serial}-{pvol_id:06x}-{pvol_name}"[:128]
+        taken = self.store.find_ldev_by_name(name)
+        if taken is not None and (self.store.find_pair_by_ldev(taken.id) or self.array.open_sessions(taken.id)):
+            raise FailedPrecondition(f"S-VOL {name!r} is in use")
+        svol = self.array.create_ldev(name, size, {"ccopy.svol-of": f"{main_serial}:{pvol_id:06x}"}, read_only=True)
+        if svol.size != size:
+            raise FailedPrecondition(f"S-VOL {svol.display_id} has {svol.size} bytes, the P-VOL {size}")
+        self.store.insert_pair(group.id, "backup", svol.id, pvol_id, main_serial, PairState.COPY)
+        log.info("svol_prepared group=%s svol=%s pvol=%06x main=%d", group_name, svol.display_id, pvol_id, main_serial)
+        return svol.id
+
+    def start_copy(self, group_name: str, pvol_id: int, base_snapshot: int) -> None:
+        group = self.group(group_name, "backup")
+        for pair in self.store.list_pairs(group.id):
+            if pair.remote_ldev == pvol_id:
+                with self.store.transaction() as db:
+                    db.execute("UPDATE pair SET base_snapshot=? WHERE id=?", (base_snapshot, pair.id))
+                self.array.replicators.wake(group.id)
+                return
+        raise NotFound(f"no S-VOL prepared for P-VOL {pvol_id:06x} in {group_name!r}")
+
+    # -- status -----------------------------------------------------------------------
+    def group_status(self, group: JournalGroupRecord, main_next_seq: int | None = None) -> dict[str, float]:
+        """Sequence numbers, pending work and lag of a journal group, as this side sees it."""
+        journal = self.array.journal_groups.journals[group.id]
+        if group.role == "main":
+            records, nbytes = journal.pending()
+            oldest = journal.oldest_pending_ns()
+            return {
+                "main_seq": journal.next_seq - 1,
+                "confirmed_seq": group.confirmed_seq,
+                "pending_records": records,
+                "pending_bytes": nbytes,
+                "lag_seconds": (time.time_ns() - oldest) / 1e9 if oldest else 0.0,
+            }
+        replicator = self.array.replicators.get(group.id)
+        seen = replicator.status() if replicator else {}
+        return {"applied_seq": group.applied_seq, **seen}

@@ -1,0 +1,56 @@
+"""What the replication domain needs from the other array, as a protocol.
+
+The domain (pairs, replicator) calls these; backend.api.remote_client
+implements them over the management API (gRPC, TLS/mTLS). Keeping the
+protocol here keeps the domain free of gRPC, and lets tests cut the link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from backend.errors import ArrayError
+from backend.journal_record import JournalRecord
+
+
+class LinkDown(ArrayError):
+    """The other array does not answer; replication retries."""
+
+    retryable = True
+
+
+@dataclass(frozen=True)
+class JournalBatch:
+    records: list[JournalRecord]
+    main_next_seq: int  # the main array's next sequence: what exists there
+    main_oldest_ns: int  # timestamp of its oldest unconfirmed write (0: none)
+
+
+@dataclass(frozen=True)
+class BaseChunk:
+    """Allocated data of a P-VOL's base snapshot, from an offset on."""
+
+    pieces: list[tuple[int, bytes]]
+    next_offset: int  # 0 when the copy is complete
+    total_bytes: int  # allocated bytes in all (for progress)
+
+
+class RemoteArray(Protocol):
+    serial: int
+
+    # Asked of the backup array by the main array.
+    def prepare_secondary(
+        self, group_name: str, capacity: int, main_serial: int, pvol_id: int, pvol_name: str, size: int
+    ) -> int: ...
+
+    def start_copy(self, group_name: str, pvol_id: int, base_snapshot: int) -> None: ...
+
+    # Asked of the main array by the backup array.
+    def pull_journal(self, group_name: str, from_seq: int, max_bytes: int, wait: float) -> JournalBatch: ...
+
+    def confirm_journal(self, group_name: str, seq: int) -> None: ...
+
+    def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk: ...
+
+    def complete_initial_copy(self, group_name: str, pvol_id: int) -> None: ...

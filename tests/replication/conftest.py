@@ -1,0 +1,92 @@
+"""Two array processes, main and backup site, linked to each other."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from ccopy.launch import ArrayProcessHandle
+from ccopy_api import array_pb2 as pb
+from ccopy_api import array_pb2_grpc as pb_grpc
+from tests.integration.nbd_raw import RawClient
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Sites:
+    main: ArrayProcessHandle
+    backup: ArrayProcessHandle
+    main_stub: pb_grpc.ArrayStub
+    backup_stub: pb_grpc.ArrayStub
+    channels: list[grpc.Channel]
+
+    def reconnect(self) -> None:
+        for channel in self.channels:
+            channel.close()
+        main = grpc.insecure_channel(self.main.api_address)
+        backup = grpc.insecure_channel(self.backup.api_address)
+        self.channels = [main, backup]
+        self.main_stub, self.backup_stub = pb_grpc.ArrayStub(main), pb_grpc.ArrayStub(backup)
+
+    def wait_in_sync(self, group: str, timeout: float = 60.0) -> pb.JournalGroup:
+        """Until every pair is PAIR and the backup applied all the main array has."""
+        deadline = time.monotonic() + timeout
+        while True:
+            main = self.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=group))
+            backup = self.backup_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=group))
+            paired = main.pairs and all(p.state == pb.PAIR for p in list(main.pairs) + list(backup.pairs))
+            if paired and backup.applied_seq == main.main_seq and main.pending_records == 0:
+                return backup
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not in sync: main {main} backup {backup}")
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def sites(tmp_path: Path) -> Iterator[Sites]:
+    main_api, backup_api = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    main = ArrayProcessHandle(
+        pool=tmp_path / "main",
+        serial=1001,
+        log_path=tmp_path / "main.log",
+        api=main_api,
+        extra_args=["--remote", backup_api],
+    ).start()
+    backup = ArrayProcessHandle(
+        pool=tmp_path / "backup", serial=2002, log_path=tmp_path / "backup.log", api=backup_api,
+        extra_args=["--remote", main_api],
+    ).start()  # fmt: skip
+    pair = Sites(main, backup, None, None, [])  # type: ignore[arg-type]
+    pair.reconnect()
+    yield pair
+    for channel in pair.channels:
+        channel.close()
+    main.stop()
+    backup.stop()
+
+
+def export_of(stub: pb_grpc.ArrayStub, ldev_id: int) -> str:
+    return stub.GetLdev(pb.GetLdevRequest(id=ldev_id)).export_name
+
+
+def read_all(address: str, export: str, size: int) -> bytes:
+    client = RawClient(address)
+    client.go(export)
+    out = bytearray()
+    while len(out) < size:
+        error, data = client.read(len(out), min(8 << 20, size - len(out)))
+        assert error == 0
+        out += data
+    client.close()
+    return bytes(out)
