@@ -31,7 +31,7 @@ class UsageError(Exception):
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from ccopy import ctl_snapshots
+    from ccopy import ctl_replication, ctl_snapshots
     from ccopy.cli import env, optional_path
 
     ctl = commands.add_parser("ctl", help="administer an array")
@@ -70,6 +70,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     label.set_defaults(run=ldev_label)
     ctl_snapshots.add_ldev_verbs(ldev)
     ctl_snapshots.add_objects(objects)
+    ctl_replication.add_objects(objects)
 
     pool = objects.add_parser("pool", help="the LDEV pool").add_subparsers(dest="verb", required=True)
     pool.add_parser("show", help="capacity and allocation").set_defaults(run=pool_show)

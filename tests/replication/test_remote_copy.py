@@ -50,3 +50,28 @@ def test_pair_copies_then_replicates_and_the_svols_equal_the_pvols(sites):
     assert svol.read_only  # hosts only read an S-VOL while it is paired
     main_group = sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))
     assert main_group.confirmed_seq == main_group.main_seq and main_group.usage_bytes == 0  # trimmed
+
+
+def test_pair_and_journal_status_from_the_cli(sites):
+    import json
+    import subprocess
+    import sys
+
+    def ctl(address, *args):
+        result = subprocess.run(
+            [sys.executable, "-m", "ccopy", "ctl", "--array", address, *args], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="orders", size_bytes=8 * MIB))
+    created = json.loads(ctl(sites.main.api_address, "-o", "json", "pair", "create", "orders", "--group", "crm",
+                             "--journal-size", "32MiB"))  # fmt: skip
+    assert created["role"] == "main" and created["state"] in ("COPY", "PAIR")
+    write(sites.main.nbd_address, "orders", 0, b"order" * 100)
+    sites.wait_in_sync("crm")
+    assert "PAIR" in ctl(sites.main.api_address, "pair", "list")
+    shown = ctl(sites.backup.api_address, "journal", "show", "crm")
+    assert "backup side" in shown and "lag" in shown
+    status = json.loads(ctl(sites.backup.api_address, "-o", "json", "journal", "show", "crm"))
+    assert status["applied_seq"] == status["main_seq"]

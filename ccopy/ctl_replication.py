@@ -1,0 +1,77 @@
+"""`ccopy ctl` verbs for asynchronous remote copy: pairs and journal groups."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ccopy.ctl import CALL_TIMEOUT, ldev_ref, table, to_dict, wrap
+from ccopy.units import format_size, parse_size
+from ccopy_api import array_pb2 as pb
+from ccopy_api import array_pb2_grpc as pb_grpc
+
+PAIR_HEADERS = ("ID", "GROUP", "ROLE", "LDEV", "REMOTE LDEV", "REMOTE SERIAL", "STATE")
+
+
+def add_objects(objects: argparse._SubParsersAction) -> None:
+    pair = objects.add_parser("pair", help="remote-copy pairs").add_subparsers(dest="verb", required=True)
+    create = pair.add_parser("create", help="pair a P-VOL into a journal group (run on the main array)")
+    create.add_argument("ldev", help="P-VOL id or name")
+    create.add_argument("--group", required=True, help="journal group (consistency group) name")
+    create.add_argument("--journal-size", default="1GiB", help="journal capacity of a new group")
+    create.set_defaults(run=pair_create)
+    listing = pair.add_parser("list", help="pairs and their states")
+    listing.add_argument("--group", default="")
+    listing.set_defaults(run=pair_list)
+    journal = objects.add_parser("journal", help="journal groups").add_subparsers(dest="verb", required=True)
+    show = journal.add_parser("show", help="sequence, pending work, lag and transfer rate of a group")
+    show.add_argument("group")
+    show.set_defaults(run=journal_show)
+
+
+def pair_row(pair: pb.Pair) -> list[str]:
+    return [
+        str(pair.id),
+        pair.group_name,
+        pair.role,
+        pair.local_display_id,
+        f"{pair.remote_ldev_id:06X}",
+        str(pair.remote_serial),
+        pb.PairState.Name(pair.state),
+    ]
+
+
+@wrap
+def pair_create(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    ldev = ldev_ref(stub, args.ldev)
+    request = pb.CreatePairRequest(
+        group_name=args.group, pvol_id=ldev.id, journal_capacity_bytes=parse_size(args.journal_size)
+    )
+    pair = stub.CreatePair(request, timeout=CALL_TIMEOUT)
+    return to_dict(pair), lambda: table(PAIR_HEADERS, [pair_row(pair)])
+
+
+@wrap
+def pair_list(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    pairs = list(stub.ListPairs(pb.ListPairsRequest(group_name=args.group), timeout=CALL_TIMEOUT).pairs)
+    return [to_dict(p) for p in pairs], lambda: table(PAIR_HEADERS, [pair_row(p) for p in pairs])
+
+
+@wrap
+def journal_show(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    group = stub.GetJournalGroup(pb.GetJournalGroupRequest(name=args.group), timeout=CALL_TIMEOUT)
+
+    def render() -> str:
+        rows = [
+            ["group", f"{group.name} ({group.role} side, remote serial {group.remote_serial})"],
+            ["journal", f"{format_size(group.usage_bytes)} of {format_size(group.capacity_bytes)}"
+                        + (" OVERFLOWED" if group.overflowed else "")],
+            ["main sequence", str(group.main_seq)],
+            ["confirmed / applied", f"{group.confirmed_seq} / {group.applied_seq}"],
+            ["pending", f"{group.pending_records} records, {format_size(group.pending_bytes)}"],
+            ["lag", f"{group.lag_seconds:.3f} s"],
+            ["transfer", f"{format_size(int(group.transfer_bytes_per_second))}/s"],
+        ]  # fmt: skip
+        return table(("FIELD", "VALUE"), rows) + "\n\n" + table(PAIR_HEADERS, [pair_row(p) for p in group.pairs])
+
+    return to_dict(group), render
