@@ -74,6 +74,15 @@ class ArrayProcessHandle:
         return int(self.nbd_address.rsplit(":", 1)[1])
 
 
+def free_port() -> int:
+    """A TCP port free right now on loopback (for processes that must know each other's)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
     assert process.stdout is not None
     selector = selectors.DefaultSelector()

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from ccopy.ecommerce import check
 from ccopy_api import csi_pb2 as csi
 from tests.conftest import require_root, require_tools
 from tests.csi.conftest import MIB, mount_cap
-from tests.csi.workload import check
 
 pytestmark = pytest.mark.usefixtures("node_tools")
 
@@ -96,7 +96,7 @@ def test_group_snapshot_of_two_volumes_written_by_two_processes_is_crash_consist
     stock = Mounted(plugin, tmp_path, "stock")
     sales = Mounted(plugin, tmp_path, "sales")
     workload = subprocess.Popen(
-        [sys.executable, "-m", "tests.csi.workload", str(stock.target), str(sales.target), "4"],
+        [sys.executable, "-m", "ccopy.ecommerce", str(stock.target), str(sales.target), "4"],
         cwd=Path(__file__).resolve().parents[2],
     )
     groups = []

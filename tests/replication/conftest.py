@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,16 +10,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from ccopy.launch import ArrayProcessHandle
+from ccopy.launch import ArrayProcessHandle, free_port
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from tests.integration.nbd_raw import RawClient
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

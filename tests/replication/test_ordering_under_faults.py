@@ -21,11 +21,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from ccopy.launch import ArrayProcessHandle
+from ccopy.launch import ArrayProcessHandle, free_port
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from tests.integration.nbd_raw import RawClient
-from tests.replication.conftest import export_of, free_port, read_all
+from tests.replication.conftest import export_of, read_all
 from tests.replication.link import CuttableLink
 
 RECORD = 512

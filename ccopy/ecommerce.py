@@ -5,7 +5,7 @@ volume, then tells the sales process, which commits "sale i" to sales.db on
 the other. So at every instant sales <= stock changes; a backup holding a sale
 without its stock change is the collapse a consistency group prevents.
 
-Run as: python -m tests.csi.workload STOCK_DIR SALES_DIR SECONDS
+Run as: python -m ccopy.ecommerce STOCK_DIR SALES_DIR SECONDS
 """
 
 from __future__ import annotations
@@ -54,17 +54,23 @@ def run(stock_dir: str, sales_dir: str, seconds: float) -> None:
     sales.join()
 
 
+class Collapsed(AssertionError):
+    """A copy holds a sale without its stock change (or is not a committed state)."""
+
+
 def check(stock_dir: Path, sales_dir: Path) -> tuple[int, int]:
-    """(stock changes, sales) of a copy; raises if the copy is not a consistent state."""
+    """(stock changes, sales) of a copy; raises Collapsed if it is not a consistent state."""
     stock = sqlite3.connect(stock_dir / "stock.db")
     sales = sqlite3.connect(sales_dir / "sales.db")
     for db in (stock, sales):
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+            raise Collapsed("a database does not pass PRAGMA integrity_check")
     changes = [r[0] for r in stock.execute("SELECT order_id FROM stock_change ORDER BY order_id")]
     sold = [r[0] for r in sales.execute("SELECT order_id FROM sale ORDER BY order_id")]
-    assert changes == list(range(len(changes))), "stock changes are not a prefix"
-    assert sold == list(range(len(sold))), "sales are not a prefix"
-    assert len(sold) <= len(changes), f"{len(sold)} sales but only {len(changes)} stock changes: collapsed"
+    if changes != list(range(len(changes))) or sold != list(range(len(sold))):
+        raise Collapsed("orders are not a gap-free prefix")
+    if len(sold) > len(changes):
+        raise Collapsed(f"{len(sold)} sales but only {len(changes)} stock changes")
     stock.close()
     sales.close()
     return len(changes), len(sold)
