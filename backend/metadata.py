@@ -351,9 +351,16 @@ class MetadataStore:
         )
 
     def set_ldev_access(
-        self, ldev_id: int, *, require_publication: bool | None = None, qos: tuple[int, int] | None = None
+        self,
+        ldev_id: int,
+        *,
+        require_publication: bool | None = None,
+        qos: tuple[int, int] | None = None,
+        read_only: bool | None = None,
     ) -> LdevRecord:
         with self.transaction() as db:
+            if read_only is not None:
+                db.execute("UPDATE ldev SET read_only=? WHERE id=?", (int(read_only), ldev_id))
             if require_publication is not None:
                 db.execute("UPDATE ldev SET require_publication=? WHERE id=?", (int(require_publication), ldev_id))
             if qos is not None:

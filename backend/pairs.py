@@ -20,7 +20,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from backend.metadata import JournalGroupRecord, LdevState, PairRecord, PairState
+from backend.metadata import JournalGroupRecord, LdevRecord, LdevState, PairRecord, PairState
 from backend.remote import BaseChunk, JournalBatch, RemoteArray
 
 if TYPE_CHECKING:
@@ -51,8 +51,12 @@ class Pairs:
         return group
 
     # -- main side -------------------------------------------------------------------
-    def create_pair(self, group_name: str, pvol_id: int, capacity: int) -> PairRecord:
-        """Pair a P-VOL into `group_name` (created here and at the backup if new)."""
+    def create_pair(self, group_name: str, pvol_id: int, capacity: int, svol_id: int = 0) -> PairRecord:
+        """Pair a P-VOL into `group_name` (created here and at the backup if new).
+
+        Refused before anything changes when the backup array does not answer
+        (LinkDown), or when a given S-VOL differs in size or is in use.
+        """
         remote = self.link()
         pvol = self.array.get_ldev(pvol_id)
         if pvol.state is not LdevState.NORMAL:
@@ -62,12 +66,16 @@ class Pairs:
             if self.store.get_journal_group(existing.group_id).name != group_name:
                 raise AlreadyExists(f"LDEV {pvol.display_id} is paired in another journal group")
             return existing
-        group = self.store.find_journal_group_by_name(group_name) or self.array.journal_groups.create(
+        group = self.store.find_journal_group_by_name(group_name)
+        if group is not None and group.role != "main":
+            raise FailedPrecondition(f"journal group {group_name!r} is the backup side here")
+        # The backup first: if it is unreachable or refuses the S-VOL, nothing changed here.
+        svol_id = remote.prepare_secondary(
+            group_name, capacity, self.array.serial, pvol.id, pvol.name, pvol.size, svol_id
+        )
+        group = group or self.array.journal_groups.create(
             group_name, capacity, role="main", remote_serial=remote.serial
         )
-        if group.role != "main":
-            raise FailedPrecondition(f"journal group {group_name!r} is the backup side here")
-        svol_id = remote.prepare_secondary(group_name, capacity, self.array.serial, pvol.id, pvol.name, pvol.size)
         journal_groups = self.array.journal_groups
 
         def join_journal() -> None:  # at the instant of the base snapshot
@@ -142,27 +150,51 @@ class Pairs:
 
     # -- backup side ---------------------------------------------------------------
     def prepare_secondary(
-        self, group_name: str, capacity: int, main_serial: int, pvol_id: int, pvol_name: str, size: int
+        self,
+        group_name: str,
+        capacity: int,
+        main_serial: int,
+        pvol_id: int,
+        pvol_name: str,
+        size: int,
+        svol_id: int = 0,
     ) -> int:
-        """Create (or find) the S-VOL of a P-VOL and the backup side of its group."""
-        group = self.store.find_journal_group_by_name(group_name) or self.array.journal_groups.create(
-            group_name, capacity, role="backup", remote_serial=main_serial
-        )
-        if group.role != "backup" or group.remote_serial != main_serial:
+        """Create (or take the given) S-VOL of a P-VOL and the backup side of its group."""
+        group = self.store.find_journal_group_by_name(group_name)
+        if group is not None and (group.role != "backup" or group.remote_serial != main_serial):
             raise FailedPrecondition(f"journal group {group_name!r} here does not belong to array {main_serial}")
-        existing = [p for p in self.store.list_pairs(group.id) if p.remote_ldev == pvol_id]
+        existing = [p for p in self.store.list_pairs(group.id) if p.remote_ldev == pvol_id] if group else []
         if existing:
             return existing[0].local_ldev
-        name = f"svol-{main_serial}-{pvol_id:06x}-{pvol_name}"[:128]
-        taken = self.store.find_ldev_by_name(name)
-        if taken is not None and (self.store.find_pair_by_ldev(taken.id) or self.array.open_sessions(taken.id)):
-            raise FailedPrecondition(f"S-VOL {name!r} is in use")
-        svol = self.array.create_ldev(name, size, {"ccopy.svol-of": f"{main_serial}:{pvol_id:06x}"}, read_only=True)
-        if svol.size != size:
-            raise FailedPrecondition(f"S-VOL {svol.display_id} has {svol.size} bytes, the P-VOL {size}")
+        svol = self._given_svol(svol_id, size) if svol_id else None
+        group = group or self.array.journal_groups.create(
+            group_name, capacity, role="backup", remote_serial=main_serial
+        )
+        if svol is None:
+            name = f"svol-{main_serial}-{pvol_id:06x}-{pvol_name}"[:128]
+            taken = self.store.find_ldev_by_name(name)
+            if taken is not None and (self.store.find_pair_by_ldev(taken.id) or self.array.open_sessions(taken.id)):
+                raise FailedPrecondition(f"S-VOL {name!r} is in use")
+            labels = {"ccopy.svol-of": f"{main_serial}:{pvol_id:06x}"}
+            svol = self.array.create_ldev(name, size, labels, read_only=True)
+            if svol.size != size:
+                raise FailedPrecondition(f"S-VOL {svol.display_id} has {svol.size} bytes, the P-VOL {size}")
         self.store.insert_pair(group.id, "backup", svol.id, pvol_id, main_serial, PairState.COPY)
         log.info("svol_prepared group=%s svol=%s pvol=%06x main=%d", group_name, svol.display_id, pvol_id, main_serial)
         return svol.id
+
+    def _given_svol(self, svol_id: int, size: int) -> LdevRecord:
+        svol = self.array.get_ldev(svol_id)
+        if svol.size != size:
+            raise FailedPrecondition(f"S-VOL {svol.display_id} has {svol.size} bytes, the P-VOL {size}")
+        if self.store.find_pair_by_ldev(svol.id) is not None:
+            raise FailedPrecondition(f"S-VOL {svol.display_id} is already in a pair")
+        if self.array.open_sessions(svol.id) or self.store.list_publications(svol.id):
+            raise FailedPrecondition(f"S-VOL {svol.display_id} is in use by hosts")
+        if self.store.list_snapshots(ldev_id=svol.id, include_hidden=True):
+            raise FailedPrecondition(f"S-VOL {svol.display_id} has snapshots")
+        # Hosts may only read an S-VOL while it is paired.
+        return self.store.set_ldev_access(svol.id, read_only=True)
 
     def start_copy(self, group_name: str, pvol_id: int, base_snapshot: int) -> None:
         group = self.group(group_name, "backup")

@@ -41,7 +41,14 @@ class RemoteArray(Protocol):
 
     # Asked of the backup array by the main array.
     def prepare_secondary(
-        self, group_name: str, capacity: int, main_serial: int, pvol_id: int, pvol_name: str, size: int
+        self,
+        group_name: str,
+        capacity: int,
+        main_serial: int,
+        pvol_id: int,
+        pvol_name: str,
+        size: int,
+        svol_id: int = 0,
     ) -> int: ...
 
     def start_copy(self, group_name: str, pvol_id: int, base_snapshot: int) -> None: ...

@@ -570,14 +570,16 @@ class Pair(_message.Message):
     def __init__(self, id: _Optional[int] = ..., group_name: _Optional[str] = ..., role: _Optional[str] = ..., local_ldev_id: _Optional[int] = ..., local_display_id: _Optional[str] = ..., remote_ldev_id: _Optional[int] = ..., remote_serial: _Optional[int] = ..., state: _Optional[_Union[PairState, str]] = ...) -> None: ...
 
 class CreatePairRequest(_message.Message):
-    __slots__ = ("group_name", "pvol_id", "journal_capacity_bytes")
+    __slots__ = ("group_name", "pvol_id", "journal_capacity_bytes", "svol_id")
     GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
     PVOL_ID_FIELD_NUMBER: _ClassVar[int]
     JOURNAL_CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SVOL_ID_FIELD_NUMBER: _ClassVar[int]
     group_name: str
     pvol_id: int
     journal_capacity_bytes: int
-    def __init__(self, group_name: _Optional[str] = ..., pvol_id: _Optional[int] = ..., journal_capacity_bytes: _Optional[int] = ...) -> None: ...
+    svol_id: int
+    def __init__(self, group_name: _Optional[str] = ..., pvol_id: _Optional[int] = ..., journal_capacity_bytes: _Optional[int] = ..., svol_id: _Optional[int] = ...) -> None: ...
 
 class ListPairsRequest(_message.Message):
     __slots__ = ("group_name",)
@@ -632,20 +634,22 @@ class JournalGroup(_message.Message):
     def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ...) -> None: ...
 
 class PrepareSecondaryRequest(_message.Message):
-    __slots__ = ("group_name", "capacity_bytes", "main_serial", "pvol_id", "pvol_name", "size_bytes")
+    __slots__ = ("group_name", "capacity_bytes", "main_serial", "pvol_id", "pvol_name", "size_bytes", "svol_id")
     GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAIN_SERIAL_FIELD_NUMBER: _ClassVar[int]
     PVOL_ID_FIELD_NUMBER: _ClassVar[int]
     PVOL_NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SVOL_ID_FIELD_NUMBER: _ClassVar[int]
     group_name: str
     capacity_bytes: int
     main_serial: int
     pvol_id: int
     pvol_name: str
     size_bytes: int
-    def __init__(self, group_name: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., main_serial: _Optional[int] = ..., pvol_id: _Optional[int] = ..., pvol_name: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    svol_id: int
+    def __init__(self, group_name: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., main_serial: _Optional[int] = ..., pvol_id: _Optional[int] = ..., pvol_name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., svol_id: _Optional[int] = ...) -> None: ...
 
 class PrepareSecondaryResponse(_message.Message):
     __slots__ = ("svol_id",)

@@ -46,11 +46,18 @@ class RemoteClient:
         return self._call("GetArrayInfo", pb.GetArrayInfoRequest()).serial  # type: ignore[attr-defined]
 
     def prepare_secondary(
-        self, group_name: str, capacity: int, main_serial: int, pvol_id: int, pvol_name: str, size: int
+        self,
+        group_name: str,
+        capacity: int,
+        main_serial: int,
+        pvol_id: int,
+        pvol_name: str,
+        size: int,
+        svol_id: int = 0,
     ) -> int:
         request = pb.PrepareSecondaryRequest(
             group_name=group_name, capacity_bytes=capacity, main_serial=main_serial, pvol_id=pvol_id,
-            pvol_name=pvol_name, size_bytes=size,
+            pvol_name=pvol_name, size_bytes=size, svol_id=svol_id,
         )  # fmt: skip
         return self._call("PrepareSecondary", request).svol_id  # type: ignore[attr-defined]
 

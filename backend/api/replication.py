@@ -38,7 +38,8 @@ class ReplicationRpcs:
         if not request.group_name:
             raise errors.InvalidArgument("group_name is required")
         capacity = request.journal_capacity_bytes or 1 << 30
-        return pair_message(self.array, self.array.pairs.create_pair(request.group_name, request.pvol_id, capacity))
+        pair = self.array.pairs.create_pair(request.group_name, request.pvol_id, capacity, request.svol_id)
+        return pair_message(self.array, pair)
 
     def ListPairs(self, request: pb.ListPairsRequest, context: grpc.ServicerContext) -> pb.ListPairsResponse:
         group_id = None
@@ -80,7 +81,7 @@ class ReplicationRpcs:
     ) -> pb.PrepareSecondaryResponse:
         svol = self.array.pairs.prepare_secondary(
             request.group_name, request.capacity_bytes, request.main_serial, request.pvol_id, request.pvol_name,
-            request.size_bytes,
+            request.size_bytes, request.svol_id,
         )  # fmt: skip
         return pb.PrepareSecondaryResponse(svol_id=svol)
 

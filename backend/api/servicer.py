@@ -24,6 +24,7 @@ from backend.array import Array
 from backend.ldev_id import MAX_LDEV_ID
 from backend.metadata import LdevRecord
 from backend.nbd.constants import MAX_REQUEST_BYTES
+from backend.remote import LinkDown
 from backend.snapshots import ExtentPage
 from ccopy import __version__
 from ccopy_api import array_pb2 as pb
@@ -37,6 +38,7 @@ ERROR_TABLE: Mapping[type[BaseException], grpc.StatusCode] = {
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Busy: grpc.StatusCode.ABORTED,
+    LinkDown: grpc.StatusCode.UNAVAILABLE,
 }
 
 DEFAULT_PAGE_SIZE = 100

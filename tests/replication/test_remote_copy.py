@@ -75,3 +75,47 @@ def test_pair_and_journal_status_from_the_cli(sites):
     assert "backup side" in shown and "lag" in shown
     status = json.loads(ctl(sites.backup.api_address, "-o", "json", "journal", "show", "crm"))
     assert status["applied_seq"] == status["main_seq"]
+
+
+def test_pairing_refusals_leave_nothing_behind(sites, tmp_path):
+    import grpc
+
+    from ccopy.launch import ArrayProcessHandle, free_port
+    from tests.api.test_array_api import code_of
+
+    pvol = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="p", size_bytes=8 * MIB))
+    wrong_size = sites.backup_stub.CreateLdev(pb.CreateLdevRequest(name="small", size_bytes=4 * MIB))
+    busy = sites.backup_stub.CreateLdev(pb.CreateLdevRequest(name="busy", size_bytes=8 * MIB))
+    sites.backup_stub.PublishLdev(pb.PublishLdevRequest(ldev_id=busy.id, host_id="analytics-node"))
+    refusals = [
+        (wrong_size.id, grpc.StatusCode.FAILED_PRECONDITION),
+        (busy.id, grpc.StatusCode.FAILED_PRECONDITION),
+        (999, grpc.StatusCode.NOT_FOUND),
+    ]
+    for svol, expected in refusals:
+        request = pb.CreatePairRequest(group_name="g", pvol_id=pvol.id, svol_id=svol)
+        assert code_of(sites.main_stub.CreatePair, request) == expected
+    assert sites.main_stub.ListPairs(pb.ListPairsRequest()).pairs == []
+    assert code_of(sites.main_stub.GetJournalGroup, pb.GetJournalGroupRequest(name="g")) == grpc.StatusCode.NOT_FOUND
+    # A given S-VOL that fits is taken, and becomes read-only to hosts.
+    good = sites.backup_stub.CreateLdev(pb.CreateLdevRequest(name="good", size_bytes=8 * MIB))
+    pair = sites.main_stub.CreatePair(pb.CreatePairRequest(group_name="g", pvol_id=pvol.id, svol_id=good.id))
+    assert pair.remote_ldev_id == good.id
+    assert sites.backup_stub.GetLdev(pb.GetLdevRequest(id=good.id)).read_only
+
+    lonely = ArrayProcessHandle(
+        pool=tmp_path / "lonely", serial=3003, log_path=tmp_path / "lonely.log",
+        extra_args=["--remote", f"127.0.0.1:{free_port()}"],
+    ).start()  # fmt: skip
+    try:
+        with grpc.insecure_channel(lonely.api_address) as channel:
+            from ccopy_api import array_pb2_grpc as pb_grpc
+
+            stub = pb_grpc.ArrayStub(channel)
+            ldev = stub.CreateLdev(pb.CreateLdevRequest(name="p", size_bytes=MIB))
+            request = pb.CreatePairRequest(group_name="g", pvol_id=ldev.id)
+            assert code_of(stub.CreatePair, request) == grpc.StatusCode.UNAVAILABLE  # the backup does not answer
+            assert stub.ListPairs(pb.ListPairsRequest()).pairs == []
+            assert stub.GetLdev(pb.GetLdevRequest(id=ldev.id)).snapshot_count == 0
+    finally:
+        lonely.stop()
