@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 PULL_BYTES = 4 << 20
 POLL_WAIT = 0.5
-BACKOFF_MAX = 2.0
+BACKOFF_MAX = 0.5
 _KINDS = {RecordKind.WRITE: WriteKind.DATA, RecordKind.TRIM: WriteKind.TRIM, RecordKind.ZEROES: WriteKind.ZEROES}
 
 

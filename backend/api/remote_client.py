@@ -19,13 +19,23 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MESSAGE_BYTES),
     ("grpc.max_send_message_length", MESSAGE_BYTES),
 ]
+# The link must come back within a fraction of a second after a cut: gRPC's
+# default reconnect backoff (1 s, growing to 2 min) would leave replication
+# idle long after the network healed.
+LINK_OPTIONS = [
+    *CHANNEL_OPTIONS,
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 500),
+    ("grpc.keepalive_time_ms", 10000),
+]
 _BY_CODE = {code: cls for cls, code in ERROR_TABLE.items()}
 
 
 class RemoteClient:
     def __init__(self, address: str, tls: TlsFiles | None = None, timeout: float = 30.0) -> None:
         self.address = address
-        self.channel = client_channel(address, tls, CHANNEL_OPTIONS)
+        self.channel = client_channel(address, tls, LINK_OPTIONS)
         self.stub = pb_grpc.ArrayStub(self.channel)
         self.timeout = timeout
 

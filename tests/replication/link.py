@@ -1,16 +1,24 @@
-"""A TCP link between the arrays that a test can cut and heal (a real proxy)."""
+"""A TCP link between the arrays that a test can cut and heal (a real proxy).
+
+It can also add a fixed delay to every hop, like the distance between two
+sites: independent consistency groups drift apart over such a link, which is
+what the collapse control needs to show.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import socket
 import threading
+import time
 
 
 class CuttableLink:
     """Forwards 127.0.0.1:port -> target; `cut` drops every connection and refuses new ones."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, delay: float = 0.0) -> None:
+        self.delay = delay
         host, port = target.rsplit(":", 1)
         self.target = (host, int(port))
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -63,12 +71,26 @@ class CuttableLink:
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        """Forward source -> sink; each chunk leaves `delay` after it came (latency, no rate cap)."""
+        backlog: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
+
+        def deliver() -> None:
+            with contextlib.suppress(OSError):
+                while (item := backlog.get()) is not None:
+                    due, data = item
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    sink.sendall(data)
+
+        sender = threading.Thread(target=deliver, daemon=True)
+        sender.start()
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                backlog.put((time.monotonic() + self.delay, data))
         except OSError:
             pass
         finally:
+            backlog.put(None)
+            sender.join(5)
             for s in (source, sink):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)

@@ -11,6 +11,7 @@ consistency groups): there the backup collapses, so the check can fail.
 
 from __future__ import annotations
 
+import itertools
 import random
 import struct
 import threading
@@ -30,6 +31,9 @@ from tests.replication.link import CuttableLink
 
 RECORD = 512
 SIZE = 32 << 20
+LINK_DELAY = 0.005  # seconds per hop between the sites
+RECORDS_END = SIZE // 2  # records live below, volume 1's bulk data above
+BULK = 32 << 10  # volume 1 moves more data than volume 2, as a stock database would
 
 
 def record(i: int, volume: int) -> bytes:
@@ -41,7 +45,7 @@ def prefix(data: bytes, volume: int) -> int:
     n = 0
     while (n + 1) * RECORD <= len(data) and data[n * RECORD : (n + 1) * RECORD] == record(n, volume):
         n += 1
-    rest = data[n * RECORD :]
+    rest = data[n * RECORD : RECORDS_END]
     assert rest.count(0) == len(rest), f"volume {volume}: a record after a gap at {n}: not a prefix"
     return n
 
@@ -72,8 +76,10 @@ class Writer(threading.Thread):
         except InterruptedError:
             return
         i = 0
-        while not self.stop.is_set() and (i + 1) * RECORD <= SIZE:
+        while not self.stop.is_set() and (i + 1) * RECORD <= RECORDS_END:
             try:
+                bulk_at = RECORDS_END + (i * BULK) % (SIZE - RECORDS_END)
+                assert one.write(bulk_at, bytes([i % 251]) * BULK) == 0
                 assert one.write(i * RECORD, record(i, 1)) == 0
                 assert two.write(i * RECORD, record(i, 2)) == 0
                 self.acked = i = i + 1
@@ -88,7 +94,7 @@ class Writer(threading.Thread):
 class Harness:
     def __init__(self, tmp_path: Path, groups: list[str]) -> None:
         main_api, backup_api = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        self.link = CuttableLink(main_api)
+        self.link = CuttableLink(main_api, delay=LINK_DELAY)
         self.main = ArrayProcessHandle(
             pool=tmp_path / "main", serial=11, log_path=tmp_path / "main.log", api=main_api,
             extra_args=["--remote", backup_api],
@@ -103,7 +109,7 @@ class Harness:
             for volume, group in zip((1, 2), groups, strict=True):
                 ldev = stub.CreateLdev(pb.CreateLdevRequest(name=f"vol{volume}", size_bytes=SIZE))
                 pair = stub.CreatePair(
-                    pb.CreatePairRequest(group_name=group, pvol_id=ldev.id, journal_capacity_bytes=256 << 20)
+                    pb.CreatePairRequest(group_name=group, pvol_id=ldev.id, journal_capacity_bytes=1 << 30)
                 )
                 self.svols[volume] = pair.remote_ldev_id
         with grpc.insecure_channel(backup_api) as channel:
@@ -111,12 +117,28 @@ class Harness:
             self.exports = {v: export_of(stub, ldev) for v, ldev in self.svols.items()}
         self.writer = Writer(self.main.nbd_address)
 
-    def check(self, limit: int) -> bool:
-        """True when the backup's state is consistent; raises if it is not a prefix at all."""
+    def check(self, limit: int) -> tuple[bool, int]:
+        """(consistent?, volume 1's prefix); raises if a volume is not a prefix at all.
+
+        Called only while the backup cannot pull (link cut or main array down):
+        a volume being written while it is read could show a half-written record.
+        """
         # Volume 2 first: anything volume 1 gains meanwhile only makes the check easier to pass.
-        two = prefix(read_all(self.backup.nbd_address, self.exports[2], limit), 2)
-        one = prefix(read_all(self.backup.nbd_address, self.exports[1], limit), 1)
-        return two <= one
+        two = prefix(self.settled(2, limit), 2)
+        one = prefix(self.settled(1, limit), 1)
+        return two <= one, one
+
+    def settled(self, volume: int, limit: int) -> bytes:
+        """The volume once it stops changing: a batch received before the cut may still be
+        being applied, and a record written while it is read could look half there."""
+        previous = read_all(self.backup.nbd_address, self.exports[volume], limit)
+        for _ in range(100):
+            time.sleep(0.02)
+            current = read_all(self.backup.nbd_address, self.exports[volume], limit)
+            if current == previous:
+                return current
+            previous = current
+        raise AssertionError(f"volume {volume} at the backup kept changing with the link cut")
 
     def close(self) -> None:
         self.writer.stop.set()
@@ -126,26 +148,31 @@ class Harness:
         self.backup.stop()
 
 
-def run_cuts(h: Harness, cuts: int, kinds: list[str], seed: int) -> int:
+def run_cuts(h: Harness, cuts: int, kinds: list[str], seed: int) -> tuple[int, list[int]]:
+    """(violations, volume 1 prefix seen at each cut)."""
     rng = random.Random(seed)
-    violations = 0
+    violations, seen = 0, []
     for _ in range(cuts):
-        time.sleep(rng.uniform(0.01, 0.08))
+        time.sleep(rng.uniform(0.05, 0.25))  # the backup works on between cuts
         kind = rng.choice(kinds)
-        limit = min(SIZE, (h.writer.acked + 2) * RECORD)
+        limit = min(RECORDS_END, (h.writer.acked + 2) * RECORD)
         if kind == "link":
             h.link.cut()
-            violations += not h.check(limit)
+            consistent, one = h.check(limit)
             h.link.heal()
         elif kind == "main":
             h.main.kill()
-            violations += not h.check(limit)
+            consistent, one = h.check(limit)
             h.main.start()
         else:
             h.backup.kill()
+            h.link.cut()  # read the restarted backup's state before it pulls more
             h.backup.start()
-            violations += not h.check(limit)
-    return violations
+            consistent, one = h.check(limit)
+            h.link.heal()
+        violations += not consistent
+        seen.append(one)
+    return violations, seen
 
 
 def test_two_hundred_cuts_never_break_the_write_order(tmp_path):
@@ -153,9 +180,12 @@ def test_two_hundred_cuts_never_break_the_write_order(tmp_path):
     try:
         h.writer.start()
         kinds = ["link"] * 6 + ["main"] * 2 + ["backup"] * 2
-        violations = run_cuts(h, 200, kinds, seed=20261125)
+        violations, seen = run_cuts(h, 200, kinds, seed=20261125)
         assert violations == 0
         assert h.writer.acked > 500, "the writer hardly ran"
+        # The proof only counts if the backup kept up between the cuts.
+        moved = sum(b > a for a, b in itertools.pairwise(seen))
+        assert moved >= 30 and seen[-1] > 500, f"the backup hardly moved: {seen[::20]}, {h.writer.acked} written"
     finally:
         h.writer.stop.set()
         h.writer.join(30)
@@ -165,6 +195,7 @@ def test_two_hundred_cuts_never_break_the_write_order(tmp_path):
         stub = pb_grpc.ArrayStub(channel)
         while True:
             group = stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))
+            assert not group.overflowed, "the journal filled up: writes went unjournaled (PFUS)"
             if group.pending_records == 0 and group.confirmed_seq == group.main_seq:
                 break
             assert time.monotonic() < deadline, group
@@ -179,7 +210,8 @@ def test_control_one_group_per_volume_collapses(tmp_path):
     h = Harness(tmp_path, ["stock-only", "sales-only"])
     try:
         h.writer.start()
-        violations = run_cuts(h, 80, ["link"], seed=7)
+        violations, seen = run_cuts(h, 80, ["link"], seed=7)
+        print(f"control: {violations} violations in 80 cuts, {h.writer.acked} records, seen {seen[::10]}")
     finally:
         h.close()
     if violations == 0:
