@@ -37,6 +37,7 @@ bench: deps
 	$(SUDO) $(VENV)/bin/python -m bench.nbd_fio
 	$(SUDO) $(VENV)/bin/python -m bench.snapshots
 	$(SUDO) $(VENV)/bin/python -m bench.csi_latency
+	$(SUDO) $(VENV)/bin/python -m bench.replication
 
 generate: venv
 	$(VENV)/bin/python -m ccopy_api.generate

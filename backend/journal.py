@@ -4,36 +4,51 @@ Every host write to a P-VOL of the group becomes a record with the group's
 next sequence number, appended in the order the array acknowledges writes, so
 one sequence orders all volumes of the group (the consistency group).
 
-Files: `<group folder>/<first seq, 16 hex>.seg`, rolled over at SEGMENT_BYTES.
+Files: `<group folder>/<first seq, 16 hex>.seg`, each preallocated to
+SEGMENT_BYTES when it starts (appending into a preallocated file costs the host
+write a memory copy; extending a file costs it a block allocation, about 15x
+slower, measured in docs/benchmarks.md).
+
 Durability: `append` writes (the page cache); `sync` makes every appended
-record durable (fdatasync); FUA and FLUSH on a P-VOL call it before the host
-is answered. Recovery (at open) reads every segment: a torn or corrupt tail
-of the newest segment is cut off (those writes were never acknowledged as
-durable), damage anywhere else is refused (JournalDamaged). Records the
-backup has confirmed are trimmed, whole segments at a time.
+record durable (fdatasync of every segment written since the last sync);
+FUA and FLUSH on a P-VOL call it before the host is answered. Nothing else in
+the write path waits for the disk.
+
+Recovery (at open) follows the chain of records across segments from the
+oldest: the journal ends at the first record that is torn, corrupt, or does
+not carry the next sequence (preallocated zeros, a stale or missing record).
+Everything after that point was never made durable by a sync (a sync covers
+every earlier segment), so it was never acknowledged as durable: it is cut
+off and never applied. Records the backup has confirmed are trimmed, whole
+segments at a time.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backend.errors import ArrayError
-from backend.journal_record import Corrupt, JournalRecord, RecordKind, Torn, decode, encode
+from backend.journal_record import (
+    HEADER_BYTES,
+    Corrupt,
+    JournalRecord,
+    RecordKind,
+    Torn,
+    decode,
+    decode_all,
+    encode_header,
+)
 from backend.ldev_io import fsync_dir
 
 log = logging.getLogger(__name__)
 
 SEGMENT_BYTES = 64 << 20
-
-
-class JournalDamaged(ArrayError):
-    """A journal segment other than the newest is damaged: replication cannot go on."""
+SPARE_SEGMENTS = 2
 
 
 @dataclass
@@ -43,6 +58,7 @@ class _Segment:
     size: int = 0
     last_seq: int = 0
     fd: int = -1
+    sealed: bool = False  # written before a restart: read only
 
     def open(self) -> int:
         if self.fd < 0:
@@ -64,6 +80,13 @@ class _Entry:
     timestamp_ns: int
 
 
+def _seq_at(raw: bytes) -> int | None:
+    try:
+        return decode(raw, 0)[0].seq
+    except (Torn, Corrupt):
+        return None
+
+
 @dataclass
 class Journal:
     folder: Path
@@ -74,58 +97,90 @@ class Journal:
     next_seq: int = 1
     overflowed: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
-    _dirty: bool = False
+    # Segments written since the last sync, oldest first.
+    _dirty: list[_Segment] = field(default_factory=list)
+    _usage: int = 0  # bytes of records in the segments
+    _pending_bytes: int = 0  # bytes of unconfirmed records
     _appended: threading.Condition = field(init=False)
+    segment_bytes: int = field(init=False)
+    _spares: list[Path] = field(default_factory=list)  # trimmed segments kept for reuse
+    _names_changed: bool = False  # segment files created, renamed or removed since the last sync
 
     def __post_init__(self) -> None:
+        # A small journal gets small segments, so that trimming whole segments
+        # gives space back long before the capacity is reached.
+        self.segment_bytes = min(SEGMENT_BYTES, max(64 << 10, self.capacity // 8))
         self._appended = threading.Condition(self.lock)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._recover()
 
     # -- recovery ---------------------------------------------------------------
     def _recover(self) -> None:
+        self._spares = sorted(self.folder.glob("*.spare"))
         paths = sorted(self.folder.glob("*.seg"), key=lambda p: int(p.stem, 16))
         previous: int | None = None
         for index, path in enumerate(paths):
-            segment = _Segment(int(path.stem, 16), path)
+            segment = _Segment(int(path.stem, 16), path, sealed=True)  # appends go to a new segment
             raw = path.read_bytes()
-            pos = 0
-            while pos < len(raw):
-                try:
-                    record, end = decode(raw, pos)
-                except (Torn, Corrupt) as exc:
-                    if index != len(paths) - 1:
-                        raise JournalDamaged(f"{path}: {exc}") from exc
-                    self._cut(path, pos, exc)
+            end = self._chain_end(segment, raw, previous)
+            if end == 0:  # nothing of the chain here (never written back, or a recycled file under its old name)
+                if previous is not None and _seq_at(raw) == segment.first_seq != previous + 1:
+                    for dropped in paths[index:]:  # a gap: this and every later segment were never made durable
+                        log.warning("journal_segment_dropped path=%s reason=gap_after_seq_%d", dropped, previous)
+                        dropped.unlink()
                     break
-                if previous is not None and record.seq != previous + 1:
-                    raise JournalDamaged(f"{path}: sequence jumps from {previous} to {record.seq}")
-                previous = record.seq
+                log.warning("journal_segment_dropped path=%s reason=holds_no_record_of_its_name", path)
+                path.unlink()
+                continue
+            pos = 0
+            while pos < end:
+                record, after = decode(raw, pos)
                 if record.seq > self.confirmed_seq:
-                    self.entries.append(_Entry(record.seq, segment, pos, end - pos, record.timestamp_ns))
-                segment.last_seq = record.seq
-                pos = end
-            segment.size = pos
+                    self._remember(record.seq, segment, pos, after - pos, record.timestamp_ns)
+                previous = segment.last_seq = record.seq
+                pos = after
+            segment.size = end
             self.segments.append(segment)
+            self._usage += end
         self.next_seq = max(self.confirmed_seq, previous or 0) + 1
-        self._drop_confirmed_segments()
+        self._retire(self._take_confirmed_segments())  # confirmed_seq came from the store: durable
         log.info(
             "journal_recovered folder=%s records=%d next_seq=%d confirmed=%d",
             self.folder, len(self.entries), self.next_seq, self.confirmed_seq,
         )  # fmt: skip
 
-    def _cut(self, path: Path, pos: int, why: Exception) -> None:
-        """Cut a torn tail: those records were never acknowledged as durable."""
-        with open(path, "r+b") as f:
-            f.truncate(pos)
-            f.flush()
-            os.fsync(f.fileno())
-        log.warning("journal_tail_cut path=%s at=%d reason=%s", path, pos, why)
+    @staticmethod
+    def _chain_end(segment: _Segment, raw: bytes, previous: int | None) -> int:
+        """Where the chain of records ends in a segment file: 0 when it does not go on here.
+
+        The first record must carry the segment's name (else the file is a spare
+        whose rename never reached the disk) and follow `previous`; each next
+        record follows the one before. Anything else (preallocated zeros, a torn
+        or corrupt record, a record left from the file's earlier life) ends it.
+        """
+        pos, expected = 0, segment.first_seq
+        if previous is not None and previous + 1 != expected:
+            return 0
+        while pos < len(raw):
+            try:
+                record, after = decode(raw, pos)
+            except (Torn, Corrupt) as exc:
+                if pos and raw.count(0, pos) != len(raw) - pos:  # not the preallocated zeros after the last record
+                    log.warning("journal_tail_cut path=%s at=%d reason=%s", segment.path, pos, exc)
+                    os.truncate(segment.path, pos)
+                return pos
+            if record.seq != expected:
+                return pos
+            pos, expected = after, expected + 1
+        return pos
+
+    def _remember(self, seq: int, segment: _Segment, offset: int, size: int, timestamp_ns: int) -> None:
+        self.entries.append(_Entry(seq, segment, offset, size, timestamp_ns))
+        self._pending_bytes += size
 
     # -- appending ----------------------------------------------------------------
     def usage_bytes(self) -> int:
-        with self.lock:
-            return sum(s.size for s in self.segments)
+        return self._usage
 
     def append(
         self,
@@ -135,54 +190,63 @@ class Journal:
         length: int,
         data: bytes | memoryview = b"",
         keep_allocated: bool = False,
-    ) -> JournalRecord | None:
-        """Give the write the group's next sequence and append it (not yet durable).
+    ) -> int | None:
+        """Give the write the group's next sequence and append it (not yet durable); its sequence.
 
-        Returns None, and marks the journal overflowed, when the journal is full.
-        """  # fmt: skip
+        None, and the journal marked overflowed, when the journal is full.
+        """
         with self.lock:
-            record = JournalRecord(
-                self.next_seq, kind, ldev_id, offset, length, time.time_ns(), bytes(data), keep_allocated
-            )
-            if self.usage_bytes() + record.encoded_size > self.capacity:
+            header = JournalRecord(self.next_seq, kind, ldev_id, offset, length, time.time_ns(), b"", keep_allocated)
+            size = HEADER_BYTES + len(data)
+            if self._usage + size > self.capacity:
                 if not self.overflowed:
-                    log.warning("journal_full folder=%s capacity=%d seq=%d", self.folder, self.capacity, record.seq)
+                    log.warning("journal_full folder=%s capacity=%d seq=%d", self.folder, self.capacity, header.seq)
                 self.overflowed = True
                 return None
-            raw = encode(record)
-            segment = self._active(len(raw))
-            view, position = memoryview(raw), segment.size
-            while view:
-                written = os.pwrite(segment.open(), view, position)
-                view, position = view[written:], position + written
-            self.entries.append(_Entry(record.seq, segment, segment.size, len(raw), record.timestamp_ns))
-            segment.size += len(raw)
-            segment.last_seq = record.seq
+            head = encode_header(header, data)
+            segment = self._active(size)
+            written = os.pwritev(segment.open(), [head, data], segment.size)
+            if written < size:  # a short write to a preallocated file: finish it
+                rest = memoryview(head + bytes(data))[written:]
+                while rest:
+                    rest = rest[os.pwrite(segment.fd, rest, segment.size + size - len(rest)) :]
+            self._remember(header.seq, segment, segment.size, size, header.timestamp_ns)
+            segment.size += size
+            segment.last_seq = header.seq
+            self._usage += size
             self.next_seq += 1
-            self._dirty = True
+            if not self._dirty or self._dirty[-1] is not segment:
+                self._dirty.append(segment)
             self._appended.notify_all()
-            return record
+            return header.seq
 
     def _active(self, need: int) -> _Segment:
-        if self.segments and self.segments[-1].size + need <= SEGMENT_BYTES:
-            return self.segments[-1]
-        if self.segments:  # roll over: the full segment must be durable before the next one starts
-            previous = self.segments[-1]
-            if self._dirty:
-                os.fdatasync(previous.open())
-            previous.close()
+        """The segment to append to; a new one when the last is full or was recovered.
+
+        A new segment reuses a spare (a trimmed segment, renamed: its pages are
+        likely still cached, so appending overwrites memory) or is preallocated.
+        """
+        last = self.segments[-1] if self.segments else None
+        if last is not None and not last.sealed and last.size + need <= self.segment_bytes:
+            return last
         segment = _Segment(self.next_seq, self.folder / f"{self.next_seq:016x}.seg")
-        segment.open()
-        fsync_dir(self.folder)
+        if self._spares and need <= self.segment_bytes:
+            os.rename(self._spares.pop(), segment.path)
+        else:
+            os.posix_fallocate(segment.open(), 0, max(self.segment_bytes, need))
+        self._names_changed = True
         self.segments.append(segment)
         return segment
 
     def sync(self) -> None:
         """Durability point: every record appended so far survives power loss."""
         with self.lock:
-            if self._dirty and self.segments:
-                os.fdatasync(self.segments[-1].open())
-                self._dirty = False
+            for segment in self._dirty:
+                os.fdatasync(segment.open())
+            self._dirty.clear()
+            if self._names_changed:  # new segment names must survive too
+                fsync_dir(self.folder)
+                self._names_changed = False
 
     # -- reading and trimming ------------------------------------------------------
     def wait_for(self, seq: int, timeout: float) -> bool:
@@ -192,41 +256,83 @@ class Journal:
 
     def read(self, from_seq: int, max_bytes: int) -> list[JournalRecord]:
         """Records from `from_seq` on, at least one, about `max_bytes` in all."""
-        with self.lock:
-            start = bisect.bisect_left([e.seq for e in self.entries], from_seq)
-            chosen, total = [], 0
-            for entry in self.entries[start:]:
-                if chosen and total + entry.size > max_bytes:
-                    break
-                chosen.append(entry)
-                total += entry.size
-            out = []
-            for entry in chosen:
-                raw = os.pread(entry.segment.open(), entry.size, entry.offset)
-                out.append(decode(raw)[0])
-            return out
+        return decode_all(self.read_raw(from_seq, max_bytes))
 
-    def trim_through(self, seq: int) -> None:
-        """The backup has applied (durably) every record up to `seq`."""
+    def read_raw(self, from_seq: int, max_bytes: int) -> bytes:
+        """The stored bytes of the records from `from_seq` on (at least one, about `max_bytes`).
+
+        Records of one segment lie back to back, so a batch is one pread per
+        segment; the reader checks each record's CRC (end to end).
+        """
+        with self.lock:
+            if not self.entries or from_seq >= self.next_seq:
+                return b""
+            start = max(0, from_seq - self.entries[0].seq)
+            runs: list[tuple[_Segment, int, int]] = []  # segment, offset, bytes
+            total = 0
+            for entry in self.entries[start:]:
+                if total and total + entry.size > max_bytes:
+                    break
+                if runs and runs[-1][0] is entry.segment:
+                    segment, offset, size = runs[-1]
+                    runs[-1] = (segment, offset, size + entry.size)
+                else:
+                    runs.append((entry.segment, entry.offset, entry.size))
+                total += entry.size
+            return b"".join(os.pread(segment.open(), size, offset) for segment, offset, size in runs)
+
+    def trim_through(self, seq: int, before_retiring: Callable[[int], None] | None = None) -> None:
+        """The backup has applied (durably) every record up to `seq`: drop what it no longer needs.
+
+        Whole segments are retired (kept as spares or removed) only after
+        `before_retiring(confirmed_seq)` returned: the caller makes the
+        confirmed sequence durable there, so that a restart never hands out a
+        sequence number again. Both happen outside the journal lock, so host
+        writes do not wait for them.
+        """
         with self.lock:
             if seq <= self.confirmed_seq:
                 return
             self.confirmed_seq = min(seq, self.next_seq - 1)
-            keep = bisect.bisect_right([e.seq for e in self.entries], self.confirmed_seq)
+            keep = max(0, self.confirmed_seq + 1 - self.entries[0].seq) if self.entries else 0
+            self._pending_bytes -= sum(e.size for e in self.entries[:keep])
             del self.entries[:keep]
-            self._drop_confirmed_segments()
+            retiring = self._take_confirmed_segments()
+            confirmed = self.confirmed_seq
+        if retiring:
+            if before_retiring is not None:
+                before_retiring(confirmed)
+            self._retire(retiring)
 
-    def _drop_confirmed_segments(self) -> None:
-        while len(self.segments) > 1 and self.segments[0].last_seq <= self.confirmed_seq:
-            old = self.segments.pop(0)
-            old.close()
-            old.path.unlink(missing_ok=True)
-        if self.segments and not self.entries and self.segments[-1].last_seq <= self.confirmed_seq:
-            # Everything confirmed: start afresh so the space is given back.
-            last = self.segments.pop()
-            last.close()
-            last.path.unlink(missing_ok=True)
-            fsync_dir(self.folder)
+    def _take_confirmed_segments(self) -> list[_Segment]:
+        """Segments whose records are all confirmed, out of the journal (under the lock)."""
+        taken: list[_Segment] = []
+        while self.segments and self.segments[0].last_seq <= self.confirmed_seq:
+            first = self.segments[0]
+            if len(self.segments) == 1 and (
+                self.entries or (not first.sealed and first.size < self.segment_bytes // 2)
+            ):
+                break  # the active segment has room: appending on is cheaper than preallocating anew
+            self.segments.pop(0)
+            self._usage -= first.size
+            if first in self._dirty:
+                self._dirty.remove(first)
+            taken.append(first)
+        return taken
+
+    def _retire(self, segments: list[_Segment]) -> None:
+        for segment in segments:
+            segment.close()
+            with self.lock:
+                keep = len(self._spares) < SPARE_SEGMENTS and segment.path.stat().st_size == self.segment_bytes
+            if keep:
+                os.rename(segment.path, segment.path.with_suffix(".spare"))
+            else:
+                segment.path.unlink(missing_ok=True)
+            with self.lock:
+                if keep:
+                    self._spares.append(segment.path.with_suffix(".spare"))
+                self._names_changed = True
 
     def oldest_pending_ns(self) -> int | None:
         with self.lock:
@@ -235,7 +341,7 @@ class Journal:
     def pending(self) -> tuple[int, int]:
         """(records, bytes) appended but not yet confirmed by the backup."""
         with self.lock:
-            return len(self.entries), sum(e.size for e in self.entries)
+            return len(self.entries), self._pending_bytes
 
     def close(self) -> None:
         with self.lock:

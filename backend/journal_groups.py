@@ -8,6 +8,7 @@ writes of the LDEV (under its write lock), never in the middle of one.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_CAPACITY = 1 << 20
+CONFIRM_PERSIST_SECONDS = 1.0
 
 
 class JournalGroups:
@@ -29,11 +31,14 @@ class JournalGroups:
         self.array = array
         self.store = array.store
         self.journals: dict[int, Journal] = {}
+        self._confirm_persisted: dict[int, float] = {}  # group id -> monotonic time
         for group in self.store.list_journal_groups():
             self.journals[group.id] = Journal(self.path(group.id), group.capacity, group.confirmed_seq)
 
     def close(self) -> None:
-        for journal in self.journals.values():
+        for group_id, journal in self.journals.items():
+            if journal.confirmed_seq:
+                self.store.set_confirmed(group_id, journal.confirmed_seq)
             journal.close()
 
     def path(self, group_id: int) -> Path:
@@ -91,6 +96,19 @@ class JournalGroups:
             self.store.remove_journal_member(ldev_id)
 
     def confirm(self, group_id: int, seq: int) -> None:
-        """The backup applied everything through `seq` durably: trim it here."""
+        """The backup applied everything through `seq` durably: trim it here.
+
+        The confirmed sequence is written to the store (an fsync) before a
+        journal segment is retired, and at most once a second otherwise: an
+        fsync per batch would stall the hosts' writes on the file system's
+        journal commits, and a stale value after a restart only re-sends
+        records the backup skips.
+        """
+        journal = self.journals[group_id]
+        journal.trim_through(seq, before_retiring=lambda confirmed: self._persist_confirmed(group_id, confirmed))
+        if time.monotonic() - self._confirm_persisted.get(group_id, 0.0) > CONFIRM_PERSIST_SECONDS:
+            self._persist_confirmed(group_id, journal.confirmed_seq)
+
+    def _persist_confirmed(self, group_id: int, seq: int) -> None:
         self.store.set_confirmed(group_id, seq)
-        self.journals[group_id].trim_through(seq)
+        self._confirm_persisted[group_id] = time.monotonic()

@@ -58,16 +58,25 @@ class Corrupt(Exception):
 
 
 def encode(record: JournalRecord) -> bytes:
-    if record.kind is RecordKind.WRITE and len(record.data) != record.length:
+    return encode_header(record, record.data) + record.data
+
+
+def encode_header(record: JournalRecord, data: bytes | memoryview) -> bytes:
+    """The header (with the CRC over it and `data`) of a record whose payload is `data`.
+
+    Separate from the payload so the journal writes both with one pwritev,
+    without copying a host write's payload into a new buffer first.
+    """
+    if record.kind is RecordKind.WRITE and len(data) != record.length:
         raise ValueError("a WRITE record carries exactly `length` bytes")
-    if record.kind is not RecordKind.WRITE and record.data:
+    if record.kind is not RecordKind.WRITE and len(data):
         raise ValueError("only WRITE records carry a payload")
     flags = FLAG_KEEP_ALLOCATED if record.keep_allocated else 0
     head = _HEAD.pack(
         MAGIC, record.kind, flags, 0, record.seq, record.ldev_id, record.offset, record.length, record.timestamp_ns
     )
-    crc = google_crc32c.extend(google_crc32c.value(head), record.data)
-    return head + _CRC.pack(crc) + record.data
+    readonly = data if isinstance(data, bytes) else bytes(data)  # google_crc32c takes read-only buffers only
+    return head + _CRC.pack(google_crc32c.extend(google_crc32c.value(head), readonly))
 
 
 def decode(buffer: bytes | memoryview, pos: int = 0) -> tuple[JournalRecord, int]:
@@ -94,3 +103,12 @@ def decode(buffer: bytes | memoryview, pos: int = 0) -> tuple[JournalRecord, int
         seq, record_kind, ldev_id, offset, length, stamp, data, keep_allocated=bool(flags & FLAG_KEEP_ALLOCATED)
     )
     return record, end
+
+
+def decode_all(buffer: bytes | memoryview) -> list[JournalRecord]:
+    """Every record of a buffer of whole records (a journal batch); raises Torn or Corrupt."""
+    records, pos = [], 0
+    while pos < len(buffer):
+        record, pos = decode(buffer, pos)
+        records.append(record)
+    return records

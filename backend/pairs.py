@@ -106,19 +106,19 @@ class Pairs:
         self.store.update_pair(pair.id, state=PairState.PAIR, clear_base=True)
         log.info("pair_copied pair=%d pvol=%06x", pair.id, pvol_id)
 
-    def pull_journal(self, group_name: str, from_seq: int, max_bytes: int, wait: float) -> JournalBatch:
+    def pull_journal(
+        self, group_name: str, from_seq: int, applied_seq: int, max_bytes: int, wait: float
+    ) -> JournalBatch:
         group = self.group(group_name, "main")
         journal = self.array.journal_groups.journals[group.id]
-        if from_seq <= group.confirmed_seq:
-            from_seq = group.confirmed_seq + 1  # already trimmed: the backup has it
+        if applied_seq > journal.confirmed_seq:
+            self.array.journal_groups.confirm(group.id, applied_seq)
+        if from_seq <= journal.confirmed_seq:
+            from_seq = journal.confirmed_seq + 1  # already trimmed: the backup has it
         if journal.next_seq <= from_seq and wait > 0:
             journal.wait_for(from_seq, min(wait, 5.0))
-        records = journal.read(from_seq, min(max_bytes, MAX_PULL_BYTES)) if journal.next_seq > from_seq else []
+        records = journal.read_raw(from_seq, min(max_bytes, MAX_PULL_BYTES))
         return JournalBatch(records, journal.next_seq, journal.oldest_pending_ns() or 0)
-
-    def confirm_journal(self, group_name: str, seq: int) -> None:
-        group = self.group(group_name, "main")
-        self.array.journal_groups.confirm(group.id, seq)
 
     def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:
         """Allocated data of the base snapshot from `offset`, about `max_bytes` of it."""
@@ -215,7 +215,7 @@ class Pairs:
             oldest = journal.oldest_pending_ns()
             return {
                 "main_seq": journal.next_seq - 1,
-                "confirmed_seq": group.confirmed_seq,
+                "confirmed_seq": journal.confirmed_seq,
                 "pending_records": records,
                 "pending_bytes": nbytes,
                 "lag_seconds": (time.time_ns() - oldest) / 1e9 if oldest else 0.0,

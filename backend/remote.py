@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from backend.errors import ArrayError
-from backend.journal_record import JournalRecord
 
 
 class LinkDown(ArrayError):
@@ -22,7 +21,9 @@ class LinkDown(ArrayError):
 
 @dataclass(frozen=True)
 class JournalBatch:
-    records: list[JournalRecord]
+    # Records as stored, back to back: the backup checks each record's CRC
+    # (backend.journal_record.decode_all), so the check covers the whole way.
+    records: bytes
     main_next_seq: int  # the main array's next sequence: what exists there
     main_oldest_ns: int  # timestamp of its oldest unconfirmed write (0: none)
 
@@ -54,9 +55,11 @@ class RemoteArray(Protocol):
     def start_copy(self, group_name: str, pvol_id: int, base_snapshot: int) -> None: ...
 
     # Asked of the main array by the backup array.
-    def pull_journal(self, group_name: str, from_seq: int, max_bytes: int, wait: float) -> JournalBatch: ...
-
-    def confirm_journal(self, group_name: str, seq: int) -> None: ...
+    def pull_journal(
+        self, group_name: str, from_seq: int, applied_seq: int, max_bytes: int, wait: float
+    ) -> JournalBatch:
+        """Records from `from_seq` on; the backup applied (durably) through `applied_seq`, trimmable."""
+        ...
 
     def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk: ...
 

@@ -47,6 +47,8 @@ WORKLOADS = {
 class Result:
     mib_s: float
     iops: float
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
 
 
 def free_port() -> int:
@@ -114,7 +116,13 @@ def fio(uri: str, name: str, params: dict[str, str], size: int, runtime: int) ->
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     job = json.loads(out[out.index("{") :])["jobs"][0]
     side = job["write"] if params["rw"].endswith("write") else job["read"]
-    return Result(mib_s=side["bw_bytes"] / (1 << 20), iops=side["iops"])
+    percentiles = side.get("clat_ns", {}).get("percentile", {})
+    return Result(
+        mib_s=side["bw_bytes"] / (1 << 20),
+        iops=side["iops"],
+        p50_ms=percentiles.get("50.000000", 0) / 1e6,
+        p99_ms=percentiles.get("99.000000", 0) / 1e6,
+    )
 
 
 def prefill(uri: str, size: int) -> None:

@@ -672,16 +672,18 @@ class StartCopyResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class PullJournalRequest(_message.Message):
-    __slots__ = ("group_name", "from_seq", "max_bytes", "wait_ms")
+    __slots__ = ("group_name", "from_seq", "max_bytes", "wait_ms", "applied_seq")
     GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
     FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
     MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
     group_name: str
     from_seq: int
     max_bytes: int
     wait_ms: int
-    def __init__(self, group_name: _Optional[str] = ..., from_seq: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+    applied_seq: int
+    def __init__(self, group_name: _Optional[str] = ..., from_seq: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ..., applied_seq: _Optional[int] = ...) -> None: ...
 
 class PullJournalResponse(_message.Message):
     __slots__ = ("records", "main_next_seq", "main_oldest_ns")
@@ -692,18 +694,6 @@ class PullJournalResponse(_message.Message):
     main_next_seq: int
     main_oldest_ns: int
     def __init__(self, records: _Optional[bytes] = ..., main_next_seq: _Optional[int] = ..., main_oldest_ns: _Optional[int] = ...) -> None: ...
-
-class ConfirmJournalRequest(_message.Message):
-    __slots__ = ("group_name", "seq")
-    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
-    SEQ_FIELD_NUMBER: _ClassVar[int]
-    group_name: str
-    seq: int
-    def __init__(self, group_name: _Optional[str] = ..., seq: _Optional[int] = ...) -> None: ...
-
-class ConfirmJournalResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
 
 class ReadBaseRequest(_message.Message):
     __slots__ = ("pvol_id", "snapshot_id", "offset", "max_bytes")

@@ -184,11 +184,6 @@ class ArrayStub:
                 request_serializer=ccopy__api_dot_array__pb2.PullJournalRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.PullJournalResponse.FromString,
                 _registered_method=True)
-        self.ConfirmJournal = channel.unary_unary(
-                '/ccopy.array.v1.Array/ConfirmJournal',
-                request_serializer=ccopy__api_dot_array__pb2.ConfirmJournalRequest.SerializeToString,
-                response_deserializer=ccopy__api_dot_array__pb2.ConfirmJournalResponse.FromString,
-                _registered_method=True)
         self.ReadBase = channel.unary_unary(
                 '/ccopy.array.v1.Array/ReadBase',
                 request_serializer=ccopy__api_dot_array__pb2.ReadBaseRequest.SerializeToString,
@@ -421,13 +416,6 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ConfirmJournal(self, request, context):
-        """The backup applied (durably) through seq; the main trims its journal.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def ReadBase(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -592,11 +580,6 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.PullJournal,
                     request_deserializer=ccopy__api_dot_array__pb2.PullJournalRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.PullJournalResponse.SerializeToString,
-            ),
-            'ConfirmJournal': grpc.unary_unary_rpc_method_handler(
-                    servicer.ConfirmJournal,
-                    request_deserializer=ccopy__api_dot_array__pb2.ConfirmJournalRequest.FromString,
-                    response_serializer=ccopy__api_dot_array__pb2.ConfirmJournalResponse.SerializeToString,
             ),
             'ReadBase': grpc.unary_unary_rpc_method_handler(
                     servicer.ReadBase,
@@ -1419,33 +1402,6 @@ class Array:
             '/ccopy.array.v1.Array/PullJournal',
             ccopy__api_dot_array__pb2.PullJournalRequest.SerializeToString,
             ccopy__api_dot_array__pb2.PullJournalResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ConfirmJournal(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/ccopy.array.v1.Array/ConfirmJournal',
-            ccopy__api_dot_array__pb2.ConfirmJournalRequest.SerializeToString,
-            ccopy__api_dot_array__pb2.ConfirmJournalResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,30 @@ def require_tools(*names: str) -> None:
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root for mount and loop devices (make test runs pytest as root)")
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> Path:
+    """A CA with a server certificate (127.0.0.1) and a client one, and a rogue CA with its own client."""
+    require_tools("openssl")
+    d = tmp_path_factory.mktemp("pki")
+    for ca in ("ca", "rogue-ca"):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={ca}",
+                "-keyout", str(d / f"{ca}.key"), "-out", str(d / f"{ca}.pem"))  # fmt: skip
+    for name, ca, san in (("server", "ca", "IP:127.0.0.1,DNS:localhost"), ("client", "ca", None),
+                          ("rogue", "rogue-ca", None)):  # fmt: skip
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"))  # fmt: skip
+        ext = d / f"{name}.ext"
+        ext.write_text(f"subjectAltName={san}\n" if san else "extendedKeyUsage=clientAuth\n")
+        openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / f"{ca}.pem"),
+                "-CAkey", str(d / f"{ca}.key"), "-CAcreateserial", "-days", "2",
+                "-extfile", str(ext), "-out", str(d / f"{name}.pem"))  # fmt: skip
+    return d
 
 
 @pytest.fixture(scope="session", autouse=True)

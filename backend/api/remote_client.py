@@ -8,7 +8,6 @@ import grpc
 
 from backend import errors
 from backend.api.servicer import ERROR_TABLE
-from backend.journal_record import decode
 from backend.remote import BaseChunk, JournalBatch, LinkDown
 from ccopy.rpc import TlsFiles, client_channel
 from ccopy_api import array_pb2 as pb
@@ -76,19 +75,15 @@ class RemoteClient:
             "StartCopy", pb.StartCopyRequest(group_name=group_name, pvol_id=pvol_id, base_snapshot_id=base_snapshot)
         )
 
-    def pull_journal(self, group_name: str, from_seq: int, max_bytes: int, wait: float) -> JournalBatch:
+    def pull_journal(
+        self, group_name: str, from_seq: int, applied_seq: int, max_bytes: int, wait: float
+    ) -> JournalBatch:
         request = pb.PullJournalRequest(
-            group_name=group_name, from_seq=from_seq, max_bytes=max_bytes, wait_ms=int(wait * 1000)
-        )
+            group_name=group_name, from_seq=from_seq, applied_seq=applied_seq, max_bytes=max_bytes,
+            wait_ms=int(wait * 1000),
+        )  # fmt: skip
         answer = self._call("PullJournal", request, timeout=self.timeout + wait)
-        raw, records, pos = answer.records, [], 0  # type: ignore[attr-defined]
-        while pos < len(raw):
-            record, pos = decode(raw, pos)
-            records.append(record)
-        return JournalBatch(records, answer.main_next_seq, answer.main_oldest_ns)  # type: ignore[attr-defined]
-
-    def confirm_journal(self, group_name: str, seq: int) -> None:
-        self._call("ConfirmJournal", pb.ConfirmJournalRequest(group_name=group_name, seq=seq))
+        return JournalBatch(answer.records, answer.main_next_seq, answer.main_oldest_ns)  # type: ignore[attr-defined]
 
     def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:
         request = pb.ReadBaseRequest(pvol_id=pvol_id, snapshot_id=snapshot_id, offset=offset, max_bytes=max_bytes)

@@ -10,7 +10,6 @@ import grpc
 
 from backend import errors
 from backend.array import Array
-from backend.journal_record import encode
 from backend.ldev_id import format_ldev_id
 from backend.metadata import PairRecord
 from ccopy_api import array_pb2 as pb
@@ -64,7 +63,7 @@ class ReplicationRpcs:
             capacity_bytes=group.capacity,
             usage_bytes=journal.usage_bytes(),
             main_seq=int(status.get("main_seq", 0)),
-            confirmed_seq=group.confirmed_seq,
+            confirmed_seq=journal.confirmed_seq,
             applied_seq=group.applied_seq,
             pending_records=int(status.get("pending_records", 0)),
             pending_bytes=int(status.get("pending_bytes", 0)),
@@ -91,18 +90,14 @@ class ReplicationRpcs:
 
     def PullJournal(self, request: pb.PullJournalRequest, context: grpc.ServicerContext) -> pb.PullJournalResponse:
         wait = min(request.wait_ms, MAX_WAIT_MS) / 1000
-        batch = self.array.pairs.pull_journal(request.group_name, request.from_seq, request.max_bytes or 1 << 20, wait)
+        batch = self.array.pairs.pull_journal(
+            request.group_name, request.from_seq, request.applied_seq, request.max_bytes or 1 << 20, wait
+        )
         return pb.PullJournalResponse(
-            records=b"".join(encode(r) for r in batch.records),
+            records=batch.records,
             main_next_seq=batch.main_next_seq,
             main_oldest_ns=batch.main_oldest_ns,
         )
-
-    def ConfirmJournal(
-        self, request: pb.ConfirmJournalRequest, context: grpc.ServicerContext
-    ) -> pb.ConfirmJournalResponse:
-        self.array.pairs.confirm_journal(request.group_name, request.seq)
-        return pb.ConfirmJournalResponse()
 
     def ReadBase(self, request: pb.ReadBaseRequest, context: grpc.ServicerContext) -> pb.ReadBaseResponse:
         chunk = self.array.pairs.read_base(

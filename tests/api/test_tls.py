@@ -13,30 +13,6 @@ from ccopy.launch import ArrayProcessHandle
 from ccopy.rpc import TlsFiles, client_channel
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
-from tests.conftest import require_tools
-
-
-def openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Path:
-    require_tools("openssl")
-    d = tmp_path_factory.mktemp("pki")
-    for ca in ("ca", "rogue-ca"):
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={ca}",
-                "-keyout", str(d / f"{ca}.key"), "-out", str(d / f"{ca}.pem"))  # fmt: skip
-    for name, ca, san in (("server", "ca", "IP:127.0.0.1,DNS:localhost"), ("client", "ca", None),
-                          ("rogue", "rogue-ca", None)):  # fmt: skip
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"))  # fmt: skip
-        ext = d / f"{name}.ext"
-        ext.write_text(f"subjectAltName={san}\n" if san else "extendedKeyUsage=clientAuth\n")
-        openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / f"{ca}.pem"),
-                "-CAkey", str(d / f"{ca}.key"), "-CAcreateserial", "-days", "2",
-                "-extfile", str(ext), "-out", str(d / f"{name}.pem"))  # fmt: skip
-    return d
 
 
 def start(tmp_path: Path, pki: Path, mtls: bool) -> ArrayProcessHandle:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 from backend import journal as journal_module
-from backend.journal import Journal, JournalDamaged
+from backend.journal import Journal
 from backend.journal_record import RecordKind
 
 
@@ -28,8 +26,8 @@ def test_sequence_read_and_trim(tmp_path: Path):
     journal.trim_through(6)
     assert next(r.seq for r in journal.read(1, 1 << 20)) == 7
     journal.trim_through(11)
-    assert journal.pending() == (0, 0) and journal.usage_bytes() == 0
-    assert list((tmp_path / "j").glob("*.seg")) == []  # space given back
+    assert journal.pending() == (0, 0)
+    assert len(list((tmp_path / "j").glob("*.seg"))) == 1  # the active segment stays for the next appends
     journal.append(RecordKind.WRITE, 7, 0, 3, b"new")
     assert journal.read(1, 100)[0].seq == 12  # the sequence never restarts
     journal.close()
@@ -46,7 +44,7 @@ def test_recovery_keeps_synced_records_and_cuts_a_torn_tail(tmp_path: Path):
     reopened = Journal(tmp_path / "j", capacity=1 << 30)
     assert [r.seq for r in reopened.read(1, 1 << 20)] == [1, 2, 3, 4, 5]
     assert reopened.next_seq == 6
-    assert reopened.append(RecordKind.WRITE, 7, 0, 2, b"ok").seq == 6
+    assert reopened.append(RecordKind.WRITE, 7, 0, 2, b"ok") == 6
     reopened.close()
 
 
@@ -59,18 +57,55 @@ def test_recovery_respects_what_was_confirmed(tmp_path: Path):
     reopened.close()
 
 
-def test_damage_in_an_older_segment_is_refused(tmp_path: Path, monkeypatch):
+def test_a_break_in_the_chain_ends_the_journal_and_later_segments_are_dropped(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 4096)
     journal = Journal(tmp_path / "j", capacity=1 << 30)
     fill(journal, 12)
     journal.close()
-    segments = sorted((tmp_path / "j").glob("*.seg"))
+    segments = sorted((tmp_path / "j").glob("*.seg"), key=lambda p: int(p.stem, 16))
     assert len(segments) > 2
-    with open(segments[0], "r+b") as f:
-        f.seek(100)
+    second = int(segments[1].stem, 16)
+    with open(segments[1], "r+b") as f:  # its second record never reached the disk whole
+        f.seek(1100)
         f.write(b"\xff\xff")
-    with pytest.raises(JournalDamaged):
-        Journal(tmp_path / "j", capacity=1 << 30)
+    reopened = Journal(tmp_path / "j", capacity=1 << 30)
+    kept = [r.seq for r in reopened.read(1, 1 << 20)]
+    assert kept == list(range(1, second + 1))  # the chain up to the damaged record, nothing after it
+    assert sorted(int(p.stem, 16) for p in (tmp_path / "j").glob("*.seg")) == [1, second]
+    assert reopened.append(RecordKind.WRITE, 7, 0, 2, b"ok") == second + 1
+    reopened.sync()
+    reopened.close()
+    again = Journal(tmp_path / "j", capacity=1 << 30)  # the cut is stable, the new record follows the chain
+    assert [r.seq for r in again.read(1, 1 << 20)] == [*range(1, second + 1), second + 1]
+    again.close()
+
+
+def test_preallocated_zeros_end_a_segment_and_the_chain_goes_on_in_the_next(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 8192)
+    journal = Journal(tmp_path / "j", capacity=1 << 30)
+    fill(journal, 30, size=3000)  # two records per segment, the rest of each is zeros
+    journal.sync()
+    journal.close()
+    segments = list((tmp_path / "j").glob("*.seg"))
+    assert len(segments) == 15 and all(p.stat().st_size == 8192 for p in segments)
+    reopened = Journal(tmp_path / "j", capacity=1 << 30)
+    assert [r.seq for r in reopened.read(1, 1 << 30)] == list(range(1, 31))
+    reopened.close()
+
+
+def test_sync_makes_every_segment_written_since_the_last_sync_durable(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 4096)
+    journal = Journal(tmp_path / "j", capacity=1 << 30)
+    synced: list[int] = []
+    monkeypatch.setattr(journal_module.os, "fdatasync", synced.append)
+    fill(journal, 10)  # rolls over several times without waiting for the disk
+    assert synced == []
+    journal.sync()
+    assert len(synced) == len(journal.segments) >= 3
+    journal.sync()
+    assert len(synced) == len(journal.segments)  # nothing new to sync
+    monkeypatch.undo()
+    journal.close()
 
 
 def test_segments_roll_and_trim_whole(tmp_path: Path, monkeypatch):
@@ -94,3 +129,50 @@ def test_a_full_journal_overflows_instead_of_failing(tmp_path: Path):
     assert journal.append(RecordKind.WRITE, 7, 0, 4000, os.urandom(4000)) is None
     assert journal.overflowed
     journal.close()
+
+
+def test_a_small_journal_whose_records_are_confirmed_never_fills(tmp_path: Path):
+    journal = Journal(tmp_path / "j", capacity=1 << 20)
+    for _ in range(200):  # 200 x 40 KiB = 8x the capacity, each confirmed by the backup
+        seq = journal.append(RecordKind.WRITE, 7, 0, 40 << 10, os.urandom(40 << 10))
+        assert seq is not None
+        journal.trim_through(seq)
+    assert not journal.overflowed and journal.usage_bytes() <= 1 << 20
+    journal.close()
+
+
+def test_trimmed_segments_are_reused_and_their_old_records_never_come_back(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 4096)
+    journal = Journal(tmp_path / "j", capacity=1 << 30)
+    fill(journal, 30)  # 10 segments of 3 records
+    journal.trim_through(27)
+    assert len(list((tmp_path / "j").glob("*.spare"))) == journal_module.SPARE_SEGMENTS
+    fill(journal, 4)  # 31..33 and 34 go to the two spares; after 34 its file still holds records 5 and 6
+    assert list((tmp_path / "j").glob("*.spare")) == []  # reused, not preallocated anew
+    journal.sync()
+    journal.close()
+    reopened = Journal(tmp_path / "j", capacity=1 << 30, confirmed_seq=27)
+    assert [r.seq for r in reopened.read(1, 1 << 20)] == list(range(28, 35))
+    assert reopened.next_seq == 35
+    reopened.close()
+
+
+def test_a_reused_file_still_under_its_old_name_is_not_part_of_the_chain(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", 4096)
+    journal = Journal(tmp_path / "j", capacity=1 << 30)
+    fill(journal, 9)  # segments 1, 4, 7
+    journal.sync()
+    journal.close()
+    folder = tmp_path / "j"
+    # Power loss after segment 1 was trimmed and reused for records 10.. but before
+    # either rename reached the disk: its old name holds newer records.
+    reused = Journal(tmp_path / "elsewhere", capacity=1 << 30)
+    for _ in range(9):
+        reused.append(RecordKind.WRITE, 7, 0, 1000, b"n" * 1000)
+    reused.close()
+    newest = max((tmp_path / "elsewhere").glob("*.seg"), key=lambda p: int(p.stem, 16))  # starts at record 7
+    (folder / "0000000000000001.seg").write_bytes(newest.read_bytes())
+    reopened = Journal(folder, capacity=1 << 30, confirmed_seq=3)
+    assert [r.seq for r in reopened.read(1, 1 << 20)] == list(range(4, 10))  # 4..9 survive, nothing of "1"
+    assert reopened.next_seq == 10
+    reopened.close()

@@ -49,7 +49,7 @@ def test_pair_copies_then_replicates_and_the_svols_equal_the_pvols(sites):
     svol = sites.backup_stub.GetLdev(pb.GetLdevRequest(id=pairs[0].remote_ldev_id))
     assert svol.read_only  # hosts only read an S-VOL while it is paired
     main_group = sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))
-    assert main_group.confirmed_seq == main_group.main_seq and main_group.usage_bytes == 0  # trimmed
+    assert main_group.confirmed_seq == main_group.main_seq and main_group.pending_bytes == 0  # trimmed
 
 
 def test_pair_and_journal_status_from_the_cli(sites):
