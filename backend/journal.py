@@ -78,6 +78,7 @@ class _Entry:
     offset: int
     size: int
     timestamp_ns: int
+    through_bytes: int  # bytes of all records remembered up to and including this one
 
 
 def _seq_at(raw: bytes) -> int | None:
@@ -100,7 +101,8 @@ class Journal:
     # Segments written since the last sync, oldest first.
     _dirty: list[_Segment] = field(default_factory=list)
     _usage: int = 0  # bytes of records in the segments
-    _pending_bytes: int = 0  # bytes of unconfirmed records
+    _remembered_bytes: int = 0  # bytes of every record remembered since the journal opened
+    _trimmed_bytes: int = 0  # of those, bytes of the records trimmed
     _appended: threading.Condition = field(init=False)
     segment_bytes: int = field(init=False)
     _spares: list[Path] = field(default_factory=list)  # trimmed segments kept for reuse
@@ -175,8 +177,8 @@ class Journal:
         return pos
 
     def _remember(self, seq: int, segment: _Segment, offset: int, size: int, timestamp_ns: int) -> None:
-        self.entries.append(_Entry(seq, segment, offset, size, timestamp_ns))
-        self._pending_bytes += size
+        self._remembered_bytes += size
+        self.entries.append(_Entry(seq, segment, offset, size, timestamp_ns, self._remembered_bytes))
 
     # -- appending ----------------------------------------------------------------
     def usage_bytes(self) -> int:
@@ -295,8 +297,9 @@ class Journal:
                 return
             self.confirmed_seq = min(seq, self.next_seq - 1)
             keep = max(0, self.confirmed_seq + 1 - self.entries[0].seq) if self.entries else 0
-            self._pending_bytes -= sum(e.size for e in self.entries[:keep])
-            del self.entries[:keep]
+            if keep:
+                self._trimmed_bytes = self.entries[keep - 1].through_bytes
+                del self.entries[:keep]
             retiring = self._take_confirmed_segments()
             confirmed = self.confirmed_seq
         if retiring:
@@ -341,7 +344,7 @@ class Journal:
     def pending(self) -> tuple[int, int]:
         """(records, bytes) appended but not yet confirmed by the backup."""
         with self.lock:
-            return len(self.entries), self._pending_bytes
+            return len(self.entries), self._remembered_bytes - self._trimmed_bytes
 
     def close(self) -> None:
         with self.lock:
