@@ -87,6 +87,7 @@ class NbdConnection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.pending = 0
         self.closing = False
+        self.lost = False  # the transport is gone (connection_lost ran)
         self.reading_paused = False
         self.writing_paused = False
         self._timer: asyncio.TimerHandle | None = None
@@ -133,11 +134,10 @@ class NbdConnection(asyncio.BufferedProtocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closing = True
+        self.closing = self.lost = True
         self._held.clear()
         if self._hold_timer is not None:
             self._hold_timer.cancel()
-        self.live.discard(self)
         if self._timer:
             self._timer.cancel()
         self._release_session_when_idle()
@@ -372,9 +372,14 @@ class NbdConnection(asyncio.BufferedProtocol):
             self.transport.close()
 
     def _release_session_when_idle(self) -> None:
-        if self.pending == 0 and self.session is not None:
+        """Once no request is in flight: close the session, and once gone, leave the live set."""
+        if self.pending:
+            return
+        if self.session is not None:
             self.session.close()
             self.session = None
+        if self.lost:
+            self.live.discard(self)
 
 
 class NbdServer:
@@ -408,3 +413,9 @@ class NbdServer:
             await self._server.wait_closed()
         # FLUSH/FUA work already in the pool finishes: it is durable before we exit.
         self.executor.shutdown(wait=True)
+        # Aborted connections learn it, and finished work reports back, in later
+        # turns of the loop: let those run, so every session is closed before
+        # the array closes its files.
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while self._live and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)

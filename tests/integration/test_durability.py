@@ -110,9 +110,11 @@ def test_graceful_stop_syncs_open_ldevs(array_proc, make_ldev, tmp_path: Path):
     assert client.write(0, b"g" * 4096) == 0
     assert array_proc.process is not None
     trace = SyscallTrace(array_proc.process.pid, tmp_path / "strace.out")
-    array_proc.stop()
+    assert array_proc.stop() == 0
     trace.proc.wait(10)
     client.close()
     assert trace.syncs() >= 1
+    # The open session closed before the array closed its files, not after.
+    assert "level=error" not in array_proc.log_path.read_text()
     array_proc.start()
     qemu_io(nbd_uri(array_proc.nbd_address, "graceful"), "read -P 0x67 0 4k")
