@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from backend.cow_store import CowStore
+from backend.diff_bitmap import DiffBitmap
 from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from backend.journal import Journal
 from backend.ldev_io import Extent, LdevFile
@@ -53,6 +54,8 @@ class LdevRuntime:
     size: int = 0
     # Set while the LDEV is a P-VOL of a journal group: its writes are journaled.
     journal: Journal | None = None
+    # Set while its pair is suspended or its S-VOL took over: writes mark regions for resync.
+    diff: DiffBitmap | None = None
     # Sessions opened through each publication token, revoked on unpublish.
     by_token: dict[str, list[Session]] = field(default_factory=dict)
 
@@ -201,6 +204,8 @@ class Array:
                 runtime.file.close()
                 if runtime.cow is not None:
                     runtime.cow.close()
+                if runtime.diff is not None:
+                    runtime.diff.close()
             self._runtimes.clear()
         self.pool.close()
 
@@ -223,11 +228,27 @@ class Array:
                 ]
                 if live or self.cow_path(ldev_id).exists():
                     runtime.cow = CowStore(self.cow_path(ldev_id), record.chunk_size, live)
+                if self.bitmap_path(ldev_id).exists():
+                    runtime.diff = DiffBitmap(self.bitmap_path(ldev_id), record.size)
                 self._runtimes[ldev_id] = runtime
             return runtime
 
     def cow_path(self, ldev_id: int):
         return self.pool.ldev_dir / f"{ldev_id:06x}.cow"
+
+    def bitmap_path(self, ldev_id: int):
+        return self.pool.ldev_dir / f"{ldev_id:06x}.bits"
+
+    def track_changes(self, runtime: LdevRuntime) -> DiffBitmap:
+        """From now on writes to the LDEV mark its differential bitmap (call under its write lock)."""
+        if runtime.diff is None:
+            runtime.diff = DiffBitmap(self.bitmap_path(runtime.ldev_id), self.get_ldev(runtime.ldev_id).size)
+        return runtime.diff
+
+    def stop_tracking_changes(self, runtime: LdevRuntime) -> None:
+        if runtime.diff is not None:
+            runtime.diff.discard()
+            runtime.diff = None
 
     def ensure_cow(self, runtime: LdevRuntime, chunk_size: int) -> CowStore:
         if runtime.cow is None:
@@ -241,6 +262,8 @@ class Array:
             runtime.file.close()
             if runtime.cow is not None:
                 runtime.cow.close()
+            if runtime.diff is not None:
+                runtime.diff.close()
 
     # -- LDEV lifecycle (control path) -----------------------------------------
     def create_ldev(
@@ -342,6 +365,7 @@ class Array:
                 self.snapshots.delete_for_cascade(snapshot)
             self._forget_runtime(ldev_id)
             self.cow_path(ldev_id).unlink(missing_ok=True)
+            self.bitmap_path(ldev_id).unlink(missing_ok=True)
             self.pool.delete_ldev(record)
         log.info("ldev_deleted ldev=%s name=%s snapshots=%d", record.display_id, record.name, len(snapshots))
 

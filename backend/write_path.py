@@ -5,7 +5,9 @@ apply loop, all arrive here, so the order of steps is decided in one place:
 
 1. validate: protection (read-only LDEV) and bounds; nothing is touched on error;
 2. snapshot copy-on-write: preserve old chunks for live snapshots (backend.cow_store),
-   durably, before step 3 may overwrite them;
+   durably, before step 3 may overwrite them; and while the LDEV's pair is
+   suspended (or its S-VOL took over), mark the written regions in its
+   differential bitmap (backend.diff_bitmap), durably, before step 3;
 3. data: write, punch or zero the range of the LDEV's backing file;
 4. journal append when the LDEV is a P-VOL of a journal group (backend.journal):
    the group's next sequence, in acknowledgement order;
@@ -24,6 +26,7 @@ from enum import Enum
 from typing import Protocol
 
 from backend.cow_store import CowStore
+from backend.diff_bitmap import DiffBitmap
 from backend.errors import ArrayError
 from backend.journal import Journal
 from backend.journal_record import RecordKind
@@ -70,6 +73,7 @@ class WriteTarget(Protocol):
     lock: threading.Lock
     cow: CowStore | None
     journal: Journal | None
+    diff: DiffBitmap | None
 
 
 class WritePath:
@@ -93,6 +97,8 @@ class WritePath:
             #    before step 3 may overwrite them.
             if target.cow is not None:
                 target.cow.preserve(target.file, op.offset, op.length)
+            if target.diff is not None:
+                target.diff.mark(op.offset, op.length)
             # 3. data
             if op.kind is WriteKind.DATA:
                 assert op.data is not None
