@@ -16,21 +16,25 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from backend.cow_store import CowStore
 from backend.diff_bitmap import DiffBitmap
-from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from backend.errors import AlreadyExists, Busy, FailedPrecondition, InvalidArgument, NotFound
 from backend.journal import Journal
 from backend.ldev_io import Extent, LdevFile
 from backend.locks import KeyLocks
-from backend.metadata import LdevRecord, LdevState, Publication, SnapshotRecord, SnapshotState
+from backend.metadata import LdevRecord, LdevState, PairState, Publication, SnapshotRecord, SnapshotState
 from backend.pool import Pool, PoolCapacity, validate_labels
 from backend.qos import QosLimiter
 from backend.write_path import HostWrite, WritePath, WriteRefused
 
 log = logging.getLogger(__name__)
+
+# How long a barrier waits for in-flight writes to an LDEV to finish.
+BARRIER_TIMEOUT = 5.0
 
 SNAPSHOT_EXPORT_PREFIX = "snapshots/"
 PUBLICATION_EXPORT_PREFIX = "pub/"
@@ -171,6 +175,7 @@ class Array:
     def __init__(self, pool: Pool, chunk_size: int = 64 * 1024) -> None:
         from backend.clone import Cloner
         from backend.journal_groups import JournalGroups
+        from backend.pair_ops import PairOperations
         from backend.pairs import Pairs
         from backend.replicator import Replicators
         from backend.snapshots import Snapshots
@@ -190,6 +195,7 @@ class Array:
         self.cloner = Cloner(self)
         self.journal_groups = JournalGroups(self)
         self.pairs = Pairs(self)
+        self.pair_ops = PairOperations(self)
         self.replicators = Replicators(self)
         self.snapshots.recover()
         self.cloner.resume()
@@ -220,7 +226,9 @@ class Array:
                 runtime.qos.update(record.max_iops, record.max_mbps)  # clones get theirs at creation
                 runtime.size = record.size
                 group = self.store.journal_group_of(ldev_id)
-                runtime.journal = self.journal_groups.journals.get(group) if group is not None else None
+                pair = self.store.find_pair_by_ldev(ldev_id)
+                copying = pair is None or pair.state in (PairState.COPY, PairState.PAIR)  # else: split
+                runtime.journal = self.journal_groups.journals.get(group) if group is not None and copying else None
                 live = [
                     s.id
                     for s in self.store.list_snapshots(ldev_id=ldev_id, include_hidden=True)
@@ -233,11 +241,30 @@ class Array:
                 self._runtimes[ldev_id] = runtime
             return runtime
 
+    @contextmanager
+    def hold_writes(self, ldev_ids: Iterable[int]) -> Iterator[list[LdevRuntime]]:
+        """A write barrier: new writes to every LDEV wait while in-flight ones finish.
+
+        The write locks are taken in LDEV id order (no deadlock between two
+        barriers); inside, nothing is written to any of them: one instant.
+        """
+        runtimes = [self.runtime(i) for i in sorted(set(ldev_ids))]
+        with ExitStack() as held:
+            for runtime in runtimes:
+                if not runtime.lock.acquire(timeout=BARRIER_TIMEOUT):
+                    raise Busy(f"writes to LDEV {runtime.ldev_id:06x} did not drain in {BARRIER_TIMEOUT}s")
+                held.callback(runtime.lock.release)
+            yield runtimes
+
     def cow_path(self, ldev_id: int):
         return self.pool.ldev_dir / f"{ldev_id:06x}.cow"
 
     def bitmap_path(self, ldev_id: int):
         return self.pool.ldev_dir / f"{ldev_id:06x}.bits"
+
+    def resync_path(self, ldev_id: int):
+        """The regions a running resync copies (a bitmap set aside when it started)."""
+        return self.pool.ldev_dir / f"{ldev_id:06x}.resync"
 
     def track_changes(self, runtime: LdevRuntime) -> DiffBitmap:
         """From now on writes to the LDEV mark its differential bitmap (call under its write lock)."""
@@ -366,6 +393,7 @@ class Array:
             self._forget_runtime(ldev_id)
             self.cow_path(ldev_id).unlink(missing_ok=True)
             self.bitmap_path(ldev_id).unlink(missing_ok=True)
+            self.resync_path(ldev_id).unlink(missing_ok=True)
             self.pool.delete_ldev(record)
         log.info("ldev_deleted ldev=%s name=%s snapshots=%d", record.display_id, record.name, len(snapshots))
 

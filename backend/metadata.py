@@ -116,6 +116,13 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     """,
+    # 7: a split journal group (split_seq not NULL): the main array stopped journaling
+    #    after split_seq; the backup applies through it, then its S-VOLs are split
+    #    (writable if asked).
+    """
+    ALTER TABLE journal_group ADD COLUMN split_seq INTEGER;
+    ALTER TABLE journal_group ADD COLUMN svol_writable INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -435,6 +442,14 @@ class MetadataStore:
         with self.transaction() as db:
             db.execute("UPDATE journal_group SET confirmed_seq=MAX(confirmed_seq, ?) WHERE id=?", (seq, group_id))
 
+    def set_split(self, group_id: int, split_seq: int | None, svol_writable: bool = False) -> None:
+        """split_seq None ends the split (resync)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE journal_group SET split_seq=?, svol_writable=? WHERE id=?",
+                (split_seq, int(svol_writable), group_id),
+            )
+
     def set_applied(self, group_id: int, seq: int) -> None:
         """Durable record of what the backup applied (after the S-VOLs were synced)."""
         with self.transaction() as db:
@@ -483,12 +498,16 @@ class MetadataStore:
         with self._lock:
             return [_pair(r) for r in self._db.execute(sql + " ORDER BY id", params).fetchall()]
 
-    def update_pair(self, pair_id: int, *, state: PairState | None = None, clear_base: bool = False) -> PairRecord:
+    def update_pair(
+        self, pair_id: int, *, state: PairState | None = None, clear_base: bool = False, base: int | None = None
+    ) -> PairRecord:
         with self.transaction() as db:
             if state is not None:
                 db.execute("UPDATE pair SET state=? WHERE id=?", (state.value, pair_id))
             if clear_base:
                 db.execute("UPDATE pair SET base_snapshot=NULL WHERE id=?", (pair_id,))
+            if base is not None:
+                db.execute("UPDATE pair SET base_snapshot=? WHERE id=?", (base, pair_id))
         return self.get_pair(pair_id)
 
     def delete_pair(self, pair_id: int) -> None:
@@ -653,12 +672,14 @@ class JournalGroupRecord:
     role: str = "main"  # main: P-VOLs, journal kept here; backup: S-VOLs, journal applied here
     applied_seq: int = 0
     remote_serial: int = 0
+    split_seq: int | None = None  # None: not split
+    svol_writable: bool = False
 
 
 def _journal_group(row: sqlite3.Row) -> JournalGroupRecord:
     return JournalGroupRecord(
         row["id"], row["name"], row["capacity"], row["confirmed_seq"], row["created_at"],
-        row["role"], row["applied_seq"], row["remote_serial"],
+        row["role"], row["applied_seq"], row["remote_serial"], row["split_seq"], bool(row["svol_writable"]),
     )  # fmt: skip
 
 

@@ -19,8 +19,10 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
+from backend.diff_bitmap import DiffBitmap
 from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from backend.metadata import JournalGroupRecord, LdevRecord, LdevState, PairRecord, PairState
+from backend.pair_states import PairOp, next_state
 from backend.remote import BaseChunk, JournalBatch, RemoteArray
 
 if TYPE_CHECKING:
@@ -103,7 +105,8 @@ class Pairs:
             snapshot = self.store.find_snapshot(pair.base_snapshot)
             if snapshot is not None:
                 self.array.snapshots._drop([snapshot], None)
-        self.store.update_pair(pair.id, state=PairState.PAIR, clear_base=True)
+        self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.COPY_DONE), clear_base=True)
+        self.array.resync_path(pvol_id).unlink(missing_ok=True)
         log.info("pair_copied pair=%d pvol=%06x", pair.id, pvol_id)
 
     def pull_journal(
@@ -118,35 +121,52 @@ class Pairs:
         if journal.next_seq <= from_seq and wait > 0:
             journal.wait_for(from_seq, min(wait, 5.0))
         records = journal.read_raw(from_seq, min(max_bytes, MAX_PULL_BYTES))
-        return JournalBatch(records, journal.next_seq, journal.oldest_pending_ns() or 0)
+        group = self.group(group_name, "main")  # split or resynced meanwhile
+        return JournalBatch(
+            records, journal.next_seq, journal.oldest_pending_ns() or 0, group.split_seq, group.svol_writable
+        )
 
     def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:
         """Allocated data of the base snapshot from `offset`, about `max_bytes` of it."""
         snapshot = self.store.get_snapshot(snapshot_id)
         if snapshot.ldev_id != pvol_id:
             raise InvalidArgument(f"snapshot {snapshot_id} is not of LDEV {pvol_id:06x}")
-        page = self.array.snapshots.allocated(snapshot_id, offset, 4096)
+        extents, next_offset, total = self._base_extents(pvol_id, snapshot_id, snapshot.size, offset)
         runtime = self.array.runtime(pvol_id)
         assert runtime.cow is not None
         pieces: list[tuple[int, bytes]] = []
         size = 0
-        for start, length in page.extents:
+        for start, length in extents:
             end = start + length
             while start < end:
                 if size >= max_bytes:
-                    return BaseChunk(pieces, start, self._base_total(snapshot_id, offset))
+                    return BaseChunk(pieces, start, total)
                 step = min(end - start, 1 << 20, max_bytes - size)
                 with runtime.lock:
                     data = runtime.cow.read(runtime.file, snapshot_id, start, step)
                 pieces.append((start, data))
                 size += step
                 start += step
-        return BaseChunk(pieces, page.next_offset, self._base_total(snapshot_id, offset))
+        return BaseChunk(pieces, next_offset, total)
 
-    def _base_total(self, snapshot_id: int, offset: int) -> int:
-        if offset:  # progress needs it once, at the start
-            return 0
-        return sum(n for _, n in self.array.snapshots.allocated(snapshot_id, 0, 1 << 30).extents)
+    def _base_extents(
+        self, pvol_id: int, snapshot_id: int, size: int, offset: int
+    ) -> tuple[list[tuple[int, int]], int, int]:
+        """What the backup copies from `offset` on: (extents, next offset, total bytes when offset is 0).
+
+        The initial copy takes the base's allocated extents; a resync only the
+        regions set aside when it started (backend.pair_ops), holes included.
+        """
+        resync = self.array.resync_path(pvol_id)
+        if resync.exists():
+            bitmap = DiffBitmap(resync, size)
+            regions = bitmap.extents()
+            bitmap.close()
+            extents = [(max(s, offset), s + n - max(s, offset)) for s, n in regions if s + n > offset]
+            return extents, 0, sum(n for _, n in regions) if not offset else 0
+        page = self.array.snapshots.allocated(snapshot_id, offset, 4096)
+        total = sum(n for _, n in self.array.snapshots.allocated(snapshot_id, 0, 1 << 30).extents) if not offset else 0
+        return page.extents, page.next_offset, total
 
     # -- backup side ---------------------------------------------------------------
     def prepare_secondary(

@@ -111,7 +111,7 @@ class Pool:
                 self._destroy(record)
                 log.info("recovered event=ldev_delete_finished ldev=%s", record.display_id)
         known = {self.ldev_path(r.id).stem for r in self.store.list_ldevs()}
-        for path in [*self.ldev_dir.glob("*.ldev"), *self.ldev_dir.glob("*.cow"), *self.ldev_dir.glob("*.bits")]:
+        for path in [path for kind in ("ldev", "cow", "bits", "resync") for path in self.ldev_dir.glob(f"*.{kind}")]:
             if path.stem not in known:
                 ldev_io.remove(path)
                 log.warning("recovered event=orphan_file_removed path=%s", path)

@@ -26,6 +26,8 @@ class JournalBatch:
     records: bytes
     main_next_seq: int  # the main array's next sequence: what exists there
     main_oldest_ns: int  # timestamp of its oldest unconfirmed write (0: none)
+    split_seq: int | None = None  # the group is split after this sequence (None: not split)
+    svol_writable: bool = False  # ... and the S-VOLs become writable once it is applied
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class RemoteArray(Protocol):
     ) -> int: ...
 
     def start_copy(self, group_name: str, pvol_id: int, base_snapshot: int) -> None: ...
+
+    def prepare_resync(self, group_name: str) -> dict[int, bytes]:
+        """Snapshot group of the S-VOLs kept, S-VOLs read-only; their bitmaps by P-VOL id."""
+        ...
 
     # Asked of the main array by the backup array.
     def pull_journal(

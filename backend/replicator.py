@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from backend.journal_record import JournalRecord, RecordKind, decode_all
 from backend.metadata import PairRecord, PairState
+from backend.pair_states import PairOp, next_state
 from backend.remote import JournalBatch, RemoteArray
 from backend.write_path import HostWrite, WriteKind
 
@@ -61,6 +62,8 @@ class Replicator(threading.Thread):
         self.last_error = ""
         self.applied_bytes = 0
         self.started_at = time.monotonic()
+        # Pair id -> (bytes copied, bytes to copy) of its latest initial copy or resync.
+        self.copy_progress: dict[int, tuple[int, int]] = {}
         self.puller = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pull-{group_id}")
         self.in_flight: tuple[int, Future[JournalBatch]] | None = None  # (from_seq, pull)
 
@@ -110,9 +113,11 @@ class Replicator(threading.Thread):
             ready = [p for p in copying if p.base_snapshot is not None]
             for pair in ready:
                 self.initial_copy(group.name, pair)
+            if ready and all(p.state is not PairState.COPY for p in self.store.list_pairs(self.group_id)):
+                self.array.pair_ops.resync_finished(self.group_id)
             return bool(ready)
-        if not pairs:
-            return False
+        if not any(p.state is PairState.PAIR for p in pairs):
+            return False  # split or suspended: idle until a resync wakes it
         by_pvol = {p.remote_ldev: p for p in pairs if p.state is PairState.PAIR}
         applied = group.applied_seq
         if self.in_flight is None or self.in_flight[0] <= applied:
@@ -123,6 +128,10 @@ class Replicator(threading.Thread):
         records = decode_all(batch.records)  # a record damaged on the way raises Corrupt: pulled again
         if from_seq != applied + 1 or (records and records[0].seq != from_seq):
             self.in_flight = None  # applied_seq moved under us (restart, resync): pull again
+            return True
+        if not records and batch.split_seq is not None and applied >= batch.split_seq:
+            self.in_flight = None
+            self.array.pair_ops.split_secondary(self.group_id, batch.svol_writable)  # applied through the split
             return True
         following = records[-1].seq + 1 if records else from_seq
         small = 0 < len(batch.records) < PULL_BYTES // 2
@@ -169,20 +178,22 @@ class Replicator(threading.Thread):
         assert pair.base_snapshot is not None
         runtime = self.array.runtime(pair.local_ldev)
         size = self.array.get_ldev(pair.local_ldev).size
-        offset, copied, last_report = 0, 0, time.monotonic()
+        offset, copied, total, last_report = 0, 0, 0, time.monotonic()
         while True:
             chunk = remote.read_base(pair.remote_ldev, pair.base_snapshot, offset, PULL_BYTES)
+            total = chunk.total_bytes or total  # told with the first chunk
             for start, data in chunk.pieces:
                 self.array.write_path.apply(runtime, HostWrite(WriteKind.DATA, start, len(data), data), size, False)
                 copied += len(data)
+            self.copy_progress[pair.id] = (copied, total)
             if time.monotonic() - last_report > 2.0:
                 last_report = time.monotonic()
-                log.info("initial_copy_progress pair=%d copied=%d total=%d", pair.id, copied, chunk.total_bytes)
+                log.info("initial_copy_progress pair=%d copied=%d total=%d", pair.id, copied, total)
             if not chunk.next_offset:
                 break
             offset = chunk.next_offset
         runtime.file.sync()
-        self.store.update_pair(pair.id, state=PairState.PAIR)
+        self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.COPY_DONE))
         remote.complete_initial_copy(group_name, pair.remote_ldev)
         log.info("initial_copy_done pair=%d svol=%06x bytes=%d", pair.id, pair.local_ldev, copied)
 

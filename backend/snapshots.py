@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from backend.errors import AlreadyExists, Busy, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from backend.ldev_id import format_ldev_id
 from backend.metadata import LdevRecord, LdevState, SnapshotGroupRecord, SnapshotRecord, SnapshotState
 from backend.pool import validate_labels, validate_name
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_SNAPSHOTS_PER_LDEV = 1024
-BARRIER_TIMEOUT = 5.0
 PROGRESS_EVERY = 2.0
 
 
@@ -196,19 +195,14 @@ class Snapshots:
         `during_barrier` runs at that same instant (pairing uses it to start
         journaling exactly where the base snapshot of the initial copy is cut).
         """
-        pairs = sorted(zip(ldevs, snapshots, strict=True), key=lambda pair: pair[0].id)
-        runtimes = [(self.array.runtime(ldev.id), ldev, snap) for ldev, snap in pairs]
-        for runtime, ldev, _ in runtimes:
-            self.array.ensure_cow(runtime, ldev.chunk_size)
+        for ldev in ldevs:
+            self.array.ensure_cow(self.array.runtime(ldev.id), ldev.chunk_size)
         start = time.perf_counter()
-        with ExitStack() as held:
-            for runtime, ldev, _ in runtimes:
-                if not runtime.lock.acquire(timeout=BARRIER_TIMEOUT):
-                    raise Busy(f"writes to LDEV {ldev.display_id} did not drain in {BARRIER_TIMEOUT}s")
-                held.callback(runtime.lock.release)
-            for runtime, _, snap in runtimes:
-                assert runtime.cow is not None
-                runtime.cow.add_gen(snap.id)
+        with self.array.hold_writes(ldev.id for ldev in ldevs):
+            for ldev, snap in zip(ldevs, snapshots, strict=True):
+                cow = self.array.runtime(ldev.id).cow
+                assert cow is not None
+                cow.add_gen(snap.id)
             if during_barrier is not None:
                 during_barrier()
         return time.perf_counter() - start

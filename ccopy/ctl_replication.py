@@ -24,6 +24,13 @@ def add_objects(objects: argparse._SubParsersAction) -> None:
     listing = pair.add_parser("list", help="pairs and their states")
     listing.add_argument("--group", default="")
     listing.set_defaults(run=pair_list)
+    split = pair.add_parser("split", help="split every pair of a journal group at one sequence (main array)")
+    split.add_argument("group")
+    split.add_argument("--svol-writable", action="store_true", help="hosts may write the S-VOLs once split")
+    split.set_defaults(run=pair_split)
+    resync = pair.add_parser("resync", help="copy what changed on either side since the split, then PAIR")
+    resync.add_argument("group")
+    resync.set_defaults(run=pair_resync)
     journal = objects.add_parser("journal", help="journal groups").add_subparsers(dest="verb", required=True)
     show = journal.add_parser("show", help="sequence, pending work, lag and transfer rate of a group")
     show.add_argument("group")
@@ -59,9 +66,22 @@ def pair_list(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
 
 
 @wrap
-def journal_show(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
-    group = stub.GetJournalGroup(pb.GetJournalGroupRequest(name=args.group), timeout=CALL_TIMEOUT)
+def pair_split(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    request = pb.SplitPairsRequest(group_name=args.group, svol_writable=args.svol_writable)
+    return group_view(stub.SplitPairs(request, timeout=CALL_TIMEOUT))
 
+
+@wrap
+def pair_resync(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    return group_view(stub.ResyncPairs(pb.ResyncPairsRequest(group_name=args.group), timeout=CALL_TIMEOUT))
+
+
+@wrap
+def journal_show(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    return group_view(stub.GetJournalGroup(pb.GetJournalGroupRequest(name=args.group), timeout=CALL_TIMEOUT))
+
+
+def group_view(group: pb.JournalGroup) -> Any:
     def render() -> str:
         rows = [
             ["group", f"{group.name} ({group.role} side, remote serial {group.remote_serial})"],
@@ -72,6 +92,7 @@ def journal_show(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
             ["pending", f"{group.pending_records} records, {format_size(group.pending_bytes)}"],
             ["lag", f"{group.lag_seconds:.3f} s"],
             ["transfer", f"{format_size(int(group.transfer_bytes_per_second))}/s"],
+            ["split", f"after sequence {group.split_seq}" if group.split else "no"],
         ]  # fmt: skip
         return table(("FIELD", "VALUE"), rows) + "\n\n" + table(PAIR_HEADERS, [pair_row(p) for p in group.pairs])
 

@@ -550,7 +550,7 @@ class SetLdevQosRequest(_message.Message):
     def __init__(self, ldev_id: _Optional[int] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ...) -> None: ...
 
 class Pair(_message.Message):
-    __slots__ = ("id", "group_name", "role", "local_ldev_id", "local_display_id", "remote_ldev_id", "remote_serial", "state")
+    __slots__ = ("id", "group_name", "role", "local_ldev_id", "local_display_id", "remote_ldev_id", "remote_serial", "state", "copied_bytes", "copy_total_bytes")
     ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -559,6 +559,8 @@ class Pair(_message.Message):
     REMOTE_LDEV_ID_FIELD_NUMBER: _ClassVar[int]
     REMOTE_SERIAL_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    COPIED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    COPY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     id: int
     group_name: str
     role: str
@@ -567,7 +569,9 @@ class Pair(_message.Message):
     remote_ldev_id: int
     remote_serial: int
     state: PairState
-    def __init__(self, id: _Optional[int] = ..., group_name: _Optional[str] = ..., role: _Optional[str] = ..., local_ldev_id: _Optional[int] = ..., local_display_id: _Optional[str] = ..., remote_ldev_id: _Optional[int] = ..., remote_serial: _Optional[int] = ..., state: _Optional[_Union[PairState, str]] = ...) -> None: ...
+    copied_bytes: int
+    copy_total_bytes: int
+    def __init__(self, id: _Optional[int] = ..., group_name: _Optional[str] = ..., role: _Optional[str] = ..., local_ldev_id: _Optional[int] = ..., local_display_id: _Optional[str] = ..., remote_ldev_id: _Optional[int] = ..., remote_serial: _Optional[int] = ..., state: _Optional[_Union[PairState, str]] = ..., copied_bytes: _Optional[int] = ..., copy_total_bytes: _Optional[int] = ...) -> None: ...
 
 class CreatePairRequest(_message.Message):
     __slots__ = ("group_name", "pvol_id", "journal_capacity_bytes", "svol_id")
@@ -600,7 +604,7 @@ class GetJournalGroupRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class JournalGroup(_message.Message):
-    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed")
+    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed", "split", "split_seq")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -616,6 +620,8 @@ class JournalGroup(_message.Message):
     REMOTE_SERIAL_FIELD_NUMBER: _ClassVar[int]
     PAIRS_FIELD_NUMBER: _ClassVar[int]
     OVERFLOWED_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_SEQ_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     role: str
@@ -631,7 +637,43 @@ class JournalGroup(_message.Message):
     remote_serial: int
     pairs: _containers.RepeatedCompositeFieldContainer[Pair]
     overflowed: bool
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ...) -> None: ...
+    split: bool
+    split_seq: int
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ...) -> None: ...
+
+class SplitPairsRequest(_message.Message):
+    __slots__ = ("group_name", "svol_writable")
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    SVOL_WRITABLE_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    svol_writable: bool
+    def __init__(self, group_name: _Optional[str] = ..., svol_writable: _Optional[bool] = ...) -> None: ...
+
+class ResyncPairsRequest(_message.Message):
+    __slots__ = ("group_name",)
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    def __init__(self, group_name: _Optional[str] = ...) -> None: ...
+
+class PrepareResyncRequest(_message.Message):
+    __slots__ = ("group_name",)
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    def __init__(self, group_name: _Optional[str] = ...) -> None: ...
+
+class ResyncBitmap(_message.Message):
+    __slots__ = ("pvol_id", "bits")
+    PVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    BITS_FIELD_NUMBER: _ClassVar[int]
+    pvol_id: int
+    bits: bytes
+    def __init__(self, pvol_id: _Optional[int] = ..., bits: _Optional[bytes] = ...) -> None: ...
+
+class PrepareResyncResponse(_message.Message):
+    __slots__ = ("bitmaps",)
+    BITMAPS_FIELD_NUMBER: _ClassVar[int]
+    bitmaps: _containers.RepeatedCompositeFieldContainer[ResyncBitmap]
+    def __init__(self, bitmaps: _Optional[_Iterable[_Union[ResyncBitmap, _Mapping]]] = ...) -> None: ...
 
 class PrepareSecondaryRequest(_message.Message):
     __slots__ = ("group_name", "capacity_bytes", "main_serial", "pvol_id", "pvol_name", "size_bytes", "svol_id")
@@ -686,14 +728,20 @@ class PullJournalRequest(_message.Message):
     def __init__(self, group_name: _Optional[str] = ..., from_seq: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ..., applied_seq: _Optional[int] = ...) -> None: ...
 
 class PullJournalResponse(_message.Message):
-    __slots__ = ("records", "main_next_seq", "main_oldest_ns")
+    __slots__ = ("records", "main_next_seq", "main_oldest_ns", "split", "split_seq", "svol_writable")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     MAIN_NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
     MAIN_OLDEST_NS_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    SVOL_WRITABLE_FIELD_NUMBER: _ClassVar[int]
     records: bytes
     main_next_seq: int
     main_oldest_ns: int
-    def __init__(self, records: _Optional[bytes] = ..., main_next_seq: _Optional[int] = ..., main_oldest_ns: _Optional[int] = ...) -> None: ...
+    split: bool
+    split_seq: int
+    svol_writable: bool
+    def __init__(self, records: _Optional[bytes] = ..., main_next_seq: _Optional[int] = ..., main_oldest_ns: _Optional[int] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., svol_writable: _Optional[bool] = ...) -> None: ...
 
 class ReadBaseRequest(_message.Message):
     __slots__ = ("pvol_id", "snapshot_id", "offset", "max_bytes")

@@ -169,6 +169,16 @@ class ArrayStub:
                 request_serializer=ccopy__api_dot_array__pb2.GetJournalGroupRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.JournalGroup.FromString,
                 _registered_method=True)
+        self.SplitPairs = channel.unary_unary(
+                '/ccopy.array.v1.Array/SplitPairs',
+                request_serializer=ccopy__api_dot_array__pb2.SplitPairsRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.JournalGroup.FromString,
+                _registered_method=True)
+        self.ResyncPairs = channel.unary_unary(
+                '/ccopy.array.v1.Array/ResyncPairs',
+                request_serializer=ccopy__api_dot_array__pb2.ResyncPairsRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.JournalGroup.FromString,
+                _registered_method=True)
         self.PrepareSecondary = channel.unary_unary(
                 '/ccopy.array.v1.Array/PrepareSecondary',
                 request_serializer=ccopy__api_dot_array__pb2.PrepareSecondaryRequest.SerializeToString,
@@ -178,6 +188,11 @@ class ArrayStub:
                 '/ccopy.array.v1.Array/StartCopy',
                 request_serializer=ccopy__api_dot_array__pb2.StartCopyRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.StartCopyResponse.FromString,
+                _registered_method=True)
+        self.PrepareResync = channel.unary_unary(
+                '/ccopy.array.v1.Array/PrepareResync',
+                request_serializer=ccopy__api_dot_array__pb2.PrepareResyncRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.PrepareResyncResponse.FromString,
                 _registered_method=True)
         self.PullJournal = channel.unary_unary(
                 '/ccopy.array.v1.Array/PullJournal',
@@ -396,6 +411,22 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SplitPairs(self, request, context):
+        """Splits every pair of the group at one sequence (PSUS); the S-VOLs hold
+        that point once the backup applied it, writable if asked. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResyncPairs(self, request, context):
+        """Copies the regions changed on either side since the split, then PAIR;
+        the backup keeps a snapshot group of its S-VOLs until then. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PrepareSecondary(self, request, context):
         """-- Between linked arrays (called by the arrays themselves) ------------------
         """
@@ -404,6 +435,12 @@ class ArrayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StartCopy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PrepareResync(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -566,6 +603,16 @@ def add_ArrayServicer_to_server(servicer, server):
                     request_deserializer=ccopy__api_dot_array__pb2.GetJournalGroupRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.JournalGroup.SerializeToString,
             ),
+            'SplitPairs': grpc.unary_unary_rpc_method_handler(
+                    servicer.SplitPairs,
+                    request_deserializer=ccopy__api_dot_array__pb2.SplitPairsRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.JournalGroup.SerializeToString,
+            ),
+            'ResyncPairs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResyncPairs,
+                    request_deserializer=ccopy__api_dot_array__pb2.ResyncPairsRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.JournalGroup.SerializeToString,
+            ),
             'PrepareSecondary': grpc.unary_unary_rpc_method_handler(
                     servicer.PrepareSecondary,
                     request_deserializer=ccopy__api_dot_array__pb2.PrepareSecondaryRequest.FromString,
@@ -575,6 +622,11 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.StartCopy,
                     request_deserializer=ccopy__api_dot_array__pb2.StartCopyRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.StartCopyResponse.SerializeToString,
+            ),
+            'PrepareResync': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareResync,
+                    request_deserializer=ccopy__api_dot_array__pb2.PrepareResyncRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.PrepareResyncResponse.SerializeToString,
             ),
             'PullJournal': grpc.unary_unary_rpc_method_handler(
                     servicer.PullJournal,
@@ -1332,6 +1384,60 @@ class Array:
             _registered_method=True)
 
     @staticmethod
+    def SplitPairs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/SplitPairs',
+            ccopy__api_dot_array__pb2.SplitPairsRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.JournalGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResyncPairs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/ResyncPairs',
+            ccopy__api_dot_array__pb2.ResyncPairsRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.JournalGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def PrepareSecondary(request,
             target,
             options=(),
@@ -1375,6 +1481,33 @@ class Array:
             '/ccopy.array.v1.Array/StartCopy',
             ccopy__api_dot_array__pb2.StartCopyRequest.SerializeToString,
             ccopy__api_dot_array__pb2.StartCopyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareResync(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/PrepareResync',
+            ccopy__api_dot_array__pb2.PrepareResyncRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.PrepareResyncResponse.FromString,
             options,
             channel_credentials,
             insecure,

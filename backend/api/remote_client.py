@@ -75,6 +75,10 @@ class RemoteClient:
             "StartCopy", pb.StartCopyRequest(group_name=group_name, pvol_id=pvol_id, base_snapshot_id=base_snapshot)
         )
 
+    def prepare_resync(self, group_name: str) -> dict[int, bytes]:
+        answer = self._call("PrepareResync", pb.PrepareResyncRequest(group_name=group_name))
+        return {b.pvol_id: b.bits for b in answer.bitmaps}  # type: ignore[attr-defined]
+
     def pull_journal(
         self, group_name: str, from_seq: int, applied_seq: int, max_bytes: int, wait: float
     ) -> JournalBatch:
@@ -83,7 +87,10 @@ class RemoteClient:
             wait_ms=int(wait * 1000),
         )  # fmt: skip
         answer = self._call("PullJournal", request, timeout=self.timeout + wait)
-        return JournalBatch(answer.records, answer.main_next_seq, answer.main_oldest_ns)  # type: ignore[attr-defined]
+        return JournalBatch(
+            answer.records, answer.main_next_seq, answer.main_oldest_ns,  # type: ignore[attr-defined]
+            answer.split_seq if answer.split else None, answer.svol_writable,  # type: ignore[attr-defined]
+        )  # fmt: skip
 
     def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:
         request = pb.ReadBaseRequest(pvol_id=pvol_id, snapshot_id=snapshot_id, offset=offset, max_bytes=max_bytes)

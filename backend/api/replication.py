@@ -11,13 +11,15 @@ import grpc
 from backend import errors
 from backend.array import Array
 from backend.ldev_id import format_ldev_id
-from backend.metadata import PairRecord
+from backend.metadata import JournalGroupRecord, PairRecord
 from ccopy_api import array_pb2 as pb
 
 MAX_WAIT_MS = 5000
 
 
 def pair_message(array: Array, pair: PairRecord) -> pb.Pair:
+    replicator = array.replicators.get(pair.group_id)
+    copied, total = replicator.copy_progress.get(pair.id, (0, 0)) if replicator else (0, 0)
     return pb.Pair(
         id=pair.id,
         group_name=array.store.get_journal_group(pair.group_id).name,
@@ -27,6 +29,32 @@ def pair_message(array: Array, pair: PairRecord) -> pb.Pair:
         remote_ldev_id=pair.remote_ldev,
         remote_serial=pair.remote_serial,
         state=pb.PairState.Value(pair.state.value),
+        copied_bytes=copied,
+        copy_total_bytes=total,
+    )
+
+
+def group_message(array: Array, group: JournalGroupRecord) -> pb.JournalGroup:
+    journal = array.journal_groups.journals[group.id]
+    status = array.pairs.group_status(group)
+    return pb.JournalGroup(
+        id=group.id,
+        name=group.name,
+        role=group.role,
+        capacity_bytes=group.capacity,
+        usage_bytes=journal.usage_bytes(),
+        main_seq=int(status.get("main_seq", 0)),
+        confirmed_seq=journal.confirmed_seq,
+        applied_seq=group.applied_seq,
+        pending_records=int(status.get("pending_records", 0)),
+        pending_bytes=int(status.get("pending_bytes", 0)),
+        lag_seconds=status.get("lag_seconds", 0.0),
+        transfer_bytes_per_second=status.get("transfer_bytes_per_second", 0.0),
+        remote_serial=group.remote_serial,
+        pairs=[pair_message(array, p) for p in array.store.list_pairs(group.id)],
+        overflowed=journal.overflowed,
+        split=group.split_seq is not None,
+        split_seq=group.split_seq or 0,
     )
 
 
@@ -54,25 +82,15 @@ class ReplicationRpcs:
         group = self.array.store.find_journal_group_by_name(request.name)
         if group is None:
             raise errors.NotFound(f"journal group {request.name!r} not found")
-        journal = self.array.journal_groups.journals[group.id]
-        status = self.array.pairs.group_status(group)
-        return pb.JournalGroup(
-            id=group.id,
-            name=group.name,
-            role=group.role,
-            capacity_bytes=group.capacity,
-            usage_bytes=journal.usage_bytes(),
-            main_seq=int(status.get("main_seq", 0)),
-            confirmed_seq=journal.confirmed_seq,
-            applied_seq=group.applied_seq,
-            pending_records=int(status.get("pending_records", 0)),
-            pending_bytes=int(status.get("pending_bytes", 0)),
-            lag_seconds=status.get("lag_seconds", 0.0),
-            transfer_bytes_per_second=status.get("transfer_bytes_per_second", 0.0),
-            remote_serial=group.remote_serial,
-            pairs=[pair_message(self.array, p) for p in self.array.store.list_pairs(group.id)],
-            overflowed=journal.overflowed,
-        )
+        return group_message(self.array, group)
+
+    def SplitPairs(self, request: pb.SplitPairsRequest, context: grpc.ServicerContext) -> pb.JournalGroup:
+        group = self.array.pair_ops.split(request.group_name, request.svol_writable)
+        return group_message(self.array, group)
+
+    def ResyncPairs(self, request: pb.ResyncPairsRequest, context: grpc.ServicerContext) -> pb.JournalGroup:
+        group = self.array.pair_ops.resync(request.group_name)
+        return group_message(self.array, group)
 
     # -- the link -----------------------------------------------------------------
     def PrepareSecondary(
@@ -88,6 +106,12 @@ class ReplicationRpcs:
         self.array.pairs.start_copy(request.group_name, request.pvol_id, request.base_snapshot_id)
         return pb.StartCopyResponse()
 
+    def PrepareResync(
+        self, request: pb.PrepareResyncRequest, context: grpc.ServicerContext
+    ) -> pb.PrepareResyncResponse:
+        bits = self.array.pair_ops.prepare_resync(request.group_name)
+        return pb.PrepareResyncResponse(bitmaps=[pb.ResyncBitmap(pvol_id=k, bits=v) for k, v in bits.items()])
+
     def PullJournal(self, request: pb.PullJournalRequest, context: grpc.ServicerContext) -> pb.PullJournalResponse:
         wait = min(request.wait_ms, MAX_WAIT_MS) / 1000
         batch = self.array.pairs.pull_journal(
@@ -97,6 +121,9 @@ class ReplicationRpcs:
             records=batch.records,
             main_next_seq=batch.main_next_seq,
             main_oldest_ns=batch.main_oldest_ns,
+            split=batch.split_seq is not None,
+            split_seq=batch.split_seq or 0,
+            svol_writable=batch.svol_writable,
         )
 
     def ReadBase(self, request: pb.ReadBaseRequest, context: grpc.ServicerContext) -> pb.ReadBaseResponse:

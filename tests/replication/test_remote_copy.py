@@ -75,6 +75,11 @@ def test_pair_and_journal_status_from_the_cli(sites):
     assert "backup side" in shown and "lag" in shown
     status = json.loads(ctl(sites.backup.api_address, "-o", "json", "journal", "show", "crm"))
     assert status["applied_seq"] == status["main_seq"]
+    split = ctl(sites.main.api_address, "pair", "split", "crm", "--svol-writable")
+    assert "after sequence" in split and "PSUS" in split
+    resynced = json.loads(ctl(sites.main.api_address, "-o", "json", "pair", "resync", "crm"))
+    assert not resynced.get("split") and resynced["pairs"][0]["state"] in ("COPY", "PAIR")
+    sites.wait_in_sync("crm")
 
 
 def test_pairing_refusals_leave_nothing_behind(sites, tmp_path):

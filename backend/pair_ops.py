@@ -1,0 +1,147 @@
+"""Split and resync of a journal group: the consistency group moves as a unit.
+
+Split (main array): at one write barrier over every P-VOL of the group,
+journaling stops and each P-VOL starts marking a differential bitmap; the
+last journaled sequence is the split point. The backup learns it on its next
+pull, applies through it, and splits its side: its S-VOLs then hold the main
+site's state at the split point, consistent across the group, and become
+writable if asked (their writes mark their own bitmaps).
+
+Resync (main array, link up): the backup first keeps a snapshot group of its
+S-VOLs (a resync is not consistent until it ends; the snapshot group is),
+makes them read-only again and hands over its bitmaps; the main array merges
+them into its own, then, per P-VOL, at one barrier, cuts a hidden base
+snapshot, rejoins the journal and sets the merged bitmap aside as the resync
+set. The backup copies exactly those regions from the base (the initial copy
+path, backend.replicator), then applies the journal: PAIR, and the backup
+drops its snapshot group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import TYPE_CHECKING
+
+from backend.errors import FailedPrecondition
+from backend.metadata import JournalGroupRecord, PairState
+from backend.pair_states import PairOp, next_state
+
+if TYPE_CHECKING:
+    from backend.array import Array
+
+log = logging.getLogger(__name__)
+
+
+def resync_snapshot_group(group_name: str) -> str:
+    return f"resync-{group_name}"[:128]
+
+
+class PairOperations:
+    def __init__(self, array: Array) -> None:
+        self.array = array
+        self.store = array.store
+
+    # -- main side ---------------------------------------------------------------------
+    def split(self, group_name: str, svol_writable: bool = False) -> JournalGroupRecord:
+        with self.array.name_locks.hold(f"journal-group:{group_name}"):
+            group = self.array.pairs.group(group_name, "main")
+            pairs = self.store.list_pairs(group.id)
+            if not pairs:
+                raise FailedPrecondition(f"journal group {group_name!r} has no pairs")
+            targets = {p.id: next_state(p.state, PairOp.SPLIT) for p in pairs}  # refuses COPY
+            if group.split_seq is not None:
+                return group  # split already
+            journal = self.array.journal_groups.journals[group.id]
+            with self.array.hold_writes(p.local_ldev for p in pairs) as runtimes:
+                for runtime in runtimes:
+                    self.array.track_changes(runtime)
+                    runtime.journal = None
+                split_seq = journal.next_seq - 1
+                self.store.set_split(group.id, split_seq, svol_writable)
+                for pair in pairs:
+                    self.store.update_pair(pair.id, state=targets[pair.id])
+            log.info("group_split group=%s split_seq=%d svol_writable=%s", group_name, split_seq, svol_writable)
+            return self.store.get_journal_group(group.id)
+
+    def resync(self, group_name: str) -> JournalGroupRecord:
+        with self.array.name_locks.hold(f"journal-group:{group_name}"):
+            group = self.array.pairs.group(group_name, "main")
+            pairs = self.store.list_pairs(group.id)
+            targets = {p.id: next_state(p.state, PairOp.RESYNC) for p in pairs}
+            if group.split_seq is None:
+                return group  # copying or PAIR already
+            remote = self.array.pairs.link()
+            # The backup first: unreachable, or its S-VOLs still used by hosts, and nothing changed here.
+            their_bits = remote.prepare_resync(group_name)
+            journal = self.array.journal_groups.journals[group.id]
+            for pair in pairs:
+                runtime = self.array.runtime(pair.local_ldev)
+                with runtime.lock:
+                    diff = self.array.track_changes(runtime)
+                if pair.local_ldev in their_bits:
+                    diff.merge(their_bits[pair.local_ldev])
+
+                def rejoin(runtime=runtime) -> None:  # at the instant of the base snapshot
+                    os.replace(self.array.bitmap_path(runtime.ldev_id), self.array.resync_path(runtime.ldev_id))
+                    assert runtime.diff is not None
+                    runtime.diff.close()
+                    runtime.diff = None
+                    runtime.journal = journal
+
+                base = self.array.snapshots.create_snapshot(
+                    f"resync-base-{uuid.uuid4().hex}", pair.local_ldev, hidden=True, during_barrier=rejoin
+                )
+                self.store.update_pair(pair.id, state=targets[pair.id], base=base.id)
+                remote.start_copy(group_name, pair.local_ldev, base.id)
+                log.info("pair_resync_started pair=%d pvol=%06x regions=%d", pair.id, pair.local_ldev, diff.marked())
+            self.store.set_split(group.id, None)
+            return self.store.get_journal_group(group.id)
+
+    # -- backup side -------------------------------------------------------------------
+    def split_secondary(self, group_id: int, svol_writable: bool) -> None:
+        """The backup applied through the split point: its pairs are split."""
+        for pair in self.store.list_pairs(group_id):
+            if pair.state is not PairState.PAIR:
+                continue
+            if svol_writable:
+                runtime = self.array.runtime(pair.local_ldev)
+                with runtime.lock:
+                    self.array.track_changes(runtime)
+                self.store.set_ldev_access(pair.local_ldev, read_only=False)
+            self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.SPLIT))
+            log.info("svol_split pair=%d svol=%06x writable=%s", pair.id, pair.local_ldev, svol_writable)
+
+    def prepare_resync(self, group_name: str) -> dict[int, bytes]:
+        """Keep a consistent copy, close the S-VOLs to hosts, hand over their bitmaps (by P-VOL id)."""
+        group = self.array.pairs.group(group_name, "backup")
+        pairs = self.store.list_pairs(group.id)
+        for pair in pairs:
+            if pair.state is PairState.SSWS:
+                next_state(pair.state, PairOp.RESYNC)  # refused: fail back instead
+            in_use = self.array.open_sessions(pair.local_ldev) or self.store.list_publications(pair.local_ldev)
+            if in_use and not self.store.get_ldev(pair.local_ldev).read_only:
+                raise FailedPrecondition(f"S-VOL {pair.local_ldev:06x} is written by hosts: unpublish it first")
+        name = resync_snapshot_group(group_name)
+        if self.store.find_snapshot_group_by_name(name) is None:
+            self.array.snapshots.create_group(name, [p.local_ldev for p in pairs])
+        bits: dict[int, bytes] = {}
+        for pair in pairs:
+            self.store.set_ldev_access(pair.local_ldev, read_only=True)
+            runtime = self.array.runtime(pair.local_ldev)
+            with runtime.lock:
+                if runtime.diff is not None:
+                    bits[pair.remote_ldev] = runtime.diff.snapshot_bits()
+                    self.array.stop_tracking_changes(runtime)
+            self.store.update_pair(pair.id, state=PairState.COPY, clear_base=True)
+        log.info("resync_prepared group=%s snapshot_group=%s bitmaps=%d", group_name, name, len(bits))
+        return bits
+
+    def resync_finished(self, group_id: int) -> None:
+        """Every pair is PAIR again: the snapshot group kept during the resync goes."""
+        group = self.store.get_journal_group(group_id)
+        kept = self.store.find_snapshot_group_by_name(resync_snapshot_group(group.name))
+        if kept is not None:
+            self.array.snapshots.delete_group(kept.id)
+            log.info("resync_finished group=%s snapshot_group_dropped=%s", group.name, kept.name)

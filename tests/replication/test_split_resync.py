@@ -1,0 +1,124 @@
+"""Split a journal group, write on both sides, resync: equal again, and only the changed regions moved."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import grpc
+
+from backend.diff_bitmap import REGION_BYTES
+from ccopy_api import array_pb2 as pb
+from tests.api.test_array_api import code_of
+from tests.replication.conftest import export_of, read_all
+from tests.replication.test_remote_copy import write
+
+MIB = 1 << 20
+SIZE = 32 * MIB
+R = REGION_BYTES
+
+
+def digest(address: str, export: str) -> str:
+    return hashlib.sha256(read_all(address, export, SIZE)).hexdigest()
+
+
+def wait_backup_states(sites, group: str, state: int, timeout: float = 30) -> pb.JournalGroup:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = sites.backup_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=group))
+        if status.pairs and all(p.state == state for p in status.pairs):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+
+
+def paired_shop(sites) -> dict[str, pb.Pair]:
+    pairs = {}
+    for name in ("stock", "sales"):
+        ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=SIZE))
+        write(sites.main.nbd_address, name, 0, os.urandom(4 * MIB))
+        request = pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id, journal_capacity_bytes=64 * MIB)
+        pairs[name] = sites.main_stub.CreatePair(request)
+    sites.wait_in_sync("shop")
+    return pairs
+
+
+def test_split_writes_on_both_sides_and_resync(sites):
+    pairs = paired_shop(sites)
+    svol = {name: export_of(sites.backup_stub, p.remote_ldev_id) for name, p in pairs.items()}
+    write(sites.main.nbd_address, "sales", MIB, b"journaled before the split" * 100)
+
+    split = sites.main_stub.SplitPairs(pb.SplitPairsRequest(group_name="shop", svol_writable=True))
+    assert split.split and split.split_seq == split.main_seq >= 1 and {p.state for p in split.pairs} == {pb.PSUS}
+    again = sites.main_stub.SplitPairs(pb.SplitPairsRequest(group_name="shop", svol_writable=True))
+    assert again.split_seq == split.split_seq  # idempotent
+    backup = wait_backup_states(sites, "shop", pb.PSUS)
+    assert backup.applied_seq == split.split_seq
+    for name in pairs:  # the S-VOLs hold the split point
+        assert digest(sites.backup.nbd_address, svol[name]) == digest(sites.main.nbd_address, name)
+        assert not sites.backup_stub.GetLdev(pb.GetLdevRequest(id=pairs[name].remote_ldev_id)).read_only
+
+    # After the split: 3 regions change on the stock P-VOL, 1 on the sales P-VOL, 2 on the sales S-VOL.
+    for offset in (1 * MIB, 5 * MIB + 100, 20 * MIB):
+        write(sites.main.nbd_address, "stock", offset, os.urandom(1000))
+    write(sites.main.nbd_address, "sales", 10 * MIB, os.urandom(R))
+    for offset in (12 * MIB, 30 * MIB + R):
+        write(sites.backup.nbd_address, svol["sales"], offset, os.urandom(4096))
+    status = sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))
+    assert status.main_seq == split.main_seq  # nothing journaled while split
+
+    group = sites.main_stub.ResyncPairs(pb.ResyncPairsRequest(group_name="shop"))
+    assert not group.split
+    sites.wait_in_sync("shop")
+    for name in pairs:
+        assert digest(sites.backup.nbd_address, svol[name]) == digest(sites.main.nbd_address, name), name
+        assert sites.backup_stub.GetLdev(pb.GetLdevRequest(id=pairs[name].remote_ldev_id)).read_only
+    moved = {
+        p.local_ldev_id: p.copied_bytes
+        for p in sites.backup_stub.ListPairs(pb.ListPairsRequest(group_name="shop")).pairs
+    }
+    assert moved == {pairs["stock"].remote_ldev_id: 3 * R, pairs["sales"].remote_ldev_id: 3 * R}
+    groups = sites.backup_stub.ListSnapshotGroups(pb.ListSnapshotGroupsRequest()).groups
+    assert [g.name for g in groups] == []  # the resync's snapshot group is gone once PAIR
+    log = sites.backup.log_path.read_text()
+    assert "snapshot_group=resync-shop" in log and "snapshot_group_dropped=resync-shop" in log
+
+    write(sites.main.nbd_address, "stock", 7 * MIB, os.urandom(8192))  # journaled again
+    sites.wait_in_sync("shop")
+    assert digest(sites.backup.nbd_address, svol["stock"]) == digest(sites.main.nbd_address, "stock")
+
+
+def test_unsafe_split_and_resync_are_refused_and_change_nothing(sites):
+    pairs = paired_shop(sites)
+    svol_id = pairs["sales"].remote_ldev_id
+    resync = pb.ResyncPairsRequest(group_name="shop")
+    assert not sites.main_stub.ResyncPairs(resync).split  # PAIR already: nothing to do
+    assert code_of(sites.main_stub.SplitPairs, pb.SplitPairsRequest(group_name="nope")) == grpc.StatusCode.NOT_FOUND
+    split = sites.main_stub.SplitPairs(pb.SplitPairsRequest(group_name="shop", svol_writable=True))
+    assert split.split and split.split_seq == 0  # nothing was journaled yet: split at the initial copy
+    wait_backup_states(sites, "shop", pb.PSUS)
+
+    # A host writing to the S-VOL must let go before a resync overwrites it.
+    sites.backup_stub.PublishLdev(pb.PublishLdevRequest(ldev_id=svol_id, host_id="analytics"))
+    assert code_of(sites.main_stub.ResyncPairs, resync) == grpc.StatusCode.FAILED_PRECONDITION
+    status = sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))
+    assert status.split and {p.state for p in status.pairs} == {pb.PSUS}
+    sites.backup_stub.UnpublishLdev(pb.UnpublishLdevRequest(ldev_id=svol_id, host_id="analytics"))
+
+    # No resync while the backup does not answer.
+    sites.backup.stop()
+    assert code_of(sites.main_stub.ResyncPairs, resync) == grpc.StatusCode.UNAVAILABLE
+    status = sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))
+    assert status.split and {p.state for p in status.pairs} == {pb.PSUS}
+    sites.backup.start()
+    sites.reconnect()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            sites.main_stub.ResyncPairs(resync)
+            break
+        except grpc.RpcError as err:  # until the link is back
+            assert err.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
+            time.sleep(0.1)
+    sites.wait_in_sync("shop")
