@@ -29,7 +29,7 @@ from backend.locks import KeyLocks
 from backend.metadata import LdevRecord, LdevState, PairState, Publication, SnapshotRecord, SnapshotState
 from backend.pool import Pool, PoolCapacity, validate_labels
 from backend.qos import QosLimiter
-from backend.write_path import HostWrite, WritePath, WriteRefused
+from backend.write_path import HostWrite, WritePath, WriteRefused, WriteTarget
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class Array:
         self.store = pool.store
         self.serial = pool.serial
         self.chunk_size = chunk_size
-        self.write_path = WritePath()
+        self.write_path = WritePath(self.track_changes)
         self._runtimes: dict[int, LdevRuntime] = {}
         self._runtimes_lock = threading.RLock()
         self.name_locks = KeyLocks("name")
@@ -266,7 +266,7 @@ class Array:
         """The regions a running resync copies (a bitmap set aside when it started)."""
         return self.pool.ldev_dir / f"{ldev_id:06x}.resync"
 
-    def track_changes(self, runtime: LdevRuntime) -> DiffBitmap:
+    def track_changes(self, runtime: WriteTarget) -> DiffBitmap:
         """From now on writes to the LDEV mark its differential bitmap (call under its write lock)."""
         if runtime.diff is None:
             runtime.diff = DiffBitmap(self.bitmap_path(runtime.ldev_id), self.get_ldev(runtime.ldev_id).size)

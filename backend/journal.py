@@ -105,6 +105,7 @@ class Journal:
     _trimmed_bytes: int = 0  # of those, bytes of the records trimmed
     _appended: threading.Condition = field(init=False)
     segment_bytes: int = field(init=False)
+    on_full: Callable[[int], None] | None = None
     _spares: list[Path] = field(default_factory=list)  # trimmed segments kept for reuse
     _names_changed: bool = False  # segment files created, renamed or removed since the last sync
 
@@ -195,15 +196,20 @@ class Journal:
     ) -> int | None:
         """Give the write the group's next sequence and append it (not yet durable); its sequence.
 
-        None, and the journal marked overflowed, when the journal is full.
+        None when the journal is full, and for every write after that until
+        `reopen` (a resync): the first such call runs `on_full(last journaled
+        sequence)` so the group suspends before the write goes on.
         """
         with self.lock:
             header = JournalRecord(self.next_seq, kind, ldev_id, offset, length, time.time_ns(), b"", keep_allocated)
             size = HEADER_BYTES + len(data)
-            if self._usage + size > self.capacity:
+            if self.overflowed or self._usage + size > self.capacity:
                 if not self.overflowed:
-                    log.warning("journal_full folder=%s capacity=%d seq=%d", self.folder, self.capacity, header.seq)
-                self.overflowed = True
+                    last = header.seq - 1
+                    log.warning("journal_full folder=%s capacity=%d last_seq=%d", self.folder, self.capacity, last)
+                    self.overflowed = True  # sticky: no later write may be journaled after one that was not
+                    if self.on_full is not None:
+                        self.on_full(last)
                 return None
             head = encode_header(header, data)
             segment = self._active(size)
@@ -239,6 +245,15 @@ class Journal:
         self._names_changed = True
         self.segments.append(segment)
         return segment
+
+    def reopen(self) -> None:
+        """Journaling starts again after an overflow (the group is being resynced)."""
+        with self.lock:
+            self.overflowed = False
+
+    def nearly_full(self) -> bool:
+        """PFUL: above 80% of the capacity."""
+        return self._usage > self.capacity * 0.8
 
     def sync(self) -> None:
         """Durability point: every record appended so far survives power loss."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from backend.journal import Journal
 from backend.metadata import JournalGroupRecord
+from backend.pair_states import PairOp, next_state
 from backend.pool import validate_name
 
 if TYPE_CHECKING:
@@ -33,13 +34,30 @@ class JournalGroups:
         self.journals: dict[int, Journal] = {}
         self._confirm_persisted: dict[int, float] = {}  # group id -> monotonic time
         for group in self.store.list_journal_groups():
-            self.journals[group.id] = Journal(self.path(group.id), group.capacity, group.confirmed_seq)
+            self.journals[group.id] = self._open(group.id, group.capacity, group.confirmed_seq)
 
     def close(self) -> None:
         for group_id, journal in self.journals.items():
             if journal.confirmed_seq:
                 self.store.set_confirmed(group_id, journal.confirmed_seq)
             journal.close()
+
+    def _open(self, group_id: int, capacity: int, confirmed_seq: int = 0) -> Journal:
+        journal = Journal(self.path(group_id), capacity, confirmed_seq)
+        journal.on_full = lambda last_seq: self._suspend_when_full(group_id, last_seq)
+        return journal
+
+    def _suspend_when_full(self, group_id: int, last_seq: int) -> None:
+        """The journal took its last record: the group is PFUS from there, durably, before any write goes on.
+
+        Universal Replicator's default (no inflow control): host writes are
+        never failed nor slowed; they mark differential bitmaps from now on
+        and a resync copies those regions.
+        """
+        self.store.set_split(group_id, last_seq)
+        for pair in self.store.list_pairs(group_id):
+            self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.JOURNAL_FULL))
+        log.warning("journal_group_suspended group=%d state=PFUS last_seq=%d", group_id, last_seq)
 
     def path(self, group_id: int) -> Path:
         return self.array.pool.root / "journals" / f"{group_id:06x}"
@@ -56,7 +74,7 @@ class JournalGroups:
                     raise AlreadyExists(f"journal group {name!r} exists with capacity {existing.capacity}")
                 return existing
             group = self.store.insert_journal_group(name, capacity, role, remote_serial)
-            self.journals[group.id] = Journal(self.path(group.id), capacity)
+            self.journals[group.id] = self._open(group.id, capacity)
         if role == "backup":
             self.array.replicators.ensure(group.id)
         log.info("journal_group_created group=%d name=%s capacity=%d", group.id, name, capacity)

@@ -76,6 +76,7 @@ class PairOperations:
             # The backup first: unreachable, or its S-VOLs still used by hosts, and nothing changed here.
             their_bits = remote.prepare_resync(group_name)
             journal = self.array.journal_groups.journals[group.id]
+            journal.reopen()  # after a journal-full suspension
             for pair in pairs:
                 runtime = self.array.runtime(pair.local_ldev)
                 with runtime.lock:
@@ -100,8 +101,8 @@ class PairOperations:
             return self.store.get_journal_group(group.id)
 
     # -- backup side -------------------------------------------------------------------
-    def split_secondary(self, group_id: int, svol_writable: bool) -> None:
-        """The backup applied through the split point: its pairs are split."""
+    def split_secondary(self, group_id: int, svol_writable: bool, why: PairOp = PairOp.SPLIT) -> None:
+        """The backup applied through the split point: its pairs are split (PSUS) or suspended (PFUS)."""
         for pair in self.store.list_pairs(group_id):
             if pair.state is not PairState.PAIR:
                 continue
@@ -110,7 +111,7 @@ class PairOperations:
                 with runtime.lock:
                     self.array.track_changes(runtime)
                 self.store.set_ldev_access(pair.local_ldev, read_only=False)
-            self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.SPLIT))
+            self.store.update_pair(pair.id, state=next_state(pair.state, why))
             log.info("svol_split pair=%d svol=%06x writable=%s", pair.id, pair.local_ldev, svol_writable)
 
     def prepare_resync(self, group_name: str) -> dict[int, bytes]:

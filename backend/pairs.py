@@ -122,8 +122,9 @@ class Pairs:
             journal.wait_for(from_seq, min(wait, 5.0))
         records = journal.read_raw(from_seq, min(max_bytes, MAX_PULL_BYTES))
         group = self.group(group_name, "main")  # split or resynced meanwhile
+        full = any(p.state is PairState.PFUS for p in self.store.list_pairs(group.id))
         return JournalBatch(
-            records, journal.next_seq, journal.oldest_pending_ns() or 0, group.split_seq, group.svol_writable
+            records, journal.next_seq, journal.oldest_pending_ns() or 0, group.split_seq, group.svol_writable, full
         )
 
     def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:

@@ -28,6 +28,7 @@ class JournalBatch:
     main_oldest_ns: int  # timestamp of its oldest unconfirmed write (0: none)
     split_seq: int | None = None  # the group is split after this sequence (None: not split)
     svol_writable: bool = False  # ... and the S-VOLs become writable once it is applied
+    journal_full: bool = False  # the split is a journal-full suspension (PFUS)
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,8 @@ class Replicator(threading.Thread):
             return True
         if not records and batch.split_seq is not None and applied >= batch.split_seq:
             self.in_flight = None
-            self.array.pair_ops.split_secondary(self.group_id, batch.svol_writable)  # applied through the split
+            why = PairOp.JOURNAL_FULL if batch.journal_full else PairOp.SPLIT
+            self.array.pair_ops.split_secondary(self.group_id, batch.svol_writable, why)  # applied through it
             return True
         following = records[-1].seq + 1 if records else from_seq
         small = 0 < len(batch.records) < PULL_BYTES // 2

@@ -5,12 +5,12 @@ apply loop, all arrive here, so the order of steps is decided in one place:
 
 1. validate: protection (read-only LDEV) and bounds; nothing is touched on error;
 2. snapshot copy-on-write: preserve old chunks for live snapshots (backend.cow_store),
-   durably, before step 3 may overwrite them; and while the LDEV's pair is
+   durably, before step 4 may overwrite them;
+3. journal append when the LDEV is a P-VOL of a journal group (backend.journal):
+   the group's next sequence, in the order writes land; or, while its pair is
    suspended (or its S-VOL took over), mark the written regions in its
-   differential bitmap (backend.diff_bitmap), durably, before step 3;
-3. data: write, punch or zero the range of the LDEV's backing file;
-4. journal append when the LDEV is a P-VOL of a journal group (backend.journal):
-   the group's next sequence, in acknowledgement order;
+   differential bitmap (backend.diff_bitmap), durably, before step 4;
+4. data: write, punch or zero the range of the LDEV's backing file;
 5. durability when FUA is asked: fdatasync of the data (and journal) before
    returning, so the caller may acknowledge to the host right after.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -77,6 +78,10 @@ class WriteTarget(Protocol):
 
 
 class WritePath:
+    def __init__(self, track_changes: Callable[[WriteTarget], DiffBitmap]) -> None:
+        # Starts an LDEV's differential bitmap when its journal is full (the array's).
+        self.track_changes = track_changes
+
     def apply(self, target: WriteTarget, op: HostWrite, size: int, read_only: bool) -> None:
         """Run the steps above; raises WriteRefused or OSError (pool full, I/O error).
 
@@ -97,9 +102,21 @@ class WritePath:
             #    before step 3 may overwrite them.
             if target.cow is not None:
                 target.cow.preserve(target.file, op.offset, op.length)
+            # 3. journal append: a P-VOL's write gets its group's next sequence,
+            #    in the order writes land (under the LDEV lock, so overlapping
+            #    writes are journaled in the order they reach the data). A full
+            #    journal takes no more: the group is suspended (PFUS) and from
+            #    this write on the LDEV's writes mark its differential bitmap.
+            journal = target.journal
+            if journal is not None:
+                payload = op.data if op.kind is WriteKind.DATA and op.data is not None else b""
+                kind = _RECORD_KINDS[op.kind]
+                if journal.append(kind, target.ldev_id, op.offset, op.length, payload, op.keep_allocated) is None:
+                    target.journal = journal = None
+                    self.track_changes(target)
             if target.diff is not None:
                 target.diff.mark(op.offset, op.length)
-            # 3. data
+            # 4. data
             if op.kind is WriteKind.DATA:
                 assert op.data is not None
                 target.file.write(op.offset, op.data)
@@ -107,13 +124,6 @@ class WritePath:
                 target.file.punch_hole(op.offset, op.length)
             else:
                 target.file.zero_allocated(op.offset, op.length)
-            # 4. journal append: a P-VOL's write gets its group's next sequence,
-            #    in the order writes are acknowledged (still under the LDEV lock,
-            #    so overlapping writes are journaled in the order they landed).
-            journal = target.journal
-            if journal is not None:
-                payload = op.data if op.kind is WriteKind.DATA and op.data is not None else b""
-                journal.append(_RECORD_KINDS[op.kind], target.ldev_id, op.offset, op.length, payload, op.keep_allocated)
         # 5. durability
         if op.fua:
             target.file.sync()

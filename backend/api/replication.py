@@ -55,6 +55,7 @@ def group_message(array: Array, group: JournalGroupRecord) -> pb.JournalGroup:
         overflowed=journal.overflowed,
         split=group.split_seq is not None,
         split_seq=group.split_seq or 0,
+        journal_nearly_full=journal.nearly_full(),
     )
 
 
@@ -124,6 +125,7 @@ class ReplicationRpcs:
             split=batch.split_seq is not None,
             split_seq=batch.split_seq or 0,
             svol_writable=batch.svol_writable,
+            journal_full=batch.journal_full,
         )
 
     def ReadBase(self, request: pb.ReadBaseRequest, context: grpc.ServicerContext) -> pb.ReadBaseResponse:
