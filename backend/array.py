@@ -179,6 +179,7 @@ class Array:
         from backend.pairs import Pairs
         from backend.replicator import Replicators
         from backend.snapshots import Snapshots
+        from backend.takeover import Takeovers
 
         if chunk_size & (chunk_size - 1) or not 4096 <= chunk_size <= 1 << 20:
             raise InvalidArgument(f"snapshot chunk size must be a power of two from 4 KiB to 1 MiB, not {chunk_size}")
@@ -196,6 +197,7 @@ class Array:
         self.journal_groups = JournalGroups(self)
         self.pairs = Pairs(self)
         self.pair_ops = PairOperations(self)
+        self.takeovers = Takeovers(self)
         self.replicators = Replicators(self)
         self.snapshots.recover()
         self.cloner.resume()

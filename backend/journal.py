@@ -356,6 +356,17 @@ class Journal:
         with self.lock:
             return self.entries[0].timestamp_ns if self.entries else None
 
+    def after(self, seq: int) -> tuple[int, int, float]:
+        """Records after `seq` still here: (count, bytes, seconds from the oldest to the newest)."""
+        with self.lock:
+            if not self.entries:
+                return 0, 0, 0.0
+            start = max(0, seq + 1 - self.entries[0].seq)
+            chosen = self.entries[start:]
+            if not chosen:
+                return 0, 0, 0.0
+            return len(chosen), sum(e.size for e in chosen), (chosen[-1].timestamp_ns - chosen[0].timestamp_ns) / 1e9
+
     def pending(self) -> tuple[int, int]:
         """(records, bytes) appended but not yet confirmed by the backup."""
         with self.lock:

@@ -123,6 +123,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE journal_group ADD COLUMN split_seq INTEGER;
     ALTER TABLE journal_group ADD COLUMN svol_writable INTEGER NOT NULL DEFAULT 0;
     """,
+    # 8: what a takeover gave up: writes acknowledged at the main site, never applied here.
+    """
+    ALTER TABLE journal_group ADD COLUMN given_up TEXT;
+    """,
 )
 
 
@@ -450,6 +454,10 @@ class MetadataStore:
                 (split_seq, int(svol_writable), group_id),
             )
 
+    def set_given_up(self, group_id: int, given_up: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE journal_group SET given_up=? WHERE id=?", (given_up, group_id))
+
     def set_applied(self, group_id: int, seq: int) -> None:
         """Durable record of what the backup applied (after the S-VOLs were synced)."""
         with self.transaction() as db:
@@ -674,12 +682,14 @@ class JournalGroupRecord:
     remote_serial: int = 0
     split_seq: int | None = None  # None: not split
     svol_writable: bool = False
+    given_up: str | None = None  # JSON of the last takeover's DataGivenUp (backend.takeover)
 
 
 def _journal_group(row: sqlite3.Row) -> JournalGroupRecord:
     return JournalGroupRecord(
         row["id"], row["name"], row["capacity"], row["confirmed_seq"], row["created_at"],
         row["role"], row["applied_seq"], row["remote_serial"], row["split_seq"], bool(row["svol_writable"]),
+        row["given_up"],
     )  # fmt: skip
 
 

@@ -127,6 +127,11 @@ class Pairs:
             records, journal.next_seq, journal.oldest_pending_ns() or 0, group.split_seq, group.svol_writable, full
         )
 
+    def describe_unapplied(self, group_name: str, applied_seq: int) -> tuple[int, int, float]:
+        """What a takeover at `applied_seq` gives up: journal records, bytes, seconds of writes."""
+        group = self.group(group_name, "main")
+        return self.array.journal_groups.journals[group.id].after(applied_seq)
+
     def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:
         """Allocated data of the base snapshot from `offset`, about `max_bytes` of it."""
         snapshot = self.store.get_snapshot(snapshot_id)

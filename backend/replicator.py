@@ -61,6 +61,8 @@ class Replicator(threading.Thread):
         self.main_oldest_ns = 0
         self.last_error = ""
         self.applied_bytes = 0
+        self.applied_records = 0
+        self.last_contact_ns = 0  # wall clock of the last answer from the main array
         self.started_at = time.monotonic()
         # Pair id -> (bytes copied, bytes to copy) of its latest initial copy or resync.
         self.copy_progress: dict[int, tuple[int, int]] = {}
@@ -125,6 +127,7 @@ class Replicator(threading.Thread):
         from_seq, pull = self.in_flight
         batch = pull.result()
         self.main_next_seq, self.main_oldest_ns = batch.main_next_seq, batch.main_oldest_ns
+        self.last_contact_ns = time.time_ns()
         records = decode_all(batch.records)  # a record damaged on the way raises Corrupt: pulled again
         if from_seq != applied + 1 or (records and records[0].seq != from_seq):
             self.in_flight = None  # applied_seq moved under us (restart, resync): pull again
@@ -171,6 +174,7 @@ class Replicator(threading.Thread):
             touched[pair.local_ldev] = runtime
             applied = record.seq
             self.applied_bytes += record.length if record.kind is RecordKind.WRITE else 0
+            self.applied_records += 1
         for runtime in touched.values():
             runtime.file.sync()
 
@@ -224,6 +228,13 @@ class Replicators:
 
     def get(self, group_id: int) -> Replicator | None:
         return self.threads.get(group_id)
+
+    def halt(self, group_id: int) -> None:
+        """Stop a group's apply loop and wait until no record is being applied (takeover)."""
+        thread = self.threads.get(group_id)
+        if thread is not None:
+            thread.stop()
+            thread.join(30)
 
     def stop(self) -> None:
         for thread in self.threads.values():

@@ -31,6 +31,10 @@ def add_objects(objects: argparse._SubParsersAction) -> None:
     resync = pair.add_parser("resync", help="copy what changed on either side since the split, then PAIR")
     resync.add_argument("group")
     resync.set_defaults(run=pair_resync)
+    takeover = pair.add_parser("takeover", help="make the S-VOLs of a group writable primaries (backup array)")
+    takeover.add_argument("group")
+    takeover.add_argument("--force", action="store_true", help="from PAIR, or when the main array does not answer")
+    takeover.set_defaults(run=pair_takeover)
     journal = objects.add_parser("journal", help="journal groups").add_subparsers(dest="verb", required=True)
     show = journal.add_parser("show", help="sequence, pending work, lag and transfer rate of a group")
     show.add_argument("group")
@@ -74,6 +78,16 @@ def pair_split(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
 @wrap
 def pair_resync(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     return group_view(stub.ResyncPairs(pb.ResyncPairsRequest(group_name=args.group), timeout=CALL_TIMEOUT))
+
+
+@wrap
+def pair_takeover(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    answer = stub.Takeover(pb.TakeoverRequest(group_name=args.group, force=args.force), timeout=60)
+    lost = answer.given_up
+    data, render = group_view(answer.group)
+    how = "counted by the main array" if lost.exact else "estimated: the main array did not answer"
+    summary = f"given up: {lost.records} records, {format_size(lost.bytes)}, {lost.seconds:.3f} s of writes ({how})"
+    return {**data, "given_up": to_dict(lost)}, lambda: render() + "\n\n" + summary
 
 
 @wrap

@@ -657,6 +657,52 @@ class ResyncPairsRequest(_message.Message):
     group_name: str
     def __init__(self, group_name: _Optional[str] = ...) -> None: ...
 
+class TakeoverRequest(_message.Message):
+    __slots__ = ("group_name", "force")
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    force: bool
+    def __init__(self, group_name: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class DataGivenUp(_message.Message):
+    __slots__ = ("records", "bytes", "seconds", "exact")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    records: int
+    bytes: int
+    seconds: float
+    exact: bool
+    def __init__(self, records: _Optional[int] = ..., bytes: _Optional[int] = ..., seconds: _Optional[float] = ..., exact: _Optional[bool] = ...) -> None: ...
+
+class TakeoverResponse(_message.Message):
+    __slots__ = ("group", "given_up")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    GIVEN_UP_FIELD_NUMBER: _ClassVar[int]
+    group: JournalGroup
+    given_up: DataGivenUp
+    def __init__(self, group: _Optional[_Union[JournalGroup, _Mapping]] = ..., given_up: _Optional[_Union[DataGivenUp, _Mapping]] = ...) -> None: ...
+
+class DescribeUnappliedRequest(_message.Message):
+    __slots__ = ("group_name", "applied_seq")
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    applied_seq: int
+    def __init__(self, group_name: _Optional[str] = ..., applied_seq: _Optional[int] = ...) -> None: ...
+
+class DescribeUnappliedResponse(_message.Message):
+    __slots__ = ("records", "bytes", "seconds")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    records: int
+    bytes: int
+    seconds: float
+    def __init__(self, records: _Optional[int] = ..., bytes: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+
 class PrepareResyncRequest(_message.Message):
     __slots__ = ("group_name",)
     GROUP_NAME_FIELD_NUMBER: _ClassVar[int]

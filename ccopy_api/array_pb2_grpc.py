@@ -179,6 +179,11 @@ class ArrayStub:
                 request_serializer=ccopy__api_dot_array__pb2.ResyncPairsRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.JournalGroup.FromString,
                 _registered_method=True)
+        self.Takeover = channel.unary_unary(
+                '/ccopy.array.v1.Array/Takeover',
+                request_serializer=ccopy__api_dot_array__pb2.TakeoverRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.TakeoverResponse.FromString,
+                _registered_method=True)
         self.PrepareSecondary = channel.unary_unary(
                 '/ccopy.array.v1.Array/PrepareSecondary',
                 request_serializer=ccopy__api_dot_array__pb2.PrepareSecondaryRequest.SerializeToString,
@@ -193,6 +198,11 @@ class ArrayStub:
                 '/ccopy.array.v1.Array/PrepareResync',
                 request_serializer=ccopy__api_dot_array__pb2.PrepareResyncRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.PrepareResyncResponse.FromString,
+                _registered_method=True)
+        self.DescribeUnapplied = channel.unary_unary(
+                '/ccopy.array.v1.Array/DescribeUnapplied',
+                request_serializer=ccopy__api_dot_array__pb2.DescribeUnappliedRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.DescribeUnappliedResponse.FromString,
                 _registered_method=True)
         self.PullJournal = channel.unary_unary(
                 '/ccopy.array.v1.Array/PullJournal',
@@ -427,6 +437,16 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Takeover(self, request, context):
+        """-- Asynchronous remote copy (backup site) ----------------------------------
+        The S-VOLs of the group become writable primaries (SSWS) at the last
+        consistent sequence. From PAIR only with force; force also when the main
+        array does not answer. Reports what was given up.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PrepareSecondary(self, request, context):
         """-- Between linked arrays (called by the arrays themselves) ------------------
         """
@@ -441,6 +461,12 @@ class ArrayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PrepareResync(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeUnapplied(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -613,6 +639,11 @@ def add_ArrayServicer_to_server(servicer, server):
                     request_deserializer=ccopy__api_dot_array__pb2.ResyncPairsRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.JournalGroup.SerializeToString,
             ),
+            'Takeover': grpc.unary_unary_rpc_method_handler(
+                    servicer.Takeover,
+                    request_deserializer=ccopy__api_dot_array__pb2.TakeoverRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.TakeoverResponse.SerializeToString,
+            ),
             'PrepareSecondary': grpc.unary_unary_rpc_method_handler(
                     servicer.PrepareSecondary,
                     request_deserializer=ccopy__api_dot_array__pb2.PrepareSecondaryRequest.FromString,
@@ -627,6 +658,11 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.PrepareResync,
                     request_deserializer=ccopy__api_dot_array__pb2.PrepareResyncRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.PrepareResyncResponse.SerializeToString,
+            ),
+            'DescribeUnapplied': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeUnapplied,
+                    request_deserializer=ccopy__api_dot_array__pb2.DescribeUnappliedRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.DescribeUnappliedResponse.SerializeToString,
             ),
             'PullJournal': grpc.unary_unary_rpc_method_handler(
                     servicer.PullJournal,
@@ -1438,6 +1474,33 @@ class Array:
             _registered_method=True)
 
     @staticmethod
+    def Takeover(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/Takeover',
+            ccopy__api_dot_array__pb2.TakeoverRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.TakeoverResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def PrepareSecondary(request,
             target,
             options=(),
@@ -1508,6 +1571,33 @@ class Array:
             '/ccopy.array.v1.Array/PrepareResync',
             ccopy__api_dot_array__pb2.PrepareResyncRequest.SerializeToString,
             ccopy__api_dot_array__pb2.PrepareResyncResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeUnapplied(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/DescribeUnapplied',
+            ccopy__api_dot_array__pb2.DescribeUnappliedRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.DescribeUnappliedResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,6 +75,14 @@ class RemoteClient:
             "StartCopy", pb.StartCopyRequest(group_name=group_name, pvol_id=pvol_id, base_snapshot_id=base_snapshot)
         )
 
+    def split(self, group_name: str) -> int:
+        return self._call("SplitPairs", pb.SplitPairsRequest(group_name=group_name)).split_seq  # type: ignore[attr-defined]
+
+    def describe_unapplied(self, group_name: str, applied_seq: int) -> tuple[int, int, float]:
+        request = pb.DescribeUnappliedRequest(group_name=group_name, applied_seq=applied_seq)
+        answer = self._call("DescribeUnapplied", request)
+        return answer.records, answer.bytes, answer.seconds  # type: ignore[attr-defined]
+
     def prepare_resync(self, group_name: str) -> dict[int, bytes]:
         answer = self._call("PrepareResync", pb.PrepareResyncRequest(group_name=group_name))
         return {b.pvol_id: b.bits for b in answer.bitmaps}  # type: ignore[attr-defined]

@@ -93,6 +93,15 @@ class ReplicationRpcs:
         group = self.array.pair_ops.resync(request.group_name)
         return group_message(self.array, group)
 
+    def Takeover(self, request: pb.TakeoverRequest, context: grpc.ServicerContext) -> pb.TakeoverResponse:
+        group, given_up = self.array.takeovers.takeover(request.group_name, request.force)
+        return pb.TakeoverResponse(
+            group=group_message(self.array, group),
+            given_up=pb.DataGivenUp(
+                records=given_up.records, bytes=given_up.bytes, seconds=given_up.seconds, exact=given_up.exact
+            ),
+        )
+
     # -- the link -----------------------------------------------------------------
     def PrepareSecondary(
         self, request: pb.PrepareSecondaryRequest, context: grpc.ServicerContext
@@ -106,6 +115,12 @@ class ReplicationRpcs:
     def StartCopy(self, request: pb.StartCopyRequest, context: grpc.ServicerContext) -> pb.StartCopyResponse:
         self.array.pairs.start_copy(request.group_name, request.pvol_id, request.base_snapshot_id)
         return pb.StartCopyResponse()
+
+    def DescribeUnapplied(
+        self, request: pb.DescribeUnappliedRequest, context: grpc.ServicerContext
+    ) -> pb.DescribeUnappliedResponse:
+        records, nbytes, seconds = self.array.pairs.describe_unapplied(request.group_name, request.applied_seq)
+        return pb.DescribeUnappliedResponse(records=records, bytes=nbytes, seconds=seconds)
 
     def PrepareResync(
         self, request: pb.PrepareResyncRequest, context: grpc.ServicerContext
