@@ -693,16 +693,6 @@ class DescribeUnappliedRequest(_message.Message):
     applied_seq: int
     def __init__(self, group_name: _Optional[str] = ..., applied_seq: _Optional[int] = ...) -> None: ...
 
-class DescribeUnappliedResponse(_message.Message):
-    __slots__ = ("records", "bytes", "seconds")
-    RECORDS_FIELD_NUMBER: _ClassVar[int]
-    BYTES_FIELD_NUMBER: _ClassVar[int]
-    SECONDS_FIELD_NUMBER: _ClassVar[int]
-    records: int
-    bytes: int
-    seconds: float
-    def __init__(self, records: _Optional[int] = ..., bytes: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
-
 class PrepareResyncRequest(_message.Message):
     __slots__ = ("group_name",)
     GROUP_NAME_FIELD_NUMBER: _ClassVar[int]

@@ -202,7 +202,7 @@ class ArrayStub:
         self.DescribeUnapplied = channel.unary_unary(
                 '/ccopy.array.v1.Array/DescribeUnapplied',
                 request_serializer=ccopy__api_dot_array__pb2.DescribeUnappliedRequest.SerializeToString,
-                response_deserializer=ccopy__api_dot_array__pb2.DescribeUnappliedResponse.FromString,
+                response_deserializer=ccopy__api_dot_array__pb2.DataGivenUp.FromString,
                 _registered_method=True)
         self.PullJournal = channel.unary_unary(
                 '/ccopy.array.v1.Array/PullJournal',
@@ -662,7 +662,7 @@ def add_ArrayServicer_to_server(servicer, server):
             'DescribeUnapplied': grpc.unary_unary_rpc_method_handler(
                     servicer.DescribeUnapplied,
                     request_deserializer=ccopy__api_dot_array__pb2.DescribeUnappliedRequest.FromString,
-                    response_serializer=ccopy__api_dot_array__pb2.DescribeUnappliedResponse.SerializeToString,
+                    response_serializer=ccopy__api_dot_array__pb2.DataGivenUp.SerializeToString,
             ),
             'PullJournal': grpc.unary_unary_rpc_method_handler(
                     servicer.PullJournal,
@@ -1597,7 +1597,7 @@ class Array:
             target,
             '/ccopy.array.v1.Array/DescribeUnapplied',
             ccopy__api_dot_array__pb2.DescribeUnappliedRequest.SerializeToString,
-            ccopy__api_dot_array__pb2.DescribeUnappliedResponse.FromString,
+            ccopy__api_dot_array__pb2.DataGivenUp.FromString,
             options,
             channel_credentials,
             insecure,

@@ -118,9 +118,9 @@ class ReplicationRpcs:
 
     def DescribeUnapplied(
         self, request: pb.DescribeUnappliedRequest, context: grpc.ServicerContext
-    ) -> pb.DescribeUnappliedResponse:
+    ) -> pb.DataGivenUp:
         records, nbytes, seconds = self.array.pairs.describe_unapplied(request.group_name, request.applied_seq)
-        return pb.DescribeUnappliedResponse(records=records, bytes=nbytes, seconds=seconds)
+        return pb.DataGivenUp(records=records, bytes=nbytes, seconds=seconds, exact=True)
 
     def PrepareResync(
         self, request: pb.PrepareResyncRequest, context: grpc.ServicerContext
