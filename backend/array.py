@@ -14,6 +14,7 @@ contain '/', so the two never collide.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -174,6 +175,7 @@ class SnapshotSession(Session):
 class Array:
     def __init__(self, pool: Pool, chunk_size: int = 64 * 1024) -> None:
         from backend.clone import Cloner
+        from backend.failback import Failbacks
         from backend.journal_groups import JournalGroups
         from backend.pair_ops import PairOperations
         from backend.pairs import Pairs
@@ -198,6 +200,7 @@ class Array:
         self.pairs = Pairs(self)
         self.pair_ops = PairOperations(self)
         self.takeovers = Takeovers(self)
+        self.failbacks = Failbacks(self)
         self.replicators = Replicators(self)
         self.snapshots.recover()
         self.cloner.resume()
@@ -273,6 +276,13 @@ class Array:
         if runtime.diff is None:
             runtime.diff = DiffBitmap(self.bitmap_path(runtime.ldev_id), self.get_ldev(runtime.ldev_id).size)
         return runtime.diff
+
+    def set_aside_for_resync(self, runtime: LdevRuntime) -> None:
+        """The bitmap becomes the set of regions a resync copies; writes stop marking it (under the write lock)."""
+        os.replace(self.bitmap_path(runtime.ldev_id), self.resync_path(runtime.ldev_id))
+        if runtime.diff is not None:
+            runtime.diff.close()
+            runtime.diff = None
 
     def stop_tracking_changes(self, runtime: LdevRuntime) -> None:
         if runtime.diff is not None:

@@ -463,6 +463,16 @@ class MetadataStore:
         with self.transaction() as db:
             db.execute("UPDATE journal_group SET applied_seq=MAX(applied_seq, ?) WHERE id=?", (seq, group_id))
 
+    def reverse_roles(self, group_id: int, role: str, applied_seq: int) -> None:
+        """Failback: the group and its pairs change sides; the new backup applies from applied_seq + 1."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE journal_group SET role=?, applied_seq=?, split_seq=NULL, svol_writable=0, given_up=NULL "
+                "WHERE id=?",
+                (role, applied_seq, group_id),
+            )
+            db.execute("UPDATE pair SET role=? WHERE group_id=?", (role, group_id))
+
     # -- pairs -------------------------------------------------------------------------
     def insert_pair(
         self,

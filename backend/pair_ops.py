@@ -20,12 +20,11 @@ drops its snapshot group.
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from typing import TYPE_CHECKING
 
 from backend.errors import FailedPrecondition
-from backend.metadata import JournalGroupRecord, PairState
+from backend.metadata import JournalGroupRecord, PairRecord, PairState
 from backend.pair_states import PairOp, next_state
 
 if TYPE_CHECKING:
@@ -78,27 +77,38 @@ class PairOperations:
             journal = self.array.journal_groups.journals[group.id]
             journal.reopen()  # after a journal-full suspension
             for pair in pairs:
-                runtime = self.array.runtime(pair.local_ldev)
-                with runtime.lock:
-                    diff = self.array.track_changes(runtime)
-                if pair.local_ldev in their_bits:
-                    diff.merge(their_bits[pair.local_ldev])
-
-                def rejoin(runtime=runtime) -> None:  # at the instant of the base snapshot
-                    os.replace(self.array.bitmap_path(runtime.ldev_id), self.array.resync_path(runtime.ldev_id))
-                    assert runtime.diff is not None
-                    runtime.diff.close()
-                    runtime.diff = None
-                    runtime.journal = journal
-
-                base = self.array.snapshots.create_snapshot(
-                    f"resync-base-{uuid.uuid4().hex}", pair.local_ldev, hidden=True, during_barrier=rejoin
-                )
-                self.store.update_pair(pair.id, state=targets[pair.id], base=base.id)
-                remote.start_copy(group_name, pair.local_ldev, base.id)
-                log.info("pair_resync_started pair=%d pvol=%06x regions=%d", pair.id, pair.local_ldev, diff.marked())
+                self.start_differential_copy(group_name, pair, their_bits.get(pair.local_ldev), targets[pair.id])
             self.store.set_split(group.id, None)
             return self.store.get_journal_group(group.id)
+
+    def start_differential_copy(
+        self, group_name: str, pair: PairRecord, their_bits: bytes | None, state: PairState
+    ) -> None:
+        """Copy to the other array only what differs on either side (resync, failback).
+
+        The P-VOL's bitmap takes the other side's marks; then, at one barrier,
+        a hidden base snapshot is cut, the bitmap is set aside as the regions
+        to copy and the P-VOL journals again. The other array copies those
+        regions from the base (the initial-copy path), then applies the journal.
+        """
+        journal = self.array.journal_groups.journals[pair.group_id]
+        runtime = self.array.runtime(pair.local_ldev)
+        with runtime.lock:
+            diff = self.array.track_changes(runtime)
+        if their_bits is not None:
+            diff.merge(their_bits)
+        regions = diff.marked()
+
+        def rejoin() -> None:  # at the instant of the base snapshot
+            self.array.set_aside_for_resync(runtime)
+            runtime.journal = journal
+
+        base = self.array.snapshots.create_snapshot(
+            f"diff-base-{uuid.uuid4().hex}", pair.local_ldev, hidden=True, during_barrier=rejoin
+        )
+        self.store.update_pair(pair.id, state=state, base=base.id)
+        self.array.pairs.link().start_copy(group_name, pair.local_ldev, base.id)
+        log.info("differential_copy_started pair=%d pvol=%06x regions=%d", pair.id, pair.local_ldev, regions)
 
     # -- backup side -------------------------------------------------------------------
     def split_secondary(self, group_id: int, svol_writable: bool, why: PairOp = PairOp.SPLIT) -> None:

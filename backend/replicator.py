@@ -109,6 +109,8 @@ class Replicator(threading.Thread):
         """One step of work; False when there was nothing to do."""
         remote = self.array.pairs.link()
         group = self.store.get_journal_group(self.group_id)
+        if group.role != "backup":
+            return False  # this array became the main side (failback)
         pairs = self.store.list_pairs(self.group_id)
         copying = [p for p in pairs if p.state is PairState.COPY]
         if copying:

@@ -35,6 +35,9 @@ def add_objects(objects: argparse._SubParsersAction) -> None:
     takeover.add_argument("group")
     takeover.add_argument("--force", action="store_true", help="from PAIR, or when the main array does not answer")
     takeover.set_defaults(run=pair_takeover)
+    failback = pair.add_parser("failback", help="after a takeover: the old main array becomes the backup (run here)")
+    failback.add_argument("group")
+    failback.set_defaults(run=pair_failback)
     journal = objects.add_parser("journal", help="journal groups").add_subparsers(dest="verb", required=True)
     show = journal.add_parser("show", help="sequence, pending work, lag and transfer rate of a group")
     show.add_argument("group")
@@ -88,6 +91,11 @@ def pair_takeover(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     how = "counted by the main array" if lost.exact else "estimated: the main array did not answer"
     summary = f"given up: {lost.records} records, {format_size(lost.bytes)}, {lost.seconds:.3f} s of writes ({how})"
     return {**data, "given_up": to_dict(lost)}, lambda: render() + "\n\n" + summary
+
+
+@wrap
+def pair_failback(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    return group_view(stub.Failback(pb.FailbackRequest(group_name=args.group), timeout=60))
 
 
 @wrap

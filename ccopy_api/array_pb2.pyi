@@ -707,11 +707,27 @@ class ResyncBitmap(_message.Message):
     bits: bytes
     def __init__(self, pvol_id: _Optional[int] = ..., bits: _Optional[bytes] = ...) -> None: ...
 
-class PrepareResyncResponse(_message.Message):
+class DiffBitmaps(_message.Message):
     __slots__ = ("bitmaps",)
     BITMAPS_FIELD_NUMBER: _ClassVar[int]
     bitmaps: _containers.RepeatedCompositeFieldContainer[ResyncBitmap]
     def __init__(self, bitmaps: _Optional[_Iterable[_Union[ResyncBitmap, _Mapping]]] = ...) -> None: ...
+
+class FailbackRequest(_message.Message):
+    __slots__ = ("group_name",)
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    def __init__(self, group_name: _Optional[str] = ...) -> None: ...
+
+class DemoteRequest(_message.Message):
+    __slots__ = ("group_name", "applied_seq", "last_seq")
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    applied_seq: int
+    last_seq: int
+    def __init__(self, group_name: _Optional[str] = ..., applied_seq: _Optional[int] = ..., last_seq: _Optional[int] = ...) -> None: ...
 
 class PrepareSecondaryRequest(_message.Message):
     __slots__ = ("group_name", "capacity_bytes", "main_serial", "pvol_id", "pvol_name", "size_bytes", "svol_id")

@@ -184,6 +184,11 @@ class ArrayStub:
                 request_serializer=ccopy__api_dot_array__pb2.TakeoverRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.TakeoverResponse.FromString,
                 _registered_method=True)
+        self.Failback = channel.unary_unary(
+                '/ccopy.array.v1.Array/Failback',
+                request_serializer=ccopy__api_dot_array__pb2.FailbackRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.JournalGroup.FromString,
+                _registered_method=True)
         self.PrepareSecondary = channel.unary_unary(
                 '/ccopy.array.v1.Array/PrepareSecondary',
                 request_serializer=ccopy__api_dot_array__pb2.PrepareSecondaryRequest.SerializeToString,
@@ -197,7 +202,12 @@ class ArrayStub:
         self.PrepareResync = channel.unary_unary(
                 '/ccopy.array.v1.Array/PrepareResync',
                 request_serializer=ccopy__api_dot_array__pb2.PrepareResyncRequest.SerializeToString,
-                response_deserializer=ccopy__api_dot_array__pb2.PrepareResyncResponse.FromString,
+                response_deserializer=ccopy__api_dot_array__pb2.DiffBitmaps.FromString,
+                _registered_method=True)
+        self.Demote = channel.unary_unary(
+                '/ccopy.array.v1.Array/Demote',
+                request_serializer=ccopy__api_dot_array__pb2.DemoteRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.DiffBitmaps.FromString,
                 _registered_method=True)
         self.DescribeUnapplied = channel.unary_unary(
                 '/ccopy.array.v1.Array/DescribeUnapplied',
@@ -447,6 +457,14 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Failback(self, request, context):
+        """At the array that took over: the old main array becomes the backup and
+        only the differences (both sides' changes, the writes given up) are copied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PrepareSecondary(self, request, context):
         """-- Between linked arrays (called by the arrays themselves) ------------------
         """
@@ -462,6 +480,13 @@ class ArrayServicer:
 
     def PrepareResync(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Demote(self, request, context):
+        """Failback: the old main array becomes the backup; what differs on its side.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -644,6 +669,11 @@ def add_ArrayServicer_to_server(servicer, server):
                     request_deserializer=ccopy__api_dot_array__pb2.TakeoverRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.TakeoverResponse.SerializeToString,
             ),
+            'Failback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Failback,
+                    request_deserializer=ccopy__api_dot_array__pb2.FailbackRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.JournalGroup.SerializeToString,
+            ),
             'PrepareSecondary': grpc.unary_unary_rpc_method_handler(
                     servicer.PrepareSecondary,
                     request_deserializer=ccopy__api_dot_array__pb2.PrepareSecondaryRequest.FromString,
@@ -657,7 +687,12 @@ def add_ArrayServicer_to_server(servicer, server):
             'PrepareResync': grpc.unary_unary_rpc_method_handler(
                     servicer.PrepareResync,
                     request_deserializer=ccopy__api_dot_array__pb2.PrepareResyncRequest.FromString,
-                    response_serializer=ccopy__api_dot_array__pb2.PrepareResyncResponse.SerializeToString,
+                    response_serializer=ccopy__api_dot_array__pb2.DiffBitmaps.SerializeToString,
+            ),
+            'Demote': grpc.unary_unary_rpc_method_handler(
+                    servicer.Demote,
+                    request_deserializer=ccopy__api_dot_array__pb2.DemoteRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.DiffBitmaps.SerializeToString,
             ),
             'DescribeUnapplied': grpc.unary_unary_rpc_method_handler(
                     servicer.DescribeUnapplied,
@@ -1501,6 +1536,33 @@ class Array:
             _registered_method=True)
 
     @staticmethod
+    def Failback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/Failback',
+            ccopy__api_dot_array__pb2.FailbackRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.JournalGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def PrepareSecondary(request,
             target,
             options=(),
@@ -1570,7 +1632,34 @@ class Array:
             target,
             '/ccopy.array.v1.Array/PrepareResync',
             ccopy__api_dot_array__pb2.PrepareResyncRequest.SerializeToString,
-            ccopy__api_dot_array__pb2.PrepareResyncResponse.FromString,
+            ccopy__api_dot_array__pb2.DiffBitmaps.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Demote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/Demote',
+            ccopy__api_dot_array__pb2.DemoteRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.DiffBitmaps.FromString,
             options,
             channel_credentials,
             insecure,

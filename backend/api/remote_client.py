@@ -87,6 +87,11 @@ class RemoteClient:
         answer = self._call("PrepareResync", pb.PrepareResyncRequest(group_name=group_name))
         return {b.pvol_id: b.bits for b in answer.bitmaps}  # type: ignore[attr-defined]
 
+    def demote(self, group_name: str, applied_seq: int, last_seq: int) -> dict[int, bytes]:
+        request = pb.DemoteRequest(group_name=group_name, applied_seq=applied_seq, last_seq=last_seq)
+        answer = self._call("Demote", request)
+        return {b.pvol_id: b.bits for b in answer.bitmaps}  # type: ignore[attr-defined]
+
     def pull_journal(
         self, group_name: str, from_seq: int, applied_seq: int, max_bytes: int, wait: float
     ) -> JournalBatch:

@@ -59,6 +59,10 @@ def group_message(array: Array, group: JournalGroupRecord) -> pb.JournalGroup:
     )
 
 
+def bitmaps_message(bits: dict[int, bytes]) -> pb.DiffBitmaps:
+    return pb.DiffBitmaps(bitmaps=[pb.ResyncBitmap(pvol_id=k, bits=v) for k, v in bits.items()])
+
+
 class ReplicationRpcs:
     array: Array
 
@@ -102,6 +106,9 @@ class ReplicationRpcs:
             ),
         )
 
+    def Failback(self, request: pb.FailbackRequest, context: grpc.ServicerContext) -> pb.JournalGroup:
+        return group_message(self.array, self.array.failbacks.failback(request.group_name))
+
     # -- the link -----------------------------------------------------------------
     def PrepareSecondary(
         self, request: pb.PrepareSecondaryRequest, context: grpc.ServicerContext
@@ -116,17 +123,15 @@ class ReplicationRpcs:
         self.array.pairs.start_copy(request.group_name, request.pvol_id, request.base_snapshot_id)
         return pb.StartCopyResponse()
 
-    def DescribeUnapplied(
-        self, request: pb.DescribeUnappliedRequest, context: grpc.ServicerContext
-    ) -> pb.DataGivenUp:
+    def DescribeUnapplied(self, request: pb.DescribeUnappliedRequest, context: grpc.ServicerContext) -> pb.DataGivenUp:
         records, nbytes, seconds = self.array.pairs.describe_unapplied(request.group_name, request.applied_seq)
         return pb.DataGivenUp(records=records, bytes=nbytes, seconds=seconds, exact=True)
 
-    def PrepareResync(
-        self, request: pb.PrepareResyncRequest, context: grpc.ServicerContext
-    ) -> pb.PrepareResyncResponse:
-        bits = self.array.pair_ops.prepare_resync(request.group_name)
-        return pb.PrepareResyncResponse(bitmaps=[pb.ResyncBitmap(pvol_id=k, bits=v) for k, v in bits.items()])
+    def PrepareResync(self, request: pb.PrepareResyncRequest, context: grpc.ServicerContext) -> pb.DiffBitmaps:
+        return bitmaps_message(self.array.pair_ops.prepare_resync(request.group_name))
+
+    def Demote(self, request: pb.DemoteRequest, context: grpc.ServicerContext) -> pb.DiffBitmaps:
+        return bitmaps_message(self.array.failbacks.demote(request.group_name, request.applied_seq, request.last_seq))
 
     def PullJournal(self, request: pb.PullJournalRequest, context: grpc.ServicerContext) -> pb.PullJournalResponse:
         wait = min(request.wait_ms, MAX_WAIT_MS) / 1000

@@ -69,6 +69,18 @@ def sites(tmp_path: Path) -> Iterator[Sites]:
     backup.stop()
 
 
+def when_linked(call, request, timeout: float = 10.0):
+    """Call an RPC that needs the other array, until the link is back after a restart."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call(request)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def export_of(stub: pb_grpc.ArrayStub, ldev_id: int) -> str:
     return stub.GetLdev(pb.GetLdevRequest(id=ldev_id)).export_name
 

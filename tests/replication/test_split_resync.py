@@ -11,7 +11,7 @@ import grpc
 from backend.diff_bitmap import REGION_BYTES
 from ccopy_api import array_pb2 as pb
 from tests.api.test_array_api import code_of
-from tests.replication.conftest import export_of, read_all
+from tests.replication.conftest import export_of, read_all, when_linked
 from tests.replication.test_remote_copy import write
 
 MIB = 1 << 20
@@ -34,6 +34,8 @@ def wait_backup_states(sites, group: str, state: int, timeout: float = 30) -> pb
 
 
 def paired_shop(sites) -> dict[str, pb.Pair]:
+    # LDEV numbers must not line up between the arrays, or a mix-up of the two would go unseen.
+    sites.backup_stub.CreateLdev(pb.CreateLdevRequest(name="unrelated", size_bytes=MIB))
     pairs = {}
     for name in ("stock", "sales"):
         ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=SIZE))
@@ -113,12 +115,5 @@ def test_unsafe_split_and_resync_are_refused_and_change_nothing(sites):
     assert status.split and {p.state for p in status.pairs} == {pb.PSUS}
     sites.backup.start()
     sites.reconnect()
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            sites.main_stub.ResyncPairs(resync)
-            break
-        except grpc.RpcError as err:  # until the link is back
-            assert err.code() == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline
-            time.sleep(0.1)
+    when_linked(sites.main_stub.ResyncPairs, resync)
     sites.wait_in_sync("shop")

@@ -1,0 +1,106 @@
+"""Failback: after a takeover, the old main array returns as the backup, and only the differences move.
+
+Run at the array that took over (its group is SSWS). The old main array is
+demoted first: its P-VOLs close to hosts and become S-VOLs, and it hands
+over what differs on its side: the regions its volumes changed while split or
+suspended (differential bitmaps) and the regions of the journal records the
+takeover gave up (written there, never applied here). The group and its
+pairs change sides on both arrays. Then, as in a resync, each new P-VOL
+merges those regions into its own bitmap (its writes since the takeover),
+cuts a base snapshot, starts journaling, and the new backup copies exactly
+those regions and applies the journal: PAIR in the reverse direction.
+
+Swapping back is the same two steps from the other side: a takeover with
+force while both arrays answer (lossless, it drains first), then a failback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from backend.errors import FailedPrecondition
+from backend.journal import Journal
+from backend.metadata import JournalGroupRecord, PairState
+from backend.pair_states import PairOp, next_state
+
+if TYPE_CHECKING:
+    from backend.array import Array
+
+log = logging.getLogger(__name__)
+
+
+class Failbacks:
+    def __init__(self, array: Array) -> None:
+        self.array = array
+        self.store = array.store
+
+    def failback(self, group_name: str) -> JournalGroupRecord:
+        """At the array that took over: demote the old main array and copy the differences to it."""
+        with self.array.name_locks.hold(f"journal-group:{group_name}"):
+            group = self.array.pairs.group(group_name, "backup")
+            pairs = self.store.list_pairs(group.id)
+            if not pairs:
+                raise FailedPrecondition(f"journal group {group_name!r} has no pairs")
+            targets = {p.id: next_state(p.state, PairOp.FAILBACK) for p in pairs}  # only SSWS
+            remote = self.array.pairs.link()
+            journal = self.array.journal_groups.journals[group.id]
+            # The old main array first: unreachable or still used by its hosts, and nothing changed here.
+            their_bits = remote.demote(group_name, group.applied_seq, journal.next_seq - 1)
+            self.store.reverse_roles(group.id, "main", 0)
+            pair_ops = self.array.pair_ops
+            for pair in pairs:
+                self.store.add_journal_member(group.id, pair.local_ldev)
+                pair_ops.start_differential_copy(group_name, pair, their_bits.get(pair.local_ldev), targets[pair.id])
+            return self.store.get_journal_group(group.id)
+
+    def demote(self, group_name: str, their_applied: int, their_last_seq: int) -> dict[int, bytes]:
+        """At the old main array: become the backup; what differs here, by the other array's LDEV id.
+
+        `their_applied` is the last record of ours the other array applied
+        before it took over: the regions of every later record differ.
+        `their_last_seq` is its journal's last sequence: ours apply from the next.
+        """
+        with self.array.name_locks.hold(f"journal-group:{group_name}"):
+            group = self.array.pairs.group(group_name, "main")
+            pairs = self.store.list_pairs(group.id)
+            for pair in pairs:
+                if self.array.open_sessions(pair.local_ldev) or self.store.list_publications(pair.local_ldev):
+                    raise FailedPrecondition(f"P-VOL {pair.local_ldev:06x} is still used by hosts here")
+            journal = self.array.journal_groups.journals[group.id]
+            by_ldev = {p.local_ldev: p for p in pairs}
+            bits: dict[int, bytes] = {}
+            with self.array.hold_writes(by_ldev) as runtimes:
+                for runtime in runtimes:
+                    self.array.track_changes(runtime)
+                    runtime.journal = None
+                self._mark_given_up(journal, their_applied)
+                for runtime in runtimes:
+                    diff = runtime.diff
+                    assert diff is not None
+                    bits[by_ldev[runtime.ldev_id].remote_ldev] = diff.snapshot_bits()
+                    self.array.stop_tracking_changes(runtime)
+                    self.store.remove_journal_member(runtime.ldev_id)
+                    self.store.set_ldev_access(runtime.ldev_id, read_only=True)
+            journal.trim_through(journal.next_seq - 1)  # nothing of it will ever be sent
+            journal.reopen()
+            self.store.reverse_roles(group.id, "backup", their_last_seq)
+            for pair in pairs:
+                self.store.update_pair(pair.id, state=PairState.COPY, clear_base=True)
+            self.array.replicators.ensure(group.id)
+            regions = sum(bin(b).count("1") for v in bits.values() for b in v)
+            log.warning("demoted group=%s regions_handed_over=%d", group_name, regions)
+            return bits
+
+    def _mark_given_up(self, journal: Journal, their_applied: int) -> None:
+        """The regions of the records the other array never applied differ: mark them."""
+        seq = their_applied + 1
+        while seq < journal.next_seq:
+            records = journal.read(seq, 8 << 20)
+            if not records:
+                return
+            for record in records:
+                diff = self.array.runtime(record.ldev_id).diff
+                if diff is not None:
+                    diff.mark(record.offset, record.length)
+            seq = records[-1].seq + 1
