@@ -107,15 +107,19 @@ class Session:
             self.on_revoke()
 
     def must_wait(self, op: HostWrite) -> bool:
-        """True when the write may block on stable storage (FUA, or a copy-on-write)."""
-        return op.fua or self.runtime.has_snapshots
+        """True when the write may block: on stable storage (FUA, a copy-on-write) or on the backup (sync)."""
+        journal = self.runtime.journal
+        return op.fua or self.runtime.has_snapshots or (journal is not None and journal.synchronous)
 
     def read(self, offset: int, length: int) -> bytes:
         return self.runtime.file.read(offset, length)
 
     def write(self, op: HostWrite) -> None:
         size = self.runtime.size if self.growable else self.size
-        self.array.write_path.apply(self.runtime, op, size, self.read_only)
+        journal = self.runtime.journal
+        seq = self.array.write_path.apply(self.runtime, op, size, self.read_only)
+        if seq is not None and journal is not None and journal.synchronous:
+            self.array.pair_ops.await_backup(journal, seq, self.runtime.ldev_id)
 
     def flush(self) -> None:
         self.runtime.file.sync()

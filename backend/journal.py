@@ -106,6 +106,8 @@ class Journal:
     _appended: threading.Condition = field(init=False)
     segment_bytes: int = field(init=False)
     on_full: Callable[[int], None] | None = None
+    # Synchronous group: writers wait in wait_confirmed for the backup to apply their record.
+    synchronous: bool = False
     _spares: list[Path] = field(default_factory=list)  # trimmed segments kept for reuse
     _names_changed: bool = False  # segment files created, renamed or removed since the last sync
 
@@ -266,6 +268,11 @@ class Journal:
                 self._names_changed = False
 
     # -- reading and trimming ------------------------------------------------------
+    def wait_confirmed(self, seq: int, timeout: float) -> bool:
+        """Wait until the backup applied record `seq` (a synchronous write's acknowledgement)."""
+        with self._appended:
+            return self._appended.wait_for(lambda: self.confirmed_seq >= seq, timeout)
+
     def wait_for(self, seq: int, timeout: float) -> bool:
         """Wait until record `seq` exists (the backup's long poll)."""
         with self._appended:
@@ -315,6 +322,7 @@ class Journal:
             if keep:
                 self._trimmed_bytes = self.entries[keep - 1].through_bytes
                 del self.entries[:keep]
+            self._appended.notify_all()  # synchronous writers wait for this
             retiring = self._take_confirmed_segments()
             confirmed = self.confirmed_seq
         if retiring:

@@ -34,7 +34,7 @@ class JournalGroups:
         self.journals: dict[int, Journal] = {}
         self._confirm_persisted: dict[int, float] = {}  # group id -> monotonic time
         for group in self.store.list_journal_groups():
-            self.journals[group.id] = self._open(group.id, group.capacity, group.confirmed_seq)
+            self.journals[group.id] = self._open(group.id, group.capacity, group.confirmed_seq, group.synchronous)
 
     def close(self) -> None:
         for group_id, journal in self.journals.items():
@@ -42,8 +42,8 @@ class JournalGroups:
                 self.store.set_confirmed(group_id, journal.confirmed_seq)
             journal.close()
 
-    def _open(self, group_id: int, capacity: int, confirmed_seq: int = 0) -> Journal:
-        journal = Journal(self.path(group_id), capacity, confirmed_seq)
+    def _open(self, group_id: int, capacity: int, confirmed_seq: int = 0, synchronous: bool = False) -> Journal:
+        journal = Journal(self.path(group_id), capacity, confirmed_seq, synchronous=synchronous)
         journal.on_full = lambda last_seq: self._suspend_when_full(group_id, last_seq)
         return journal
 
@@ -62,7 +62,9 @@ class JournalGroups:
     def path(self, group_id: int) -> Path:
         return self.array.pool.root / "journals" / f"{group_id:06x}"
 
-    def create(self, name: str, capacity: int, role: str = "main", remote_serial: int = 0) -> JournalGroupRecord:
+    def create(
+        self, name: str, capacity: int, role: str = "main", remote_serial: int = 0, synchronous: bool = False
+    ) -> JournalGroupRecord:
         """Idempotent by name and capacity."""
         validate_name(name)
         if capacity < MIN_CAPACITY:
@@ -73,8 +75,8 @@ class JournalGroups:
                 if existing.capacity != capacity:
                     raise AlreadyExists(f"journal group {name!r} exists with capacity {existing.capacity}")
                 return existing
-            group = self.store.insert_journal_group(name, capacity, role, remote_serial)
-            self.journals[group.id] = self._open(group.id, capacity)
+            group = self.store.insert_journal_group(name, capacity, role, remote_serial, synchronous)
+            self.journals[group.id] = self._open(group.id, capacity, synchronous=synchronous)
         if role == "backup":
             self.array.replicators.ensure(group.id)
         log.info("journal_group_created group=%d name=%s capacity=%d", group.id, name, capacity)

@@ -127,6 +127,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE journal_group ADD COLUMN given_up TEXT;
     """,
+    # 9: synchronous groups (TrueCopy style): a P-VOL write is acknowledged once applied at the backup.
+    """
+    ALTER TABLE journal_group ADD COLUMN synchronous INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -409,13 +413,14 @@ class MetadataStore:
 
     # -- journal groups ------------------------------------------------------------
     def insert_journal_group(
-        self, name: str, capacity: int, role: str = "main", remote_serial: int = 0
+        self, name: str, capacity: int, role: str = "main", remote_serial: int = 0, synchronous: bool = False
     ) -> JournalGroupRecord:
         with self.transaction() as db:
             try:
                 group_id = db.execute(
-                    "INSERT INTO journal_group(name, capacity, created_at, role, remote_serial) VALUES (?,?,?,?,?)",
-                    (name, capacity, time.time(), role, remote_serial),
+                    "INSERT INTO journal_group(name, capacity, created_at, role, remote_serial, synchronous) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (name, capacity, time.time(), role, remote_serial, int(synchronous)),
                 ).lastrowid
             except sqlite3.IntegrityError as exc:
                 raise AlreadyExists(f"journal group name {name!r} is taken") from exc
@@ -693,13 +698,14 @@ class JournalGroupRecord:
     split_seq: int | None = None  # None: not split
     svol_writable: bool = False
     given_up: str | None = None  # JSON of the last takeover's DataGivenUp (backend.takeover)
+    synchronous: bool = False
 
 
 def _journal_group(row: sqlite3.Row) -> JournalGroupRecord:
     return JournalGroupRecord(
         row["id"], row["name"], row["capacity"], row["confirmed_seq"], row["created_at"],
         row["role"], row["applied_seq"], row["remote_serial"], row["split_seq"], bool(row["svol_writable"]),
-        row["given_up"],
+        row["given_up"], bool(row["synchronous"]),
     )  # fmt: skip
 
 

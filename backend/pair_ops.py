@@ -24,6 +24,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from backend.errors import FailedPrecondition
+from backend.journal import Journal
 from backend.metadata import JournalGroupRecord, PairRecord, PairState
 from backend.pair_states import PairOp, next_state
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from backend.array import Array
 
 log = logging.getLogger(__name__)
+
+SYNC_TIMEOUT = 10.0  # seconds a synchronous write waits for the backup before the group suspends
 
 
 def resync_snapshot_group(group_name: str) -> str:
@@ -43,13 +46,14 @@ class PairOperations:
         self.store = array.store
 
     # -- main side ---------------------------------------------------------------------
-    def split(self, group_name: str, svol_writable: bool = False) -> JournalGroupRecord:
+    def split(self, group_name: str, svol_writable: bool = False, why: PairOp = PairOp.SPLIT) -> JournalGroupRecord:
+        """Split (PSUS) or, when `why` is SUSPEND_ERROR, suspend (PSUE) every pair of the group at one sequence."""
         with self.array.name_locks.hold(f"journal-group:{group_name}"):
             group = self.array.pairs.group(group_name, "main")
             pairs = self.store.list_pairs(group.id)
             if not pairs:
                 raise FailedPrecondition(f"journal group {group_name!r} has no pairs")
-            targets = {p.id: next_state(p.state, PairOp.SPLIT) for p in pairs}  # refuses COPY
+            targets = {p.id: next_state(p.state, why) for p in pairs}  # SPLIT refuses COPY
             if group.split_seq is not None:
                 return group  # split already
             journal = self.array.journal_groups.journals[group.id]
@@ -63,6 +67,18 @@ class PairOperations:
                     self.store.update_pair(pair.id, state=targets[pair.id])
             log.info("group_split group=%s split_seq=%d svol_writable=%s", group_name, split_seq, svol_writable)
             return self.store.get_journal_group(group.id)
+
+    def await_backup(self, journal: Journal, seq: int, ldev_id: int) -> None:
+        """A synchronous write returns once the backup applied it. If the backup does not within
+        SYNC_TIMEOUT, the group is suspended (PSUE) and the write acknowledged: TrueCopy's fence
+        level "never" (the host keeps running; the resync later copies what the backup missed)."""
+        if journal.wait_confirmed(seq, SYNC_TIMEOUT):
+            return
+        group_id = self.store.journal_group_of(ldev_id)
+        if group_id is not None:
+            group = self.store.get_journal_group(group_id)
+            log.warning("sync_write_timed_out group=%s seq=%d: suspending", group.name, seq)
+            self.split(group.name, why=PairOp.SUSPEND_ERROR)
 
     def resync(self, group_name: str) -> JournalGroupRecord:
         with self.array.name_locks.hold(f"journal-group:{group_name}"):

@@ -53,7 +53,9 @@ class Pairs:
         return group
 
     # -- main side -------------------------------------------------------------------
-    def create_pair(self, group_name: str, pvol_id: int, capacity: int, svol_id: int = 0) -> PairRecord:
+    def create_pair(
+        self, group_name: str, pvol_id: int, capacity: int, svol_id: int = 0, synchronous: bool = False
+    ) -> PairRecord:
         """Pair a P-VOL into `group_name` (created here and at the backup if new).
 
         Refused before anything changes when the backup array does not answer
@@ -76,7 +78,7 @@ class Pairs:
             group_name, capacity, self.array.serial, pvol.id, pvol.name, pvol.size, svol_id
         )
         group = group or self.array.journal_groups.create(
-            group_name, capacity, role="main", remote_serial=remote.serial
+            group_name, capacity, role="main", remote_serial=remote.serial, synchronous=synchronous
         )
         journal_groups = self.array.journal_groups
 
@@ -124,8 +126,9 @@ class Pairs:
         group = self.group(group_name, "main")  # split or resynced meanwhile
         full = any(p.state is PairState.PFUS for p in self.store.list_pairs(group.id))
         return JournalBatch(
-            records, journal.next_seq, journal.oldest_pending_ns() or 0, group.split_seq, group.svol_writable, full
-        )
+            records, journal.next_seq, journal.oldest_pending_ns() or 0, group.split_seq, group.svol_writable, full,
+            group.synchronous,
+        )  # fmt: skip
 
     def describe_unapplied(self, group_name: str, applied_seq: int) -> tuple[int, int, float]:
         """What a takeover at `applied_seq` gives up: journal records, bytes, seconds of writes."""

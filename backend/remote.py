@@ -29,6 +29,7 @@ class JournalBatch:
     split_seq: int | None = None  # the group is split after this sequence (None: not split)
     svol_writable: bool = False  # ... and the S-VOLs become writable once it is applied
     journal_full: bool = False  # the split is a journal-full suspension (PFUS)
+    synchronous: bool = False  # writers wait: confirm at once, do not linger
 
 
 @dataclass(frozen=True)

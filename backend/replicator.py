@@ -140,10 +140,14 @@ class Replicator(threading.Thread):
             self.array.pair_ops.split_secondary(self.group_id, batch.svol_writable, why)  # applied through it
             return True
         following = records[-1].seq + 1 if records else from_seq
-        small = 0 < len(batch.records) < PULL_BYTES // 2
-        self._pull(remote, group.name, following, applied, linger=LINGER if small else 0.0)
+        if batch.synchronous:
+            # Writers wait for the applied sequence: the next pull carries it as soon as it is durable.
+            self.in_flight = None
+        else:
+            small = 0 < len(batch.records) < PULL_BYTES // 2
+            self._pull(remote, group.name, following, applied, linger=LINGER if small else 0.0)
         if not records:
-            return False
+            return batch.synchronous  # synchronous: poll again at once
         self.apply(records, by_pvol, applied)
         self.store.set_applied(self.group_id, records[-1].seq)
         return True

@@ -82,8 +82,10 @@ class WritePath:
         # Starts an LDEV's differential bitmap when its journal is full (the array's).
         self.track_changes = track_changes
 
-    def apply(self, target: WriteTarget, op: HostWrite, size: int, read_only: bool) -> None:
-        """Run the steps above; raises WriteRefused or OSError (pool full, I/O error).
+    def apply(self, target: WriteTarget, op: HostWrite, size: int, read_only: bool) -> int | None:
+        """Run the steps above; the write's journal sequence (None: not journaled).
+
+        Raises WriteRefused or OSError (pool full, I/O error).
 
         `size` and `read_only` are what the writer was promised (an NBD session's
         view), so a host never writes past the size it was told.
@@ -107,11 +109,12 @@ class WritePath:
             #    writes are journaled in the order they reach the data). A full
             #    journal takes no more: the group is suspended (PFUS) and from
             #    this write on the LDEV's writes mark its differential bitmap.
-            journal = target.journal
+            journal, seq = target.journal, None
             if journal is not None:
                 payload = op.data if op.kind is WriteKind.DATA and op.data is not None else b""
                 kind = _RECORD_KINDS[op.kind]
-                if journal.append(kind, target.ldev_id, op.offset, op.length, payload, op.keep_allocated) is None:
+                seq = journal.append(kind, target.ldev_id, op.offset, op.length, payload, op.keep_allocated)
+                if seq is None:
                     target.journal = journal = None
                     self.track_changes(target)
             if target.diff is not None:
@@ -129,3 +132,4 @@ class WritePath:
             target.file.sync()
             if journal is not None:
                 journal.sync()
+        return seq

@@ -56,6 +56,10 @@ def add_array_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--remote-cert", default=env("REMOTE_CERT"), help="client cert for the link [CCOPY_REMOTE_CERT]")
     serve.add_argument("--remote-key", default=env("REMOTE_KEY"), help="client key for the link [CCOPY_REMOTE_KEY]")
     serve.add_argument(
+        "--link-delay-ms", type=float, default=float(env("LINK_DELAY_MS", "0") or 0),
+        help="emulated round-trip delay added to every call to the remote array [CCOPY_LINK_DELAY_MS]",
+    )  # fmt: skip
+    serve.add_argument(
         "--chunk-size", default=env("CHUNK_SIZE", "64KiB"),
         help="copy-on-write chunk of new LDEVs' snapshots, 4KiB..1MiB [CCOPY_CHUNK_SIZE]",
     )  # fmt: skip
@@ -87,6 +91,7 @@ def run_array_serve(args: argparse.Namespace) -> int:
         remote_tls=TlsFiles(
             cert=optional_path(args.remote_cert), key=optional_path(args.remote_key), ca=optional_path(args.remote_ca)
         ),
+        link_delay=args.link_delay_ms / 1000,
     )
     try:
         serve(config)

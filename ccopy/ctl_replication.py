@@ -20,6 +20,7 @@ def add_objects(objects: argparse._SubParsersAction) -> None:
     create.add_argument("--group", required=True, help="journal group (consistency group) name")
     create.add_argument("--journal-size", default="1GiB", help="journal capacity of a new group")
     create.add_argument("--svol", type=int, default=0, help="an existing backup LDEV number to use as S-VOL")
+    create.add_argument("--sync", action="store_true", help="a new synchronous group: writes wait for the backup")
     create.set_defaults(run=pair_create)
     listing = pair.add_parser("list", help="pairs and their states")
     listing.add_argument("--group", default="")
@@ -60,8 +61,9 @@ def pair_row(pair: pb.Pair) -> list[str]:
 def pair_create(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     ldev = ldev_ref(stub, args.ldev)
     request = pb.CreatePairRequest(
-        group_name=args.group, pvol_id=ldev.id, journal_capacity_bytes=parse_size(args.journal_size), svol_id=args.svol
-    )
+        group_name=args.group, pvol_id=ldev.id, journal_capacity_bytes=parse_size(args.journal_size), svol_id=args.svol,
+        synchronous=args.sync,
+    )  # fmt: skip
     pair = stub.CreatePair(request, timeout=CALL_TIMEOUT)
     return to_dict(pair), lambda: table(PAIR_HEADERS, [pair_row(pair)])
 

@@ -574,16 +574,18 @@ class Pair(_message.Message):
     def __init__(self, id: _Optional[int] = ..., group_name: _Optional[str] = ..., role: _Optional[str] = ..., local_ldev_id: _Optional[int] = ..., local_display_id: _Optional[str] = ..., remote_ldev_id: _Optional[int] = ..., remote_serial: _Optional[int] = ..., state: _Optional[_Union[PairState, str]] = ..., copied_bytes: _Optional[int] = ..., copy_total_bytes: _Optional[int] = ...) -> None: ...
 
 class CreatePairRequest(_message.Message):
-    __slots__ = ("group_name", "pvol_id", "journal_capacity_bytes", "svol_id")
+    __slots__ = ("group_name", "pvol_id", "journal_capacity_bytes", "svol_id", "synchronous")
     GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
     PVOL_ID_FIELD_NUMBER: _ClassVar[int]
     JOURNAL_CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     SVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    SYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
     group_name: str
     pvol_id: int
     journal_capacity_bytes: int
     svol_id: int
-    def __init__(self, group_name: _Optional[str] = ..., pvol_id: _Optional[int] = ..., journal_capacity_bytes: _Optional[int] = ..., svol_id: _Optional[int] = ...) -> None: ...
+    synchronous: bool
+    def __init__(self, group_name: _Optional[str] = ..., pvol_id: _Optional[int] = ..., journal_capacity_bytes: _Optional[int] = ..., svol_id: _Optional[int] = ..., synchronous: _Optional[bool] = ...) -> None: ...
 
 class ListPairsRequest(_message.Message):
     __slots__ = ("group_name",)
@@ -604,7 +606,7 @@ class GetJournalGroupRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class JournalGroup(_message.Message):
-    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed", "split", "split_seq", "journal_nearly_full")
+    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed", "split", "split_seq", "journal_nearly_full", "synchronous")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -623,6 +625,7 @@ class JournalGroup(_message.Message):
     SPLIT_FIELD_NUMBER: _ClassVar[int]
     SPLIT_SEQ_FIELD_NUMBER: _ClassVar[int]
     JOURNAL_NEARLY_FULL_FIELD_NUMBER: _ClassVar[int]
+    SYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     role: str
@@ -641,7 +644,8 @@ class JournalGroup(_message.Message):
     split: bool
     split_seq: int
     journal_nearly_full: bool
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., journal_nearly_full: _Optional[bool] = ...) -> None: ...
+    synchronous: bool
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., journal_nearly_full: _Optional[bool] = ..., synchronous: _Optional[bool] = ...) -> None: ...
 
 class SplitPairsRequest(_message.Message):
     __slots__ = ("group_name", "svol_writable")
@@ -782,7 +786,7 @@ class PullJournalRequest(_message.Message):
     def __init__(self, group_name: _Optional[str] = ..., from_seq: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ..., applied_seq: _Optional[int] = ...) -> None: ...
 
 class PullJournalResponse(_message.Message):
-    __slots__ = ("records", "main_next_seq", "main_oldest_ns", "split", "split_seq", "svol_writable", "journal_full")
+    __slots__ = ("records", "main_next_seq", "main_oldest_ns", "split", "split_seq", "svol_writable", "journal_full", "synchronous")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     MAIN_NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
     MAIN_OLDEST_NS_FIELD_NUMBER: _ClassVar[int]
@@ -790,6 +794,7 @@ class PullJournalResponse(_message.Message):
     SPLIT_SEQ_FIELD_NUMBER: _ClassVar[int]
     SVOL_WRITABLE_FIELD_NUMBER: _ClassVar[int]
     JOURNAL_FULL_FIELD_NUMBER: _ClassVar[int]
+    SYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
     records: bytes
     main_next_seq: int
     main_oldest_ns: int
@@ -797,7 +802,8 @@ class PullJournalResponse(_message.Message):
     split_seq: int
     svol_writable: bool
     journal_full: bool
-    def __init__(self, records: _Optional[bytes] = ..., main_next_seq: _Optional[int] = ..., main_oldest_ns: _Optional[int] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., svol_writable: _Optional[bool] = ..., journal_full: _Optional[bool] = ...) -> None: ...
+    synchronous: bool
+    def __init__(self, records: _Optional[bytes] = ..., main_next_seq: _Optional[int] = ..., main_oldest_ns: _Optional[int] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., svol_writable: _Optional[bool] = ..., journal_full: _Optional[bool] = ..., synchronous: _Optional[bool] = ...) -> None: ...
 
 class ReadBaseRequest(_message.Message):
     __slots__ = ("pvol_id", "snapshot_id", "offset", "max_bytes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
 
 import grpc
@@ -32,8 +33,9 @@ _BY_CODE = {code: cls for cls, code in ERROR_TABLE.items()}
 
 
 class RemoteClient:
-    def __init__(self, address: str, tls: TlsFiles | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, address: str, tls: TlsFiles | None = None, timeout: float = 30.0, delay: float = 0.0) -> None:
         self.address = address
+        self.delay = delay  # emulated round-trip time of a long link, added to every call
         self.channel = client_channel(address, tls, LINK_OPTIONS)
         self.stub = pb_grpc.ArrayStub(self.channel)
         self.timeout = timeout
@@ -42,6 +44,8 @@ class RemoteClient:
         self.channel.close()
 
     def _call(self, method: str, request: object, timeout: float | None = None) -> object:
+        if self.delay:
+            time.sleep(self.delay)
         try:
             return getattr(self.stub, method)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as exc:
@@ -103,7 +107,7 @@ class RemoteClient:
         return JournalBatch(
             answer.records, answer.main_next_seq, answer.main_oldest_ns,  # type: ignore[attr-defined]
             answer.split_seq if answer.split else None, answer.svol_writable,  # type: ignore[attr-defined]
-            answer.journal_full,  # type: ignore[attr-defined]
+            answer.journal_full, answer.synchronous,  # type: ignore[attr-defined]
         )  # fmt: skip
 
     def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:

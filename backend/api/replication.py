@@ -56,6 +56,7 @@ def group_message(array: Array, group: JournalGroupRecord) -> pb.JournalGroup:
         split=group.split_seq is not None,
         split_seq=group.split_seq or 0,
         journal_nearly_full=journal.nearly_full(),
+        synchronous=group.synchronous,
     )
 
 
@@ -70,7 +71,9 @@ class ReplicationRpcs:
         if not request.group_name:
             raise errors.InvalidArgument("group_name is required")
         capacity = request.journal_capacity_bytes or 1 << 30
-        pair = self.array.pairs.create_pair(request.group_name, request.pvol_id, capacity, request.svol_id)
+        pair = self.array.pairs.create_pair(
+            request.group_name, request.pvol_id, capacity, request.svol_id, request.synchronous
+        )
         return pair_message(self.array, pair)
 
     def ListPairs(self, request: pb.ListPairsRequest, context: grpc.ServicerContext) -> pb.ListPairsResponse:
@@ -146,6 +149,7 @@ class ReplicationRpcs:
             split_seq=batch.split_seq or 0,
             svol_writable=batch.svol_writable,
             journal_full=batch.journal_full,
+            synchronous=batch.synchronous,
         )
 
     def ReadBase(self, request: pb.ReadBaseRequest, context: grpc.ServicerContext) -> pb.ReadBaseResponse:

@@ -40,6 +40,8 @@ class ArrayConfig:
     # The linked array of the other site (management API) and how to reach it.
     remote: str = ""
     remote_tls: TlsFiles = field(default_factory=TlsFiles)
+    # Emulated round-trip time added to every call to the remote array (benchmarks of long links).
+    link_delay: float = 0.0
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -81,7 +83,7 @@ async def start_array(config: ArrayConfig) -> ArrayProcess:
     server.start()
     api_address = f"{api_host}:{api_port}"
     if config.remote:
-        array.pairs.remote = RemoteClient(config.remote, config.remote_tls)
+        array.pairs.remote = RemoteClient(config.remote, config.remote_tls, delay=config.link_delay)
         array.replicators.start()
     log.info(
         "array_started serial=%d pool=%s api=%s nbd=%s tls=%s mtls=%s",
