@@ -38,6 +38,7 @@ bench: deps
 	$(SUDO) $(VENV)/bin/python -m bench.snapshots
 	$(SUDO) $(VENV)/bin/python -m bench.csi_latency
 	$(SUDO) $(VENV)/bin/python -m bench.replication
+	$(SUDO) $(VENV)/bin/python -m bench.pair_ops
 
 generate: venv
 	$(VENV)/bin/python -m ccopy_api.generate

@@ -64,7 +64,8 @@ def host_fio(uri: str, name: str, params: dict[str, str], runtime: int) -> Resul
 
 
 class Sites:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, link_delay_ms: float = 0.0) -> None:
+        self.link_delay_ms = link_delay_ms
         main_api, backup_api = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         self.backup_fs = work / "backup-fs"
         image = work / "backup-fs.img"
@@ -80,10 +81,10 @@ class Sites:
         self.channels = [grpc.insecure_channel(main_api), grpc.insecure_channel(backup_api)]
         self.main_stub, self.backup_stub = (pb_grpc.ArrayStub(c) for c in self.channels)
 
-    @staticmethod
-    def _array(work: Path, site: str, serial: int, api: str, remote: str) -> ArrayProcessHandle:
+    def _array(self, work: Path, site: str, serial: int, api: str, remote: str) -> ArrayProcessHandle:
+        link = ["--remote", remote, "--link-delay-ms", str(self.link_delay_ms)]
         return ArrayProcessHandle(
-            pool=work / site, serial=serial, log_path=work / f"{site}.log", api=api, extra_args=["--remote", remote]
+            pool=work / site, serial=serial, log_path=work / f"{site}.log", api=api, extra_args=link
         ).start()
 
     def close(self) -> None:
@@ -99,10 +100,12 @@ class Sites:
     def ldev(self, name: str, size: int = GIB) -> pb.Ldev:
         return self.main_stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=size))
 
-    def pair(self, ldev: pb.Ldev, group: str) -> float:
+    def pair(self, ldev: pb.Ldev, group: str, synchronous: bool = False) -> float:
         """Pair the LDEV in a group of its own; the seconds until the backup is in sync."""
         start = time.monotonic()
-        request = pb.CreatePairRequest(group_name=group, pvol_id=ldev.id, journal_capacity_bytes=8 * GIB)
+        request = pb.CreatePairRequest(
+            group_name=group, pvol_id=ldev.id, journal_capacity_bytes=8 * GIB, synchronous=synchronous
+        )
         self.main_stub.CreatePair(request)
         self.wait_in_sync(group)
         return time.monotonic() - start
