@@ -183,6 +183,7 @@ class Array:
         from backend.journal_groups import JournalGroups
         from backend.pair_ops import PairOperations
         from backend.pairs import Pairs
+        from backend.path_watch import PathWatch
         from backend.replicator import Replicators
         from backend.snapshots import Snapshots
         from backend.takeover import Takeovers
@@ -205,11 +206,13 @@ class Array:
         self.pair_ops = PairOperations(self)
         self.takeovers = Takeovers(self)
         self.failbacks = Failbacks(self)
+        self.path_watch = PathWatch(self)
         self.replicators = Replicators(self)
         self.snapshots.recover()
         self.cloner.resume()
 
     def close(self) -> None:
+        self.path_watch.stop()
         self.replicators.stop()
         self.cloner.stop()
         self.journal_groups.close()

@@ -57,14 +57,20 @@ class PairOperations:
             if group.split_seq is not None:
                 return group  # split already
             journal = self.array.journal_groups.journals[group.id]
+            copying = {p.local_ldev for p in pairs if p.state is PairState.COPY}
             with self.array.hold_writes(p.local_ldev for p in pairs) as runtimes:
                 for runtime in runtimes:
-                    self.array.track_changes(runtime)
+                    diff = self.array.track_changes(runtime)
                     runtime.journal = None
+                    if runtime.ldev_id in copying:  # the S-VOL never got all of it: a resync copies everything
+                        diff.mark(0, diff.size)
                 split_seq = journal.next_seq - 1
                 self.store.set_split(group.id, split_seq, svol_writable)
                 for pair in pairs:
-                    self.store.update_pair(pair.id, state=targets[pair.id])
+                    self.store.update_pair(pair.id, state=targets[pair.id], clear_base=pair.base_snapshot is not None)
+            for pair in pairs:  # an unfinished copy's base goes; the resync cuts a new one
+                if pair.base_snapshot is not None and (base := self.store.find_snapshot(pair.base_snapshot)):
+                    self.array.snapshots._drop([base], None)
             log.info("group_split group=%s split_seq=%d svol_writable=%s", group_name, split_seq, svol_writable)
             return self.store.get_journal_group(group.id)
 

@@ -115,6 +115,7 @@ class Pairs:
         self, group_name: str, from_seq: int, applied_seq: int, max_bytes: int, wait: float
     ) -> JournalBatch:
         group = self.group(group_name, "main")
+        self.array.path_watch.pulled(group.id)
         journal = self.array.journal_groups.journals[group.id]
         if applied_seq > journal.confirmed_seq:
             self.array.journal_groups.confirm(group.id, applied_seq)
@@ -124,10 +125,11 @@ class Pairs:
             journal.wait_for(from_seq, min(wait, 5.0))
         records = journal.read_raw(from_seq, min(max_bytes, MAX_PULL_BYTES))
         group = self.group(group_name, "main")  # split or resynced meanwhile
-        full = any(p.state is PairState.PFUS for p in self.store.list_pairs(group.id))
+        states = {p.state for p in self.store.list_pairs(group.id)}
+        how = next((s for s in (PairState.PFUS, PairState.PSUE) if s in states), PairState.PSUS)
         return JournalBatch(
-            records, journal.next_seq, journal.oldest_pending_ns() or 0, group.split_seq, group.svol_writable, full,
-            group.synchronous,
+            records, journal.next_seq, journal.oldest_pending_ns() or 0, group.split_seq, group.svol_writable,
+            how.value, group.synchronous,
         )  # fmt: skip
 
     def describe_unapplied(self, group_name: str, applied_seq: int) -> tuple[int, int, float]:

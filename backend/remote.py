@@ -28,7 +28,7 @@ class JournalBatch:
     main_oldest_ns: int  # timestamp of its oldest unconfirmed write (0: none)
     split_seq: int | None = None  # the group is split after this sequence (None: not split)
     svol_writable: bool = False  # ... and the S-VOLs become writable once it is applied
-    journal_full: bool = False  # the split is a journal-full suspension (PFUS)
+    split_state: str = "PSUS"  # how the main side was split: PSUS, PSUE or PFUS
     synchronous: bool = False  # writers wait: confirm at once, do not linger
 
 

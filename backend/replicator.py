@@ -46,6 +46,8 @@ POLL_WAIT = 0.5
 # back as CPU for the hosts' writes at the main site.
 LINGER = 0.02
 BACKOFF_MAX = 0.5
+# How the main side was split -> the operation that splits the backup's side the same way.
+SUSPENSIONS = {"PSUS": PairOp.SPLIT, "PSUE": PairOp.SUSPEND_ERROR, "PFUS": PairOp.JOURNAL_FULL}
 _KINDS = {RecordKind.WRITE: WriteKind.DATA, RecordKind.TRIM: WriteKind.TRIM, RecordKind.ZEROES: WriteKind.ZEROES}
 
 
@@ -136,7 +138,7 @@ class Replicator(threading.Thread):
             return True
         if not records and batch.split_seq is not None and applied >= batch.split_seq:
             self.in_flight = None
-            why = PairOp.JOURNAL_FULL if batch.journal_full else PairOp.SPLIT
+            why = SUSPENSIONS.get(batch.split_state, PairOp.SPLIT)
             self.array.pair_ops.split_secondary(self.group_id, batch.svol_writable, why)  # applied through it
             return True
         following = records[-1].seq + 1 if records else from_seq

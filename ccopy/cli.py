@@ -60,6 +60,10 @@ def add_array_parser(commands: argparse._SubParsersAction) -> None:
         help="emulated round-trip delay added to every call to the remote array [CCOPY_LINK_DELAY_MS]",
     )  # fmt: skip
     serve.add_argument(
+        "--path-watch-seconds", type=float, default=float(env("PATH_WATCH_SECONDS", "60") or 60),
+        help="seconds without the backup pulling before a group is suspended, PSUE [CCOPY_PATH_WATCH_SECONDS]",
+    )  # fmt: skip
+    serve.add_argument(
         "--chunk-size", default=env("CHUNK_SIZE", "64KiB"),
         help="copy-on-write chunk of new LDEVs' snapshots, 4KiB..1MiB [CCOPY_CHUNK_SIZE]",
     )  # fmt: skip
@@ -92,6 +96,7 @@ def run_array_serve(args: argparse.Namespace) -> int:
             cert=optional_path(args.remote_cert), key=optional_path(args.remote_key), ca=optional_path(args.remote_ca)
         ),
         link_delay=args.link_delay_ms / 1000,
+        path_watch=args.path_watch_seconds,
     )
     try:
         serve(config)

@@ -786,14 +786,14 @@ class PullJournalRequest(_message.Message):
     def __init__(self, group_name: _Optional[str] = ..., from_seq: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ..., applied_seq: _Optional[int] = ...) -> None: ...
 
 class PullJournalResponse(_message.Message):
-    __slots__ = ("records", "main_next_seq", "main_oldest_ns", "split", "split_seq", "svol_writable", "journal_full", "synchronous")
+    __slots__ = ("records", "main_next_seq", "main_oldest_ns", "split", "split_seq", "svol_writable", "split_state", "synchronous")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     MAIN_NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
     MAIN_OLDEST_NS_FIELD_NUMBER: _ClassVar[int]
     SPLIT_FIELD_NUMBER: _ClassVar[int]
     SPLIT_SEQ_FIELD_NUMBER: _ClassVar[int]
     SVOL_WRITABLE_FIELD_NUMBER: _ClassVar[int]
-    JOURNAL_FULL_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_STATE_FIELD_NUMBER: _ClassVar[int]
     SYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
     records: bytes
     main_next_seq: int
@@ -801,9 +801,9 @@ class PullJournalResponse(_message.Message):
     split: bool
     split_seq: int
     svol_writable: bool
-    journal_full: bool
+    split_state: PairState
     synchronous: bool
-    def __init__(self, records: _Optional[bytes] = ..., main_next_seq: _Optional[int] = ..., main_oldest_ns: _Optional[int] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., svol_writable: _Optional[bool] = ..., journal_full: _Optional[bool] = ..., synchronous: _Optional[bool] = ...) -> None: ...
+    def __init__(self, records: _Optional[bytes] = ..., main_next_seq: _Optional[int] = ..., main_oldest_ns: _Optional[int] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., svol_writable: _Optional[bool] = ..., split_state: _Optional[_Union[PairState, str]] = ..., synchronous: _Optional[bool] = ...) -> None: ...
 
 class ReadBaseRequest(_message.Message):
     __slots__ = ("pvol_id", "snapshot_id", "offset", "max_bytes")

@@ -107,7 +107,8 @@ class RemoteClient:
         return JournalBatch(
             answer.records, answer.main_next_seq, answer.main_oldest_ns,  # type: ignore[attr-defined]
             answer.split_seq if answer.split else None, answer.svol_writable,  # type: ignore[attr-defined]
-            answer.journal_full, answer.synchronous,  # type: ignore[attr-defined]
+            pb.PairState.Name(answer.split_state) if answer.split_state else "PSUS",  # type: ignore[attr-defined]
+            answer.synchronous,  # type: ignore[attr-defined]
         )  # fmt: skip
 
     def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:

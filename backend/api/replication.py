@@ -148,7 +148,7 @@ class ReplicationRpcs:
             split=batch.split_seq is not None,
             split_seq=batch.split_seq or 0,
             svol_writable=batch.svol_writable,
-            journal_full=batch.journal_full,
+            split_state=pb.PairState.Value(batch.split_state),
             synchronous=batch.synchronous,
         )
 

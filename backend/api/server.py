@@ -21,6 +21,7 @@ from backend.api.remote_client import CHANNEL_OPTIONS, RemoteClient
 from backend.api.servicer import ERROR_TABLE, ArrayServicer
 from backend.array import Array
 from backend.nbd.server import NbdConfig, NbdServer
+from backend.path_watch import DEFAULT_WATCH_SECONDS
 from backend.pool import Pool
 from ccopy.rpc import ErrorMappingInterceptor, TlsFiles, add_port
 from ccopy_api import array_pb2_grpc as pb_grpc
@@ -42,6 +43,8 @@ class ArrayConfig:
     remote_tls: TlsFiles = field(default_factory=TlsFiles)
     # Emulated round-trip time added to every call to the remote array (benchmarks of long links).
     link_delay: float = 0.0
+    # Seconds without a pull from the backup before a main-side group is suspended (PSUE).
+    path_watch: float = DEFAULT_WATCH_SECONDS
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -85,6 +88,8 @@ async def start_array(config: ArrayConfig) -> ArrayProcess:
     if config.remote:
         array.pairs.remote = RemoteClient(config.remote, config.remote_tls, delay=config.link_delay)
         array.replicators.start()
+        array.path_watch.watch_seconds = config.path_watch
+        array.path_watch.start()
     log.info(
         "array_started serial=%d pool=%s api=%s nbd=%s tls=%s mtls=%s",
         config.serial,
