@@ -107,9 +107,11 @@ class Session:
             self.on_revoke()
 
     def must_wait(self, op: HostWrite) -> bool:
-        """True when the write may block: on stable storage (FUA, a copy-on-write) or on the backup (sync)."""
+        """True when the write may block: on stable storage (FUA, a copy-on-write) or on the backup
+        (synchronous, or inflow control holding writes while the journal is full)."""
         journal = self.runtime.journal
-        return op.fua or self.runtime.has_snapshots or (journal is not None and journal.synchronous)
+        waits = journal is not None and (journal.synchronous or journal.inflow_control)
+        return op.fua or self.runtime.has_snapshots or waits
 
     def read(self, offset: int, length: int) -> bytes:
         return self.runtime.file.read(offset, length)

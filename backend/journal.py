@@ -108,6 +108,10 @@ class Journal:
     on_full: Callable[[int], None] | None = None
     # Synchronous group: writers wait in wait_confirmed for the backup to apply their record.
     synchronous: bool = False
+    # Inflow control: a write that does not fit waits up to overflow_watch seconds for room
+    # (the backup confirming records) before the journal overflows.
+    inflow_control: bool = False
+    overflow_watch: float = 60.0
     _spares: list[Path] = field(default_factory=list)  # trimmed segments kept for reuse
     _names_changed: bool = False  # segment files created, renamed or removed since the last sync
 
@@ -203,8 +207,11 @@ class Journal:
         sequence)` so the group suspends before the write goes on.
         """
         with self.lock:
-            header = JournalRecord(self.next_seq, kind, ldev_id, offset, length, time.time_ns(), b"", keep_allocated)
             size = HEADER_BYTES + len(data)
+            if self.inflow_control and not self.overflowed and self._usage + size > self.capacity:
+                # Throttle the host instead of suspending: wait for the backup to make room.
+                self._appended.wait_for(lambda: self._usage + size <= self.capacity, self.overflow_watch)
+            header = JournalRecord(self.next_seq, kind, ldev_id, offset, length, time.time_ns(), b"", keep_allocated)
             if self.overflowed or self._usage + size > self.capacity:
                 if not self.overflowed:
                     last = header.seq - 1

@@ -34,7 +34,9 @@ class JournalGroups:
         self.journals: dict[int, Journal] = {}
         self._confirm_persisted: dict[int, float] = {}  # group id -> monotonic time
         for group in self.store.list_journal_groups():
-            self.journals[group.id] = self._open(group.id, group.capacity, group.confirmed_seq, group.synchronous)
+            journal = self._open(group.id, group.capacity, group.confirmed_seq, group.synchronous)
+            journal.inflow_control, journal.overflow_watch = group.inflow_control, group.overflow_watch
+            self.journals[group.id] = journal
 
     def close(self) -> None:
         for group_id, journal in self.journals.items():
@@ -46,6 +48,14 @@ class JournalGroups:
         journal = Journal(self.path(group_id), capacity, confirmed_seq, synchronous=synchronous)
         journal.on_full = lambda last_seq: self._suspend_when_full(group_id, last_seq)
         return journal
+
+    def set_inflow_control(self, group_id: int, inflow_control: bool, overflow_watch: float) -> None:
+        """Journal full: throttle host writes for up to `overflow_watch` seconds, or suspend at once."""
+        if overflow_watch <= 0:
+            raise InvalidArgument("the data overflow watch time must be positive")
+        self.store.set_inflow_control(group_id, inflow_control, overflow_watch)
+        journal = self.journals[group_id]
+        journal.inflow_control, journal.overflow_watch = inflow_control, overflow_watch
 
     def _suspend_when_full(self, group_id: int, last_seq: int) -> None:
         """The journal took its last record: the group is PFUS from there, durably, before any write goes on.

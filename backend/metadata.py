@@ -131,6 +131,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE journal_group ADD COLUMN synchronous INTEGER NOT NULL DEFAULT 0;
     """,
+    # 10: inflow control: when the journal is full, host writes wait up to the data
+    #     overflow watch time for room before the group suspends (PFUS).
+    """
+    ALTER TABLE journal_group ADD COLUMN inflow_control INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE journal_group ADD COLUMN overflow_watch REAL NOT NULL DEFAULT 60;
+    """,
 )
 
 
@@ -459,6 +465,13 @@ class MetadataStore:
                 (split_seq, int(svol_writable), group_id),
             )
 
+    def set_inflow_control(self, group_id: int, inflow_control: bool, overflow_watch: float) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE journal_group SET inflow_control=?, overflow_watch=? WHERE id=?",
+                (int(inflow_control), overflow_watch, group_id),
+            )
+
     def set_given_up(self, group_id: int, given_up: str) -> None:
         with self.transaction() as db:
             db.execute("UPDATE journal_group SET given_up=? WHERE id=?", (given_up, group_id))
@@ -699,13 +712,15 @@ class JournalGroupRecord:
     svol_writable: bool = False
     given_up: str | None = None  # JSON of the last takeover's DataGivenUp (backend.takeover)
     synchronous: bool = False
+    inflow_control: bool = False
+    overflow_watch: float = 60.0
 
 
 def _journal_group(row: sqlite3.Row) -> JournalGroupRecord:
     return JournalGroupRecord(
         row["id"], row["name"], row["capacity"], row["confirmed_seq"], row["created_at"],
         row["role"], row["applied_seq"], row["remote_serial"], row["split_seq"], bool(row["svol_writable"]),
-        row["given_up"], bool(row["synchronous"]),
+        row["given_up"], bool(row["synchronous"]), bool(row["inflow_control"]), row["overflow_watch"],
     )  # fmt: skip
 
 

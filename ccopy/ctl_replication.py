@@ -43,6 +43,11 @@ def add_objects(objects: argparse._SubParsersAction) -> None:
     show = journal.add_parser("show", help="sequence, pending work, lag and transfer rate of a group")
     show.add_argument("group")
     show.set_defaults(run=journal_show)
+    options = journal.add_parser("set", help="what a full journal does: suspend (default) or throttle host writes")
+    options.add_argument("group")
+    options.add_argument("--inflow-control", choices=("on", "off"), required=True)
+    options.add_argument("--overflow-watch", type=float, default=0, help="seconds writes may wait for room")
+    options.set_defaults(run=journal_set)
 
 
 def pair_row(pair: pb.Pair) -> list[str]:
@@ -105,6 +110,14 @@ def journal_show(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     return group_view(stub.GetJournalGroup(pb.GetJournalGroupRequest(name=args.group), timeout=CALL_TIMEOUT))
 
 
+@wrap
+def journal_set(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    request = pb.UpdateJournalGroupRequest(
+        name=args.group, inflow_control=args.inflow_control == "on", data_overflow_watch_seconds=args.overflow_watch
+    )
+    return group_view(stub.UpdateJournalGroup(request, timeout=CALL_TIMEOUT))
+
+
 def group_view(group: pb.JournalGroup) -> Any:
     def render() -> str:
         rows = [
@@ -117,6 +130,8 @@ def group_view(group: pb.JournalGroup) -> Any:
             ["lag", f"{group.lag_seconds:.3f} s"],
             ["transfer", f"{format_size(int(group.transfer_bytes_per_second))}/s"],
             ["split", f"after sequence {group.split_seq}" if group.split else "no"],
+            ["when full", f"hold writes up to {group.data_overflow_watch_seconds:g} s" if group.inflow_control
+                          else "suspend (PFUS)"],
         ]  # fmt: skip
         return table(("FIELD", "VALUE"), rows) + "\n\n" + table(PAIR_HEADERS, [pair_row(p) for p in group.pairs])
 

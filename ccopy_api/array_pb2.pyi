@@ -606,7 +606,7 @@ class GetJournalGroupRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class JournalGroup(_message.Message):
-    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed", "split", "split_seq", "journal_nearly_full", "synchronous")
+    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed", "split", "split_seq", "journal_nearly_full", "synchronous", "inflow_control", "data_overflow_watch_seconds")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -626,6 +626,8 @@ class JournalGroup(_message.Message):
     SPLIT_SEQ_FIELD_NUMBER: _ClassVar[int]
     JOURNAL_NEARLY_FULL_FIELD_NUMBER: _ClassVar[int]
     SYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
+    INFLOW_CONTROL_FIELD_NUMBER: _ClassVar[int]
+    DATA_OVERFLOW_WATCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     role: str
@@ -645,7 +647,19 @@ class JournalGroup(_message.Message):
     split_seq: int
     journal_nearly_full: bool
     synchronous: bool
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., journal_nearly_full: _Optional[bool] = ..., synchronous: _Optional[bool] = ...) -> None: ...
+    inflow_control: bool
+    data_overflow_watch_seconds: float
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., journal_nearly_full: _Optional[bool] = ..., synchronous: _Optional[bool] = ..., inflow_control: _Optional[bool] = ..., data_overflow_watch_seconds: _Optional[float] = ...) -> None: ...
+
+class UpdateJournalGroupRequest(_message.Message):
+    __slots__ = ("name", "inflow_control", "data_overflow_watch_seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INFLOW_CONTROL_FIELD_NUMBER: _ClassVar[int]
+    DATA_OVERFLOW_WATCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    inflow_control: bool
+    data_overflow_watch_seconds: float
+    def __init__(self, name: _Optional[str] = ..., inflow_control: _Optional[bool] = ..., data_overflow_watch_seconds: _Optional[float] = ...) -> None: ...
 
 class SplitPairsRequest(_message.Message):
     __slots__ = ("group_name", "svol_writable")

@@ -179,6 +179,11 @@ class ArrayStub:
                 request_serializer=ccopy__api_dot_array__pb2.ResyncPairsRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.JournalGroup.FromString,
                 _registered_method=True)
+        self.UpdateJournalGroup = channel.unary_unary(
+                '/ccopy.array.v1.Array/UpdateJournalGroup',
+                request_serializer=ccopy__api_dot_array__pb2.UpdateJournalGroupRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.JournalGroup.FromString,
+                _registered_method=True)
         self.Takeover = channel.unary_unary(
                 '/ccopy.array.v1.Array/Takeover',
                 request_serializer=ccopy__api_dot_array__pb2.TakeoverRequest.SerializeToString,
@@ -447,6 +452,14 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateJournalGroup(self, request, context):
+        """What a full journal does: suspend at once (PFUS, the default) or, with
+        inflow control, hold host writes up to the data overflow watch time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Takeover(self, request, context):
         """-- Asynchronous remote copy (backup site) ----------------------------------
         The S-VOLs of the group become writable primaries (SSWS) at the last
@@ -662,6 +675,11 @@ def add_ArrayServicer_to_server(servicer, server):
             'ResyncPairs': grpc.unary_unary_rpc_method_handler(
                     servicer.ResyncPairs,
                     request_deserializer=ccopy__api_dot_array__pb2.ResyncPairsRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.JournalGroup.SerializeToString,
+            ),
+            'UpdateJournalGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateJournalGroup,
+                    request_deserializer=ccopy__api_dot_array__pb2.UpdateJournalGroupRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.JournalGroup.SerializeToString,
             ),
             'Takeover': grpc.unary_unary_rpc_method_handler(
@@ -1497,6 +1515,33 @@ class Array:
             target,
             '/ccopy.array.v1.Array/ResyncPairs',
             ccopy__api_dot_array__pb2.ResyncPairsRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.JournalGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateJournalGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/UpdateJournalGroup',
+            ccopy__api_dot_array__pb2.UpdateJournalGroupRequest.SerializeToString,
             ccopy__api_dot_array__pb2.JournalGroup.FromString,
             options,
             channel_credentials,

@@ -57,6 +57,8 @@ def group_message(array: Array, group: JournalGroupRecord) -> pb.JournalGroup:
         split_seq=group.split_seq or 0,
         journal_nearly_full=journal.nearly_full(),
         synchronous=group.synchronous,
+        inflow_control=journal.inflow_control,
+        data_overflow_watch_seconds=journal.overflow_watch,
     )
 
 
@@ -91,6 +93,16 @@ class ReplicationRpcs:
         if group is None:
             raise errors.NotFound(f"journal group {request.name!r} not found")
         return group_message(self.array, group)
+
+    def UpdateJournalGroup(
+        self, request: pb.UpdateJournalGroupRequest, context: grpc.ServicerContext
+    ) -> pb.JournalGroup:
+        group = self.array.store.find_journal_group_by_name(request.name)
+        if group is None:
+            raise errors.NotFound(f"journal group {request.name!r} not found")
+        watch = request.data_overflow_watch_seconds or group.overflow_watch
+        self.array.journal_groups.set_inflow_control(group.id, request.inflow_control, watch)
+        return group_message(self.array, self.array.store.get_journal_group(group.id))
 
     def SplitPairs(self, request: pb.SplitPairsRequest, context: grpc.ServicerContext) -> pb.JournalGroup:
         group = self.array.pair_ops.split(request.group_name, request.svol_writable)

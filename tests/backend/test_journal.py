@@ -176,3 +176,32 @@ def test_a_reused_file_still_under_its_old_name_is_not_part_of_the_chain(tmp_pat
     assert [r.seq for r in reopened.read(1, 1 << 20)] == list(range(4, 10))  # 4..9 survive, nothing of "1"
     assert reopened.next_seq == 10
     reopened.close()
+
+
+def test_inflow_control_holds_a_write_until_the_backup_makes_room(tmp_path: Path):
+    import threading
+
+    journal = Journal(tmp_path / "j", capacity=1 << 20)
+    journal.inflow_control, journal.overflow_watch = True, 30.0
+    first = journal.append(RecordKind.WRITE, 7, 0, 900 << 10, os.urandom(900 << 10))
+    done: list[int | None] = []
+    big = os.urandom(200 << 10)  # does not fit next to the first
+    writer = threading.Thread(target=lambda: done.append(journal.append(RecordKind.WRITE, 7, 0, len(big), big)))
+    writer.start()
+    writer.join(0.3)
+    assert writer.is_alive() and not done  # held: the journal is full
+    journal.trim_through(first)  # the backup confirmed: room again
+    writer.join(10)
+    assert done == [first + 1] and not journal.overflowed
+    journal.close()
+
+
+def test_inflow_control_gives_up_after_the_watch_time_and_the_journal_overflows(tmp_path: Path):
+    journal = Journal(tmp_path / "j", capacity=1 << 20)
+    journal.inflow_control, journal.overflow_watch = True, 0.2
+    full: list[int] = []
+    journal.on_full = full.append
+    first = journal.append(RecordKind.WRITE, 7, 0, 900 << 10, os.urandom(900 << 10))
+    assert journal.append(RecordKind.WRITE, 7, 0, 200 << 10, os.urandom(200 << 10)) is None
+    assert journal.overflowed and full == [first]
+    journal.close()

@@ -47,3 +47,29 @@ def test_journal_full_suspends_the_group_and_resync_makes_it_equal(sites):
     (moved,) = [p.copied_bytes for p in sites.backup_stub.ListPairs(pb.ListPairsRequest(group_name="crm")).pairs]
     assert moved == (WRITES - journaled) * R  # only the regions written while suspended
     assert not status().journal_nearly_full and not status().split
+
+
+def test_with_inflow_control_a_full_journal_holds_writes_until_the_backup_drains_it(sites):
+    import threading
+
+    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="orders", size_bytes=32 * MIB))
+    sites.main_stub.CreatePair(pb.CreatePairRequest(group_name="crm", pvol_id=ldev.id, journal_capacity_bytes=MIB))
+    sites.wait_in_sync("crm")
+    group = sites.main_stub.UpdateJournalGroup(
+        pb.UpdateJournalGroupRequest(name="crm", inflow_control=True, data_overflow_watch_seconds=60)
+    )
+    assert group.inflow_control and group.data_overflow_watch_seconds == 60
+    sites.backup.stop()
+    for i in range(14):  # about 900 KiB: the next write does not fit
+        write(sites.main.nbd_address, "orders", i * R, os.urandom(R))
+    held = threading.Thread(target=write, args=(sites.main.nbd_address, "orders", 20 * R, os.urandom(4 * R)))
+    held.start()
+    held.join(1.0)
+    assert held.is_alive()  # the host waits instead of the group suspending
+    sites.backup.start()
+    sites.reconnect()
+    held.join(30)
+    assert not held.is_alive()
+    status = sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="crm"))
+    assert not status.split and {p.state for p in status.pairs} == {pb.PAIR}
+    sites.wait_in_sync("crm")
