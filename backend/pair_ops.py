@@ -23,7 +23,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING
 
-from backend.errors import FailedPrecondition
+from backend.errors import FailedPrecondition, NotFound
 from backend.journal import Journal
 from backend.metadata import JournalGroupRecord, PairRecord, PairState
 from backend.pair_states import PairOp, next_state
@@ -132,7 +132,42 @@ class PairOperations:
         self.array.pairs.link().start_copy(group_name, pair.local_ldev, base.id)
         log.info("differential_copy_started pair=%d pvol=%06x regions=%d", pair.id, pair.local_ldev, regions)
 
+    def delete_pair(self, pvol_id: int) -> None:
+        """One pair back to SMPL on both arrays: safe for a single pair, the rest of the group goes on.
+
+        (Split, resync and takeover act on whole groups: doing them to one
+        volume would break the consistency group.) The backup first; its
+        S-VOL becomes an ordinary writable LDEV holding the last applied state.
+        """
+        pair = self.store.find_pair_by_ldev(pvol_id)
+        if pair is None or pair.role != "main":
+            raise NotFound(f"LDEV {pvol_id:06x} is not a P-VOL here")
+        group = self.store.get_journal_group(pair.group_id)
+        with self.array.name_locks.hold(f"journal-group:{group.name}"):
+            next_state(pair.state, PairOp.DELETE)
+            self.array.pairs.link().delete_secondary(group.name, pvol_id)
+            with self.array.hold_writes([pvol_id]) as (runtime,):
+                runtime.journal = None  # records journaled before this instant are skipped at the backup
+                self.array.stop_tracking_changes(runtime)
+                self.store.remove_journal_member(pvol_id)
+                self.store.delete_pair(pair.id)
+            self.array.resync_path(pvol_id).unlink(missing_ok=True)
+            if pair.base_snapshot is not None and (base := self.store.find_snapshot(pair.base_snapshot)):
+                self.array.snapshots._drop([base], None)
+            log.info("pair_deleted pair=%d group=%s pvol=%06x", pair.id, group.name, pvol_id)
+
     # -- backup side -------------------------------------------------------------------
+    def delete_secondary(self, group_name: str, pvol_id: int) -> None:
+        group = self.array.pairs.group(group_name, "backup")
+        for pair in self.store.list_pairs(group.id):
+            if pair.remote_ldev == pvol_id:
+                self.store.delete_pair(pair.id)
+                runtime = self.array.runtime(pair.local_ldev)
+                with runtime.lock:
+                    self.array.stop_tracking_changes(runtime)
+                self.store.set_ldev_access(pair.local_ldev, read_only=False)
+                log.info("svol_released pair=%d svol=%06x", pair.id, pair.local_ldev)
+
     def split_secondary(self, group_id: int, svol_writable: bool, why: PairOp = PairOp.SPLIT) -> None:
         """The backup applied through the split point: its pairs are split (PSUS) or suspended (PFUS)."""
         for pair in self.store.list_pairs(group_id):

@@ -77,6 +77,10 @@ class RemoteArray(Protocol):
 
     def describe_unapplied(self, group_name: str, applied_seq: int) -> tuple[int, int, float]: ...
 
+    def delete_secondary(self, group_name: str, pvol_id: int) -> None:
+        """The pair of this P-VOL is deleted: its S-VOL becomes an ordinary LDEV."""
+        ...
+
     def demote(self, group_name: str, applied_seq: int, last_seq: int) -> dict[int, bytes]:
         """Failback: the old main array becomes the backup; its differing regions by our LDEV id."""
         ...

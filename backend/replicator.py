@@ -170,8 +170,9 @@ class Replicator(threading.Thread):
             if record.seq != applied + 1:
                 raise RuntimeError(f"journal gap: expected {applied + 1}, got {record.seq}")
             pair = by_pvol.get(record.ldev_id)
-            if pair is None:
-                raise RuntimeError(f"record {record.seq} is for P-VOL {record.ldev_id:06x}, not paired here")
+            if pair is None:  # its pair was deleted after the record was journaled: nothing to apply it to
+                applied = record.seq
+                continue
             runtime = self.array.runtime(pair.local_ldev)
             op = HostWrite(
                 _KINDS[record.kind], record.offset, record.length, record.data or None,

@@ -25,6 +25,9 @@ def add_objects(objects: argparse._SubParsersAction) -> None:
     listing = pair.add_parser("list", help="pairs and their states")
     listing.add_argument("--group", default="")
     listing.set_defaults(run=pair_list)
+    delete = pair.add_parser("delete", help="one pair back to SMPL on both arrays (run on the main array)")
+    delete.add_argument("ldev", help="P-VOL id or name")
+    delete.set_defaults(run=pair_delete)
     split = pair.add_parser("split", help="split every pair of a journal group at one sequence (main array)")
     split.add_argument("group")
     split.add_argument("--svol-writable", action="store_true", help="hosts may write the S-VOLs once split")
@@ -77,6 +80,13 @@ def pair_create(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
 def pair_list(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     pairs = list(stub.ListPairs(pb.ListPairsRequest(group_name=args.group), timeout=CALL_TIMEOUT).pairs)
     return [to_dict(p) for p in pairs], lambda: table(PAIR_HEADERS, [pair_row(p) for p in pairs])
+
+
+@wrap
+def pair_delete(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    ldev = ldev_ref(stub, args.ldev)
+    stub.DeletePair(pb.DeletePairRequest(pvol_id=ldev.id), timeout=CALL_TIMEOUT)
+    return {"deleted": ldev.id}, lambda: f"pair of {ldev.display_id} deleted (SMPL)"
 
 
 @wrap

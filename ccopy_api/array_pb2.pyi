@@ -731,6 +731,24 @@ class DiffBitmaps(_message.Message):
     bitmaps: _containers.RepeatedCompositeFieldContainer[ResyncBitmap]
     def __init__(self, bitmaps: _Optional[_Iterable[_Union[ResyncBitmap, _Mapping]]] = ...) -> None: ...
 
+class DeletePairRequest(_message.Message):
+    __slots__ = ("pvol_id",)
+    PVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    pvol_id: int
+    def __init__(self, pvol_id: _Optional[int] = ...) -> None: ...
+
+class DeleteSecondaryRequest(_message.Message):
+    __slots__ = ("group_name", "pvol_id")
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    PVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    pvol_id: int
+    def __init__(self, group_name: _Optional[str] = ..., pvol_id: _Optional[int] = ...) -> None: ...
+
+class DeletePairResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class FailbackRequest(_message.Message):
     __slots__ = ("group_name",)
     GROUP_NAME_FIELD_NUMBER: _ClassVar[int]

@@ -164,6 +164,11 @@ class ArrayStub:
                 request_serializer=ccopy__api_dot_array__pb2.ListPairsRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.ListPairsResponse.FromString,
                 _registered_method=True)
+        self.DeletePair = channel.unary_unary(
+                '/ccopy.array.v1.Array/DeletePair',
+                request_serializer=ccopy__api_dot_array__pb2.DeletePairRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.DeletePairResponse.FromString,
+                _registered_method=True)
         self.GetJournalGroup = channel.unary_unary(
                 '/ccopy.array.v1.Array/GetJournalGroup',
                 request_serializer=ccopy__api_dot_array__pb2.GetJournalGroupRequest.SerializeToString,
@@ -213,6 +218,11 @@ class ArrayStub:
                 '/ccopy.array.v1.Array/Demote',
                 request_serializer=ccopy__api_dot_array__pb2.DemoteRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.DiffBitmaps.FromString,
+                _registered_method=True)
+        self.DeleteSecondary = channel.unary_unary(
+                '/ccopy.array.v1.Array/DeleteSecondary',
+                request_serializer=ccopy__api_dot_array__pb2.DeleteSecondaryRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.DeletePairResponse.FromString,
                 _registered_method=True)
         self.DescribeUnapplied = channel.unary_unary(
                 '/ccopy.array.v1.Array/DescribeUnapplied',
@@ -429,6 +439,14 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeletePair(self, request, context):
+        """One pair back to SMPL on both arrays (the rest of its group goes on); the
+        S-VOL stays as an ordinary writable LDEV.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetJournalGroup(self, request, context):
         """State, sequence numbers, pending work and lag of a journal group.
         """
@@ -500,6 +518,12 @@ class ArrayServicer:
     def Demote(self, request, context):
         """Failback: the old main array becomes the backup; what differs on its side.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSecondary(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -662,6 +686,11 @@ def add_ArrayServicer_to_server(servicer, server):
                     request_deserializer=ccopy__api_dot_array__pb2.ListPairsRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.ListPairsResponse.SerializeToString,
             ),
+            'DeletePair': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePair,
+                    request_deserializer=ccopy__api_dot_array__pb2.DeletePairRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.DeletePairResponse.SerializeToString,
+            ),
             'GetJournalGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJournalGroup,
                     request_deserializer=ccopy__api_dot_array__pb2.GetJournalGroupRequest.FromString,
@@ -711,6 +740,11 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.Demote,
                     request_deserializer=ccopy__api_dot_array__pb2.DemoteRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.DiffBitmaps.SerializeToString,
+            ),
+            'DeleteSecondary': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSecondary,
+                    request_deserializer=ccopy__api_dot_array__pb2.DeleteSecondaryRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.DeletePairResponse.SerializeToString,
             ),
             'DescribeUnapplied': grpc.unary_unary_rpc_method_handler(
                     servicer.DescribeUnapplied,
@@ -1446,6 +1480,33 @@ class Array:
             _registered_method=True)
 
     @staticmethod
+    def DeletePair(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/DeletePair',
+            ccopy__api_dot_array__pb2.DeletePairRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.DeletePairResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetJournalGroup(request,
             target,
             options=(),
@@ -1705,6 +1766,33 @@ class Array:
             '/ccopy.array.v1.Array/Demote',
             ccopy__api_dot_array__pb2.DemoteRequest.SerializeToString,
             ccopy__api_dot_array__pb2.DiffBitmaps.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSecondary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/DeleteSecondary',
+            ccopy__api_dot_array__pb2.DeleteSecondaryRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.DeletePairResponse.FromString,
             options,
             channel_credentials,
             insecure,

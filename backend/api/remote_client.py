@@ -91,6 +91,9 @@ class RemoteClient:
         answer = self._call("PrepareResync", pb.PrepareResyncRequest(group_name=group_name))
         return {b.pvol_id: b.bits for b in answer.bitmaps}  # type: ignore[attr-defined]
 
+    def delete_secondary(self, group_name: str, pvol_id: int) -> None:
+        self._call("DeleteSecondary", pb.DeleteSecondaryRequest(group_name=group_name, pvol_id=pvol_id))
+
     def demote(self, group_name: str, applied_seq: int, last_seq: int) -> dict[int, bytes]:
         request = pb.DemoteRequest(group_name=group_name, applied_seq=applied_seq, last_seq=last_seq)
         answer = self._call("Demote", request)

@@ -94,6 +94,16 @@ class ReplicationRpcs:
             raise errors.NotFound(f"journal group {request.name!r} not found")
         return group_message(self.array, group)
 
+    def DeletePair(self, request: pb.DeletePairRequest, context: grpc.ServicerContext) -> pb.DeletePairResponse:
+        self.array.pair_ops.delete_pair(request.pvol_id)
+        return pb.DeletePairResponse()
+
+    def DeleteSecondary(
+        self, request: pb.DeleteSecondaryRequest, context: grpc.ServicerContext
+    ) -> pb.DeletePairResponse:
+        self.array.pair_ops.delete_secondary(request.group_name, request.pvol_id)
+        return pb.DeletePairResponse()
+
     def UpdateJournalGroup(
         self, request: pb.UpdateJournalGroupRequest, context: grpc.ServicerContext
     ) -> pb.JournalGroup:

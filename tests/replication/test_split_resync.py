@@ -117,3 +117,22 @@ def test_unsafe_split_and_resync_are_refused_and_change_nothing(sites):
     sites.reconnect()
     when_linked(sites.main_stub.ResyncPairs, resync)
     sites.wait_in_sync("shop")
+
+
+def test_deleting_one_pair_leaves_the_rest_of_the_group_replicating(sites):
+    pairs = paired_shop(sites)
+    sales = sites.main_stub.GetLdev(pb.GetLdevRequest(name="sales"))
+    write(sites.main.nbd_address, "sales", 0, b"journaled before the delete" * 100)
+    sites.main_stub.DeletePair(pb.DeletePairRequest(pvol_id=sales.id))
+    assert code_of(sites.main_stub.DeletePair, pb.DeletePairRequest(pvol_id=sales.id)) == grpc.StatusCode.NOT_FOUND
+    write(sites.main.nbd_address, "sales", MIB, b"after the delete: stays at the main site")
+    write(sites.main.nbd_address, "stock", MIB, os.urandom(8192))
+    sites.wait_in_sync("shop")
+    for stub in (sites.main_stub, sites.backup_stub):
+        assert [p.remote_ldev_id if stub is sites.main_stub else p.local_ldev_id
+                for p in stub.ListPairs(pb.ListPairsRequest()).pairs] == [pairs["stock"].remote_ldev_id]  # fmt: skip
+    svol = {n: sites.backup_stub.GetLdev(pb.GetLdevRequest(id=p.remote_ldev_id)) for n, p in pairs.items()}
+    assert digest(sites.backup.nbd_address, svol["stock"].export_name) == digest(sites.main.nbd_address, "stock")
+    assert not svol["sales"].read_only  # an ordinary LDEV again
+    assert digest(sites.backup.nbd_address, svol["sales"].export_name) != digest(sites.main.nbd_address, "sales")
+    write(sites.backup.nbd_address, svol["sales"].export_name, 0, b"free to use")
