@@ -63,3 +63,14 @@ def test_failback_after_a_forced_takeover_copies_only_the_differences(sites):
     while digest(sites.main.nbd_address, "sales") != digest(sites.backup.nbd_address, svol["sales"].export_name):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+    # Swap back: a lossless takeover at the old main array while both answer, then a failback from there.
+    back = sites.main_stub.Takeover(pb.TakeoverRequest(group_name="shop", force=True))
+    assert back.given_up.exact and back.given_up.records == 0
+    group = when_linked(sites.main_stub.Failback, failback)
+    assert group.role == "main"
+    sites.wait_in_sync("shop")  # the original direction again
+    write(sites.main.nbd_address, "stock", 3 * MIB, os.urandom(R))
+    sites.wait_in_sync("shop")
+    for name in pairs:
+        assert digest(sites.main.nbd_address, name) == digest(sites.backup.nbd_address, svol[name].export_name)
