@@ -103,7 +103,8 @@ class Journal:
     _usage: int = 0  # bytes of records in the segments
     _remembered_bytes: int = 0  # bytes of every record remembered since the journal opened
     _trimmed_bytes: int = 0  # of those, bytes of the records trimmed
-    _appended: threading.Condition = field(init=False)
+    _appended: threading.Condition = field(init=False)  # new records: the backup's long poll
+    _confirmed: threading.Condition = field(init=False)  # records confirmed: room, synchronous writers
     segment_bytes: int = field(init=False)
     on_full: Callable[[int], None] | None = None
     # Synchronous group: writers wait in wait_confirmed for the backup to apply their record.
@@ -120,6 +121,7 @@ class Journal:
         # gives space back long before the capacity is reached.
         self.segment_bytes = min(SEGMENT_BYTES, max(64 << 10, self.capacity // 8))
         self._appended = threading.Condition(self.lock)
+        self._confirmed = threading.Condition(self.lock)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._recover()
 
@@ -131,8 +133,8 @@ class Journal:
         for index, path in enumerate(paths):
             segment = _Segment(int(path.stem, 16), path, sealed=True)  # appends go to a new segment
             raw = path.read_bytes()
-            end = self._chain_end(segment, raw, previous)
-            if end == 0:  # nothing of the chain here (never written back, or a recycled file under its old name)
+            chain = self._chain(segment, raw, previous)
+            if not chain:  # nothing of the chain here (never written back, or a recycled file under its old name)
                 if previous is not None and _seq_at(raw) == segment.first_seq != previous + 1:
                     for dropped in paths[index:]:  # a gap: this and every later segment were never made durable
                         log.warning("journal_segment_dropped path=%s reason=gap_after_seq_%d", dropped, previous)
@@ -141,16 +143,13 @@ class Journal:
                 log.warning("journal_segment_dropped path=%s reason=holds_no_record_of_its_name", path)
                 path.unlink()
                 continue
-            pos = 0
-            while pos < end:
-                record, after = decode(raw, pos)
+            for pos, after, record in chain:
                 if record.seq > self.confirmed_seq:
                     self._remember(record.seq, segment, pos, after - pos, record.timestamp_ns)
                 previous = segment.last_seq = record.seq
-                pos = after
-            segment.size = end
+            segment.size = chain[-1][1]
             self.segments.append(segment)
-            self._usage += end
+            self._usage += segment.size
         self.next_seq = max(self.confirmed_seq, previous or 0) + 1
         self._retire(self._take_confirmed_segments())  # confirmed_seq came from the store: durable
         log.info(
@@ -159,17 +158,18 @@ class Journal:
         )  # fmt: skip
 
     @staticmethod
-    def _chain_end(segment: _Segment, raw: bytes, previous: int | None) -> int:
-        """Where the chain of records ends in a segment file: 0 when it does not go on here.
+    def _chain(segment: _Segment, raw: bytes, previous: int | None) -> list[tuple[int, int, JournalRecord]]:
+        """The records of a segment file that continue the chain, as (start, end, record); [] when it does not go on.
 
         The first record must carry the segment's name (else the file is a spare
         whose rename never reached the disk) and follow `previous`; each next
         record follows the one before. Anything else (preallocated zeros, a torn
         or corrupt record, a record left from the file's earlier life) ends it.
         """
+        chain: list[tuple[int, int, JournalRecord]] = []
         pos, expected = 0, segment.first_seq
         if previous is not None and previous + 1 != expected:
-            return 0
+            return chain
         while pos < len(raw):
             try:
                 record, after = decode(raw, pos)
@@ -177,11 +177,12 @@ class Journal:
                 if pos and raw.count(0, pos) != len(raw) - pos:  # not the preallocated zeros after the last record
                     log.warning("journal_tail_cut path=%s at=%d reason=%s", segment.path, pos, exc)
                     os.truncate(segment.path, pos)
-                return pos
+                break
             if record.seq != expected:
-                return pos
+                break
+            chain.append((pos, after, record))
             pos, expected = after, expected + 1
-        return pos
+        return chain
 
     def _remember(self, seq: int, segment: _Segment, offset: int, size: int, timestamp_ns: int) -> None:
         self._remembered_bytes += size
@@ -210,7 +211,7 @@ class Journal:
             size = HEADER_BYTES + len(data)
             if self.inflow_control and not self.overflowed and self._usage + size > self.capacity:
                 # Throttle the host instead of suspending: wait for the backup to make room.
-                self._appended.wait_for(lambda: self._usage + size <= self.capacity, self.overflow_watch)
+                self._confirmed.wait_for(lambda: self._usage + size <= self.capacity, self.overflow_watch)
             header = JournalRecord(self.next_seq, kind, ldev_id, offset, length, time.time_ns(), b"", keep_allocated)
             if self.overflowed or self._usage + size > self.capacity:
                 if not self.overflowed:
@@ -277,8 +278,8 @@ class Journal:
     # -- reading and trimming ------------------------------------------------------
     def wait_confirmed(self, seq: int, timeout: float) -> bool:
         """Wait until the backup applied record `seq` (a synchronous write's acknowledgement)."""
-        with self._appended:
-            return self._appended.wait_for(lambda: self.confirmed_seq >= seq, timeout)
+        with self._confirmed:
+            return self._confirmed.wait_for(lambda: self.confirmed_seq >= seq, timeout)
 
     def wait_for(self, seq: int, timeout: float) -> bool:
         """Wait until record `seq` exists (the backup's long poll)."""
@@ -329,9 +330,9 @@ class Journal:
             if keep:
                 self._trimmed_bytes = self.entries[keep - 1].through_bytes
                 del self.entries[:keep]
-            self._appended.notify_all()  # synchronous writers wait for this
             retiring = self._take_confirmed_segments()
             confirmed = self.confirmed_seq
+            self._confirmed.notify_all()  # synchronous writers, and writers held by inflow control (room)
         if retiring:
             if before_retiring is not None:
                 before_retiring(confirmed)

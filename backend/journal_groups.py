@@ -34,9 +34,7 @@ class JournalGroups:
         self.journals: dict[int, Journal] = {}
         self._confirm_persisted: dict[int, float] = {}  # group id -> monotonic time
         for group in self.store.list_journal_groups():
-            journal = self._open(group.id, group.capacity, group.confirmed_seq, group.synchronous)
-            journal.inflow_control, journal.overflow_watch = group.inflow_control, group.overflow_watch
-            self.journals[group.id] = journal
+            self.journals[group.id] = self._open(group)
 
     def close(self) -> None:
         for group_id, journal in self.journals.items():
@@ -44,18 +42,26 @@ class JournalGroups:
                 self.store.set_confirmed(group_id, journal.confirmed_seq)
             journal.close()
 
-    def _open(self, group_id: int, capacity: int, confirmed_seq: int = 0, synchronous: bool = False) -> Journal:
-        journal = Journal(self.path(group_id), capacity, confirmed_seq, synchronous=synchronous)
-        journal.on_full = lambda last_seq: self._suspend_when_full(group_id, last_seq)
+    def _open(self, group: JournalGroupRecord) -> Journal:
+        journal = Journal(
+            self.path(group.id), group.capacity, group.confirmed_seq, synchronous=group.synchronous,
+            inflow_control=group.inflow_control, overflow_watch=group.overflow_watch,
+        )  # fmt: skip
+        journal.on_full = lambda last_seq: self._suspend_when_full(group.id, last_seq)
         return journal
 
-    def set_inflow_control(self, group_id: int, inflow_control: bool, overflow_watch: float) -> None:
-        """Journal full: throttle host writes for up to `overflow_watch` seconds, or suspend at once."""
+    def set_inflow_control(
+        self, group_id: int, inflow_control: bool, overflow_watch: float | None = None
+    ) -> JournalGroupRecord:
+        """Journal full: throttle host writes for up to `overflow_watch` seconds (None: as set), or suspend at once."""
+        if overflow_watch is None:
+            overflow_watch = self.store.get_journal_group(group_id).overflow_watch
         if overflow_watch <= 0:
             raise InvalidArgument("the data overflow watch time must be positive")
         self.store.set_inflow_control(group_id, inflow_control, overflow_watch)
         journal = self.journals[group_id]
         journal.inflow_control, journal.overflow_watch = inflow_control, overflow_watch
+        return self.store.get_journal_group(group_id)
 
     def _suspend_when_full(self, group_id: int, last_seq: int) -> None:
         """The journal took its last record: the group is PFUS from there, durably, before any write goes on.
@@ -86,7 +92,7 @@ class JournalGroups:
                     raise AlreadyExists(f"journal group {name!r} exists with capacity {existing.capacity}")
                 return existing
             group = self.store.insert_journal_group(name, capacity, role, remote_serial, synchronous)
-            self.journals[group.id] = self._open(group.id, capacity, synchronous=synchronous)
+            self.journals[group.id] = self._open(group)
         if role == "backup":
             self.array.replicators.ensure(group.id)
         log.info("journal_group_created group=%d name=%s capacity=%d", group.id, name, capacity)

@@ -69,8 +69,7 @@ class PairOperations:
                 for pair in pairs:
                     self.store.update_pair(pair.id, state=targets[pair.id], clear_base=pair.base_snapshot is not None)
             for pair in pairs:  # an unfinished copy's base goes; the resync cuts a new one
-                if pair.base_snapshot is not None and (base := self.store.find_snapshot(pair.base_snapshot)):
-                    self.array.snapshots._drop([base], None)
+                self.array.pairs.drop_base(pair)
             log.info("group_split group=%s split_seq=%d svol_writable=%s", group_name, split_seq, svol_writable)
             return self.store.get_journal_group(group.id)
 
@@ -152,8 +151,7 @@ class PairOperations:
                 self.store.remove_journal_member(pvol_id)
                 self.store.delete_pair(pair.id)
             self.array.resync_path(pvol_id).unlink(missing_ok=True)
-            if pair.base_snapshot is not None and (base := self.store.find_snapshot(pair.base_snapshot)):
-                self.array.snapshots._drop([base], None)
+            self.array.pairs.drop_base(pair)
             log.info("pair_deleted pair=%d group=%s pvol=%06x", pair.id, group.name, pvol_id)
 
     # -- backup side -------------------------------------------------------------------
@@ -174,12 +172,16 @@ class PairOperations:
             if pair.state is not PairState.PAIR:
                 continue
             if svol_writable:
-                runtime = self.array.runtime(pair.local_ldev)
-                with runtime.lock:
-                    self.array.track_changes(runtime)
-                self.store.set_ldev_access(pair.local_ldev, read_only=False)
+                self.open_svol_to_writes(pair.local_ldev)
             self.store.update_pair(pair.id, state=next_state(pair.state, why))
             log.info("svol_split pair=%d svol=%06x writable=%s", pair.id, pair.local_ldev, svol_writable)
+
+    def open_svol_to_writes(self, svol_id: int) -> None:
+        """Hosts may write the S-VOL from now on; its writes mark its bitmap first, for resync or failback."""
+        runtime = self.array.runtime(svol_id)
+        with runtime.lock:
+            self.array.track_changes(runtime)
+        self.store.set_ldev_access(svol_id, read_only=False)
 
     def prepare_resync(self, group_name: str) -> dict[int, bytes]:
         """Keep a consistent copy, close the S-VOLs to hosts, hand over their bitmaps (by P-VOL id)."""

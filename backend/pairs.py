@@ -103,13 +103,15 @@ class Pairs:
         pair = self.store.find_pair_by_ldev(pvol_id)
         if pair is None or pair.group_id != group.id:
             raise NotFound(f"no pair of LDEV {pvol_id:06x} in {group_name!r}")
-        if pair.base_snapshot is not None:
-            snapshot = self.store.find_snapshot(pair.base_snapshot)
-            if snapshot is not None:
-                self.array.snapshots._drop([snapshot], None)
+        self.drop_base(pair)
         self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.COPY_DONE), clear_base=True)
         self.array.resync_path(pvol_id).unlink(missing_ok=True)
         log.info("pair_copied pair=%d pvol=%06x", pair.id, pvol_id)
+
+    def drop_base(self, pair: PairRecord) -> None:
+        """The hidden snapshot an initial copy or resync copied from is no longer needed."""
+        if pair.base_snapshot is not None and (base := self.store.find_snapshot(pair.base_snapshot)):
+            self.array.snapshots._drop([base], None)
 
     def pull_journal(
         self, group_name: str, from_seq: int, applied_seq: int, max_bytes: int, wait: float
@@ -124,9 +126,11 @@ class Pairs:
         if journal.next_seq <= from_seq and wait > 0:
             journal.wait_for(from_seq, min(wait, 5.0))
         records = journal.read_raw(from_seq, min(max_bytes, MAX_PULL_BYTES))
-        group = self.group(group_name, "main")  # split or resynced meanwhile
-        states = {p.state for p in self.store.list_pairs(group.id)}
-        how = next((s for s in (PairState.PFUS, PairState.PSUE) if s in states), PairState.PSUS)
+        # A split during the wait shows on the next pull: these records are all before it.
+        how = PairState.PSUS
+        if group.split_seq is not None:
+            states = {p.state for p in self.store.list_pairs(group.id)}
+            how = next((s for s in (PairState.PFUS, PairState.PSUE) if s in states), PairState.PSUS)
         return JournalBatch(
             records, journal.next_seq, journal.oldest_pending_ns() or 0, group.split_seq, group.svol_writable,
             how.value, group.synchronous,

@@ -122,9 +122,9 @@ class Replicator(threading.Thread):
             if ready and all(p.state is not PairState.COPY for p in self.store.list_pairs(self.group_id)):
                 self.array.pair_ops.resync_finished(self.group_id)
             return bool(ready)
-        if not any(p.state is PairState.PAIR for p in pairs):
-            return False  # split or suspended: idle until a resync wakes it
         by_pvol = {p.remote_ldev: p for p in pairs if p.state is PairState.PAIR}
+        if not by_pvol:
+            return False  # split or suspended: idle until a resync wakes it
         applied = group.applied_seq
         if self.in_flight is None or self.in_flight[0] <= applied:
             self._pull(remote, group.name, applied + 1, applied)

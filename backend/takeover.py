@@ -62,10 +62,7 @@ class Takeovers:
             given_up = self._stop_replication(group)
             applied = self.store.get_journal_group(group.id).applied_seq
             for pair in self.store.list_pairs(group.id):
-                runtime = self.array.runtime(pair.local_ldev)
-                with runtime.lock:
-                    self.array.track_changes(runtime)
-                self.store.set_ldev_access(pair.local_ldev, read_only=False)
+                self.array.pair_ops.open_svol_to_writes(pair.local_ldev)
                 self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.TAKEOVER, force=True))
             self.store.set_given_up(group.id, json.dumps(asdict(given_up)))
             log.warning(
@@ -77,9 +74,10 @@ class Takeovers:
     def _stop_replication(self, group: JournalGroupRecord) -> DataGivenUp:
         """Drain what the main array has (if it answers), then stop applying; what was given up."""
         remote = self.array.pairs.remote
+        if remote is None:
+            self.array.replicators.halt(group.id)
+            return self._estimate(group)
         try:
-            if remote is None:
-                raise LinkDown("no remote array linked")
             split_seq = remote.split(group.name)
             deadline = time.monotonic() + DRAIN_TIMEOUT
             while self.store.get_journal_group(group.id).applied_seq < split_seq and time.monotonic() < deadline:

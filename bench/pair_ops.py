@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.nbd_fio import machine, prefill
-from bench.replication import GIB, Sites, host_fio
+from bench.nbd_fio import prefill
+from bench.replication import GIB, Sites, host_fio, print_report
 from ccopy_api import array_pb2 as pb
 from tests.integration.nbd_raw import RawClient
 
@@ -120,9 +120,7 @@ def main() -> int:
             sections[title] = host_writes(Path(tmp), args.runtime)
         if args.only in (None, "resync"):
             sections["Resync after a split, against the full copy"] = resync(Path(tmp))
-    print(f"{time.strftime('%Y-%m-%d')}, {machine()}\n")
-    for title, lines in sections.items():
-        print(f"#### {title}\n\n" + "\n".join(lines) + "\n")
+    print_report(sections)
     return 0
 
 

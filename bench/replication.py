@@ -63,6 +63,13 @@ def host_fio(uri: str, name: str, params: dict[str, str], runtime: int) -> Resul
     return fio(uri, name, {**params, "cpus_allowed": cpus}, GIB, runtime)
 
 
+def print_report(sections: dict[str, list[str]]) -> None:
+    """The date and machine, then each section's markdown table, as docs/benchmarks.md takes them."""
+    print(f"{time.strftime('%Y-%m-%d')}, {machine()}\n")
+    for title, lines in sections.items():
+        print(f"#### {title}\n\n" + "\n".join(lines) + "\n")
+
+
 class Sites:
     def __init__(self, work: Path, link_delay_ms: float = 0.0) -> None:
         self.link_delay_ms = link_delay_ms
@@ -215,9 +222,7 @@ def main() -> int:
             }
         finally:
             sites.close()
-    print(f"{time.strftime('%Y-%m-%d')}, {machine()}\n")
-    for title, lines in sections.items():
-        print(f"#### {title}\n\n" + "\n".join(lines) + "\n")
+    print_report(sections)
     return 0
 
 

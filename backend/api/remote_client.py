@@ -88,16 +88,14 @@ class RemoteClient:
         return answer.records, answer.bytes, answer.seconds  # type: ignore[attr-defined]
 
     def prepare_resync(self, group_name: str) -> dict[int, bytes]:
-        answer = self._call("PrepareResync", pb.PrepareResyncRequest(group_name=group_name))
-        return {b.pvol_id: b.bits for b in answer.bitmaps}  # type: ignore[attr-defined]
+        return _bitmaps(self._call("PrepareResync", pb.PrepareResyncRequest(group_name=group_name)))
 
     def delete_secondary(self, group_name: str, pvol_id: int) -> None:
         self._call("DeleteSecondary", pb.DeleteSecondaryRequest(group_name=group_name, pvol_id=pvol_id))
 
     def demote(self, group_name: str, applied_seq: int, last_seq: int) -> dict[int, bytes]:
         request = pb.DemoteRequest(group_name=group_name, applied_seq=applied_seq, last_seq=last_seq)
-        answer = self._call("Demote", request)
-        return {b.pvol_id: b.bits for b in answer.bitmaps}  # type: ignore[attr-defined]
+        return _bitmaps(self._call("Demote", request))
 
     def pull_journal(
         self, group_name: str, from_seq: int, applied_seq: int, max_bytes: int, wait: float
@@ -122,3 +120,8 @@ class RemoteClient:
 
     def complete_initial_copy(self, group_name: str, pvol_id: int) -> None:
         self._call("CompleteInitialCopy", pb.CompleteInitialCopyRequest(group_name=group_name, pvol_id=pvol_id))
+
+
+def _bitmaps(answer: object) -> dict[int, bytes]:
+    """A DiffBitmaps answer as {LDEV id: bits}."""
+    return {b.pvol_id: b.bits for b in answer.bitmaps}  # type: ignore[attr-defined]

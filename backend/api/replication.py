@@ -110,9 +110,10 @@ class ReplicationRpcs:
         group = self.array.store.find_journal_group_by_name(request.name)
         if group is None:
             raise errors.NotFound(f"journal group {request.name!r} not found")
-        watch = request.data_overflow_watch_seconds or group.overflow_watch
-        self.array.journal_groups.set_inflow_control(group.id, request.inflow_control, watch)
-        return group_message(self.array, self.array.store.get_journal_group(group.id))
+        watch = request.data_overflow_watch_seconds or None  # 0: keep the current one
+        return group_message(
+            self.array, self.array.journal_groups.set_inflow_control(group.id, request.inflow_control, watch)
+        )
 
     def SplitPairs(self, request: pb.SplitPairsRequest, context: grpc.ServicerContext) -> pb.JournalGroup:
         group = self.array.pair_ops.split(request.group_name, request.svol_writable)

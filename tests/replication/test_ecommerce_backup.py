@@ -14,11 +14,14 @@ import random
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from ccopy.ecommerce import check
 from ccopy_api import array_pb2 as pb
+from ccopy_api import array_pb2_grpc as pb_grpc
 from csi_driver.attach import attached, mounted, nbd_uri
 from tests.conftest import require_root, require_tools, wait_for
 from tests.replication.conftest import export_of, read_all
@@ -33,41 +36,51 @@ def node_tools():
     require_tools("nbdfuse", "losetup", "mkfs.ext4", "fusermount3")
 
 
-def test_fifty_backup_split_points_are_all_consistent_and_the_end_is_identical(sites, tmp_path):
+@contextmanager
+def orders_at_main_site(stub: pb_grpc.ArrayStub, nbd_address: str, tmp_path: Path, seconds: float):
+    """The shop at the main site: LDEVs stock and sales, ext4 over NBD, SQLite on each, and the
+    order loop running on them for `seconds` (the process is yielded; it is killed if still running)."""
     for name in ("stock", "sales"):
-        sites.main_stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=SIZE))
-    main_mounts = {name: tmp_path / "main" / name for name in ("stock", "sales")}
+        stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=SIZE))
+    mounts = {name: tmp_path / "main" / name for name in ("stock", "sales")}
     with (
-        attached(nbd_uri(sites.main.nbd_address, "stock"), tmp_path / "fuse-stock") as stock_dev,
-        attached(nbd_uri(sites.main.nbd_address, "sales"), tmp_path / "fuse-sales") as sales_dev,
+        attached(nbd_uri(nbd_address, "stock"), tmp_path / "fuse-stock") as stock_dev,
+        attached(nbd_uri(nbd_address, "sales"), tmp_path / "fuse-sales") as sales_dev,
     ):
         for device in (stock_dev, sales_dev):
             subprocess.run(["mkfs.ext4", "-q", "-F", device], check=True)
-        with mounted(stock_dev, main_mounts["stock"]), mounted(sales_dev, main_mounts["sales"]):
-            orders = subprocess.Popen(
-                [sys.executable, "-m", "ccopy.ecommerce", str(main_mounts["stock"]), str(main_mounts["sales"]), "14"]
+        with mounted(stock_dev, mounts["stock"]), mounted(sales_dev, mounts["sales"]):
+            argv = [sys.executable, "-m", "ccopy.ecommerce", str(mounts["stock"]), str(mounts["sales"]), str(seconds)]
+            orders = subprocess.Popen(argv)
+            try:
+                yield orders
+            finally:
+                if orders.poll() is None:
+                    orders.kill()
+                    orders.wait()
+
+
+def test_fifty_backup_split_points_are_all_consistent_and_the_end_is_identical(sites, tmp_path):
+    with orders_at_main_site(sites.main_stub, sites.main.nbd_address, tmp_path, 14) as orders:
+        pairs = {}
+        for name in ("stock", "sales"):
+            ldev = sites.main_stub.GetLdev(pb.GetLdevRequest(name=name))
+            pairs[name] = sites.main_stub.CreatePair(pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id))
+        svols = [pairs["stock"].remote_ldev_id, pairs["sales"].remote_ldev_id]
+        deadline = time.monotonic() + 60
+        while not all(
+            p.state == pb.PAIR for p in sites.backup_stub.ListPairs(pb.ListPairsRequest(group_name="shop")).pairs
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        rng = random.Random(50)
+        groups = []
+        for n in range(SPLITS):
+            time.sleep(rng.uniform(0.02, 0.2))
+            groups.append(
+                sites.backup_stub.CreateSnapshotGroup(pb.CreateSnapshotGroupRequest(name=f"split-{n}", ldev_ids=svols))
             )
-            pairs = {}
-            for name in ("stock", "sales"):
-                ldev = sites.main_stub.GetLdev(pb.GetLdevRequest(name=name))
-                pairs[name] = sites.main_stub.CreatePair(pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id))
-            svols = [pairs["stock"].remote_ldev_id, pairs["sales"].remote_ldev_id]
-            deadline = time.monotonic() + 60
-            while not all(
-                p.state == pb.PAIR for p in sites.backup_stub.ListPairs(pb.ListPairsRequest(group_name="shop")).pairs
-            ):
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            rng = random.Random(50)
-            groups = []
-            for n in range(SPLITS):
-                time.sleep(rng.uniform(0.02, 0.2))
-                groups.append(
-                    sites.backup_stub.CreateSnapshotGroup(
-                        pb.CreateSnapshotGroupRequest(name=f"split-{n}", ldev_ids=svols)
-                    )
-                )
-            assert orders.wait(120) == 0
+        assert orders.wait(120) == 0
     seen = []
     for group in groups:
         by_svol = {s.ldev_id: s.id for s in group.snapshots}

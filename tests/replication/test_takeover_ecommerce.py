@@ -4,8 +4,6 @@ stock change."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from ccopy_api import array_pb2_grpc as pb_grpc
 from csi_driver.attach import attached, mounted, nbd_uri
 from tests.conftest import require_root, require_tools
 from tests.replication.link import CuttableLink
+from tests.replication.test_ecommerce_backup import orders_at_main_site
 
 SIZE = 128 << 20
 
@@ -43,33 +42,21 @@ def test_forced_takeover_mid_orders_gives_databases_that_open_cleanly(tmp_path: 
     try:
         with grpc.insecure_channel(main_api) as m, grpc.insecure_channel(backup_api) as b:
             main_stub, backup_stub = pb_grpc.ArrayStub(m), pb_grpc.ArrayStub(b)
-            for name in ("stock", "sales"):
-                main_stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=SIZE))
-            mounts = {name: tmp_path / "main" / name for name in ("stock", "sales")}
-            with (
-                attached(nbd_uri(main.nbd_address, "stock"), tmp_path / "fuse-stock") as stock_dev,
-                attached(nbd_uri(main.nbd_address, "sales"), tmp_path / "fuse-sales") as sales_dev,
-            ):
-                for device in (stock_dev, sales_dev):
-                    subprocess.run(["mkfs.ext4", "-q", "-F", device], check=True)
-                with mounted(stock_dev, mounts["stock"]), mounted(sales_dev, mounts["sales"]):
-                    orders = subprocess.Popen(
-                        [sys.executable, "-m", "ccopy.ecommerce", str(mounts["stock"]), str(mounts["sales"]), "8"]
-                    )
-                    svols = {}
-                    for name in ("stock", "sales"):
-                        ldev = main_stub.GetLdev(pb.GetLdevRequest(name=name))
-                        pair = main_stub.CreatePair(pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id))
-                        svols[name] = pair.remote_ldev_id
-                    deadline = time.monotonic() + 60
-                    while {p.state for p in backup_stub.ListPairs(pb.ListPairsRequest()).pairs} != {pb.PAIR}:
-                        assert time.monotonic() < deadline
-                        time.sleep(0.05)
-                    time.sleep(1.5)  # orders replicate for a while ...
-                    link.cut()  # ... then the main site is gone, mid-order
-                    taken = backup_stub.Takeover(pb.TakeoverRequest(group_name="shop", force=True), timeout=60)
-                    assert {p.state for p in taken.group.pairs} == {pb.SSWS} and not taken.given_up.exact
-                    assert orders.wait(60) == 0  # the main site's hosts never noticed
+            with orders_at_main_site(main_stub, main.nbd_address, tmp_path, 8) as orders:
+                svols = {}
+                for name in ("stock", "sales"):
+                    ldev = main_stub.GetLdev(pb.GetLdevRequest(name=name))
+                    pair = main_stub.CreatePair(pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id))
+                    svols[name] = pair.remote_ldev_id
+                deadline = time.monotonic() + 60
+                while {p.state for p in backup_stub.ListPairs(pb.ListPairsRequest()).pairs} != {pb.PAIR}:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+                time.sleep(1.5)  # orders replicate for a while ...
+                link.cut()  # ... then the main site is gone, mid-order
+                taken = backup_stub.Takeover(pb.TakeoverRequest(group_name="shop", force=True), timeout=60)
+                assert {p.state for p in taken.group.pairs} == {pb.SSWS} and not taken.given_up.exact
+                assert orders.wait(60) == 0  # the main site's hosts never noticed
             exports = {n: backup_stub.GetLdev(pb.GetLdevRequest(id=i)).export_name for n, i in svols.items()}
             copies = {name: tmp_path / "backup" / name for name in exports}
             with (
