@@ -187,9 +187,13 @@ def test_clone_into_a_smaller_ldev_is_out_of_range(array: Array):
 def test_snapshot_being_cloned_cannot_be_deleted(array: Array):
     ldev = array.create_ldev("src", 8 * MIB)
     snap = array.snapshots.create_snapshot("s", ldev.id)
-    clone = array.cloner.clone("copy", None, {}, source_snapshot=snap.id)
-    if array.get_ldev(clone.id).state is LdevState.COPYING:
-        with pytest.raises(FailedPrecondition):
+    # Holding the source's lock keeps the copy from starting, so the clone is
+    # certainly still COPYING when the delete is tried (an empty source would
+    # otherwise finish before the next line runs).
+    with array.runtime(ldev.id).lock:
+        clone = array.cloner.clone("copy", None, {}, source_snapshot=snap.id)
+        assert array.get_ldev(clone.id).state is LdevState.COPYING
+        with pytest.raises(FailedPrecondition, match="being cloned"):
             array.snapshots.delete_snapshot(snap.id)
     wait_clone(array, clone.id)
     array.snapshots.delete_snapshot(snap.id)
