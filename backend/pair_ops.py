@@ -167,11 +167,15 @@ class PairOperations:
                 log.info("svol_released pair=%d svol=%06x", pair.id, pair.local_ldev)
 
     def split_secondary(self, group_id: int, svol_writable: bool, why: PairOp = PairOp.SPLIT) -> None:
-        """The backup applied through the split point: its pairs are split (PSUS) or suspended (PFUS)."""
+        """The backup applied through the split point: its pairs are split (PSUS) or suspended (PFUS).
+
+        A pair still in its initial copy is suspended too (its S-VOL is not consistent,
+        so it never opens to writes); its resync copies it whole.
+        """
         for pair in self.store.list_pairs(group_id):
-            if pair.state is not PairState.PAIR:
+            if pair.state not in (PairState.PAIR, PairState.COPY):
                 continue
-            if svol_writable:
+            if svol_writable and pair.state is PairState.PAIR:
                 self.open_svol_to_writes(pair.local_ldev)
             self.store.update_pair(pair.id, state=next_state(pair.state, why))
             log.info("svol_split pair=%d svol=%06x writable=%s", pair.id, pair.local_ldev, svol_writable)

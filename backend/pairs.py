@@ -117,7 +117,7 @@ class Pairs:
         self, group_name: str, from_seq: int, applied_seq: int, max_bytes: int, wait: float
     ) -> JournalBatch:
         group = self.group(group_name, "main")
-        self.array.path_watch.pulled(group.id)
+        self.array.path_watch.heard_from(group.id)
         journal = self.array.journal_groups.journals[group.id]
         if applied_seq > journal.confirmed_seq:
             self.array.journal_groups.confirm(group.id, applied_seq)
@@ -143,6 +143,9 @@ class Pairs:
 
     def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:
         """Allocated data of the base snapshot from `offset`, about `max_bytes` of it."""
+        pair = self.store.find_pair_by_ldev(pvol_id)
+        if pair is not None:
+            self.array.path_watch.heard_from(pair.group_id)  # an initial copy is contact too
         snapshot = self.store.get_snapshot(snapshot_id)
         if snapshot.ldev_id != pvol_id:
             raise InvalidArgument(f"snapshot {snapshot_id} is not of LDEV {pvol_id:06x}")

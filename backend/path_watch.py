@@ -31,11 +31,13 @@ class PathWatch(threading.Thread):
         self.array = array
         self.watch_seconds = watch_seconds
         self.stopping = threading.Event()
-        self.started_at = time.monotonic()  # a restart gives the backup a full watch time to come back
-        self.last_pull: dict[int, float] = {}
+        # Group id -> when the backup last asked for anything of it (a pull, a piece of
+        # the initial copy). A group the watch has not seen before (new, resynced, or
+        # after a restart) starts with a full watch time.
+        self.last_contact: dict[int, float] = {}
 
-    def pulled(self, group_id: int) -> None:
-        self.last_pull[group_id] = time.monotonic()
+    def heard_from(self, group_id: int) -> None:
+        self.last_contact[group_id] = time.monotonic()
 
     def run(self) -> None:
         while not self.stopping.wait(min(1.0, self.watch_seconds / 4)):
@@ -48,12 +50,11 @@ class PathWatch(threading.Thread):
         store = self.array.store
         now = time.monotonic()
         for group in store.list_journal_groups():
-            if group.role != "main" or group.split_seq is not None:
-                continue
-            pairs = store.list_pairs(group.id)
+            pairs = store.list_pairs(group.id) if group.role == "main" and group.split_seq is None else []
             if not any(p.state in (PairState.COPY, PairState.PAIR) for p in pairs):
+                self.last_contact.pop(group.id, None)  # not watched: its clock starts when it is again
                 continue
-            silent = now - max(self.last_pull.get(group.id, 0.0), self.started_at)
+            silent = now - self.last_contact.setdefault(group.id, now)
             if silent > self.watch_seconds:
                 log.warning("path_watch_expired group=%s silent_seconds=%.1f: suspending", group.name, silent)
                 self.array.pair_ops.split(group.name, why=PairOp.SUSPEND_ERROR)

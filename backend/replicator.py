@@ -28,6 +28,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from backend.errors import NotFound
 from backend.journal_record import JournalRecord, RecordKind, decode_all
 from backend.metadata import PairRecord, PairState
 from backend.pair_states import PairOp, next_state
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PULL_BYTES = 4 << 20
+MIN_PULL_BYTES = 64 << 10  # enough to learn the main side's state
 POLL_WAIT = 0.5
 # After a small batch the next pull waits this long, so that records travel
 # and are made durable in batches rather than one by one: a little lag bought
@@ -118,7 +120,8 @@ class Replicator(threading.Thread):
         if copying:
             ready = [p for p in copying if p.base_snapshot is not None]
             for pair in ready:
-                self.initial_copy(group.name, pair)
+                if not self.initial_copy(group.name, pair):
+                    return True  # the main array suspended the group mid-copy: followed
             if ready and all(p.state is not PairState.COPY for p in self.store.list_pairs(self.group_id)):
                 self.array.pair_ops.resync_finished(self.group_id)
             return bool(ready)
@@ -187,14 +190,20 @@ class Replicator(threading.Thread):
         for runtime in touched.values():
             runtime.file.sync()
 
-    def initial_copy(self, group_name: str, pair: PairRecord) -> None:
+    def initial_copy(self, group_name: str, pair: PairRecord) -> bool:
+        """Copy the P-VOL's base snapshot; False if the main array suspended the group meanwhile."""
         remote = self.array.pairs.link()
         assert pair.base_snapshot is not None
         runtime = self.array.runtime(pair.local_ldev)
         size = self.array.get_ldev(pair.local_ldev).size
         offset, copied, total, last_report = 0, 0, 0, time.monotonic()
         while True:
-            chunk = remote.read_base(pair.remote_ldev, pair.base_snapshot, offset, PULL_BYTES)
+            try:
+                chunk = remote.read_base(pair.remote_ldev, pair.base_snapshot, offset, PULL_BYTES)
+            except NotFound:
+                if self.follow_suspension(remote, group_name):
+                    return False
+                raise
             total = chunk.total_bytes or total  # told with the first chunk
             for start, data in chunk.pieces:
                 self.array.write_path.apply(runtime, HostWrite(WriteKind.DATA, start, len(data), data), size, False)
@@ -210,6 +219,20 @@ class Replicator(threading.Thread):
         self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.COPY_DONE))
         remote.complete_initial_copy(group_name, pair.remote_ldev)
         log.info("initial_copy_done pair=%d svol=%06x bytes=%d", pair.id, pair.local_ldev, copied)
+        return True
+
+    def follow_suspension(self, remote: RemoteArray, group_name: str) -> bool:
+        """The base snapshot went away under an initial copy: if the main array suspended the
+        group (a path watch while this array was down), suspend this side the same way, so a
+        resync can start over instead of this loop asking for the base forever."""
+        applied = self.store.get_journal_group(self.group_id).applied_seq
+        batch = remote.pull_journal(group_name, applied + 1, applied, MIN_PULL_BYTES, 0.0)
+        if batch.split_seq is None:
+            return False
+        why = SUSPENSIONS.get(batch.split_state, PairOp.SUSPEND_ERROR)
+        log.warning("initial_copy_suspended group=%d state=%s", self.group_id, batch.split_state)
+        self.array.pair_ops.split_secondary(self.group_id, False, why)
+        return True
 
 
 class Replicators:
