@@ -141,8 +141,7 @@ class Replicator(threading.Thread):
             return True
         if not records and batch.split_seq is not None and applied >= batch.split_seq:
             self.in_flight = None
-            why = SUSPENSIONS.get(batch.split_state, PairOp.SPLIT)
-            self.array.pair_ops.split_secondary(self.group_id, batch.svol_writable, why)  # applied through it
+            self.split_like_main(batch)  # applied through the split point
             return True
         following = records[-1].seq + 1 if records else from_seq
         if batch.synchronous:
@@ -229,10 +228,14 @@ class Replicator(threading.Thread):
         batch = remote.pull_journal(group_name, applied + 1, applied, MIN_PULL_BYTES, 0.0)
         if batch.split_seq is None:
             return False
-        why = SUSPENSIONS.get(batch.split_state, PairOp.SUSPEND_ERROR)
         log.warning("initial_copy_suspended group=%d state=%s", self.group_id, batch.split_state)
-        self.array.pair_ops.split_secondary(self.group_id, False, why)
+        self.split_like_main(batch)
         return True
+
+    def split_like_main(self, batch: JournalBatch) -> None:
+        """Split or suspend this side's pairs the way the main array did (PSUS, PSUE, PFUS)."""
+        why = SUSPENSIONS.get(batch.split_state, PairOp.SPLIT)
+        self.array.pair_ops.split_secondary(self.group_id, batch.svol_writable, why)
 
 
 class Replicators:
