@@ -16,28 +16,30 @@ import argparse
 import hashlib
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import grpc
 
+from ccopy import ecommerce
 from ccopy.ecommerce import Collapsed, check
 from ccopy.launch import ArrayProcessHandle, free_port
 from ccopy.units import format_size
+from ccopy.waiting import Stalled, replication_progress, wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from csi_driver.attach import attached, mounted, nbd_uri
 
 VOLUME = 256 << 20
 GROUP = "shop"
+ORDERS_AT_MOST = 3600.0  # seconds; the demo stops the orders itself
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run the demonstration (needs root: mount, losetup)")
     demo.add_argument("--workdir", type=Path, default=None, help="keep files here instead of a temp folder")
-    demo.add_argument("--seconds", type=float, default=8.0, help="how long orders flow")
+    demo.add_argument("--seconds", type=float, default=8.0, help="how long orders flow, at least")
     demo.set_defaults(run=run_demo)
 
 
@@ -104,12 +106,20 @@ class Demo:
         return self.final_check(stock, sales, verdict)
 
     def orders_and_backup(self, stock: pb.Ldev, sales: pb.Ldev, mounts: dict[str, Path]) -> bool:
-        step(f"orders flow for {self.seconds:.0f} s: each commits a stock change, then a sale (two processes)")
-        orders = subprocess.Popen(
-            [sys.executable, "-m", "ccopy.ecommerce", str(mounts["stock-db"]), str(mounts["sales-db"]),
-             str(self.seconds)],
-        )  # fmt: skip
-        time.sleep(1.0)
+        step(f"orders flow for at least {self.seconds:.0f} s: each commits a stock change, then a sale "
+             "(two processes)")  # fmt: skip
+        started = time.monotonic()
+        orders = ecommerce.start(mounts["stock-db"], mounts["sales-db"], ORDERS_AT_MOST)
+        try:
+            consistent = self.pair_and_analyse(stock, sales)
+            time.sleep(max(0.0, self.seconds - (time.monotonic() - started)))
+        finally:
+            status = ecommerce.stop(orders)
+        if status != 0:
+            say(f"the order loop failed (exit {status})")
+        return consistent and status == 0
+
+    def pair_and_analyse(self, stock: pb.Ldev, sales: pb.Ldev) -> bool:
         step(f"pairing both volumes into journal group '{GROUP}' while orders run (one consistency group)")
         for ldev in (stock, sales):
             pair = self.main_stub.CreatePair(pb.CreatePairRequest(group_name=GROUP, pvol_id=ldev.id))
@@ -123,19 +133,17 @@ class Demo:
         svols = [p.local_ldev_id for p in self.backup_stub.ListPairs(pb.ListPairsRequest(group_name=GROUP)).pairs]
         group = self.backup_stub.CreateSnapshotGroup(pb.CreateSnapshotGroupRequest(name="analytics-1", ldev_ids=svols))
         say(f"snapshot group '{group.name}' of {len(group.snapshots)} S-VOLs, writes held {group.stall_micros} us")
-        consistent = self.analytics(group)
-        orders.wait(120)
-        return consistent
+        return self.analytics(group)
+
+    def group_views(self) -> tuple[pb.JournalGroup, pb.JournalGroup]:
+        request = pb.GetJournalGroupRequest(name=GROUP)
+        return self.main_stub.GetJournalGroup(request), self.backup_stub.GetJournalGroup(request)
 
     def wait_paired(self) -> None:
-        deadline = time.monotonic() + 120
-        while True:
-            pairs = self.main_stub.ListPairs(pb.ListPairsRequest(group_name=GROUP)).pairs
-            if pairs and all(p.state == pb.PAIR for p in pairs):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError("pairs did not reach PAIR")
-            time.sleep(0.1)
+        wait_progressing(
+            self.group_views, lambda v: bool(v[1].pairs) and all(p.state == pb.PAIR for p in v[1].pairs),
+            "the initial copy", progress=lambda v: replication_progress(*v),
+        )  # fmt: skip
 
     def analytics(self, group: pb.SnapshotGroup) -> bool:
         step("backup site: clones of the snapshot group mounted for analytics")
@@ -145,8 +153,11 @@ class Demo:
             name = self.backup_stub.GetLdev(pb.GetLdevRequest(id=snapshot.ldev_id)).name
             kind = "stock-db" if "stock-db" in name else "sales-db"
             clone = self.backup_stub.CloneLdev(pb.CloneLdevRequest(name=f"analytics-{kind}", snapshot_id=snapshot.id))
-            while self.backup_stub.GetLdev(pb.GetLdevRequest(id=clone.id)).state != pb.LDEV_STATE_NORMAL:
-                time.sleep(0.05)
+            wait_progressing(
+                lambda c=clone: self.backup_stub.GetLdev(pb.GetLdevRequest(id=c.id)),
+                lambda ldev: ldev.state == pb.LDEV_STATE_NORMAL, f"clone {clone.name}",
+                progress=lambda ldev: ldev.copy_progress.copied_bytes,
+            )  # fmt: skip
             clones.append((kind, clone))
         with (
             attached(nbd_uri(self.backup.nbd_address, "analytics-stock-db"), self.work / "fuse-a-stock") as stock_dev,
@@ -164,16 +175,14 @@ class Demo:
 
     def final_check(self, stock: pb.Ldev, sales: pb.Ldev, consistent: bool) -> int:
         step("orders stopped: waiting for the backup to apply everything")
-        deadline = time.monotonic() + 120
-        while True:
-            main = self.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=GROUP))
-            backup = self.backup_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=GROUP))
-            if backup.applied_seq == main.main_seq and main.pending_records == 0:
-                break
-            if time.monotonic() > deadline:
-                say("the backup did not catch up in time")
-                return 1
-            time.sleep(0.1)
+        try:
+            main, backup = wait_progressing(
+                self.group_views, lambda v: v[1].applied_seq == v[0].main_seq and v[0].pending_records == 0,
+                "the backup catching up", progress=lambda v: replication_progress(*v),
+            )  # fmt: skip
+        except Stalled as exc:
+            say(str(exc))
+            return 1
         say(f"applied sequence {backup.applied_seq}, lag {main.lag_seconds:.3f} s, "
             f"journal {format_size(main.usage_bytes)} in use")  # fmt: skip
         equal = True

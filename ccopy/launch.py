@@ -30,7 +30,7 @@ class ArrayProcessHandle:
     api_address: str = ""
     nbd_address: str = ""
 
-    def start(self, timeout: float = 30.0) -> ArrayProcessHandle:
+    def start(self, timeout: float = 120.0) -> ArrayProcessHandle:
         argv = [sys.executable, "-m", "ccopy", "array", "serve", "--pool", str(self.pool)]
         argv += ["--serial", str(self.serial), "--api", self.api, "--nbd", self.nbd, *self.extra_args]
         log = self.log_path.open("a")

@@ -45,6 +45,21 @@ def _run(*argv: str) -> str:
     return result.stdout.strip()
 
 
+def _run_while_busy(*argv: str, seconds: float = 20.0) -> None:
+    """Run an unmount until it succeeds: a process that just closed its last file there
+    (an exiting program, a loop device being released) may keep the target busy a
+    moment longer, longer still on a loaded machine."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            _run(*argv)
+            return
+        except AttachError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 @dataclass
 class Attachment:
     uri: str
@@ -141,15 +156,8 @@ def detach(attachment: Attachment, timeout: float = 30.0) -> None:
     if attachment.nbd_device:
         _run("nbd-client", "-d", attachment.nbd_device)
         attachment.nbd_device = None
-    if os.path.ismount(attachment.fuse_dir):
-        for attempt in range(50):  # the loop device may let go of the file a moment late
-            try:
-                _run("fusermount3", "-u", str(attachment.fuse_dir))
-                break
-            except AttachError:
-                if attempt == 49:
-                    raise
-                time.sleep(0.1)
+    if os.path.ismount(attachment.fuse_dir):  # the loop device may let go of the file a moment late
+        _run_while_busy("fusermount3", "-u", str(attachment.fuse_dir))
     if attachment.fuse is not None:
         try:
             attachment.fuse.wait(timeout)
@@ -179,7 +187,7 @@ def mounted(device: str, mountpoint: Path, options: str | None = None) -> Iterat
     try:
         yield mountpoint
     finally:
-        _run("umount", str(mountpoint))
+        _run_while_busy("umount", str(mountpoint))
 
 
 # Linux loop device ioctls (linux/loop.h) and struct loop_info64's layout:

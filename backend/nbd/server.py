@@ -366,9 +366,14 @@ class NbdConnection(asyncio.BufferedProtocol):
         self._close_when_idle()
 
     def _close_when_idle(self) -> None:
-        """Close after every outstanding request got its reply (NBD_CMD_DISC rule)."""
+        """Close after every outstanding request got its reply (NBD_CMD_DISC rule).
+
+        The export is released before the socket closes: a client that saw the
+        close after its DISC may delete the LDEV or snapshot at once.
+        """
         self._flush_out()
         if self.pending == 0 and self.transport is not None and not self.transport.is_closing():
+            self._release_session_when_idle()
             self.transport.close()
 
     def _release_session_when_idle(self) -> None:

@@ -64,7 +64,7 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(operations)
 def test_snapshots_match_the_model(tmp_path_factory, ops):
     folder = tmp_path_factory.mktemp("cow")

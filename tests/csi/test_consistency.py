@@ -5,12 +5,12 @@ crash-consistent (every sale has its stock change)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from ccopy import ecommerce
 from ccopy.ecommerce import check
 from ccopy_api import csi_pb2 as csi
 from tests.conftest import require_root, require_tools
@@ -95,13 +95,9 @@ def test_data_written_through_a_mount_is_what_the_snapshot_clone_shows(plugin, t
 def test_group_snapshot_of_two_volumes_written_by_two_processes_is_crash_consistent(plugin, tmp_path):
     stock = Mounted(plugin, tmp_path, "stock")
     sales = Mounted(plugin, tmp_path, "sales")
-    workload = subprocess.Popen(
-        [sys.executable, "-m", "ccopy.ecommerce", str(stock.target), str(sales.target), "4"],
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    workload = ecommerce.start(stock.target, sales.target, 3600, cwd=Path(__file__).resolve().parents[2])
     groups = []
     try:
-        time.sleep(0.5)
         for n in range(5):
             groups.append(
                 plugin.groups.CreateVolumeGroupSnapshot(
@@ -112,7 +108,7 @@ def test_group_snapshot_of_two_volumes_written_by_two_processes_is_crash_consist
             )
             time.sleep(0.5)
     finally:
-        assert workload.wait(60) == 0
+        assert ecommerce.stop(workload) == 0
     counts = []
     for group in groups:
         by_source = {s.source_volume_id: s.snapshot_id for s in group.snapshots}

@@ -28,7 +28,7 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-def closed_by_server(sock: socket.socket, timeout: float = 5.0) -> bool:
+def closed_by_server(sock: socket.socket, timeout: float = 30.0) -> bool:
     sock.settimeout(timeout)
     try:
         while True:
@@ -43,7 +43,7 @@ def closed_by_server(sock: socket.socket, timeout: float = 5.0) -> bool:
 class RawClient:
     def __init__(self, address: str) -> None:
         host, port = address.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.sock = socket.create_connection((host, int(port)), timeout=60)
         magic, opt, flags = struct.unpack(">QQH", recv_exact(self.sock, 18))
         assert (magic, opt) == (NBDMAGIC, IHAVEOPT)
         self.handshake_flags = flags
@@ -52,6 +52,12 @@ class RawClient:
         self.context_id: int | None = None
 
     def close(self) -> None:
+        self.sock.close()
+
+    def disconnect(self) -> None:
+        """NBD_CMD_DISC, then wait for the server's close: the export is released by then."""
+        self.request(DISC)
+        assert closed_by_server(self.sock), "the server did not close after NBD_CMD_DISC"
         self.sock.close()
 
     def send_flags(self, flags: int = 3) -> None:

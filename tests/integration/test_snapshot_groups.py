@@ -66,7 +66,7 @@ def read_export(address: str, export: str) -> bytes:
     client.go(export)
     error, data = client.read(0, SIZE)
     assert error == 0
-    client.close()
+    client.disconnect()  # the snapshot is free to delete once this returns
     return data
 
 

@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from ccopy.launch import ArrayProcessHandle, free_port
+from ccopy.waiting import replication_progress, wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from tests.integration.nbd_raw import RawClient
@@ -32,18 +33,38 @@ class Sites:
         self.channels = [main, backup]
         self.main_stub, self.backup_stub = pb_grpc.ArrayStub(main), pb_grpc.ArrayStub(backup)
 
-    def wait_in_sync(self, group: str, timeout: float = 60.0) -> pb.JournalGroup:
-        """Until every pair is PAIR and the backup applied all the main array has."""
-        deadline = time.monotonic() + timeout
-        while True:
-            main = self.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=group))
-            backup = self.backup_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=group))
+    def group_views(self, group: str, swapped: bool = False) -> tuple[pb.JournalGroup, pb.JournalGroup]:
+        """(view of the array holding the P-VOLs, view of the one holding the S-VOLs) of a journal
+        group; `swapped` after a failback, when the backup array holds the P-VOLs."""
+        request = pb.GetJournalGroupRequest(name=group)
+        views = self.main_stub.GetJournalGroup(request), self.backup_stub.GetJournalGroup(request)
+        return (views[1], views[0]) if swapped else views
+
+    def wait_in_sync(self, group: str, swapped: bool = False, stall: float = 60.0) -> pb.JournalGroup:
+        """Until every pair is PAIR and the S-VOLs' array applied all the P-VOLs' array has (the
+        S-VOLs' view is returned); fails only when the copy or the catch-up stops moving for
+        `stall` seconds."""
+
+        def in_sync(views: tuple[pb.JournalGroup, pb.JournalGroup]) -> bool:
+            main, backup = views
             paired = main.pairs and all(p.state == pb.PAIR for p in list(main.pairs) + list(backup.pairs))
-            if paired and backup.applied_seq == main.main_seq and main.pending_records == 0:
-                return backup
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not in sync: main {main} backup {backup}")
-            time.sleep(0.05)
+            return bool(paired) and backup.applied_seq == main.main_seq and main.pending_records == 0
+
+        views = wait_progressing(
+            lambda: self.group_views(group, swapped), in_sync, f"group {group} reaching PAIR, in sync",
+            progress=lambda v: replication_progress(*v), stall=stall,
+        )  # fmt: skip
+        return views[1]
+
+    def wait_backup_states(self, group: str, *states: int, stall: float = 60.0) -> pb.JournalGroup:
+        """Until the backup shows every pair of `group` in one of `states`."""
+        request = pb.GetJournalGroupRequest(name=group)
+        return wait_progressing(
+            lambda: self.backup_stub.GetJournalGroup(request),
+            lambda g: bool(g.pairs) and all(p.state in states for p in g.pairs),
+            f"group {group} at the backup reaching {[pb.PairState.Name(s) for s in states]}",
+            progress=replication_progress, stall=stall,
+        )  # fmt: skip
 
 
 @pytest.fixture
@@ -69,7 +90,7 @@ def sites(tmp_path: Path) -> Iterator[Sites]:
     backup.stop()
 
 
-def when_linked(call, request, timeout: float = 10.0):
+def when_linked(call, request, timeout: float = 60.0):
     """Call an RPC that needs the other array, until the link is back after a restart."""
     deadline = time.monotonic() + timeout
     while True:
@@ -93,5 +114,5 @@ def read_all(address: str, export: str, size: int) -> bytes:
         error, data = client.read(len(out), min(8 << 20, size - len(out)))
         assert error == 0
         out += data
-    client.close()
+    client.disconnect()
     return bytes(out)

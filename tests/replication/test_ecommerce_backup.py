@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import random
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from ccopy import ecommerce
 from ccopy.ecommerce import check
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
@@ -28,6 +28,7 @@ from tests.replication.conftest import export_of, read_all
 
 SIZE = 128 << 20
 SPLITS = 50
+ORDERS_AT_MOST = 3600.0  # seconds; the tests stop the orders themselves
 
 
 @pytest.fixture(autouse=True)
@@ -37,9 +38,9 @@ def node_tools():
 
 
 @contextmanager
-def orders_at_main_site(stub: pb_grpc.ArrayStub, nbd_address: str, tmp_path: Path, seconds: float):
+def orders_at_main_site(stub: pb_grpc.ArrayStub, nbd_address: str, tmp_path: Path):
     """The shop at the main site: LDEVs stock and sales, ext4 over NBD, SQLite on each, and the
-    order loop running on them for `seconds` (the process is yielded; it is killed if still running)."""
+    order loop running on them until `ecommerce.stop`, yielded once orders flow (killed if still running)."""
     for name in ("stock", "sales"):
         stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=SIZE))
     mounts = {name: tmp_path / "main" / name for name in ("stock", "sales")}
@@ -50,8 +51,7 @@ def orders_at_main_site(stub: pb_grpc.ArrayStub, nbd_address: str, tmp_path: Pat
         for device in (stock_dev, sales_dev):
             subprocess.run(["mkfs.ext4", "-q", "-F", device], check=True)
         with mounted(stock_dev, mounts["stock"]), mounted(sales_dev, mounts["sales"]):
-            argv = [sys.executable, "-m", "ccopy.ecommerce", str(mounts["stock"]), str(mounts["sales"]), str(seconds)]
-            orders = subprocess.Popen(argv)
+            orders = ecommerce.start(mounts["stock"], mounts["sales"], ORDERS_AT_MOST)
             try:
                 yield orders
             finally:
@@ -61,18 +61,13 @@ def orders_at_main_site(stub: pb_grpc.ArrayStub, nbd_address: str, tmp_path: Pat
 
 
 def test_fifty_backup_split_points_are_all_consistent_and_the_end_is_identical(sites, tmp_path):
-    with orders_at_main_site(sites.main_stub, sites.main.nbd_address, tmp_path, 14) as orders:
+    with orders_at_main_site(sites.main_stub, sites.main.nbd_address, tmp_path) as orders:
         pairs = {}
         for name in ("stock", "sales"):
             ldev = sites.main_stub.GetLdev(pb.GetLdevRequest(name=name))
             pairs[name] = sites.main_stub.CreatePair(pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id))
         svols = [pairs["stock"].remote_ldev_id, pairs["sales"].remote_ldev_id]
-        deadline = time.monotonic() + 60
-        while not all(
-            p.state == pb.PAIR for p in sites.backup_stub.ListPairs(pb.ListPairsRequest(group_name="shop")).pairs
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        sites.wait_backup_states("shop", pb.PAIR)
         rng = random.Random(50)
         groups = []
         for n in range(SPLITS):
@@ -80,7 +75,7 @@ def test_fifty_backup_split_points_are_all_consistent_and_the_end_is_identical(s
             groups.append(
                 sites.backup_stub.CreateSnapshotGroup(pb.CreateSnapshotGroupRequest(name=f"split-{n}", ldev_ids=svols))
             )
-        assert orders.wait(120) == 0
+        assert ecommerce.stop(orders) == 0
     seen = []
     for group in groups:
         by_svol = {s.ldev_id: s.id for s in group.snapshots}
@@ -105,6 +100,8 @@ def test_fifty_backup_split_points_are_all_consistent_and_the_end_is_identical(s
             sites.backup_stub.DeleteLdev(pb.DeleteLdevRequest(id=clone.id))
         sites.backup_stub.DeleteSnapshotGroup(pb.DeleteSnapshotGroupRequest(id=group.id))
     assert len(seen) == SPLITS
+    # Pairing began after the first whole order was committed: every split point must hold it.
+    assert min(sold for _, sold in seen) >= 1, f"a split point lost an order committed before pairing: {seen}"
     assert seen[-1][0] > seen[0][0], f"the orders did not move during the split points: {seen[0]} .. {seen[-1]}"
 
     # Proof 3: orders stopped, file systems unmounted: once the lag is zero, S-VOL == P-VOL.

@@ -7,7 +7,7 @@ import os
 from backend.diff_bitmap import REGION_BYTES
 from ccopy_api import array_pb2 as pb
 from tests.replication.test_remote_copy import write
-from tests.replication.test_split_resync import digest, wait_backup_states
+from tests.replication.test_split_resync import digest
 
 MIB = 1 << 20
 R = REGION_BYTES
@@ -37,7 +37,7 @@ def test_journal_full_suspends_the_group_and_resync_makes_it_equal(sites):
 
     sites.backup.start()
     sites.reconnect()
-    backup = wait_backup_states(sites, "crm", pb.PFUS)  # applied what the journal held, then suspended too
+    backup = sites.wait_backup_states("crm", pb.PFUS)  # applied what the journal held, then suspended too
     assert backup.applied_seq == journaled
 
     sites.main_stub.ResyncPairs(pb.ResyncPairsRequest(group_name="crm"))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from pathlib import Path
 
 import grpc
 
 from ccopy.launch import ArrayProcessHandle, free_port
 from ccopy.rpc import TlsFiles, client_channel
+from ccopy.waiting import replication_progress, wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from tests.api.test_array_api import code_of
@@ -44,14 +44,12 @@ def test_pairing_and_transfer_over_mtls_and_a_rogue_client_certificate_is_refuse
             write(main.nbd_address, "sales", MIB, data)
             pair = main_stub.CreatePair(pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id))
             write(main.nbd_address, "sales", 4 * MIB, data[:MIB])  # journaled, travels over the mTLS stream
-            deadline = time.monotonic() + 30
-            while True:
-                group = backup_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))
-                main_seq = main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop")).main_seq
-                if group.pairs[0].state == pb.PAIR and group.applied_seq == main_seq >= 1:
-                    break
-                assert time.monotonic() < deadline, group
-                time.sleep(0.05)
+            request = pb.GetJournalGroupRequest(name="shop")
+            wait_progressing(
+                lambda: (main_stub.GetJournalGroup(request), backup_stub.GetJournalGroup(request)),
+                lambda v: v[1].pairs[0].state == pb.PAIR and v[1].applied_seq == v[0].main_seq >= 1,
+                "the pair over mTLS reaching PAIR, in sync", progress=lambda v: replication_progress(*v),
+            )  # fmt: skip
             svol_export = export_of(backup_stub, pair.remote_ldev_id)
             main_bytes = read_all(main.nbd_address, "sales", 8 * MIB)
             assert hashlib.sha256(read_all(backup.nbd_address, svol_export, 8 * MIB)).digest() == (

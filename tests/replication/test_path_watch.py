@@ -6,10 +6,11 @@ import os
 import time
 
 from backend.diff_bitmap import REGION_BYTES
+from ccopy.waiting import replication_progress, wait_progressing
 from ccopy_api import array_pb2 as pb
 from tests.replication.conftest import when_linked
 from tests.replication.test_remote_copy import write
-from tests.replication.test_split_resync import SIZE, digest, paired_shop, wait_backup_states
+from tests.replication.test_split_resync import SIZE, digest, paired_shop
 
 MIB = 1 << 20
 
@@ -22,7 +23,7 @@ def test_a_silent_backup_suspends_the_group_and_resync_catches_up(sites):
     pairs = paired_shop(sites)
     sites.backup.stop()  # the link is down
     write(sites.main.nbd_address, "sales", 3 * MIB, os.urandom(REGION_BYTES))  # journaled: never pulled
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60  # the watch acts after 1 s; room for a loaded machine
     while not (status := sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))).split:
         assert time.monotonic() < deadline
         time.sleep(0.1)
@@ -32,7 +33,7 @@ def test_a_silent_backup_suspends_the_group_and_resync_catches_up(sites):
 
     sites.backup.start()
     sites.reconnect()
-    backup = wait_backup_states(sites, "shop", pb.PSUE)  # applied the journal up to the suspension, then PSUE
+    backup = sites.wait_backup_states("shop", pb.PSUE)  # applied the journal up to the suspension, then PSUE
     assert backup.applied_seq == status.split_seq
     when_linked(sites.main_stub.ResyncPairs, pb.ResyncPairsRequest(group_name="shop"))
     sites.wait_in_sync("shop")
@@ -64,17 +65,19 @@ def test_an_initial_copy_longer_than_the_watch_time_keeps_the_group_watched_not_
     slow_sites(sites)
     time.sleep(1.5)  # the array has been up longer than the watch time: a new group still gets all of it
     pair = pair_with_data(sites)
-    deadline = time.monotonic() + 30
-    copying_seen = 0.0
-    while True:
+    copying_seen = []
+
+    def main_view() -> pb.JournalGroup:
         main = sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))
         assert not main.split, f"suspended while the backup was copying: {main}"
         if main.pairs[0].state == pb.COPY:
-            copying_seen = time.monotonic()
-        elif main.pairs[0].state == pb.PAIR:
-            break
-        assert time.monotonic() < deadline, main
-        time.sleep(0.05)
+            copying_seen.append(main)
+        return main
+
+    wait_progressing(
+        main_view, lambda main: main.pairs[0].state == pb.PAIR, "the initial copy",
+        progress=lambda _: replication_progress(*sites.group_views("shop")),
+    )  # fmt: skip
     sites.wait_in_sync("shop")
     svol = sites.backup_stub.GetLdev(pb.GetLdevRequest(id=pair.remote_ldev_id)).export_name
     assert digest(sites.backup.nbd_address, svol) == digest(sites.main.nbd_address, "stock")
@@ -84,12 +87,12 @@ def test_an_initial_copy_longer_than_the_watch_time_keeps_the_group_watched_not_
 def test_a_backup_down_mid_initial_copy_follows_the_suspension_and_resyncs_whole(sites):
     slow_sites(sites)
     pair = pair_with_data(sites)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60  # room for a loaded machine
     while not sites.backup_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop")).pairs[0].copied_bytes:
         assert time.monotonic() < deadline, "the initial copy never started"
         time.sleep(0.02)
     sites.backup.kill()  # mid-copy: the main array hears nothing for longer than the watch time
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60  # the watch acts after 1 s; room for a loaded machine
     while not (status := sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))).split:
         assert time.monotonic() < deadline, status
         time.sleep(0.1)
@@ -97,7 +100,7 @@ def test_a_backup_down_mid_initial_copy_follows_the_suspension_and_resyncs_whole
 
     sites.backup.start()  # its base snapshot is gone: it must learn why instead of asking forever
     sites.reconnect()
-    wait_backup_states(sites, "shop", pb.PSUE)
+    sites.wait_backup_states("shop", pb.PSUE)
     assert sites.backup_stub.GetLdev(pb.GetLdevRequest(id=pair.remote_ldev_id)).read_only  # half copied
     when_linked(sites.main_stub.ResyncPairs, pb.ResyncPairsRequest(group_name="shop"))
     sites.wait_in_sync("shop")

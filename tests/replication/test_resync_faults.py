@@ -50,7 +50,7 @@ def test_resync_survives_kill_9_of_either_array(sites):
     sites.main.start()
     sites.reconnect()
     when_linked(sites.main_stub.ResyncPairs, pb.ResyncPairsRequest(group_name="big"))  # idempotent, no harm
-    sites.wait_in_sync("big", timeout=120)
+    sites.wait_in_sync("big")
     for pair in sites.main_stub.ListPairs(pb.ListPairsRequest(group_name="big")).pairs:
         name = sites.main_stub.GetLdev(pb.GetLdevRequest(id=pair.local_ldev_id)).name
         svol = sites.backup_stub.GetLdev(pb.GetLdevRequest(id=pair.remote_ldev_id)).export_name

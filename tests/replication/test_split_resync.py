@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 
 import grpc
 
@@ -21,16 +20,6 @@ R = REGION_BYTES
 
 def digest(address: str, export: str) -> str:
     return hashlib.sha256(read_all(address, export, SIZE)).hexdigest()
-
-
-def wait_backup_states(sites, group: str, state: int, timeout: float = 30) -> pb.JournalGroup:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = sites.backup_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=group))
-        if status.pairs and all(p.state == state for p in status.pairs):
-            return status
-        assert time.monotonic() < deadline, status
-        time.sleep(0.05)
 
 
 def paired_shop(sites) -> dict[str, pb.Pair]:
@@ -55,7 +44,7 @@ def test_split_writes_on_both_sides_and_resync(sites):
     assert split.split and split.split_seq == split.main_seq >= 1 and {p.state for p in split.pairs} == {pb.PSUS}
     again = sites.main_stub.SplitPairs(pb.SplitPairsRequest(group_name="shop", svol_writable=True))
     assert again.split_seq == split.split_seq  # idempotent
-    backup = wait_backup_states(sites, "shop", pb.PSUS)
+    backup = sites.wait_backup_states("shop", pb.PSUS)
     assert backup.applied_seq == split.split_seq
     for name in pairs:  # the S-VOLs hold the split point
         assert digest(sites.backup.nbd_address, svol[name]) == digest(sites.main.nbd_address, name)
@@ -99,7 +88,7 @@ def test_unsafe_split_and_resync_are_refused_and_change_nothing(sites):
     assert code_of(sites.main_stub.SplitPairs, pb.SplitPairsRequest(group_name="nope")) == grpc.StatusCode.NOT_FOUND
     split = sites.main_stub.SplitPairs(pb.SplitPairsRequest(group_name="shop", svol_writable=True))
     assert split.split and split.split_seq == 0  # nothing was journaled yet: split at the initial copy
-    wait_backup_states(sites, "shop", pb.PSUS)
+    sites.wait_backup_states("shop", pb.PSUS)
 
     # A host writing to the S-VOL must let go before a resync overwrites it.
     sites.backup_stub.PublishLdev(pb.PublishLdevRequest(ldev_id=svol_id, host_id="analytics"))

@@ -3,11 +3,11 @@ at a consistent sequence with an estimate of the loss when it was killed mid-loa
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import grpc
 
+from ccopy.waiting import replication_progress, wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from tests.api.test_array_api import code_of
@@ -46,14 +46,12 @@ def test_forced_takeover_after_the_main_array_died_mid_load_is_consistent(tmp_pa
     try:
         with grpc.insecure_channel(h.backup.api_address) as channel:
             stub = pb_grpc.ArrayStub(channel)
-            deadline = time.monotonic() + 30
-            while {p.state for p in stub.ListPairs(pb.ListPairsRequest()).pairs} != {pb.PAIR}:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            wait_progressing(
+                lambda: stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop")),
+                lambda g: {p.state for p in g.pairs} == {pb.PAIR}, "the initial copy", progress=replication_progress,
+            )  # fmt: skip
             h.writer.start()
-            while h.writer.acked < 200:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            wait_progressing(lambda: h.writer.acked, lambda acked: acked >= 200, "the writer")
             h.main.kill()  # the main site is gone, mid-write
             h.writer.stop.set()
             taken = stub.Takeover(pb.TakeoverRequest(group_name="shop", force=True))

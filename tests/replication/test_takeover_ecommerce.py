@@ -10,8 +10,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from ccopy import ecommerce
 from ccopy.ecommerce import check
 from ccopy.launch import ArrayProcessHandle, free_port
+from ccopy.waiting import replication_progress, wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from csi_driver.attach import attached, mounted, nbd_uri
@@ -42,21 +44,22 @@ def test_forced_takeover_mid_orders_gives_databases_that_open_cleanly(tmp_path: 
     try:
         with grpc.insecure_channel(main_api) as m, grpc.insecure_channel(backup_api) as b:
             main_stub, backup_stub = pb_grpc.ArrayStub(m), pb_grpc.ArrayStub(b)
-            with orders_at_main_site(main_stub, main.nbd_address, tmp_path, 8) as orders:
+            with orders_at_main_site(main_stub, main.nbd_address, tmp_path) as orders:
                 svols = {}
                 for name in ("stock", "sales"):
                     ldev = main_stub.GetLdev(pb.GetLdevRequest(name=name))
                     pair = main_stub.CreatePair(pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id))
                     svols[name] = pair.remote_ldev_id
-                deadline = time.monotonic() + 60
-                while {p.state for p in backup_stub.ListPairs(pb.ListPairsRequest()).pairs} != {pb.PAIR}:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.05)
+                wait_progressing(
+                    lambda: backup_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop")),
+                    lambda g: {p.state for p in g.pairs} == {pb.PAIR}, "the initial copy",
+                    progress=replication_progress,
+                )  # fmt: skip
                 time.sleep(1.5)  # orders replicate for a while ...
                 link.cut()  # ... then the main site is gone, mid-order
                 taken = backup_stub.Takeover(pb.TakeoverRequest(group_name="shop", force=True), timeout=60)
                 assert {p.state for p in taken.group.pairs} == {pb.SSWS} and not taken.given_up.exact
-                assert orders.wait(60) == 0  # the main site's hosts never noticed
+                assert ecommerce.stop(orders) == 0  # the main site's hosts never noticed
             exports = {n: backup_stub.GetLdev(pb.GetLdevRequest(id=i)).export_name for n, i in svols.items()}
             copies = {name: tmp_path / "backup" / name for name in exports}
             with (

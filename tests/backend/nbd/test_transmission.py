@@ -151,7 +151,7 @@ requests_strategy = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(requests_strategy, st.lists(st.integers(min_value=1, max_value=50_000), max_size=30))
 def test_any_split_of_a_request_stream_frames_the_same_requests(specs, cut_sizes):
     stream = b""
