@@ -19,12 +19,14 @@ PROTO_DIR = ROOT / "proto"
 
 
 def proto_files() -> list[Path]:
-    return sorted(PROTO_DIR.glob("*.proto"))
+    """Ours and CSI's at the top, the csi-addons services in `csiaddons/`."""
+    return sorted(PROTO_DIR.glob("*.proto")) + sorted(PROTO_DIR.glob("csiaddons/*.proto"))
 
 
 def generate(out_root: Path) -> list[Path]:
-    """Write generated modules under `out_root/ccopy_api/`; return their paths."""
-    (out_root / PACKAGE).mkdir(parents=True, exist_ok=True)
+    """Write generated modules under `out_root/ccopy_api/` (and its `csiaddons/`); return their paths,
+    relative to `out_root/ccopy_api/`."""
+    (out_root / PACKAGE / "csiaddons").mkdir(parents=True, exist_ok=True)
     well_known = resources.files("grpc_tools") / "_proto"
     args = [
         "protoc",
@@ -33,15 +35,21 @@ def generate(out_root: Path) -> list[Path]:
         f"--python_out={out_root}",
         f"--pyi_out={out_root}",
         f"--grpc_python_out={out_root}",
-    ] + [f"{PACKAGE}/{p.name}" for p in proto_files()]
+    ] + [f"{PACKAGE}/{p.relative_to(PROTO_DIR)}" for p in proto_files()]
     if protoc.main(args) != 0:
         raise RuntimeError("protoc failed: " + " ".join(args))
-    return sorted(p for p in (out_root / PACKAGE).iterdir() if p.name.endswith(("_pb2.py", "_pb2_grpc.py", "_pb2.pyi")))
+    return generated(out_root / PACKAGE)
+
+
+def generated(package_dir: Path) -> list[Path]:
+    """The generated modules under `package_dir`, relative to it."""
+    suffixes = ("_pb2.py", "_pb2_grpc.py", "_pb2.pyi")
+    return sorted(p.relative_to(package_dir) for p in package_dir.rglob("*_pb2*") if p.name.endswith(suffixes))
 
 
 def main() -> int:
     for path in generate(ROOT):
-        print(path.relative_to(ROOT))
+        print(Path(PACKAGE) / path)
     return 0
 
 

@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from ccopy_api.generate import ROOT, generate
+from ccopy_api.generate import PACKAGE, ROOT, generate, generated
 
 
 def test_generated_modules_are_fresh(tmp_path: Path):
     fresh = generate(tmp_path)
     assert fresh, "no .proto files found"
-    stale = [p.name for p in fresh if p.read_bytes() != (ROOT / "ccopy_api" / p.name).read_bytes()]
+    committed_dir = ROOT / PACKAGE
+    stale = [str(p) for p in fresh if (tmp_path / PACKAGE / p).read_bytes() != (committed_dir / p).read_bytes()]
     assert not stale, f"regenerate with `make generate`: {stale} differ from proto/"
-    committed = {p.name for p in (ROOT / "ccopy_api").glob("*_pb2*.py*")}
-    assert committed == {p.name for p in fresh}, "generated modules without a .proto (or the reverse)"
+    assert set(generated(committed_dir)) == set(fresh), "generated modules without a .proto (or the reverse)"

@@ -1,0 +1,1 @@
+"""Generated from proto/csiaddons/: the csi-addons Identity, replication and volumegroup services."""
