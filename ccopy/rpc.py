@@ -67,6 +67,17 @@ def client_channel(address: str, tls: TlsFiles | None = None, options: list | No
     return grpc.secure_channel(address, creds, options=options)
 
 
+def listen_address(endpoint: str) -> str:
+    """unix:///path -> unix:/path for gRPC (removing a stale socket); tcp://host:port or host:port as is."""
+    if endpoint.startswith("unix://"):
+        path = Path(endpoint.removeprefix("unix://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_socket():
+            path.unlink()
+        return f"unix:{path}"
+    return endpoint.removeprefix("tcp://")
+
+
 def status_for(exc: BaseException, table: ErrorTable) -> grpc.StatusCode:
     for cls in type(exc).__mro__:
         if cls in table:

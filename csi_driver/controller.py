@@ -11,14 +11,9 @@ from __future__ import annotations
 import grpc
 
 from backend.locks import KeyLocks
-from ccopy_api import array_pb2 as pb
-from ccopy_api import csi_pb2 as csi
-from ccopy_api import csi_pb2_grpc as csi_grpc
-from csi_driver import ids
-from csi_driver.array_client import ArrayClient
-from csi_driver.config import CsiConfig
-from csi_driver.controller_snapshots import SnapshotRpcs
-from csi_driver.errors import (
+from ccopy import ids
+from ccopy.array_client import ArrayClient
+from ccopy.errors import (
     Aborted,
     AlreadyExists,
     FailedPrecondition,
@@ -27,6 +22,11 @@ from csi_driver.errors import (
     OutOfRange,
     ResourceExhausted,
 )
+from ccopy_api import array_pb2 as pb
+from ccopy_api import csi_pb2 as csi
+from ccopy_api import csi_pb2_grpc as csi_grpc
+from csi_driver.config import CsiConfig
+from csi_driver.controller_snapshots import SnapshotRpcs
 from csi_driver.volumes import (
     LABEL_PREFIX,
     READ_ONLY_MODES,

@@ -6,14 +6,14 @@ from __future__ import annotations
 import grpc
 
 from backend.locks import KeyLocks
+from ccopy import ids
+from ccopy.array_client import ArrayClient
+from ccopy.errors import InvalidArgument, NotFound
 from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
-from csi_driver import ids
-from csi_driver.array_client import ArrayClient
 from csi_driver.config import CsiConfig
 from csi_driver.controller import ControllerServicer
-from csi_driver.errors import InvalidArgument, NotFound
 from csi_driver.volumes import check_name, ldev_name
 
 RPC = csi.GroupControllerServiceCapability.RPC

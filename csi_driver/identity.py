@@ -6,12 +6,12 @@ import grpc
 from google.protobuf.wrappers_pb2 import BoolValue
 
 from ccopy import __version__
+from ccopy.array_client import ArrayClient
+from ccopy.errors import FailedPrecondition, ServiceError
 from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
-from csi_driver.array_client import ArrayClient
 from csi_driver.config import CsiConfig
-from csi_driver.errors import CsiError, FailedPrecondition
 
 Service = csi.PluginCapability.Service
 
@@ -48,6 +48,6 @@ class IdentityServicer(csi_grpc.IdentityServicer):
     def Probe(self, request: csi.ProbeRequest, context: grpc.ServicerContext) -> csi.ProbeResponse:
         try:
             self.array.call("GetArrayInfo", pb.GetArrayInfoRequest(), timeout=5)
-        except CsiError as exc:
+        except ServiceError as exc:
             raise FailedPrecondition(f"the array at {self.config.array} does not answer: {exc}") from exc
         return csi.ProbeResponse(ready=BoolValue(value=True))

@@ -17,14 +17,14 @@ from pathlib import Path
 import grpc
 
 from backend.locks import KeyLocks
+from ccopy import ids
+from ccopy.array_client import ArrayClient
+from ccopy.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, OutOfRange, Unavailable
 from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
-from csi_driver import ids
-from csi_driver.array_client import ArrayClient
 from csi_driver.attach import AttachError, Attachment, attach, detach, grow, nbd_uri
 from csi_driver.config import CsiConfig
-from csi_driver.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, OutOfRange, Unavailable
 from csi_driver.mounts import (
     MountError,
     bind,

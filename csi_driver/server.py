@@ -13,16 +13,15 @@ import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 
-from ccopy.rpc import ErrorMappingInterceptor
+from ccopy.array_client import ArrayClient
+from ccopy.errors import ERROR_TABLE
+from ccopy.rpc import ErrorMappingInterceptor, listen_address
 from ccopy_api import csi_pb2_grpc as csi_grpc
-from csi_driver.array_client import ArrayClient
 from csi_driver.config import CsiConfig
 from csi_driver.controller import ControllerServicer
-from csi_driver.errors import ERROR_TABLE
 from csi_driver.group_controller import GroupControllerServicer
 from csi_driver.identity import IdentityServicer
 from csi_driver.snapshot_metadata import SnapshotMetadataServicer
@@ -39,17 +38,6 @@ class CsiServer:
     def stop(self, grace: float = 5.0) -> None:
         self.server.stop(grace).wait()
         self.array.close()
-
-
-def listen_address(endpoint: str) -> str:
-    """unix:///path -> unix:/path for gRPC (removing a stale socket); host:port as is."""
-    if endpoint.startswith("unix://"):
-        path = Path(endpoint.removeprefix("unix://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_socket():
-            path.unlink()
-        return f"unix:{path}"
-    return endpoint.removeprefix("tcp://")
 
 
 def create_server(config: CsiConfig) -> CsiServer:

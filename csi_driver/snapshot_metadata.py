@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 import grpc
 
+from ccopy.array_client import ArrayClient
+from ccopy.errors import InvalidArgument, OutOfRange
 from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
-from csi_driver.array_client import ArrayClient
 from csi_driver.controller import ControllerServicer
-from csi_driver.errors import InvalidArgument, OutOfRange
 
 DEFAULT_RESULTS = 1000
 

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ccopy import ids
+from ccopy.errors import InvalidArgument, OutOfRange
 from ccopy_api import csi_pb2 as csi
-from csi_driver import ids
-from csi_driver.errors import InvalidArgument, OutOfRange
 from csi_driver.volumes import (
     MIB,
     capability_problem,

@@ -1,4 +1,5 @@
-"""The plugin's view of the array: its management API with errors made CSI's."""
+"""The view of the array that the CSI plugin and the replication sidecar share: its
+management API, with the array's errors made theirs (`ccopy.errors`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import Any
 
 import grpc
 
+from ccopy.errors import Aborted, from_array
 from ccopy.rpc import TlsFiles, client_channel
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
-from csi_driver.errors import Aborted, from_array
 
 CALL_TIMEOUT = 30.0
 
