@@ -8,3 +8,8 @@ try:
     __version__ = metadata.version("consistent-copy")
 except metadata.PackageNotFoundError:  # running from a checkout that was not installed
     __version__ = "0.0.0+unknown"
+
+# The CSI driver's name: the CSI Identity, the csi-addons Identity, the
+# StorageClass provisioner, PV.spec.csi.driver and the replication classes'
+# provisioner must all say exactly this.
+DEFAULT_DRIVER_NAME = "ldev.csi.consistentcopy.io"

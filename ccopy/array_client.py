@@ -4,6 +4,7 @@ management API, with the array's errors made theirs (`ccopy.errors`)."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -72,3 +73,17 @@ class ArrayClient:
                 progress = ldev.copy_progress
                 raise Aborted(f"volume still copying ({progress.copied_bytes}/{progress.total_bytes} bytes)")
             time.sleep(0.05)
+
+
+@dataclass
+class ServerOverArray:
+    """A started gRPC server in front of the array (the CSI plugin, the replication
+    sidecar): where it listens, and the array client it closes when it stops."""
+
+    server: grpc.Server
+    address: str
+    array: ArrayClient
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.server.stop(grace).wait()
+        self.array.close()

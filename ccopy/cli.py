@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from ccopy import __version__
+from ccopy import DEFAULT_DRIVER_NAME, __version__
 from ccopy.logfmt import setup_logging
 from ccopy.rpc import TlsFiles
 from ccopy.units import parse_size
@@ -106,14 +107,24 @@ def run_array_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_csi_parser(commands: argparse._SubParsersAction) -> None:
-    from csi_driver.config import DEFAULT_DRIVER_NAME
+def add_array_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a process in front of the array reaches its management API (TLS, mTLS)."""
+    parser.add_argument("--array", default=env("ARRAY", "127.0.0.1:50051"), help="array API HOST:PORT [CCOPY_ARRAY]")
+    parser.add_argument("--ca", default=env("CA"), help="CA of the array's certificate [CCOPY_CA]")
+    parser.add_argument("--cert", default=env("CERT"), help="client certificate for mTLS [CCOPY_CERT]")
+    parser.add_argument("--key", default=env("KEY"), help="client key for mTLS [CCOPY_KEY]")
+    parser.add_argument("--driver-name", default=env("DRIVER_NAME", DEFAULT_DRIVER_NAME), help="[CCOPY_DRIVER_NAME]")
 
+
+def array_tls(args: argparse.Namespace) -> TlsFiles:
+    return TlsFiles(cert=optional_path(args.cert), key=optional_path(args.key), ca=optional_path(args.ca))
+
+
+def add_csi_parser(commands: argparse._SubParsersAction) -> None:
     csi = commands.add_parser("csi", help="run the CSI plugin (controller, node or both)")
     csi.add_argument("--endpoint", default=env("CSI_ENDPOINT", "unix:///csi/csi.sock"), help="[CCOPY_CSI_ENDPOINT]")
     csi.add_argument("--node-id", default=env("NODE_ID"), required=env("NODE_ID") is None, help="[CCOPY_NODE_ID]")
-    csi.add_argument("--array", default=env("ARRAY", "127.0.0.1:50051"), help="array API HOST:PORT [CCOPY_ARRAY]")
-    csi.add_argument("--driver-name", default=env("DRIVER_NAME", DEFAULT_DRIVER_NAME), help="[CCOPY_DRIVER_NAME]")
+    add_array_client_arguments(csi)
     csi.add_argument("--mode", choices=("controller", "node", "all"), default=env("CSI_MODE", "all"))
     csi.add_argument("--site", default=env("SITE", "main"), help="topology segment of this site [CCOPY_SITE]")
     csi.add_argument("--state-dir", default=env("STATE_DIR", "/var/lib/ccopy-csi"), help="node state [CCOPY_STATE_DIR]")
@@ -121,9 +132,6 @@ def add_csi_parser(commands: argparse._SubParsersAction) -> None:
         "--nbd-address", default=env("NBD_ADDRESS", ""), help="NBD HOST:PORT nodes dial [CCOPY_NBD_ADDRESS]"
     )
     csi.add_argument("--max-volumes", type=int, default=int(env("MAX_VOLUMES", "0") or 0))
-    csi.add_argument("--ca", default=env("CA"), help="CA of the array's certificate [CCOPY_CA]")
-    csi.add_argument("--cert", default=env("CERT"), help="client certificate for mTLS [CCOPY_CERT]")
-    csi.add_argument("--key", default=env("KEY"), help="client key for mTLS [CCOPY_KEY]")
     csi.set_defaults(run=run_csi)
 
 
@@ -141,8 +149,35 @@ def run_csi(args: argparse.Namespace) -> int:
         state_dir=Path(args.state_dir),
         max_volumes_per_node=args.max_volumes,
         nbd_address=args.nbd_address,
-        tls=TlsFiles(cert=optional_path(args.cert), key=optional_path(args.key), ca=optional_path(args.ca)),
+        tls=array_tls(args),
     )
+    return serve_or_fail(serve, config)
+
+
+def add_replication_parser(commands: argparse._SubParsersAction) -> None:
+    replication = commands.add_parser(
+        "replication", help="serve the csi-addons Identity, replication and volume group services for one array"
+    )
+    replication.add_argument(
+        "--endpoint", default=env("REPLICATION_ENDPOINT", "unix:///csi/csi-addons.sock"),
+        help="[CCOPY_REPLICATION_ENDPOINT]",
+    )  # fmt: skip
+    add_array_client_arguments(replication)
+    replication.set_defaults(run=run_replication)
+
+
+def run_replication(args: argparse.Namespace) -> int:
+    from replication_sidecar.config import ReplicationConfig
+    from replication_sidecar.server import serve
+
+    config = ReplicationConfig(
+        endpoint=args.endpoint, array=args.array, driver_name=args.driver_name, tls=array_tls(args)
+    )
+    return serve_or_fail(serve, config)
+
+
+def serve_or_fail(serve: Callable[[Any], None], config: Any) -> int:
+    """Serve until signalled; a socket that cannot be bound is a one-line error and status 1."""
     try:
         serve(config)
     except OSError as exc:
@@ -160,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_array_parser(commands)
     add_csi_parser(commands)
+    add_replication_parser(commands)
     ctl.add_parser(commands)
     demo.add_parser(commands)
     return parser

@@ -9,7 +9,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -76,6 +80,30 @@ def listen_address(endpoint: str) -> str:
             path.unlink()
         return f"unix:{path}"
     return endpoint.removeprefix("tcp://")
+
+
+def bind(server: grpc.Server, endpoint: str) -> str:
+    """Listen on `endpoint` (unix:///path, tcp://host:port or host:port; port 0 picks one);
+    returns the address actually bound, for clients and logs."""
+    address = listen_address(endpoint)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {endpoint}")
+    return address if address.startswith("unix:") else f"{address.rpartition(':')[0]}:{port}"
+
+
+def run_until_signalled(address: str, stop: Callable[[], None]) -> None:
+    """Print the ready line (what launchers wait for), serve until SIGTERM or SIGINT, then
+    stop and remove the unix socket, so a restart finds no stale one."""
+    finished = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: finished.set())
+    print(f"ready endpoint={address}", flush=True)
+    finished.wait()
+    stop()
+    if address.startswith("unix:"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(address.removeprefix("unix:"))
 
 
 def status_for(exc: BaseException, table: ErrorTable) -> grpc.StatusCode:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ccopy import DEFAULT_DRIVER_NAME
 from ccopy.rpc import TlsFiles
-
-DEFAULT_DRIVER_NAME = "ldev.csi.consistentcopy.io"
 
 
 @dataclass(frozen=True)

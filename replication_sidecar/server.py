@@ -1,0 +1,39 @@
+"""Start the replication sidecar: the csi-addons services for one array, on a unix socket.
+
+`create_server(config)` returns the started server and the address it is
+bound to (tests use a socket in a temp folder or tcp://127.0.0.1:0).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from ccopy.array_client import ArrayClient, ServerOverArray
+from ccopy.errors import ERROR_TABLE
+from ccopy.rpc import ErrorMappingInterceptor, bind, run_until_signalled
+from ccopy_api.csiaddons import identity_pb2_grpc as identity_grpc
+from replication_sidecar.config import ReplicationConfig
+from replication_sidecar.identity import IdentityServicer
+
+log = logging.getLogger(__name__)
+
+
+def create_server(config: ReplicationConfig) -> ServerOverArray:
+    array = ArrayClient(config.array, config.tls)
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=16, thread_name_prefix="replication"),
+        interceptors=[ErrorMappingInterceptor(ERROR_TABLE, "replication")],
+    )
+    identity_grpc.add_IdentityServicer_to_server(IdentityServicer(config, array), server)
+    bound = bind(server, config.endpoint)
+    server.start()
+    log.info("replication_started driver=%s endpoint=%s array=%s", config.driver_name, bound, config.array)
+    return ServerOverArray(server, bound, array)
+
+
+def serve(config: ReplicationConfig) -> None:
+    running = create_server(config)
+    run_until_signalled(running.address, running.stop)
