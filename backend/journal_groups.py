@@ -81,7 +81,7 @@ class JournalGroups:
     def create(
         self, name: str, capacity: int, role: str = "main", remote_serial: int = 0, synchronous: bool = False
     ) -> JournalGroupRecord:
-        """Idempotent by name and capacity."""
+        """Idempotent by name, capacity and mode."""
         validate_name(name)
         if capacity < MIN_CAPACITY:
             raise InvalidArgument("a journal needs at least 1 MiB")
@@ -90,6 +90,9 @@ class JournalGroups:
             if existing is not None:
                 if existing.capacity != capacity:
                     raise AlreadyExists(f"journal group {name!r} exists with capacity {existing.capacity}")
+                if existing.synchronous != synchronous:
+                    mode = "synchronous" if existing.synchronous else "asynchronous"
+                    raise AlreadyExists(f"journal group {name!r} exists, {mode}")
                 return existing
             group = self.store.insert_journal_group(name, capacity, role, remote_serial, synchronous)
             self.journals[group.id] = self._open(group)

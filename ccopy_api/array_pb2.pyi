@@ -599,6 +599,36 @@ class ListPairsResponse(_message.Message):
     pairs: _containers.RepeatedCompositeFieldContainer[Pair]
     def __init__(self, pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ...) -> None: ...
 
+class CreateJournalGroupRequest(_message.Message):
+    __slots__ = ("name", "capacity_bytes", "synchronous")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    capacity_bytes: int
+    synchronous: bool
+    def __init__(self, name: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., synchronous: _Optional[bool] = ...) -> None: ...
+
+class DeleteJournalGroupRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteJournalGroupResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListJournalGroupsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListJournalGroupsResponse(_message.Message):
+    __slots__ = ("groups",)
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[JournalGroup]
+    def __init__(self, groups: _Optional[_Iterable[_Union[JournalGroup, _Mapping]]] = ...) -> None: ...
+
 class GetJournalGroupRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]

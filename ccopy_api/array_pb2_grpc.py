@@ -164,6 +164,21 @@ class ArrayStub:
                 request_serializer=ccopy__api_dot_array__pb2.ListPairsRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.ListPairsResponse.FromString,
                 _registered_method=True)
+        self.CreateJournalGroup = channel.unary_unary(
+                '/ccopy.array.v1.Array/CreateJournalGroup',
+                request_serializer=ccopy__api_dot_array__pb2.CreateJournalGroupRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.JournalGroup.FromString,
+                _registered_method=True)
+        self.DeleteJournalGroup = channel.unary_unary(
+                '/ccopy.array.v1.Array/DeleteJournalGroup',
+                request_serializer=ccopy__api_dot_array__pb2.DeleteJournalGroupRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.DeleteJournalGroupResponse.FromString,
+                _registered_method=True)
+        self.ListJournalGroups = channel.unary_unary(
+                '/ccopy.array.v1.Array/ListJournalGroups',
+                request_serializer=ccopy__api_dot_array__pb2.ListJournalGroupsRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.ListJournalGroupsResponse.FromString,
+                _registered_method=True)
         self.DeletePair = channel.unary_unary(
                 '/ccopy.array.v1.Array/DeletePair',
                 request_serializer=ccopy__api_dot_array__pb2.DeletePairRequest.SerializeToString,
@@ -439,6 +454,29 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateJournalGroup(self, request, context):
+        """An empty journal group (this array main), for pairs to join later: a
+        consistency group that exists before its first volume. Idempotent by
+        name, capacity and mode.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteJournalGroup(self, request, context):
+        """A journal group without pairs; refused while it has any. Gone is success.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJournalGroups(self, request, context):
+        """Every journal group of this array, either side.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeletePair(self, request, context):
         """One pair back to SMPL on both arrays (the rest of its group goes on); the
         S-VOL stays as an ordinary writable LDEV.
@@ -685,6 +723,21 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.ListPairs,
                     request_deserializer=ccopy__api_dot_array__pb2.ListPairsRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.ListPairsResponse.SerializeToString,
+            ),
+            'CreateJournalGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateJournalGroup,
+                    request_deserializer=ccopy__api_dot_array__pb2.CreateJournalGroupRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.JournalGroup.SerializeToString,
+            ),
+            'DeleteJournalGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJournalGroup,
+                    request_deserializer=ccopy__api_dot_array__pb2.DeleteJournalGroupRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.DeleteJournalGroupResponse.SerializeToString,
+            ),
+            'ListJournalGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJournalGroups,
+                    request_deserializer=ccopy__api_dot_array__pb2.ListJournalGroupsRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.ListJournalGroupsResponse.SerializeToString,
             ),
             'DeletePair': grpc.unary_unary_rpc_method_handler(
                     servicer.DeletePair,
@@ -1469,6 +1522,87 @@ class Array:
             '/ccopy.array.v1.Array/ListPairs',
             ccopy__api_dot_array__pb2.ListPairsRequest.SerializeToString,
             ccopy__api_dot_array__pb2.ListPairsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateJournalGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/CreateJournalGroup',
+            ccopy__api_dot_array__pb2.CreateJournalGroupRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.JournalGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJournalGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/DeleteJournalGroup',
+            ccopy__api_dot_array__pb2.DeleteJournalGroupRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.DeleteJournalGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJournalGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/ListJournalGroups',
+            ccopy__api_dot_array__pb2.ListJournalGroupsRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.ListJournalGroupsResponse.FromString,
             options,
             channel_credentials,
             insecure,

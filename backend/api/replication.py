@@ -15,6 +15,7 @@ from backend.metadata import JournalGroupRecord, PairRecord
 from ccopy_api import array_pb2 as pb
 
 MAX_WAIT_MS = 5000
+DEFAULT_JOURNAL_CAPACITY = 1 << 30
 
 
 def pair_message(array: Array, pair: PairRecord) -> pb.Pair:
@@ -72,11 +73,34 @@ class ReplicationRpcs:
     def CreatePair(self, request: pb.CreatePairRequest, context: grpc.ServicerContext) -> pb.Pair:
         if not request.group_name:
             raise errors.InvalidArgument("group_name is required")
-        capacity = request.journal_capacity_bytes or 1 << 30
+        capacity = request.journal_capacity_bytes or DEFAULT_JOURNAL_CAPACITY
         pair = self.array.pairs.create_pair(
             request.group_name, request.pvol_id, capacity, request.svol_id, request.synchronous
         )
         return pair_message(self.array, pair)
+
+    def CreateJournalGroup(
+        self, request: pb.CreateJournalGroupRequest, context: grpc.ServicerContext
+    ) -> pb.JournalGroup:
+        capacity = request.capacity_bytes or DEFAULT_JOURNAL_CAPACITY
+        group = self.array.journal_groups.create(request.name, capacity, role="main", synchronous=request.synchronous)
+        return group_message(self.array, group)
+
+    def DeleteJournalGroup(
+        self, request: pb.DeleteJournalGroupRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteJournalGroupResponse:
+        group = self.array.store.find_journal_group_by_name(request.name)
+        if group is not None:
+            if self.array.store.list_pairs(group.id):
+                raise errors.FailedPrecondition(f"journal group {request.name!r} still has pairs")
+            self.array.journal_groups.delete(group.id)
+        return pb.DeleteJournalGroupResponse()
+
+    def ListJournalGroups(
+        self, request: pb.ListJournalGroupsRequest, context: grpc.ServicerContext
+    ) -> pb.ListJournalGroupsResponse:
+        groups = self.array.store.list_journal_groups()
+        return pb.ListJournalGroupsResponse(groups=[group_message(self.array, g) for g in groups])
 
     def ListPairs(self, request: pb.ListPairsRequest, context: grpc.ServicerContext) -> pb.ListPairsResponse:
         group_id = None
