@@ -3,6 +3,7 @@
     ccv1-<array serial>-<LDEV number, hex>     volume
     ccs1-<array serial>-<snapshot id>          snapshot
     ccg1-<array serial>-<snapshot group id>    volume group snapshot
+    ccj1-<array serial>-<journal group name>   csi-addons volume group (the name's UTF-8 bytes in hex)
 
 The serial names the array, so an id from another array (the backup site's)
 is recognised as not ours instead of silently addressing a wrong LDEV.
@@ -50,3 +51,22 @@ def parse(text: str, kind: str, serial: int) -> ObjectId | None:
     if parsed.kind != kind or parsed.serial != serial:
         return None
     return parsed
+
+
+_JOURNAL_GROUP = re.compile(r"^ccj1-([0-9]+)-((?:[0-9a-f]{2})+)$")
+
+
+def journal_group_id(serial: int, name: str) -> str:
+    """A journal group by name: the name is its key on both arrays of a pair."""
+    return f"ccj1-{serial}-{name.encode('utf-8').hex()}"
+
+
+def parse_journal_group_id(text: str, serial: int) -> str | None:
+    """The journal group name if `text` is a well-formed volume group id of this array, else None."""
+    match = _JOURNAL_GROUP.match(text)
+    if not match or int(match.group(1)) != serial:
+        return None
+    try:
+        return bytes.fromhex(match.group(2)).decode("utf-8")
+    except UnicodeDecodeError:
+        return None

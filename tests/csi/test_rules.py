@@ -1,10 +1,7 @@
 """The CSI controller's pure rules: ids, capabilities, sizes, parameters."""
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from ccopy import ids
 from ccopy.errors import InvalidArgument, OutOfRange
 from ccopy_api import csi_pb2 as csi
 from csi_driver.volumes import (
@@ -18,18 +15,6 @@ from csi_driver.volumes import (
 )
 
 Mode = csi.VolumeCapability.AccessMode
-
-
-@given(st.integers(0, 2**32), st.integers(0, 2**24 - 1))
-def test_ids_round_trip(serial, number):
-    for kind, make in (("volume", ids.volume_id), ("snapshot", ids.snapshot_id), ("group", ids.group_id)):
-        text = make(serial, number)
-        assert ids.parse(text, kind, serial) == ids.ObjectId(kind, serial, number)
-
-
-@pytest.mark.parametrize("text", ["", "ccv1-1", "ccv2-1-01", "ccs1-1-01", "ccv1-2-01", "ccv1-1-zz", "x"])
-def test_foreign_or_malformed_volume_ids_are_not_ours(text):
-    assert ids.parse(text, "volume", 1) is None
 
 
 def cap(access="mount", mode=Mode.SINGLE_NODE_WRITER, fs=""):

@@ -1,0 +1,67 @@
+"""What GetVolumeReplicationInfo reports: a journal group's state in the
+csi-addons terms a person reads in VolumeReplication status (HEALTHY,
+DEGRADED, ERROR, a message that says what to do) and the recovery point.
+
+Pure: from one array's view of the group (`pb.JournalGroup`) and the declared
+RPO. The first rule that matches wins, worst first. The recovery point is the
+main site's time of the oldest write the backup has not applied: every write
+acknowledged before it is at the backup. Nothing pending: the backup holds
+everything, the recovery point is now. A suspended or split group has no
+moving recovery point; none is reported, so the manager keeps its last one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ccopy.units import format_size
+from ccopy_api import array_pb2 as pb
+
+HEALTHY, DEGRADED, ERROR = "HEALTHY", "DEGRADED", "ERROR"
+RESYNC_HINT = "set replicationState: resync (or ccopy ctl pair resync) once the cause is gone"
+
+
+@dataclass(frozen=True)
+class ReplicationInfo:
+    status: str
+    message: str
+    recovery_point_ns: int | None  # main-site wall clock; None: not moving
+    lag_seconds: float
+
+
+def replication_info(group: pb.JournalGroup, rpo_seconds: float, now_ns: int) -> ReplicationInfo:
+    states = {p.state for p in group.pairs}
+    name = group.name
+
+    def info(status: str, message: str, moving: bool = True) -> ReplicationInfo:
+        point = now_ns - int(group.lag_seconds * 1e9) if moving else None
+        return ReplicationInfo(status, message, point, group.lag_seconds)
+
+    if not states:
+        return info(ERROR, f"journal group {name}: no volume is paired; enable replication", moving=False)
+    if pb.PSUE in states:
+        return info(ERROR, f"journal group {name} suspended by an error (PSUE): the other array was not heard "
+                    f"from or failed; {RESYNC_HINT}", moving=False)  # fmt: skip
+    if pb.PFUS in states or group.overflowed:
+        return info(ERROR, f"journal group {name} suspended, journal full (PFUS): the link did not keep up; "
+                    f"{RESYNC_HINT}; a larger journalCapacity gives more room", moving=False)  # fmt: skip
+    if pb.PSUS in states or group.split:
+        return info(ERROR, f"journal group {name} split (PSUS) at sequence {group.split_seq}: the backup holds "
+                    f"that point; {RESYNC_HINT}", moving=False)  # fmt: skip
+    if pb.SSWS in states:
+        return info(DEGRADED, f"journal group {name} taken over here (SSWS): these volumes are the primary and "
+                    "are not replicated until the other site is demoted and resynced", moving=False)  # fmt: skip
+    if pb.COPY in states:
+        copied = sum(p.copied_bytes for p in group.pairs)
+        total = sum(p.copy_total_bytes for p in group.pairs)
+        progress = f": {format_size(copied)} of {format_size(total)}" if total else ""
+        return info(DEGRADED, f"journal group {name} copying (COPY){progress}; consistent once every pair is PAIR",
+                    moving=False)  # fmt: skip
+    if group.journal_nearly_full:
+        used = 100 * group.usage_bytes // max(group.capacity_bytes, 1)
+        return info(DEGRADED, f"journal group {name} journal {used}% full (PFUL): the link is not keeping up")
+    if rpo_seconds and group.lag_seconds > rpo_seconds:
+        return info(DEGRADED, f"journal group {name}: recovery point {group.lag_seconds:.1f} s old, "
+                    f"above the RPO of {rpo_seconds:g} s")  # fmt: skip
+    return info(HEALTHY, f"journal group {name}: {len(group.pairs)} volume(s) in PAIR, recovery point "
+                f"{group.lag_seconds:.1f} s old")  # fmt: skip

@@ -1,0 +1,46 @@
+"""GetVolumeReplicationInfo's rules, state by state: the worst state of any pair wins,
+and only a group that is copying journal records reports a recovery point."""
+
+import pytest
+
+from ccopy_api import array_pb2 as pb
+from replication_sidecar.status import DEGRADED, ERROR, HEALTHY, replication_info
+
+NOW = 1_800_000_000 * 10**9
+
+
+def group(*states: int, **fields) -> pb.JournalGroup:
+    pairs = [pb.Pair(state=s, copied_bytes=fields.pop("copied", 0), copy_total_bytes=fields.pop("total", 0))
+             for s in states]  # fmt: skip
+    return pb.JournalGroup(name="shop", pairs=pairs, capacity_bytes=100, **fields)
+
+
+@pytest.mark.parametrize(
+    ("view", "status", "words", "moving"),
+    [
+        (group(pb.PAIR, pb.PAIR, lag_seconds=0.25), HEALTHY, "2 volume(s) in PAIR", True),
+        (group(), ERROR, "no volume is paired", False),
+        (group(pb.PAIR, pb.PSUE), ERROR, "PSUE", False),
+        (group(pb.PAIR, pb.PFUS), ERROR, "PFUS", False),
+        (group(pb.PAIR, overflowed=True), ERROR, "journal full", False),
+        (group(pb.PSUS, pb.PSUS, split=True, split_seq=42), ERROR, "split (PSUS) at sequence 42", False),
+        (group(pb.SSWS, pb.SSWS), DEGRADED, "taken over", False),
+        (group(pb.COPY, pb.PAIR, copied=1 << 20, total=4 << 20), DEGRADED, "1MiB of 4MiB", False),
+        (group(pb.PAIR, journal_nearly_full=True, usage_bytes=85), DEGRADED, "85% full", True),
+        (group(pb.PAIR, lag_seconds=12.0), DEGRADED, "above the RPO of 5 s", True),
+        (group(pb.PSUE, pb.COPY), ERROR, "PSUE", False),  # the worst state wins
+    ],
+)
+def test_status_by_state(view, status, words, moving):
+    info = replication_info(view, rpo_seconds=5.0, now_ns=NOW)
+    assert info.status == status and words in info.message and "shop" in info.message
+    assert (info.recovery_point_ns is not None) == moving
+
+
+def test_recovery_point_is_the_oldest_unapplied_write():
+    info = replication_info(group(pb.PAIR, lag_seconds=2.5), rpo_seconds=0, now_ns=NOW)
+    assert info.status == HEALTHY and info.recovery_point_ns == NOW - 2_500_000_000
+
+
+def test_no_objective_declared_never_degrades_by_lag():
+    assert replication_info(group(pb.PAIR, lag_seconds=3600.0), rpo_seconds=0, now_ns=NOW).status == HEALTHY
