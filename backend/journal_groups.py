@@ -63,6 +63,13 @@ class JournalGroups:
         journal.inflow_control, journal.overflow_watch = inflow_control, overflow_watch
         return self.store.get_journal_group(group_id)
 
+    def set_rpo(self, group_id: int, rpo_seconds: float) -> JournalGroupRecord:
+        """The declared recovery point objective: status and metrics compare the lag with it."""
+        if not 0 <= rpo_seconds < float("inf"):
+            raise InvalidArgument("the recovery point objective must be 0 (none) or a positive number of seconds")
+        self.store.set_rpo(group_id, rpo_seconds)
+        return self.store.get_journal_group(group_id)
+
     def _suspend_when_full(self, group_id: int, last_seq: int) -> None:
         """The journal took its last record: the group is PFUS from there, durably, before any write goes on.
 

@@ -137,6 +137,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE journal_group ADD COLUMN inflow_control INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE journal_group ADD COLUMN overflow_watch REAL NOT NULL DEFAULT 60;
     """,
+    # 11: the declared recovery point objective of a group (status and metrics only; 0: none).
+    """
+    ALTER TABLE journal_group ADD COLUMN rpo_seconds REAL NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -472,6 +476,10 @@ class MetadataStore:
                 (int(inflow_control), overflow_watch, group_id),
             )
 
+    def set_rpo(self, group_id: int, rpo_seconds: float) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE journal_group SET rpo_seconds=? WHERE id=?", (rpo_seconds, group_id))
+
     def set_given_up(self, group_id: int, given_up: str) -> None:
         with self.transaction() as db:
             db.execute("UPDATE journal_group SET given_up=? WHERE id=?", (given_up, group_id))
@@ -714,6 +722,7 @@ class JournalGroupRecord:
     synchronous: bool = False
     inflow_control: bool = False
     overflow_watch: float = 60.0
+    rpo_seconds: float = 0.0  # declared objective, for status and metrics; 0: none
 
 
 def _journal_group(row: sqlite3.Row) -> JournalGroupRecord:
@@ -721,6 +730,7 @@ def _journal_group(row: sqlite3.Row) -> JournalGroupRecord:
         row["id"], row["name"], row["capacity"], row["confirmed_seq"], row["created_at"],
         row["role"], row["applied_seq"], row["remote_serial"], row["split_seq"], bool(row["svol_writable"]),
         row["given_up"], bool(row["synchronous"]), bool(row["inflow_control"]), row["overflow_watch"],
+        row["rpo_seconds"],
     )  # fmt: skip
 
 

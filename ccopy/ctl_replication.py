@@ -46,10 +46,11 @@ def add_objects(objects: argparse._SubParsersAction) -> None:
     show = journal.add_parser("show", help="sequence, pending work, lag and transfer rate of a group")
     show.add_argument("group")
     show.set_defaults(run=journal_show)
-    options = journal.add_parser("set", help="what a full journal does: suspend (default) or throttle host writes")
+    options = journal.add_parser("set", help="what a full journal does (suspend or throttle writes); the RPO")
     options.add_argument("group")
-    options.add_argument("--inflow-control", choices=("on", "off"), required=True)
+    options.add_argument("--inflow-control", choices=("on", "off"), help="unchanged if not given")
     options.add_argument("--overflow-watch", type=float, default=0, help="seconds writes may wait for room")
+    options.add_argument("--rpo", type=float, default=None, help="declared recovery point objective, seconds (0: none)")
     options.set_defaults(run=journal_set)
 
 
@@ -122,9 +123,11 @@ def journal_show(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
 
 @wrap
 def journal_set(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
-    request = pb.UpdateJournalGroupRequest(
-        name=args.group, inflow_control=args.inflow_control == "on", data_overflow_watch_seconds=args.overflow_watch
-    )
+    request = pb.UpdateJournalGroupRequest(name=args.group, data_overflow_watch_seconds=args.overflow_watch)
+    if args.inflow_control is not None:
+        request.inflow_control = args.inflow_control == "on"
+    if args.rpo is not None:
+        request.rpo_seconds = args.rpo
     return group_view(stub.UpdateJournalGroup(request, timeout=CALL_TIMEOUT))
 
 
@@ -142,6 +145,7 @@ def group_view(group: pb.JournalGroup) -> Any:
             ["split", f"after sequence {group.split_seq}" if group.split else "no"],
             ["when full", f"hold writes up to {group.data_overflow_watch_seconds:g} s" if group.inflow_control
                           else "suspend (PFUS)"],
+            ["RPO", f"{group.rpo_seconds:g} s" if group.rpo_seconds else "none declared"],
         ]  # fmt: skip
         return table(("FIELD", "VALUE"), rows) + "\n\n" + table(PAIR_HEADERS, [pair_row(p) for p in group.pairs])
 

@@ -600,14 +600,16 @@ class ListPairsResponse(_message.Message):
     def __init__(self, pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ...) -> None: ...
 
 class CreateJournalGroupRequest(_message.Message):
-    __slots__ = ("name", "capacity_bytes", "synchronous")
+    __slots__ = ("name", "capacity_bytes", "synchronous", "rpo_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     SYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
+    RPO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     capacity_bytes: int
     synchronous: bool
-    def __init__(self, name: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., synchronous: _Optional[bool] = ...) -> None: ...
+    rpo_seconds: float
+    def __init__(self, name: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., synchronous: _Optional[bool] = ..., rpo_seconds: _Optional[float] = ...) -> None: ...
 
 class DeleteJournalGroupRequest(_message.Message):
     __slots__ = ("name",)
@@ -636,7 +638,7 @@ class GetJournalGroupRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class JournalGroup(_message.Message):
-    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed", "split", "split_seq", "journal_nearly_full", "synchronous", "inflow_control", "data_overflow_watch_seconds")
+    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed", "split", "split_seq", "journal_nearly_full", "synchronous", "inflow_control", "data_overflow_watch_seconds", "rpo_seconds")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -658,6 +660,7 @@ class JournalGroup(_message.Message):
     SYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
     INFLOW_CONTROL_FIELD_NUMBER: _ClassVar[int]
     DATA_OVERFLOW_WATCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RPO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     role: str
@@ -679,17 +682,20 @@ class JournalGroup(_message.Message):
     synchronous: bool
     inflow_control: bool
     data_overflow_watch_seconds: float
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., journal_nearly_full: _Optional[bool] = ..., synchronous: _Optional[bool] = ..., inflow_control: _Optional[bool] = ..., data_overflow_watch_seconds: _Optional[float] = ...) -> None: ...
+    rpo_seconds: float
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., journal_nearly_full: _Optional[bool] = ..., synchronous: _Optional[bool] = ..., inflow_control: _Optional[bool] = ..., data_overflow_watch_seconds: _Optional[float] = ..., rpo_seconds: _Optional[float] = ...) -> None: ...
 
 class UpdateJournalGroupRequest(_message.Message):
-    __slots__ = ("name", "inflow_control", "data_overflow_watch_seconds")
+    __slots__ = ("name", "inflow_control", "data_overflow_watch_seconds", "rpo_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     INFLOW_CONTROL_FIELD_NUMBER: _ClassVar[int]
     DATA_OVERFLOW_WATCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RPO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     inflow_control: bool
     data_overflow_watch_seconds: float
-    def __init__(self, name: _Optional[str] = ..., inflow_control: _Optional[bool] = ..., data_overflow_watch_seconds: _Optional[float] = ...) -> None: ...
+    rpo_seconds: float
+    def __init__(self, name: _Optional[str] = ..., inflow_control: _Optional[bool] = ..., data_overflow_watch_seconds: _Optional[float] = ..., rpo_seconds: _Optional[float] = ...) -> None: ...
 
 class SplitPairsRequest(_message.Message):
     __slots__ = ("group_name", "svol_writable")

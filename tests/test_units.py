@@ -5,7 +5,10 @@ from ccopy.units import format_size, parse_size
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("512", 512), ("4k", 4096), ("64MiB", 64 << 20), ("10G", 10 << 30), ("1TiB", 1 << 40), ("1.5G", 3 << 29), ("1Gi", 1 << 30)],
+    [
+        ("512", 512), ("4k", 4096), ("64MiB", 64 << 20), ("10G", 10 << 30), ("1TiB", 1 << 40), ("1.5G", 3 << 29),
+        ("1Gi", 1 << 30),
+    ],
 )
 def test_parse(text, size):
     assert parse_size(text) == size

@@ -60,6 +60,7 @@ def group_message(array: Array, group: JournalGroupRecord) -> pb.JournalGroup:
         synchronous=group.synchronous,
         inflow_control=journal.inflow_control,
         data_overflow_watch_seconds=journal.overflow_watch,
+        rpo_seconds=group.rpo_seconds,
     )
 
 
@@ -84,6 +85,8 @@ class ReplicationRpcs:
     ) -> pb.JournalGroup:
         capacity = request.capacity_bytes or DEFAULT_JOURNAL_CAPACITY
         group = self.array.journal_groups.create(request.name, capacity, role="main", synchronous=request.synchronous)
+        if group.rpo_seconds != request.rpo_seconds:  # the objective is declared, not part of the identity
+            group = self.array.journal_groups.set_rpo(group.id, request.rpo_seconds)
         return group_message(self.array, group)
 
     def DeleteJournalGroup(
@@ -134,10 +137,13 @@ class ReplicationRpcs:
         group = self.array.store.find_journal_group_by_name(request.name)
         if group is None:
             raise errors.NotFound(f"journal group {request.name!r} not found")
-        watch = request.data_overflow_watch_seconds or None  # 0: keep the current one
-        return group_message(
-            self.array, self.array.journal_groups.set_inflow_control(group.id, request.inflow_control, watch)
-        )
+        if request.HasField("rpo_seconds"):
+            group = self.array.journal_groups.set_rpo(group.id, request.rpo_seconds)
+        if request.HasField("inflow_control") or request.data_overflow_watch_seconds:
+            inflow = request.inflow_control if request.HasField("inflow_control") else group.inflow_control
+            watch = request.data_overflow_watch_seconds or None  # 0: keep the current one
+            group = self.array.journal_groups.set_inflow_control(group.id, inflow, watch)
+        return group_message(self.array, group)
 
     def SplitPairs(self, request: pb.SplitPairsRequest, context: grpc.ServicerContext) -> pb.JournalGroup:
         group = self.array.pair_ops.split(request.group_name, request.svol_writable)

@@ -65,3 +65,18 @@ def test_bad_journal_groups_are_refused(sites):
     assert code_of(create, other_size) == grpc.StatusCode.ALREADY_EXISTS
     other_mode = pb.CreateJournalGroupRequest(name="shop", capacity_bytes=64 * MIB, synchronous=True)
     assert code_of(create, other_mode) == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_the_declared_rpo_is_kept_changed_alone_and_checked(sites):
+    stub = sites.main_stub
+    group = stub.CreateJournalGroup(pb.CreateJournalGroupRequest(name="shop", rpo_seconds=30))
+    assert group.rpo_seconds == 30
+    stub.UpdateJournalGroup(pb.UpdateJournalGroupRequest(name="shop", inflow_control=True))
+    group = stub.UpdateJournalGroup(pb.UpdateJournalGroupRequest(name="shop", rpo_seconds=10))
+    assert (group.rpo_seconds, group.inflow_control) == (10, True)  # one setting changes, the others stay
+    group = stub.UpdateJournalGroup(pb.UpdateJournalGroupRequest(name="shop", inflow_control=False))
+    assert (group.rpo_seconds, group.inflow_control) == (10, False)
+    assert stub.CreateJournalGroup(pb.CreateJournalGroupRequest(name="shop", rpo_seconds=5)).rpo_seconds == 5
+    negative = pb.UpdateJournalGroupRequest(name="shop", rpo_seconds=-1)
+    assert code_of(stub.UpdateJournalGroup, negative) == grpc.StatusCode.INVALID_ARGUMENT
+    assert stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop")).rpo_seconds == 5
