@@ -15,10 +15,12 @@ from ccopy.array_client import ArrayClient, ServerOverArray
 from ccopy.errors import ERROR_TABLE
 from ccopy.rpc import ErrorMappingInterceptor, bind, run_until_signalled
 from ccopy_api.csiaddons import identity_pb2_grpc as identity_grpc
+from ccopy_api.csiaddons import replication_pb2_grpc as replication_grpc
 from ccopy_api.csiaddons import volumegroup_pb2_grpc as vg_grpc
 from replication_sidecar.config import ReplicationConfig
 from replication_sidecar.identity import IdentityServicer
 from replication_sidecar.journal_groups import JournalGroups
+from replication_sidecar.replication import ReplicationServicer
 from replication_sidecar.volume_groups import VolumeGroupServicer
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ def create_server(config: ReplicationConfig) -> ServerOverArray:
     identity_grpc.add_IdentityServicer_to_server(IdentityServicer(config, array), server)
     groups = JournalGroups(array)
     vg_grpc.add_ControllerServicer_to_server(VolumeGroupServicer(groups), server)
+    replication_grpc.add_ControllerServicer_to_server(ReplicationServicer(groups), server)
     bound = bind(server, config.endpoint)
     server.start()
     log.info("replication_started driver=%s endpoint=%s array=%s", config.driver_name, bound, config.array)
