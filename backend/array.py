@@ -451,6 +451,11 @@ class Array:
     ) -> list[LdevRecord]:
         return self.store.list_ldevs(after_id, limit, label_selector)
 
+    def open_runtimes(self) -> list[LdevRuntime]:
+        """The LDEVs with open files (in use since the array started): what metrics read."""
+        with self._runtimes_lock:
+            return list(self._runtimes.values())
+
     def capacity(self) -> PoolCapacity:
         return self.pool.capacity()
 

@@ -97,6 +97,7 @@ class CowStore:
         self.versions: dict[int, list[Version]] = {}
         self.free_slots: list[int] = []
         self.slot_count = 0
+        self.chunks_copied = 0
         self._scan()
 
     def close(self) -> None:
@@ -157,6 +158,7 @@ class CowStore:
                 copied += 1
         if copied:
             os.fdatasync(self.fd)
+            self.chunks_copied += copied  # since the array started (metrics)
         return copied
 
     def _copy(self, ldev: LdevFile, chunk: int) -> None:

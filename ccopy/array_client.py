@@ -7,11 +7,12 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 
 from ccopy.errors import Aborted, from_array
-from ccopy.rpc import TlsFiles, client_channel
+from ccopy.rpc import TlsFiles, client_channel, stop_metrics
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 
@@ -83,7 +84,10 @@ class ServerOverArray:
     server: grpc.Server
     address: str
     array: ArrayClient
+    metrics_address: str = ""
+    metrics_http: WSGIServer | None = None
 
     def stop(self, grace: float = 5.0) -> None:
         self.server.stop(grace).wait()
+        stop_metrics(self.metrics_http)
         self.array.close()

@@ -68,6 +68,9 @@ def add_array_parser(commands: argparse._SubParsersAction) -> None:
         "--chunk-size", default=env("CHUNK_SIZE", "64KiB"),
         help="copy-on-write chunk of new LDEVs' snapshots, 4KiB..1MiB [CCOPY_CHUNK_SIZE]",
     )  # fmt: skip
+    serve.add_argument(
+        "--metrics", default=env("METRICS", ""), help="serve Prometheus /metrics on HOST:PORT [CCOPY_METRICS]"
+    )
     serve.set_defaults(run=run_array_serve)
 
 
@@ -98,6 +101,7 @@ def run_array_serve(args: argparse.Namespace) -> int:
         ),
         link_delay=args.link_delay_ms / 1000,
         path_watch=args.path_watch_seconds,
+        metrics=args.metrics,
     )
     try:
         serve(config)
@@ -163,6 +167,10 @@ def add_replication_parser(commands: argparse._SubParsersAction) -> None:
         help="[CCOPY_REPLICATION_ENDPOINT]",
     )  # fmt: skip
     add_array_client_arguments(replication)
+    replication.add_argument(
+        "--metrics", default=env("REPLICATION_METRICS", ""),
+        help="serve Prometheus /metrics on HOST:PORT [CCOPY_REPLICATION_METRICS]",
+    )  # fmt: skip
     replication.set_defaults(run=run_replication)
 
 
@@ -171,8 +179,9 @@ def run_replication(args: argparse.Namespace) -> int:
     from replication_sidecar.server import serve
 
     config = ReplicationConfig(
-        endpoint=args.endpoint, array=args.array, driver_name=args.driver_name, tls=array_tls(args)
-    )
+        endpoint=args.endpoint, array=args.array, driver_name=args.driver_name, tls=array_tls(args),
+        metrics=args.metrics,
+    )  # fmt: skip
     return serve_or_fail(serve, config)
 
 

@@ -29,6 +29,7 @@ class ArrayProcessHandle:
     process: subprocess.Popen[str] | None = None
     api_address: str = ""
     nbd_address: str = ""
+    metrics_address: str = ""  # with --metrics
 
     def start(self, timeout: float = 120.0) -> ArrayProcessHandle:
         argv = [sys.executable, "-m", "ccopy", "array", "serve", "--pool", str(self.pool)]
@@ -42,6 +43,7 @@ class ArrayProcessHandle:
             raise RuntimeError(f"array did not start: {line!r}; see {self.log_path}")
         fields = dict(part.split("=", 1) for part in line.split()[1:])
         self.api_address, self.nbd_address = fields["api"], fields["nbd"]
+        self.metrics_address = fields.get("metrics", "")
         # Restarts keep the same ports so clients' addresses stay valid.
         self.api, self.nbd = self.api_address, self.nbd_address
         return self

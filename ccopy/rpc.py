@@ -20,8 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +115,40 @@ def status_for(exc: BaseException, table: ErrorTable) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def serve_metrics(registry: CollectorRegistry, address: str) -> tuple[WSGIServer, str]:
+    """Serve a registry as Prometheus /metrics on HOST:PORT (port 0 picks one) in a thread;
+    the server (to shut down) and its bound address."""
+    host, _, port = address.rpartition(":")
+    http, _thread = start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)
+    return http, f"{host}:{http.server_port}"
+
+
+def stop_metrics(http: WSGIServer | None) -> None:
+    if http is not None:
+        http.shutdown()
+        http.server_close()
+
+
+class RpcMetrics:
+    """Calls of one server, by method and status code, and their latency (Prometheus)."""
+
+    def __init__(self, registry: CollectorRegistry, server_name: str) -> None:
+        self.calls = Counter("ccopy_rpc_calls", "gRPC calls answered, by method and status code",
+                             ["server", "method", "code"], registry=registry)  # fmt: skip
+        self.seconds = Histogram("ccopy_rpc_call_seconds", "gRPC call latency, by method",
+                                 ["server", "method"], registry=registry)  # fmt: skip
+        self.server_name = server_name
+
+    def done(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        self.calls.labels(self.server_name, method, code.name).inc()
+        self.seconds.labels(self.server_name, method).observe(seconds)
+
+
 class ErrorMappingInterceptor(grpc.ServerInterceptor):
-    def __init__(self, table: ErrorTable, server_name: str) -> None:
+    def __init__(self, table: ErrorTable, server_name: str, metrics: RpcMetrics | None = None) -> None:
         self.table = table
         self.server_name = server_name
+        self.metrics = metrics
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
@@ -139,6 +171,8 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
                 if context.code() not in (None, grpc.StatusCode.OK):  # the servicer aborted itself
                     raise
                 code = status_for(exc, self.table)
+                if self.metrics is not None:
+                    self.metrics.done(method, code, time.monotonic() - start)
                 level = logging.ERROR if code is grpc.StatusCode.INTERNAL else logging.INFO
                 log.log(
                     level,
@@ -152,6 +186,8 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
                     exc_info=code is grpc.StatusCode.INTERNAL,
                 )
                 context.abort(code, str(exc) if code is not grpc.StatusCode.INTERNAL else f"internal error: {exc}")
+            if self.metrics is not None:
+                self.metrics.done(method, grpc.StatusCode.OK, time.monotonic() - start)
             log.debug(
                 "rpc server=%s method=%s request=%s code=OK ms=%.1f",
                 self.server_name,

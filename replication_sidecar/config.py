@@ -14,3 +14,4 @@ class ReplicationConfig:
     array: str  # management API HOST:PORT of this site's array
     driver_name: str = DEFAULT_DRIVER_NAME
     tls: TlsFiles = field(default_factory=TlsFiles)
+    metrics: str = ""  # HOST:PORT of Prometheus /metrics; empty: none

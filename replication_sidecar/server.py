@@ -10,10 +10,11 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from ccopy.array_client import ArrayClient, ServerOverArray
 from ccopy.errors import ERROR_TABLE
-from ccopy.rpc import ErrorMappingInterceptor, bind, run_until_signalled
+from ccopy.rpc import ErrorMappingInterceptor, RpcMetrics, bind, run_until_signalled, serve_metrics
 from ccopy_api.csiaddons import identity_pb2_grpc as identity_grpc
 from ccopy_api.csiaddons import replication_pb2_grpc as replication_grpc
 from ccopy_api.csiaddons import volumegroup_pb2_grpc as vg_grpc
@@ -28,9 +29,10 @@ log = logging.getLogger(__name__)
 
 def create_server(config: ReplicationConfig) -> ServerOverArray:
     array = ArrayClient(config.array, config.tls)
+    registry = CollectorRegistry()
     server = grpc.server(
         ThreadPoolExecutor(max_workers=16, thread_name_prefix="replication"),
-        interceptors=[ErrorMappingInterceptor(ERROR_TABLE, "replication")],
+        interceptors=[ErrorMappingInterceptor(ERROR_TABLE, "replication", RpcMetrics(registry, "replication"))],
     )
     identity_grpc.add_IdentityServicer_to_server(IdentityServicer(config, array), server)
     groups = JournalGroups(array)
@@ -38,8 +40,12 @@ def create_server(config: ReplicationConfig) -> ServerOverArray:
     replication_grpc.add_ControllerServicer_to_server(ReplicationServicer(groups), server)
     bound = bind(server, config.endpoint)
     server.start()
-    log.info("replication_started driver=%s endpoint=%s array=%s", config.driver_name, bound, config.array)
-    return ServerOverArray(server, bound, array)
+    http, metrics = serve_metrics(registry, config.metrics) if config.metrics else (None, "")
+    log.info(
+        "replication_started driver=%s endpoint=%s array=%s metrics=%s",
+        config.driver_name, bound, config.array, metrics,
+    )  # fmt: skip
+    return ServerOverArray(server, bound, array, metrics, http)
 
 
 def serve(config: ReplicationConfig) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 
+from backend.api.metrics import ArrayMetrics
 from backend.api.remote_client import CHANNEL_OPTIONS, RemoteClient
 from backend.api.servicer import ERROR_TABLE, ArrayServicer
 from backend.array import Array
@@ -45,6 +46,8 @@ class ArrayConfig:
     link_delay: float = 0.0
     # Seconds without a pull from the backup before a main-side group is suspended (PSUE).
     path_watch: float = DEFAULT_WATCH_SECONDS
+    # HOST:PORT of the Prometheus /metrics endpoint; empty: none.
+    metrics: str = ""
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -61,9 +64,13 @@ class ArrayProcess:
     nbd_server: NbdServer
     api_address: str
     nbd_address: str
+    metrics: ArrayMetrics | None = None
+    metrics_address: str = ""
 
     async def stop(self) -> None:
         self.grpc_server.stop(grace=2).wait()
+        if self.metrics is not None:
+            self.metrics.stop()
         await self.nbd_server.close()
         self.array.close()
         log.info("array_stopped serial=%d", self.array.serial)
@@ -71,8 +78,11 @@ class ArrayProcess:
 
 async def start_array(config: ArrayConfig) -> ArrayProcess:
     array = Array(Pool(config.pool, config.serial), chunk_size=config.chunk_size)
+    metrics = ArrayMetrics(array) if config.metrics else None
     nbd_host, nbd_port = split_address(config.nbd)
-    nbd = NbdServer(array, NbdConfig(host=nbd_host, port=nbd_port, handshake_timeout=config.handshake_timeout))
+    nbd = NbdServer(
+        array, NbdConfig(host=nbd_host, port=nbd_port, handshake_timeout=config.handshake_timeout, observer=metrics)
+    )
     bound_host, bound_port = await nbd.start()
     nbd_address = f"{bound_host}:{bound_port}"
     server = grpc.server(
@@ -99,7 +109,8 @@ async def start_array(config: ArrayConfig) -> ArrayProcess:
         config.tls.enabled,
         config.tls.ca is not None,
     )
-    return ArrayProcess(array, server, nbd, api_address, nbd_address)
+    metrics_address = metrics.serve(config.metrics) if metrics else ""
+    return ArrayProcess(array, server, nbd, api_address, nbd_address, metrics, metrics_address)
 
 
 async def _serve(config: ArrayConfig) -> None:
@@ -109,7 +120,8 @@ async def _serve(config: ArrayConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # One line on stdout that scripts (and the tests) wait for.
-    print(f"ready api={process.api_address} nbd={process.nbd_address}", flush=True)
+    metrics = f" metrics={process.metrics_address}" if process.metrics_address else ""
+    print(f"ready api={process.api_address} nbd={process.nbd_address}{metrics}", flush=True)
     await stop.wait()
     await process.stop()
 

@@ -19,6 +19,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from backend.array import Array, Session
 from backend.errors import ArrayError
@@ -54,6 +55,12 @@ class NbdConfig:
     # Requests waiting on the thread pool per connection before we stop reading.
     max_pending: int = 64
     workers: int = 8
+    # Told of every reply (metrics); None: nobody listens.
+    observer: RequestObserver | None = None
+
+
+class RequestObserver(Protocol):
+    def request_done(self, ldev_id: int, command: int, seconds: float, failed: bool) -> None: ...
 
 
 def errno_for(exc: BaseException) -> Errno:
@@ -96,6 +103,7 @@ class NbdConnection(asyncio.BufferedProtocol):
         # Requests held back by the LDEV's QoS limits: (release time, request), in order.
         self._held: collections.deque[tuple[float, Request]] = collections.deque()
         self._hold_timer: asyncio.TimerHandle | None = None
+        self._failed = False  # the request being served got an error reply
 
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -251,18 +259,36 @@ class NbdConnection(asyncio.BufferedProtocol):
         transport.abort()
 
     def _serve(self, request: Request) -> None:
+        """Answer one request, now or (FLUSH, FUA writes) from the thread pool; the observer
+        hears of it when the reply is queued."""
+        started, pending = time.perf_counter(), self.pending
+        self._failed = False
+        self._dispatch(request, started)
+        if self.config.observer is not None and self.pending == pending:  # answered already
+            self._observe(request, started, self._failed)
+
+    def _observe(self, request: Request, started: float, failed: bool) -> None:
+        assert self.config.observer is not None and self.session is not None
+        self.config.observer.request_done(self.session.ldev_id, request.command, time.perf_counter() - started, failed)
+
+    def _fail(self, request: Request, error: int, message: str, structured: bool | None = None) -> None:
+        self._failed = True
+        structured = self._structured() if structured is None else structured
+        self._send(error_reply(request.cookie, error, structured, message))
+
+    def _dispatch(self, request: Request, started: float) -> None:
         assert self.negotiated is not None and self.session is not None
         error = check_request(request, self.negotiated)
         if error is not None:
-            self._send(error_reply(request.cookie, error, self._structured(), "request refused"))
+            self._fail(request, error, "request refused")
             return
         command = request.command
         if command == Command.READ:
             self._read(request)
         elif command in _WRITE_KINDS:
-            self._write(request)
+            self._write(request, started)
         elif command == Command.FLUSH:
-            self._in_pool(request, self.session.flush)
+            self._in_pool(request, self.session.flush, started)
         elif command == Command.BLOCK_STATUS:
             self._block_status(request)
         elif command == Command.DISC:
@@ -274,7 +300,7 @@ class NbdConnection(asyncio.BufferedProtocol):
         try:
             data = self.session.read(request.offset, request.length)
         except OSError as exc:
-            self._send(error_reply(request.cookie, errno_for(exc), self._structured(), str(exc)))
+            self._fail(request, errno_for(exc), str(exc))
             return
         if self._structured():
             self._out.append(structured_read_header(request.cookie, request.offset, len(data)))
@@ -282,7 +308,7 @@ class NbdConnection(asyncio.BufferedProtocol):
             self._out.append(simple_reply(request.cookie))
         self._out.append(data)
 
-    def _write(self, request: Request) -> None:
+    def _write(self, request: Request, started: float) -> None:
         assert self.session is not None
         op = HostWrite(
             kind=_WRITE_KINDS[Command(request.command)],
@@ -294,12 +320,12 @@ class NbdConnection(asyncio.BufferedProtocol):
         )
         session = self.session
         if session.must_wait(op):  # waits for stable storage: off the event loop
-            self._in_pool(request, lambda: session.write(op))
+            self._in_pool(request, lambda: session.write(op), started)
             return
         try:
             session.write(op)
         except (OSError, ArrayError) as exc:
-            self._send(error_reply(request.cookie, errno_for(exc), self._structured(), str(exc)))
+            self._fail(request, errno_for(exc), str(exc))
             log.warning("nbd_write_failed conn=%d ldev=%s error=%s", self.id, format_ldev_id(session.ldev_id), exc)
             return
         self._send(simple_reply(request.cookie))
@@ -311,18 +337,18 @@ class NbdConnection(asyncio.BufferedProtocol):
             runs = ((e.length, e.is_hole) for e in self.session.extents(request.offset, request.length))
             descriptors = allocation_descriptors(runs, req_one)
         except OSError as exc:
-            self._send(error_reply(request.cookie, errno_for(exc), True, str(exc)))
+            self._fail(request, errno_for(exc), str(exc), structured=True)
             return
         self._send(block_status_reply(request.cookie, BASE_ALLOCATION_ID, descriptors))
 
-    def _in_pool(self, request: Request, work: object) -> None:
+    def _in_pool(self, request: Request, work: object, started: float) -> None:
         """Run blocking work on the thread pool; reply when it finishes."""
         loop = asyncio.get_running_loop()
         self.pending += 1
         future = loop.run_in_executor(self.executor, work)  # type: ignore[arg-type]
-        future.add_done_callback(lambda f: self._pool_done(request, f))
+        future.add_done_callback(lambda f: self._pool_done(request, f, started))
 
-    def _pool_done(self, request: Request, future: asyncio.Future[object]) -> None:
+    def _pool_done(self, request: Request, future: asyncio.Future[object], started: float) -> None:
         self.pending -= 1
         exc = future.exception()
         if exc is None:
@@ -330,6 +356,8 @@ class NbdConnection(asyncio.BufferedProtocol):
         else:
             self._send(error_reply(request.cookie, errno_for(exc), self._structured(), str(exc)))
             log.warning("nbd_request_failed conn=%d command=%d error=%s", self.id, request.command, exc)
+        if self.config.observer is not None and self.session is not None:
+            self._observe(request, started, exc is not None)
         self._flush_out()
         if self.closing:
             self._close_when_idle()

@@ -67,27 +67,34 @@ class Sites:
         )  # fmt: skip
 
 
-@pytest.fixture
-def sites(tmp_path: Path) -> Iterator[Sites]:
+def start_sites(tmp_path: Path, *extra_args: str, serials: tuple[int, int] = (1001, 2002)) -> Sites:
+    """A main and a backup array process, each linked to the other (`extra_args` to both)."""
     main_api, backup_api = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     main = ArrayProcessHandle(
-        pool=tmp_path / "main",
-        serial=1001,
-        log_path=tmp_path / "main.log",
-        api=main_api,
-        extra_args=["--remote", backup_api],
-    ).start()
+        pool=tmp_path / "main", serial=serials[0], log_path=tmp_path / "main.log", api=main_api,
+        extra_args=["--remote", backup_api, *extra_args],
+    ).start()  # fmt: skip
     backup = ArrayProcessHandle(
-        pool=tmp_path / "backup", serial=2002, log_path=tmp_path / "backup.log", api=backup_api,
-        extra_args=["--remote", main_api],
+        pool=tmp_path / "backup", serial=serials[1], log_path=tmp_path / "backup.log", api=backup_api,
+        extra_args=["--remote", main_api, *extra_args],
     ).start()  # fmt: skip
     pair = Sites(main, backup, None, None, [])  # type: ignore[arg-type]
     pair.reconnect()
-    yield pair
+    return pair
+
+
+def stop_sites(pair: Sites) -> None:
     for channel in pair.channels:
         channel.close()
-    main.stop()
-    backup.stop()
+    pair.main.stop()
+    pair.backup.stop()
+
+
+@pytest.fixture
+def sites(tmp_path: Path) -> Iterator[Sites]:
+    pair = start_sites(tmp_path)
+    yield pair
+    stop_sites(pair)
 
 
 def when_linked(call, request, timeout: float = 60.0):

@@ -72,3 +72,24 @@ def test_two_sidecars_each_see_their_own_array(array_proc, tmp_path):
             array_proc.api_address
         )
     running.stop()
+
+
+def test_the_sidecar_serves_its_call_counts_and_latencies(array_proc, tmp_path):
+    from replication_sidecar.config import ReplicationConfig
+    from replication_sidecar.server import create_server
+    from tests.replication.test_metrics import scrape, value
+
+    config = ReplicationConfig(
+        endpoint=f"unix://{tmp_path / 'm.sock'}", array=array_proc.api_address, metrics="127.0.0.1:0"
+    )
+    running = create_server(config)
+    try:
+        with grpc.insecure_channel(running.address) as channel:
+            stub = identity_grpc.IdentityStub(channel)
+            for _ in range(3):
+                stub.Probe(identity.ProbeRequest())
+        samples = scrape(running.metrics_address)
+        assert value(samples, "ccopy_rpc_calls_total", server="replication", method="Probe", code="OK") == 3
+        assert value(samples, "ccopy_rpc_call_seconds_count", server="replication", method="Probe") == 3
+    finally:
+        running.stop()

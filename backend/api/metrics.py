@@ -1,0 +1,141 @@
+"""Prometheus metrics of one array (`ccopy array serve --metrics HOST:PORT`).
+
+Two kinds, so the data path pays almost nothing:
+- state read when scraped (journal groups, pairs, pool, copy-on-write), from
+  the same views the management API answers with, so a metric and
+  `ccopy ctl journal show` never disagree;
+- NBD request latency, observed on the data path into a histogram per LDEV
+  and command (its `_count` is the request count), and errors per LDEV and
+  command.
+
+Every metric is listed in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from backend.api.replication import group_message
+from backend.array import Array
+from backend.ldev_id import format_ldev_id
+from backend.nbd.constants import Command
+from ccopy.rpc import serve_metrics, stop_metrics
+from ccopy_api import array_pb2 as pb
+
+# From 50 us (a write to the page cache) to 10 s (a write held by inflow control).
+LATENCY_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+PAIR_STATES = [name for name in pb.PairState.keys() if name != "PAIR_STATE_UNSPECIFIED"]  # noqa: SIM118 (an enum)
+
+
+class ArrayMetrics:
+    """The registry of one array, and what the NBD server reports into it."""
+
+    def __init__(self, array: Array) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "ccopy_nbd_request_seconds", "NBD requests by LDEV and command: time from admission to reply",
+            ["ldev", "command"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.errors = Counter(
+            "ccopy_nbd_errors", "NBD requests answered with an error, by LDEV and command",
+            ["ldev", "command"], registry=self.registry,
+        )  # fmt: skip
+        self.registry.register(ArrayStateCollector(array))
+        self._children: dict[tuple[int, int], tuple[Histogram, Counter]] = {}
+        self._http: WSGIServer | None = None
+
+    def request_done(self, ldev_id: int, command: int, seconds: float, failed: bool) -> None:
+        """Called on the NBD event loop for every reply: a dict lookup and a histogram observe."""
+        children = self._children.get((ldev_id, command))
+        if children is None:
+            labels = (format_ldev_id(ldev_id), Command(command).name)
+            children = self._children[(ldev_id, command)] = (self.latency.labels(*labels), self.errors.labels(*labels))
+        children[0].observe(seconds)
+        if failed:
+            children[1].inc()
+
+    def serve(self, address: str) -> str:
+        """Serve /metrics on HOST:PORT (port 0 picks one) until `stop`; the bound address."""
+        self._http, bound = serve_metrics(self.registry, address)
+        return bound
+
+    def stop(self) -> None:
+        stop_metrics(self._http)
+
+
+class ArrayStateCollector(Collector):
+    def __init__(self, array: Array) -> None:
+        self.array = array
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.pool()
+        yield from self.journal_groups()
+        yield from self.copy_on_write()
+
+    def pool(self) -> Iterator[Metric]:
+        capacity = self.array.capacity()
+        pool = GaugeMetricFamily("ccopy_pool_bytes", "The pool's file system and what LDEVs use of it", labels=["kind"])
+        for kind, value in (
+            ("total", capacity.total_bytes), ("free", capacity.free_bytes),
+            ("provisioned", capacity.provisioned_bytes), ("allocated", capacity.allocated_bytes),
+        ):  # fmt: skip
+            pool.add_metric([kind], value)
+        yield pool
+        yield GaugeMetricFamily("ccopy_ldevs", "LDEVs in the pool", value=len(capacity.ldevs))
+
+    def journal_groups(self) -> Iterator[Metric]:
+        now = time.time()
+        labels = ["group", "role"]
+
+        def gauge(name: str, text: str, *extra: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, text, labels=[*labels, *extra])
+
+        seq = gauge("ccopy_journal_sequence", "Journal sequence numbers: main (last acknowledged write), "
+                    "confirmed (by the backup), applied (at the backup)", "kind")  # fmt: skip
+        lag = gauge("ccopy_journal_lag_seconds", "Age of the oldest write acknowledged at the main site and not "
+                    "applied at the backup: how old the recovery point is")  # fmt: skip
+        point = gauge("ccopy_journal_recovery_point_timestamp_seconds",
+                      "Main-site time up to which every write is at the backup (unix time)")  # fmt: skip
+        rpo = gauge("ccopy_journal_rpo_seconds", "Declared recovery point objective (0: none)")
+        over = gauge("ccopy_journal_rpo_exceeded", "1 while the lag is above a declared RPO")
+        used = gauge("ccopy_journal_bytes", "Journal space: used and capacity", "kind")
+        pending = gauge("ccopy_journal_pending_records", "Records not yet confirmed by the backup")
+        rate = gauge("ccopy_journal_transfer_bytes_per_second", "Recent transfer rate")
+        state = gauge("ccopy_pair_state", "1 for the state each pair is in, 0 for the others", "ldev", "state")
+        copied = gauge("ccopy_pair_copy_bytes", "Initial copy or resync progress (backup side)", "ldev", "kind")
+        for record in self.array.store.list_journal_groups():
+            group = group_message(self.array, record)
+            at = [group.name, group.role]
+            for kind, value in (("main", group.main_seq), ("confirmed", group.confirmed_seq),
+                                ("applied", group.applied_seq)):  # fmt: skip
+                seq.add_metric([*at, kind], value)
+            lag.add_metric(at, group.lag_seconds)
+            point.add_metric(at, now - group.lag_seconds)
+            rpo.add_metric(at, group.rpo_seconds)
+            over.add_metric(at, float(bool(group.rpo_seconds) and group.lag_seconds > group.rpo_seconds))
+            used.add_metric([*at, "used"], group.usage_bytes)
+            used.add_metric([*at, "capacity"], group.capacity_bytes)
+            pending.add_metric(at, group.pending_records)
+            rate.add_metric(at, group.transfer_bytes_per_second)
+            for pair in group.pairs:
+                for name in PAIR_STATES:
+                    state.add_metric([*at, pair.local_display_id, name], float(pb.PairState.Name(pair.state) == name))
+                copied.add_metric([*at, pair.local_display_id, "copied"], pair.copied_bytes)
+                copied.add_metric([*at, pair.local_display_id, "total"], pair.copy_total_bytes)
+        yield from (seq, lag, point, rpo, over, used, pending, rate, state, copied)
+
+    def copy_on_write(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "ccopy_cow_chunks_copied", "Chunks preserved for snapshots before host writes (since start)",
+            labels=["ldev"],
+        )
+        for runtime in self.array.open_runtimes():
+            if runtime.cow is not None:
+                family.add_metric([format_ldev_id(runtime.ldev_id)], runtime.cow.chunks_copied)
+        yield family
