@@ -57,6 +57,8 @@ class LdevRuntime:
     qos: QosLimiter = field(default_factory=QosLimiter)
     # The LDEV's current size; expansion updates it for sessions that may grow.
     size: int = 0
+    # A P-VOL of a fenced (demoted) journal group: host writes are refused (backend.pair_ops.fence).
+    fenced: bool = False
     # Set while the LDEV is a P-VOL of a journal group: its writes are journaled.
     journal: Journal | None = None
     # Set while its pair is suspended or its S-VOL took over: writes mark regions for resync.
@@ -243,6 +245,8 @@ class Array:
                 pair = self.store.find_pair_by_ldev(ldev_id)
                 copying = pair is None or pair.state in (PairState.COPY, PairState.PAIR)  # else: split
                 runtime.journal = self.journal_groups.journals.get(group) if group is not None and copying else None
+                if pair is not None and pair.role == "main":
+                    runtime.fenced = self.store.get_journal_group(pair.group_id).fenced
                 live = [
                     s.id
                     for s in self.store.list_snapshots(ldev_id=ldev_id, include_hidden=True)

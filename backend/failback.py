@@ -54,6 +54,20 @@ class Failbacks:
                 pair_ops.start_differential_copy(group_name, pair, their_bits.get(pair.local_ldev), targets[pair.id])
             return self.store.get_journal_group(group.id)
 
+    def request(self, group_name: str) -> JournalGroupRecord:
+        """At the old main array, once the other site took over: ask it to fail back to us.
+
+        The other array runs `failback`, which calls `demote` here; no lock of ours is
+        held meanwhile. Afterwards this array holds the backup side.
+        """
+        group = self.array.pairs.group(group_name, "main")
+        if not group.fenced:
+            raise FailedPrecondition(
+                f"journal group {group_name!r} is not fenced here: demote it before the other site fails back to it"
+            )
+        self.array.pairs.link().failback(group_name)
+        return self.store.get_journal_group(group.id)
+
     def demote(self, group_name: str, their_applied: int, their_last_seq: int) -> dict[int, bytes]:
         """At the old main array: become the backup; what differs here, by the other array's LDEV id.
 
@@ -82,6 +96,7 @@ class Failbacks:
                     self.array.stop_tracking_changes(runtime)
                     self.store.remove_journal_member(runtime.ldev_id)
                     self.store.set_ldev_access(runtime.ldev_id, read_only=True)
+                    runtime.fenced = False  # an S-VOL now: read-only to hosts, written by the replicator
             journal.trim_through(journal.next_seq - 1)  # nothing of it will ever be sent
             journal.reopen()
             self.store.reverse_roles(group.id, "backup", their_last_seq)

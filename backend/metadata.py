@@ -141,6 +141,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE journal_group ADD COLUMN rpo_seconds REAL NOT NULL DEFAULT 0;
     """,
+    # 12: a main-side group fenced (demoted): its P-VOLs refuse host writes until the other
+    #     site takes over (then a failback turns it around) or it is promoted again.
+    """
+    ALTER TABLE journal_group ADD COLUMN fenced INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -476,6 +481,10 @@ class MetadataStore:
                 (int(inflow_control), overflow_watch, group_id),
             )
 
+    def set_fenced(self, group_id: int, fenced: bool) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE journal_group SET fenced=? WHERE id=?", (int(fenced), group_id))
+
     def set_rpo(self, group_id: int, rpo_seconds: float) -> None:
         with self.transaction() as db:
             db.execute("UPDATE journal_group SET rpo_seconds=? WHERE id=?", (rpo_seconds, group_id))
@@ -493,8 +502,8 @@ class MetadataStore:
         """Failback: the group and its pairs change sides; the new backup applies from applied_seq + 1."""
         with self.transaction() as db:
             db.execute(
-                "UPDATE journal_group SET role=?, applied_seq=?, split_seq=NULL, svol_writable=0, given_up=NULL "
-                "WHERE id=?",
+                "UPDATE journal_group SET role=?, applied_seq=?, split_seq=NULL, svol_writable=0, given_up=NULL, "
+                "fenced=0 WHERE id=?",
                 (role, applied_seq, group_id),
             )
             db.execute("UPDATE pair SET role=? WHERE group_id=?", (role, group_id))
@@ -723,6 +732,7 @@ class JournalGroupRecord:
     inflow_control: bool = False
     overflow_watch: float = 60.0
     rpo_seconds: float = 0.0  # declared objective, for status and metrics; 0: none
+    fenced: bool = False  # main side demoted: hosts may not write its P-VOLs
 
 
 def _journal_group(row: sqlite3.Row) -> JournalGroupRecord:
@@ -730,7 +740,7 @@ def _journal_group(row: sqlite3.Row) -> JournalGroupRecord:
         row["id"], row["name"], row["capacity"], row["confirmed_seq"], row["created_at"],
         row["role"], row["applied_seq"], row["remote_serial"], row["split_seq"], bool(row["svol_writable"]),
         row["given_up"], bool(row["synchronous"]), bool(row["inflow_control"]), row["overflow_watch"],
-        row["rpo_seconds"],
+        row["rpo_seconds"], bool(row["fenced"]),
     )  # fmt: skip
 
 

@@ -73,6 +73,21 @@ class PairOperations:
             log.info("group_split group=%s split_seq=%d svol_writable=%s", group_name, split_seq, svol_writable)
             return self.store.get_journal_group(group.id)
 
+    def fence(self, group_name: str, fenced: bool) -> JournalGroupRecord:
+        """Demote (fence) or promote again (unfence) the main side of a group. Fenced, its
+        P-VOLs refuse host writes (EPERM) from one barrier on, durably, while replication
+        goes on: the backup gets every write ever acknowledged, so the other site can take
+        over losing nothing. Idempotent."""
+        with self.array.name_locks.hold(f"journal-group:{group_name}"):
+            group = self.array.pairs.group(group_name, "main")
+            pvols = [p.local_ldev for p in self.store.list_pairs(group.id)]
+            with self.array.hold_writes(pvols) as runtimes:
+                self.store.set_fenced(group.id, fenced)
+                for runtime in runtimes:
+                    runtime.fenced = fenced
+            log.warning("group_fenced group=%s fenced=%s pvols=%d", group_name, fenced, len(pvols))
+            return self.store.get_journal_group(group.id)
+
     def await_backup(self, journal: Journal, seq: int, ldev_id: int) -> None:
         """A synchronous write returns once the backup applied it. If the backup does not within
         SYNC_TIMEOUT, the group is suspended (PSUE) and the write acknowledged: TrueCopy's fence

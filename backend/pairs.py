@@ -73,6 +73,8 @@ class Pairs:
         group = self.store.find_journal_group_by_name(group_name)
         if group is not None and group.role != "main":
             raise FailedPrecondition(f"journal group {group_name!r} is the backup side here")
+        if group is not None and group.fenced:
+            raise FailedPrecondition(f"journal group {group_name!r} is fenced (demoted): no volume joins it")
         # The backup first: if it is unreachable or refuses the S-VOL, nothing changed here.
         svol_id = remote.prepare_secondary(
             group_name, capacity, self.array.serial, pvol.id, pvol.name, pvol.size, svol_id

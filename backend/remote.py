@@ -58,6 +58,9 @@ class RemoteArray(Protocol):
 
     def start_copy(self, group_name: str, pvol_id: int, base_snapshot: int) -> None: ...
 
+    # Asked of the array that took over by the old main array, once fenced.
+    def failback(self, group_name: str) -> None: ...
+
     def prepare_resync(self, group_name: str) -> dict[int, bytes]:
         """Snapshot group of the S-VOLs kept, S-VOLs read-only; their bitmaps by P-VOL id."""
         ...

@@ -75,6 +75,7 @@ class WriteTarget(Protocol):
     cow: CowStore | None
     journal: Journal | None
     diff: DiffBitmap | None
+    fenced: bool
 
 
 class WritePath:
@@ -100,6 +101,10 @@ class WritePath:
         # The LDEV's write lock orders this write against snapshot barriers and
         # against other writes' copy-on-write of the same chunks.
         with target.lock:
+            # A fenced P-VOL (its group demoted, being handed to the other site) takes no host
+            # write: checked under the lock, so a write either finished before the fence or is refused.
+            if target.fenced:
+                raise WriteRefused(errno.EPERM, f"LDEV {target.ldev_id} is fenced: its journal group was demoted")
             # 2. snapshot copy-on-write: old chunks are durable in the CoW store
             #    before step 3 may overwrite them.
             if target.cow is not None:

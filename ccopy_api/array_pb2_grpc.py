@@ -179,6 +179,21 @@ class ArrayStub:
                 request_serializer=ccopy__api_dot_array__pb2.ListJournalGroupsRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.ListJournalGroupsResponse.FromString,
                 _registered_method=True)
+        self.FenceJournalGroup = channel.unary_unary(
+                '/ccopy.array.v1.Array/FenceJournalGroup',
+                request_serializer=ccopy__api_dot_array__pb2.FenceJournalGroupRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.JournalGroup.FromString,
+                _registered_method=True)
+        self.GetPeerJournalGroup = channel.unary_unary(
+                '/ccopy.array.v1.Array/GetPeerJournalGroup',
+                request_serializer=ccopy__api_dot_array__pb2.GetJournalGroupRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.JournalGroup.FromString,
+                _registered_method=True)
+        self.RequestFailback = channel.unary_unary(
+                '/ccopy.array.v1.Array/RequestFailback',
+                request_serializer=ccopy__api_dot_array__pb2.FailbackRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.JournalGroup.FromString,
+                _registered_method=True)
         self.DeletePair = channel.unary_unary(
                 '/ccopy.array.v1.Array/DeletePair',
                 request_serializer=ccopy__api_dot_array__pb2.DeletePairRequest.SerializeToString,
@@ -477,6 +492,31 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FenceJournalGroup(self, request, context):
+        """Demote (fence) or promote again (unfence) the main side of a group: fenced,
+        its P-VOLs refuse host writes (EPERM) from one barrier on while replication
+        goes on, so the other site can take over losing nothing. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPeerJournalGroup(self, request, context):
+        """The linked array's view of a group: whether the other site answers, and
+        its state (fenced, taken over). UNAVAILABLE when it does not answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestFailback(self, request, context):
+        """At the old main array, fenced, once the other site took over: asks it to
+        fail back, so this array becomes the backup and only differences move.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeletePair(self, request, context):
         """One pair back to SMPL on both arrays (the rest of its group goes on); the
         S-VOL stays as an ordinary writable LDEV.
@@ -738,6 +778,21 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.ListJournalGroups,
                     request_deserializer=ccopy__api_dot_array__pb2.ListJournalGroupsRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.ListJournalGroupsResponse.SerializeToString,
+            ),
+            'FenceJournalGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.FenceJournalGroup,
+                    request_deserializer=ccopy__api_dot_array__pb2.FenceJournalGroupRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.JournalGroup.SerializeToString,
+            ),
+            'GetPeerJournalGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPeerJournalGroup,
+                    request_deserializer=ccopy__api_dot_array__pb2.GetJournalGroupRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.JournalGroup.SerializeToString,
+            ),
+            'RequestFailback': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestFailback,
+                    request_deserializer=ccopy__api_dot_array__pb2.FailbackRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.JournalGroup.SerializeToString,
             ),
             'DeletePair': grpc.unary_unary_rpc_method_handler(
                     servicer.DeletePair,
@@ -1603,6 +1658,87 @@ class Array:
             '/ccopy.array.v1.Array/ListJournalGroups',
             ccopy__api_dot_array__pb2.ListJournalGroupsRequest.SerializeToString,
             ccopy__api_dot_array__pb2.ListJournalGroupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FenceJournalGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/FenceJournalGroup',
+            ccopy__api_dot_array__pb2.FenceJournalGroupRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.JournalGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPeerJournalGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/GetPeerJournalGroup',
+            ccopy__api_dot_array__pb2.GetJournalGroupRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.JournalGroup.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestFailback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/RequestFailback',
+            ccopy__api_dot_array__pb2.FailbackRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.JournalGroup.FromString,
             options,
             channel_credentials,
             insecure,

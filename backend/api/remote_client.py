@@ -79,6 +79,13 @@ class RemoteClient:
             "StartCopy", pb.StartCopyRequest(group_name=group_name, pvol_id=pvol_id, base_snapshot_id=base_snapshot)
         )
 
+    def failback(self, group_name: str) -> None:
+        self._call("Failback", pb.FailbackRequest(group_name=group_name), timeout=120)
+
+    def group_view(self, group_name: str) -> pb.JournalGroup:
+        """The other array's view of a group (for `GetPeerJournalGroup`); LinkDown if it does not answer."""
+        return self._call("GetJournalGroup", pb.GetJournalGroupRequest(name=group_name), timeout=10)  # type: ignore[return-value]
+
     def split(self, group_name: str) -> int:
         return self._call("SplitPairs", pb.SplitPairsRequest(group_name=group_name)).split_seq  # type: ignore[attr-defined]
 

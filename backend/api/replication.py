@@ -6,6 +6,8 @@ between arrays (the backup array pulls the main array's journal).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import grpc
 
 from backend import errors
@@ -13,6 +15,9 @@ from backend.array import Array
 from backend.ldev_id import format_ldev_id
 from backend.metadata import JournalGroupRecord, PairRecord
 from ccopy_api import array_pb2 as pb
+
+if TYPE_CHECKING:
+    from backend.api.remote_client import RemoteClient
 
 MAX_WAIT_MS = 5000
 DEFAULT_JOURNAL_CAPACITY = 1 << 30
@@ -61,6 +66,7 @@ def group_message(array: Array, group: JournalGroupRecord) -> pb.JournalGroup:
         inflow_control=journal.inflow_control,
         data_overflow_watch_seconds=journal.overflow_watch,
         rpo_seconds=group.rpo_seconds,
+        fenced=group.fenced,
     )
 
 
@@ -104,6 +110,20 @@ class ReplicationRpcs:
     ) -> pb.ListJournalGroupsResponse:
         groups = self.array.store.list_journal_groups()
         return pb.ListJournalGroupsResponse(groups=[group_message(self.array, g) for g in groups])
+
+    def FenceJournalGroup(
+        self, request: pb.FenceJournalGroupRequest, context: grpc.ServicerContext
+    ) -> pb.JournalGroup:
+        return group_message(self.array, self.array.pair_ops.fence(request.name, request.fenced))
+
+    def GetPeerJournalGroup(
+        self, request: pb.GetJournalGroupRequest, context: grpc.ServicerContext
+    ) -> pb.JournalGroup:
+        remote = cast("RemoteClient", self.array.pairs.link())  # the API process links with a RemoteClient
+        return remote.group_view(request.name)
+
+    def RequestFailback(self, request: pb.FailbackRequest, context: grpc.ServicerContext) -> pb.JournalGroup:
+        return group_message(self.array, self.array.failbacks.request(request.group_name))
 
     def ListPairs(self, request: pb.ListPairsRequest, context: grpc.ServicerContext) -> pb.ListPairsResponse:
         group_id = None
