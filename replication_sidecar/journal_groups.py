@@ -25,7 +25,7 @@ from functools import cached_property
 from backend.locks import KeyLocks
 from ccopy import ids
 from ccopy.array_client import ArrayClient
-from ccopy.errors import FailedPrecondition, InvalidArgument, NotFound
+from ccopy.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ccopy_api import array_pb2 as pb
 from replication_sidecar.parameters import GroupParameters
 
@@ -77,6 +77,13 @@ class JournalGroups:
         if group is None:
             raise NotFound(f"volume group {group_id} does not exist")
         return group
+
+    def peer(self, name: str) -> pb.JournalGroup | None:
+        """The other array's view of the group, through this array's link; None when it does not answer."""
+        try:
+            return self.array.call("GetPeerJournalGroup", pb.GetJournalGroupRequest(name=name))
+        except Unavailable:
+            return None
 
     def group_id(self, group: pb.JournalGroup, serial: int | None = None) -> str:
         return ids.journal_group_id(self.serial if serial is None else serial, group.name)

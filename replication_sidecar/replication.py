@@ -4,20 +4,26 @@ A source is one volume (its own journal group, named by its volume id) or a
 volume group (its journal group). What each call does, by the side this
 array holds:
 
-| call | main side (P-VOLs) | backup side (S-VOLs) |
-| ---- | ------------------ | -------------------- |
-| Enable | pair the volume(s); idempotent | nothing to pair: OK |
-| Disable | delete the pairs (the S-VOLs stay as LDEVs) | the main site decides: OK |
-| Promote | primary already: OK | takeover with `force` (what was given up is recorded) |
-| Demote | not yet (needs the main side fenced first) | secondary already: OK |
-| Resync | resync a split or suspended group; ready once every pair is PAIR | ready once every pair is PAIR |
-| GetVolumeReplicationInfo | `status.replication_info` of this array's view | the same |
-| GetReplicationDestinationInfo | the S-VOLs' ids at the backup array | this is the destination: FAILED_PRECONDITION |
+- Enable: main side, pair the volume(s) (idempotent); backup side, nothing to pair.
+- Disable: main side, delete the pairs (the S-VOLs stay as LDEVs); backup side, the
+  main site decides.
+- Promote: main side, primary already, or demoted: unfenced unless the other site
+  took over. Backup side, a takeover: lossless when the main site answers and was
+  demoted; FAILED_PRECONDITION when it does not answer (then `force`); UNAVAILABLE
+  while it is still primary.
+- Demote: main side, fence (hosts stop writing, replication drains); backup side,
+  secondary already.
+- Resync: a demoted main side the other site took over asks it to fail back; a split
+  or suspended one is resynced; `ready` once every pair is PAIR.
+- GetVolumeReplicationInfo: `status.replication_info` of this array's view.
+- GetReplicationDestinationInfo: the S-VOLs' ids at the backup array (at the backup
+  side: FAILED_PRECONDITION, this is the destination).
 
-Promote without `force` at the backup answers UNAVAILABLE for now: the
-manager retries it with `force` after FAILED_PRECONDITION, so that code may
-only mean "the main site is gone", which the backup cannot yet tell from "the
-main site is still primary". The manager backs off and retries UNAVAILABLE.
+The manager retries PromoteVolume with `force` right after
+FAILED_PRECONDITION, so that code means only "the main site does not answer":
+while the main site is still primary the answer is UNAVAILABLE (the manager
+backs off and asks again), so no promotion ever makes two primaries unless a
+person forces it.
 """
 
 from __future__ import annotations
@@ -105,36 +111,76 @@ class ReplicationServicer(rp_grpc.ControllerServicer):
         self, request: rp.PromoteVolumeRequest, context: grpc.ServicerContext
     ) -> rp.PromoteVolumeResponse:
         group = self.existing(request.replication_source)
-        if group.role != BACKUP or (group.pairs and all(p.state == pb.SSWS for p in group.pairs)):
-            return rp.PromoteVolumeResponse()  # primary here already
-        if not request.force:
-            raise Unavailable(
-                f"journal group {group.name}: a promotion without force (planned, lossless) is not available yet; "
-                "force it only if the main site is gone"
-            )
         with self.groups.locks.hold(group.name):
-            taken = self.groups.array.call(
-                "Takeover", pb.TakeoverRequest(group_name=group.name, force=True), timeout=120
-            )
+            if group.role == BACKUP:
+                self.take_over(group, request.force)
+            elif group.fenced:
+                self.unfence(group, request.force)
+        return rp.PromoteVolumeResponse()  # primary here (already, or now)
+
+    def take_over(self, group: pb.JournalGroup, force: bool) -> None:
+        """At the backup: lossless while the main site answers and was demoted; without it,
+        only with force. FAILED_PRECONDITION means exactly "the main site does not answer"."""
+        if group.pairs and all(p.state == pb.SSWS for p in group.pairs):
+            return
+        if not force:
+            peer = self.groups.peer(group.name)
+            if peer is None:
+                raise FailedPrecondition(
+                    f"journal group {group.name}: the main site does not answer; promoting gives up the writes it "
+                    "did not send (force to take over)"
+                )
+            if not peer.fenced:
+                raise Unavailable(f"journal group {group.name} is still primary at the main site: demote it first")
+        taken = self.groups.array.call("Takeover", pb.TakeoverRequest(group_name=group.name, force=True), timeout=120)
         lost = taken.given_up
         log.warning(
-            "promoted group=%s forced=true given_up_records=%d given_up_bytes=%d given_up_seconds=%.3f exact=%s",
-            group.name, lost.records, lost.bytes, lost.seconds, lost.exact,
+            "promoted group=%s forced=%s given_up_records=%d given_up_bytes=%d given_up_seconds=%.3f exact=%s",
+            group.name, force, lost.records, lost.bytes, lost.seconds, lost.exact,
         )  # fmt: skip
-        return rp.PromoteVolumeResponse()
+
+    def unfence(self, group: pb.JournalGroup, force: bool) -> None:
+        """A demoted main side becomes primary again, unless the other site took over meanwhile."""
+        peer = self.groups.peer(group.name)
+        if peer is None and not force:
+            raise FailedPrecondition(
+                f"journal group {group.name}: the other site does not answer and may have taken over; force to "
+                "write here again"
+            )
+        if peer is not None and any(p.state == pb.SSWS for p in peer.pairs):
+            raise Unavailable(f"journal group {group.name}: the other site took over and is primary; fail back first")
+        self.groups.array.call("FenceJournalGroup", pb.FenceJournalGroupRequest(name=group.name, fenced=False))
+        log.info("promoted group=%s unfenced=true", group.name)
 
     def DemoteVolume(self, request: rp.DemoteVolumeRequest, context: grpc.ServicerContext) -> rp.DemoteVolumeResponse:
         group = self.existing(request.replication_source)
-        if group.role == BACKUP and not any(p.state == pb.SSWS for p in group.pairs):
-            return rp.DemoteVolumeResponse()  # secondary here already
-        raise Unavailable(
-            f"journal group {group.name} is the primary here: demoting it is not available yet "
-            "(it needs the main side fenced first)"
-        )
+        if group.role == BACKUP:
+            if any(p.state == pb.SSWS for p in group.pairs):
+                raise Unavailable(
+                    f"journal group {group.name} was taken over here: the other site must fail back first "
+                    "(demote and resync it there)"
+                )
+            return rp.DemoteVolumeResponse()  # secondary already
+        if not group.fenced:
+            with self.groups.locks.hold(group.name):
+                self.groups.array.call("FenceJournalGroup", pb.FenceJournalGroupRequest(name=group.name, fenced=True))
+            log.warning("demoted group=%s fenced=true", group.name)
+        return rp.DemoteVolumeResponse()
 
     def ResyncVolume(self, request: rp.ResyncVolumeRequest, context: grpc.ServicerContext) -> rp.ResyncVolumeResponse:
         group = self.existing(request.replication_source)
         states = {p.state for p in group.pairs}
+        if group.role != BACKUP and group.fenced:  # demoted: once the other site took over, it fails back to us
+            peer = self.groups.peer(group.name)
+            if peer is not None and peer.pairs and all(p.state == pb.SSWS for p in peer.pairs):
+                try:
+                    with self.groups.locks.hold(group.name):
+                        request_ = pb.FailbackRequest(group_name=group.name)
+                        self.groups.array.call("RequestFailback", request_, timeout=150)
+                    log.warning("failback_requested group=%s", group.name)
+                except Unavailable as exc:  # the link is just back: the manager asks again in 30 s
+                    log.info("failback_not_yet group=%s reason=%s", group.name, exc)
+            return rp.ResyncVolumeResponse(ready=False)
         if group.role != BACKUP and states & SUSPENDED:
             with self.groups.locks.hold(group.name):
                 self.groups.array.call("ResyncPairs", pb.ResyncPairsRequest(group_name=group.name), timeout=120)

@@ -45,6 +45,9 @@ def replication_info(group: pb.JournalGroup, rpo_seconds: float, now_ns: int) ->
     if pb.PFUS in states or group.overflowed:
         return info(ERROR, f"journal group {name} suspended, journal full (PFUS): the link did not keep up; "
                     f"{RESYNC_HINT}; a larger journalCapacity gives more room", moving=False)  # fmt: skip
+    if group.fenced:
+        return info(DEGRADED, f"journal group {name} demoted (fenced): hosts cannot write here; the other site "
+                    "takes over, then fails back to this one", moving=False)  # fmt: skip
     if pb.PSUS in states or group.split:
         return info(ERROR, f"journal group {name} split (PSUS) at sequence {group.split_seq}: the backup holds "
                     f"that point; {RESYNC_HINT}", moving=False)  # fmt: skip

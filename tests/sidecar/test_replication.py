@@ -101,7 +101,7 @@ def test_group_enable_info_destination_and_a_split_resynced(sites, sidecars):
     healthy(sidecars.main, of_group(group_id))
 
 
-def test_forced_promotion_at_the_backup_after_the_main_array_died(sites, sidecars):
+def test_promotion_at_the_backup_waits_while_the_main_site_is_primary_and_is_forced_once_it_died(sites, sidecars):
     stock, sales = volumes(sites, "stock", "sales")
     group_id = sidecars.main.groups.CreateVolumeGroup(
         vg.CreateVolumeGroupRequest(name=NAME, volume_ids=[stock, sales])
@@ -114,9 +114,11 @@ def test_forced_promotion_at_the_backup_after_the_main_array_died(sites, sidecar
     sidecars.backup.replication.DemoteVolume(demote)  # the backup is the secondary already
     assert sidecars.backup.replication.ResyncVolume(rp.ResyncVolumeRequest(replication_source=at_backup)).ready
 
-    sites.main.kill()
     promote = rp.PromoteVolumeRequest(replication_source=at_backup)
-    assert code_of(sidecars.backup.replication.PromoteVolume, promote) == grpc.StatusCode.UNAVAILABLE
+    assert code_of(sidecars.backup.replication.PromoteVolume, promote) == grpc.StatusCode.UNAVAILABLE  # main primary
+    assert {p.state for p in sites.backup_stub.ListPairs(pb.ListPairsRequest(group_name=NAME)).pairs} == {pb.PAIR}
+    sites.main.kill()
+    assert code_of(sidecars.backup.replication.PromoteVolume, promote) == grpc.StatusCode.FAILED_PRECONDITION
     sidecars.backup.replication.PromoteVolume(rp.PromoteVolumeRequest(replication_source=at_backup, force=True))
     pairs = sites.backup_stub.ListPairs(pb.ListPairsRequest(group_name=NAME)).pairs
     assert {p.state for p in pairs} == {pb.SSWS}
