@@ -49,6 +49,18 @@ def prefixes(array, stub) -> tuple[int, int]:
     return prefix(one, 1), prefix(two, 2)
 
 
+def secondary_until_ready(sites, sidecars, source: rp.ReplicationSource) -> None:
+    """What the manager does for a VolumeReplication set secondary: Demote, then Demote and
+    Resync again until Resync answers ready (here without its 15-30 s pauses)."""
+    resync = rp.ResyncVolumeRequest(replication_source=source)
+    wait_progressing(
+        lambda: (sidecars.main.replication.DemoteVolume(rp.DemoteVolumeRequest(replication_source=source)),
+                 sidecars.main.replication.ResyncVolume(resync))[1],
+        lambda answer: answer.ready, "the secondary becoming ready",
+        progress=lambda _: replication_progress(*sites.group_views(NAME)),
+    )  # fmt: skip
+
+
 def test_planned_relocation_in_the_managers_order_loses_no_acknowledged_record(sites, sidecars):
     group_id, backup_id, writer = group_with_writer(sites, sidecars)
     at_main, at_backup = of_group(group_id), of_group(backup_id)
@@ -71,13 +83,7 @@ def test_planned_relocation_in_the_managers_order_loses_no_acknowledged_record(s
     assert one >= acked and two >= acked and two <= one  # every acknowledged record, in write order
 
     # The main site keeps asking Demote + Resync: the first Resync asks for the failback.
-    resync = rp.ResyncVolumeRequest(replication_source=at_main)
-    wait_progressing(
-        lambda: (sidecars.main.replication.DemoteVolume(rp.DemoteVolumeRequest(replication_source=at_main)),
-                 sidecars.main.replication.ResyncVolume(resync))[1],
-        lambda answer: answer.ready, "the failback",
-        progress=lambda _: replication_progress(*sites.group_views(NAME)),
-    )  # fmt: skip
+    secondary_until_ready(sites, sidecars, at_main)
     healthy(sidecars.backup, at_backup)  # the backup array is the main side now
     assert sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=NAME)).role == "backup"
     sites.wait_in_sync(NAME, swapped=True)
@@ -102,12 +108,6 @@ def test_failover_after_a_disaster_then_the_old_main_site_returns_as_the_seconda
     sites.main.start()  # the old main array returns; its VolumeReplication is set secondary
     sites.reconnect()
     assert info(sidecars.main, at_main).status in (Status.HEALTHY, Status.ERROR, Status.DEGRADED)
-    resync = rp.ResyncVolumeRequest(replication_source=at_main)
-    wait_progressing(
-        lambda: (sidecars.main.replication.DemoteVolume(rp.DemoteVolumeRequest(replication_source=at_main)),
-                 sidecars.main.replication.ResyncVolume(resync))[1],
-        lambda answer: answer.ready, "the failback after a disaster",
-        progress=lambda _: replication_progress(*sites.group_views(NAME)),
-    )  # fmt: skip
+    secondary_until_ready(sites, sidecars, at_main)
     sites.wait_in_sync(NAME, swapped=True)
     assert prefixes(sites.main, sites.main_stub) == (one, two)  # the old main holds what the new main has
