@@ -646,7 +646,7 @@ class GetJournalGroupRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class JournalGroup(_message.Message):
-    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed", "split", "split_seq", "journal_nearly_full", "synchronous", "inflow_control", "data_overflow_watch_seconds", "rpo_seconds", "fenced")
+    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed", "split", "split_seq", "journal_nearly_full", "synchronous", "inflow_control", "data_overflow_watch_seconds", "rpo_seconds", "fenced", "given_up")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -670,6 +670,7 @@ class JournalGroup(_message.Message):
     DATA_OVERFLOW_WATCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RPO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     FENCED_FIELD_NUMBER: _ClassVar[int]
+    GIVEN_UP_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     role: str
@@ -693,7 +694,8 @@ class JournalGroup(_message.Message):
     data_overflow_watch_seconds: float
     rpo_seconds: float
     fenced: bool
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., journal_nearly_full: _Optional[bool] = ..., synchronous: _Optional[bool] = ..., inflow_control: _Optional[bool] = ..., data_overflow_watch_seconds: _Optional[float] = ..., rpo_seconds: _Optional[float] = ..., fenced: _Optional[bool] = ...) -> None: ...
+    given_up: DataGivenUp
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., journal_nearly_full: _Optional[bool] = ..., synchronous: _Optional[bool] = ..., inflow_control: _Optional[bool] = ..., data_overflow_watch_seconds: _Optional[float] = ..., rpo_seconds: _Optional[float] = ..., fenced: _Optional[bool] = ..., given_up: _Optional[_Union[DataGivenUp, _Mapping]] = ...) -> None: ...
 
 class UpdateJournalGroupRequest(_message.Message):
     __slots__ = ("name", "inflow_control", "data_overflow_watch_seconds", "rpo_seconds")

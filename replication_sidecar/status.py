@@ -53,7 +53,8 @@ def replication_info(group: pb.JournalGroup, rpo_seconds: float, now_ns: int) ->
                     f"that point; {RESYNC_HINT}", moving=False)  # fmt: skip
     if pb.SSWS in states:
         return info(DEGRADED, f"journal group {name} taken over here (SSWS): these volumes are the primary and "
-                    "are not replicated until the other site is demoted and resynced", moving=False)  # fmt: skip
+                    f"are not replicated until the other site is demoted and resynced{given_up(group)}",
+                    moving=False)  # fmt: skip
     if pb.COPY in states:
         copied = sum(p.copied_bytes for p in group.pairs)
         total = sum(p.copy_total_bytes for p in group.pairs)
@@ -68,3 +69,13 @@ def replication_info(group: pb.JournalGroup, rpo_seconds: float, now_ns: int) ->
                     f"above the RPO of {rpo_seconds:g} s")  # fmt: skip
     return info(HEALTHY, f"journal group {name}: {len(group.pairs)} volume(s) in PAIR, recovery point "
                 f"{group.lag_seconds:.1f} s old")  # fmt: skip
+
+
+def given_up(group: pb.JournalGroup) -> str:
+    """What the last takeover gave up, for the message; empty when none was recorded."""
+    if not group.HasField("given_up"):
+        return ""
+    lost = group.given_up
+    how = "counted by the main array" if lost.exact else "estimated: the main site did not answer"
+    return (f"; the takeover gave up {lost.records} record(s), {format_size(lost.bytes)}, {lost.seconds:.3f} s "
+            f"of writes ({how})")  # fmt: skip

@@ -6,6 +6,7 @@ between arrays (the backup array pulls the main array's journal).
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, cast
 
 import grpc
@@ -67,6 +68,7 @@ def group_message(array: Array, group: JournalGroupRecord) -> pb.JournalGroup:
         data_overflow_watch_seconds=journal.overflow_watch,
         rpo_seconds=group.rpo_seconds,
         fenced=group.fenced,
+        given_up=pb.DataGivenUp(**json.loads(group.given_up)) if group.given_up else None,
     )
 
 

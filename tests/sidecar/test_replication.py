@@ -126,6 +126,28 @@ def test_promotion_at_the_backup_waits_while_the_main_site_is_primary_and_is_for
     sidecars.backup.replication.PromoteVolume(promote)  # primary now: a repeat succeeds
     taken = info(sidecars.backup, at_backup)
     assert taken.status == Status.DEGRADED and "taken over" in taken.status_message
+    assert "gave up" in taken.status_message and "estimated" in taken.status_message  # the loss is on record
+
+
+def test_a_second_call_on_a_busy_group_is_aborted_and_changes_nothing(sites):
+    from backend.errors import Busy
+    from ccopy.array_client import ArrayClient
+    from ccopy.errors import ERROR_TABLE
+    from ccopy.rpc import status_for
+    from replication_sidecar.journal_groups import JournalGroups
+    from replication_sidecar.volume_groups import VolumeGroupServicer
+
+    (stock,) = volumes(sites, "stock")
+    array = ArrayClient(sites.main.api_address)
+    groups = JournalGroups(array)
+    servicer = VolumeGroupServicer(groups)
+    try:
+        with groups.locks.hold(NAME), pytest.raises(Busy) as busy:  # another call holds the group
+            servicer.CreateVolumeGroup(vg.CreateVolumeGroupRequest(name=NAME, volume_ids=[stock]), None)
+        assert status_for(busy.value, ERROR_TABLE) == grpc.StatusCode.ABORTED
+        assert not sites.main_stub.ListJournalGroups(pb.ListJournalGroupsRequest()).groups
+    finally:
+        array.close()
 
 
 @pytest.mark.parametrize(

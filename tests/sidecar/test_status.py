@@ -42,5 +42,12 @@ def test_recovery_point_is_the_oldest_unapplied_write():
     assert info.status == HEALTHY and info.recovery_point_ns == NOW - 2_500_000_000
 
 
+def test_a_takeover_says_what_it_gave_up():
+    lost = pb.DataGivenUp(records=7, bytes=51 << 10, seconds=0.065, exact=False)
+    message = replication_info(group(pb.SSWS, given_up=lost), rpo_seconds=0, now_ns=NOW).message
+    assert "gave up 7 record(s), 51KiB, 0.065 s" in message and "estimated" in message
+    assert "gave up" not in replication_info(group(pb.SSWS), rpo_seconds=0, now_ns=NOW).message
+
+
 def test_no_objective_declared_never_degrades_by_lag():
     assert replication_info(group(pb.PAIR, lag_seconds=3600.0), rpo_seconds=0, now_ns=NOW).status == HEALTHY
