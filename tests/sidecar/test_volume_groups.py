@@ -5,6 +5,7 @@ never changed, at the backup site."""
 from __future__ import annotations
 
 import os
+import threading
 
 import grpc
 import pytest
@@ -13,8 +14,8 @@ from ccopy import ids
 from ccopy_api import array_pb2 as pb
 from ccopy_api.csiaddons import volumegroup_pb2 as vg
 from tests.api.test_array_api import code_of
+from tests.integration.nbd_raw import RawClient
 from tests.replication.conftest import export_of, read_all
-from tests.replication.test_remote_copy import write
 
 MIB = 1 << 20
 NAME = "vgrcontent-3f1c"  # the manager names a group after its VolumeGroupReplicationContent
@@ -40,17 +41,31 @@ def test_create_then_modify_adds_a_volume_in_copy_while_the_others_stay_in_pair(
     sites.wait_in_sync(NAME)
     assert sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=NAME)).capacity_bytes == 64 * MIB
 
-    write(sites.main.nbd_address, "stock", 0, os.urandom(MIB))  # writes go on while a volume joins
-    modified = sidecars.main.groups.ModifyVolumeGroupMembership(
-        vg.ModifyVolumeGroupMembershipRequest(
-            volume_group_id=created.volume_group_id, volume_ids=[returns, sales, stock]
-        )
-    ).volume_group
-    assert len(modified.volumes) == 3
-    states = {p.local_ldev_id: p.state for p in sites.main_stub.ListPairs(pb.ListPairsRequest(group_name=NAME)).pairs}
-    returns_id = ids.parse(returns, "volume", (ids.parse(stock, "volume", 0) and 0) or 1)
-    assert sorted(states.values()) in ([pb.COPY, pb.PAIR, pb.PAIR], [pb.PAIR, pb.PAIR, pb.PAIR])
-    del returns_id
+    stop = threading.Event()
+
+    def keep_writing() -> None:  # the application goes on while a volume joins
+        client = RawClient(sites.main.nbd_address)
+        client.go("stock")
+        n = 0
+        while not stop.is_set():
+            assert client.write((n % 8) * MIB, os.urandom(MIB)) == 0
+            n += 1
+        client.disconnect()
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        modified = sidecars.main.groups.ModifyVolumeGroupMembership(
+            vg.ModifyVolumeGroupMembershipRequest(
+                volume_group_id=created.volume_group_id, volume_ids=[returns, sales, stock]
+            )
+        ).volume_group
+        assert len(modified.volumes) == 3
+        states = sorted(p.state for p in sites.main_stub.ListPairs(pb.ListPairsRequest(group_name=NAME)).pairs)
+        assert states in ([pb.COPY, pb.PAIR, pb.PAIR], [pb.PAIR, pb.PAIR, pb.PAIR])  # the others stay in PAIR
+    finally:
+        stop.set()
+        writer.join(30)
     sites.wait_in_sync(NAME)
     for pair in sites.main_stub.ListPairs(pb.ListPairsRequest(group_name=NAME)).pairs:
         name = sites.main_stub.GetLdev(pb.GetLdevRequest(id=pair.local_ldev_id)).name
