@@ -162,6 +162,7 @@ class PairOperations:
             self.array.pairs.link().delete_secondary(group.name, pvol_id)
             with self.array.hold_writes([pvol_id]) as (runtime,):
                 runtime.journal = None  # records journaled before this instant are skipped at the backup
+                runtime.fenced = False  # out of the group, out of its fence
                 self.array.stop_tracking_changes(runtime)
                 self.store.remove_journal_member(pvol_id)
                 self.store.delete_pair(pair.id)

@@ -61,6 +61,9 @@ class RemoteArray(Protocol):
     # Asked of the array that took over by the old main array, once fenced.
     def failback(self, group_name: str) -> None: ...
 
+    # Asked of the main array by a backup taking over: no host writes there from now on.
+    def fence(self, group_name: str) -> None: ...
+
     def prepare_resync(self, group_name: str) -> dict[int, bytes]:
         """Snapshot group of the S-VOLs kept, S-VOLs read-only; their bitmaps by P-VOL id."""
         ...

@@ -2,9 +2,10 @@
 
 At the backup array, for the whole group, at the last consistent sequence:
 
-- when the main array answers, it is split first (it journals nothing more)
-  and the backup applies everything up to the split: nothing is given up
-  unless draining takes longer than the caller allows;
+- when the main array answers, it is fenced (its P-VOLs refuse host writes:
+  never two primaries) and split (it journals nothing more), and the backup
+  applies everything up to the split: nothing is given up unless draining
+  takes longer than DRAIN_TIMEOUT;
 - when it does not answer (force), the backup stops where it is.
 
 Either way every takeover records what it gave up: journal records, bytes
@@ -78,6 +79,9 @@ class Takeovers:
             self.array.replicators.halt(group.id)
             return self._estimate(group)
         try:
+            # Fenced first: the main side may not go on taking host writes once this side is
+            # writable (two primaries), even when a person forced the takeover.
+            remote.fence(group.name)
             split_seq = remote.split(group.name)
             deadline = time.monotonic() + DRAIN_TIMEOUT
             while self.store.get_journal_group(group.id).applied_seq < split_seq and time.monotonic() < deadline:

@@ -27,11 +27,15 @@ from ccopy import ids
 from ccopy.array_client import ArrayClient
 from ccopy.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ccopy_api import array_pb2 as pb
+from replication_sidecar.decisions import BACKUP
 from replication_sidecar.parameters import GroupParameters
 
 log = logging.getLogger(__name__)
 
-MAIN, BACKUP = "main", "backup"
+# Calls that drain or copy at the arrays; well inside the manager's 3 min per call.
+TAKEOVER_TIMEOUT = 120.0
+FAILBACK_TIMEOUT = 150.0
+
 
 
 class JournalGroups:
@@ -72,6 +76,12 @@ class JournalGroups:
             raise NotFound(f"volume group {group_id} is not a volume group of array {self.serial}")
         return name
 
+    def must(self, name: str, missing: str = "") -> pb.JournalGroup:
+        group = self.find(name)
+        if group is None:
+            raise NotFound(missing or f"journal group {name} does not exist")
+        return group
+
     def get(self, group_id: str) -> pb.JournalGroup:
         group = self.find(self.name_of(group_id))
         if group is None:
@@ -103,9 +113,7 @@ class JournalGroups:
             raise FailedPrecondition(
                 "these volumes cannot be one group: S-VOLs belong to the journal group the main site paired them in"
             )
-        group = self.find(backup.pop())
-        assert group is not None
-        return group
+        return self.must(backup.pop())
 
     # -- main side: membership is pairing ------------------------------------------------
     def ensure(self, name: str, parameters: GroupParameters) -> pb.JournalGroup:
@@ -159,6 +167,24 @@ class JournalGroups:
                 f"{strangers} are not S-VOLs of journal group {group.name}: on the backup side membership "
                 "follows the main site's pairs"
             )
+
+    # -- the group's state --------------------------------------------------------------
+    def set_rpo(self, name: str, rpo_seconds: float) -> None:
+        self.array.call("UpdateJournalGroup", pb.UpdateJournalGroupRequest(name=name, rpo_seconds=rpo_seconds))
+
+    def fence(self, name: str, fenced: bool) -> None:
+        self.array.call("FenceJournalGroup", pb.FenceJournalGroupRequest(name=name, fenced=fenced))
+
+    def take_over(self, name: str) -> pb.DataGivenUp:
+        """The backup's S-VOLs become primaries; the array fences the main side if it answers."""
+        answer = self.array.call("Takeover", pb.TakeoverRequest(group_name=name, force=True), timeout=TAKEOVER_TIMEOUT)
+        return answer.given_up
+
+    def request_failback(self, name: str) -> None:
+        self.array.call("RequestFailback", pb.FailbackRequest(group_name=name), timeout=FAILBACK_TIMEOUT)
+
+    def resync(self, name: str) -> None:
+        self.array.call("ResyncPairs", pb.ResyncPairsRequest(group_name=name), timeout=TAKEOVER_TIMEOUT)
 
     def delete(self, group: pb.JournalGroup) -> None:
         """A main-side group without volumes goes; one with volumes is in use. The backup side's

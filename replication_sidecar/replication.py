@@ -40,38 +40,42 @@ from ccopy.errors import FailedPrecondition, InvalidArgument, NotFound, Unavaila
 from ccopy_api import array_pb2 as pb
 from ccopy_api.csiaddons import replication_pb2 as rp
 from ccopy_api.csiaddons import replication_pb2_grpc as rp_grpc
-from replication_sidecar.journal_groups import BACKUP, JournalGroups
+from replication_sidecar import decisions
+from replication_sidecar.decisions import BACKUP, Act
+from replication_sidecar.journal_groups import JournalGroups
 from replication_sidecar.parameters import parse_parameters
 from replication_sidecar.status import replication_info
 
 log = logging.getLogger(__name__)
 
-SUSPENDED = {pb.PSUS, pb.PSUE, pb.PFUS}
 Status = rp.GetVolumeReplicationInfoResponse
 
 
 class ReplicationServicer(rp_grpc.ControllerServicer):
+    """Validates, resolves the source to its journal group, and carries out what the
+    rules decide (`decisions`), under the group's lock, from views read under it."""
+
     def __init__(self, groups: JournalGroups) -> None:
         self.groups = groups
 
     # -- the source of a call --------------------------------------------------------------
     def source(self, source: rp.ReplicationSource) -> tuple[pb.Ldev | None, str]:
-        """(the volume, for a volume source; the journal group name, whether it exists or not)."""
+        """(the volume, for a volume source; the name of its journal group, which may not exist yet).
+
+        A volume replicated alone has a group of its own (`vr-<volume id>`, named at the
+        site that enabled it); a volume in a volume group answers with that group."""
         kind = source.WhichOneof("type")
         if kind == "volume":
             ldev = self.groups.volume(source.volume.volume_id)
             pair = self.groups.pair_of(ldev.id)
-            return ldev, pair.group_name if pair else source.volume.volume_id
+            return ldev, pair.group_name if pair else single_group(self.groups.volume_id(ldev.id))
         if kind == "volumegroup":
             return None, self.groups.name_of(source.volumegroup.volume_group_id)
         raise InvalidArgument("replication_source must name a volume or a volume group")
 
     def existing(self, source: rp.ReplicationSource) -> pb.JournalGroup:
         _, name = self.source(source)
-        group = self.groups.find(name)
-        if group is None:
-            raise NotFound(f"{describe(source)} is not replicated")
-        return group
+        return self.groups.must(name, f"{describe(source)} is not replicated")
 
     # -- the calls ---------------------------------------------------------------------------
     def EnableVolumeReplication(
@@ -82,14 +86,13 @@ class ReplicationServicer(rp_grpc.ControllerServicer):
         with self.groups.locks.hold(name):
             group = self.groups.find(name)
             if ldev is not None and (group is None or group.role != BACKUP):
-                self.own_group_only(ldev, name, request.replication_source)
+                own_group_only(name, request.replication_source)
                 group = self.groups.ensure(name, parameters)
                 self.groups.set_members(group, [ldev], add_only=True)
             elif group is None:
                 raise NotFound(f"{describe(request.replication_source)} does not exist")
             elif group.role != BACKUP and "rpoSeconds" in request.parameters:
-                update = pb.UpdateJournalGroupRequest(name=name, rpo_seconds=parameters.rpo_seconds)
-                self.groups.array.call("UpdateJournalGroup", update)
+                self.groups.set_rpo(name, parameters.rpo_seconds)  # the group's other settings are its own
         return rp.EnableVolumeReplicationResponse()
 
     def DisableVolumeReplication(
@@ -101,7 +104,7 @@ class ReplicationServicer(rp_grpc.ControllerServicer):
             if group is None or group.role == BACKUP:  # gone already, or the main site's to end
                 return rp.DisableVolumeReplicationResponse()
             if ldev is not None:
-                self.own_group_only(ldev, name, request.replication_source)
+                own_group_only(name, request.replication_source)
             group = self.groups.set_members(group, [])
             if ldev is not None:  # a volume's own group goes with its pair
                 self.groups.delete(group)
@@ -110,83 +113,57 @@ class ReplicationServicer(rp_grpc.ControllerServicer):
     def PromoteVolume(
         self, request: rp.PromoteVolumeRequest, context: grpc.ServicerContext
     ) -> rp.PromoteVolumeResponse:
-        group = self.existing(request.replication_source)
-        with self.groups.locks.hold(group.name):
-            if group.role == BACKUP:
-                self.take_over(group, request.force)
-            elif group.fenced:
-                self.unfence(group, request.force)
-        return rp.PromoteVolumeResponse()  # primary here (already, or now)
-
-    def take_over(self, group: pb.JournalGroup, force: bool) -> None:
-        """At the backup: lossless while the main site answers and was demoted; without it,
-        only with force. FAILED_PRECONDITION means exactly "the main site does not answer"."""
-        if group.pairs and all(p.state == pb.SSWS for p in group.pairs):
-            return
-        if not force:
-            peer = self.groups.peer(group.name)
-            if peer is None:
-                raise FailedPrecondition(
-                    f"journal group {group.name}: the main site does not answer; promoting gives up the writes it "
-                    "did not send (force to take over)"
-                )
-            if not peer.fenced:
-                raise Unavailable(f"journal group {group.name} is still primary at the main site: demote it first")
-        taken = self.groups.array.call("Takeover", pb.TakeoverRequest(group_name=group.name, force=True), timeout=120)
-        lost = taken.given_up
-        log.warning(
-            "promoted group=%s forced=%s given_up_records=%d given_up_bytes=%d given_up_seconds=%.3f exact=%s",
-            group.name, force, lost.records, lost.bytes, lost.seconds, lost.exact,
-        )  # fmt: skip
-
-    def unfence(self, group: pb.JournalGroup, force: bool) -> None:
-        """A demoted main side becomes primary again, unless the other site took over meanwhile."""
-        peer = self.groups.peer(group.name)
-        if peer is None and not force:
-            raise FailedPrecondition(
-                f"journal group {group.name}: the other site does not answer and may have taken over; force to "
-                "write here again"
-            )
-        if peer is not None and any(p.state == pb.SSWS for p in peer.pairs):
-            raise Unavailable(f"journal group {group.name}: the other site took over and is primary; fail back first")
-        self.groups.array.call("FenceJournalGroup", pb.FenceJournalGroupRequest(name=group.name, fenced=False))
-        log.info("promoted group=%s unfenced=true", group.name)
+        name = self.existing(request.replication_source).name
+        with self.groups.locks.hold(name):
+            local = self.groups.must(name)
+            decision = decisions.promote(local, self.groups.peer(name), request.force)
+            self.carry_out(decision, local, request.force)
+        return rp.PromoteVolumeResponse()
 
     def DemoteVolume(self, request: rp.DemoteVolumeRequest, context: grpc.ServicerContext) -> rp.DemoteVolumeResponse:
-        group = self.existing(request.replication_source)
-        if group.role == BACKUP:
-            if any(p.state == pb.SSWS for p in group.pairs):
-                raise Unavailable(
-                    f"journal group {group.name} was taken over here: the other site must fail back first "
-                    "(demote and resync it there)"
-                )
-            return rp.DemoteVolumeResponse()  # secondary already
-        if not group.fenced:
-            with self.groups.locks.hold(group.name):
-                self.groups.array.call("FenceJournalGroup", pb.FenceJournalGroupRequest(name=group.name, fenced=True))
-            log.warning("demoted group=%s fenced=true", group.name)
+        name = self.existing(request.replication_source).name
+        with self.groups.locks.hold(name):
+            local = self.groups.must(name)
+            self.carry_out(decisions.demote(local), local)
         return rp.DemoteVolumeResponse()
 
     def ResyncVolume(self, request: rp.ResyncVolumeRequest, context: grpc.ServicerContext) -> rp.ResyncVolumeResponse:
-        group = self.existing(request.replication_source)
-        states = {p.state for p in group.pairs}
-        if group.role != BACKUP and group.fenced:  # demoted: once the other site took over, it fails back to us
-            peer = self.groups.peer(group.name)
-            if peer is not None and peer.pairs and all(p.state == pb.SSWS for p in peer.pairs):
-                try:
-                    with self.groups.locks.hold(group.name):
-                        request_ = pb.FailbackRequest(group_name=group.name)
-                        self.groups.array.call("RequestFailback", request_, timeout=150)
-                    log.warning("failback_requested group=%s", group.name)
-                except Unavailable as exc:  # the link is just back: the manager asks again in 30 s
-                    log.info("failback_not_yet group=%s reason=%s", group.name, exc)
-            return rp.ResyncVolumeResponse(ready=False)
-        if group.role != BACKUP and states & SUSPENDED:
-            with self.groups.locks.hold(group.name):
-                self.groups.array.call("ResyncPairs", pb.ResyncPairsRequest(group_name=group.name), timeout=120)
-            log.info("resync_started group=%s from=%s", group.name, sorted(pb.PairState.Name(s) for s in states))
-            return rp.ResyncVolumeResponse(ready=False)
-        return rp.ResyncVolumeResponse(ready=bool(states) and states == {pb.PAIR})
+        name = self.existing(request.replication_source).name
+        with self.groups.locks.hold(name):
+            local = self.groups.must(name)
+            decision = decisions.resync(local, self.groups.peer(name))
+            self.carry_out(decision, local)
+        return rp.ResyncVolumeResponse(ready=decision.ready)
+
+    def carry_out(self, decision: decisions.Decision, local: pb.JournalGroup, forced: bool = False) -> None:
+        act, name = decision.act, local.name
+        if act is Act.WAIT:
+            raise Unavailable(decision.why)
+        if act is Act.REFUSE:
+            raise FailedPrecondition(decision.why)
+        if act is Act.TAKEOVER:
+            try:
+                lost = self.groups.take_over(name)
+            except FailedPrecondition as exc:
+                if forced:
+                    raise
+                raise Unavailable(f"journal group {name}: not now: {exc}") from exc  # only force may be refused
+            log.warning(
+                "promoted group=%s forced=%s given_up_records=%d given_up_bytes=%d given_up_seconds=%.3f exact=%s",
+                name, forced, lost.records, lost.bytes, lost.seconds, lost.exact,
+            )  # fmt: skip
+        elif act in (Act.FENCE, Act.UNFENCE):
+            self.groups.fence(name, act is Act.FENCE)
+            log.warning("%s group=%s", "demoted" if act is Act.FENCE else "promoted_again", name)
+        elif act is Act.FAILBACK:
+            try:
+                self.groups.request_failback(name)
+                log.warning("failback_requested group=%s", name)
+            except Unavailable as exc:  # the link is just back: the manager asks again in 30 s
+                log.info("failback_not_yet group=%s reason=%s", name, exc)
+        elif act is Act.RESYNC:
+            self.groups.resync(name)
+            log.info("resync_started group=%s", name)
 
     def GetVolumeReplicationInfo(
         self, request: rp.GetVolumeReplicationInfoRequest, context: grpc.ServicerContext
@@ -206,34 +183,43 @@ class ReplicationServicer(rp_grpc.ControllerServicer):
     def GetReplicationDestinationInfo(
         self, request: rp.GetReplicationDestinationInfoRequest, context: grpc.ServicerContext
     ) -> rp.GetReplicationDestinationInfoResponse:
+        """The other site's copies: the S-VOLs at the main site, the P-VOLs at the backup site."""
         source = request.replication_source
+        ldev, _ = self.source(source)
         group = self.existing(source)
-        if group.role == BACKUP:
-            raise FailedPrecondition(f"journal group {group.name}: this array holds the destination")
         if not group.pairs:
             raise NotFound(f"journal group {group.name} has no volumes: no destination yet")
-        serial = group.pairs[0].remote_serial
         copies = {self.groups.volume_id(p.local_ldev_id): ids.volume_id(p.remote_serial, p.remote_ldev_id)
                   for p in group.pairs}  # fmt: skip
         destination = rp.ReplicationDestination()
-        if source.WhichOneof("type") == "volume":
-            destination.volume.volume_id = copies[source.volume.volume_id]
+        if ldev is not None:
+            destination.volume.volume_id = copies[self.groups.volume_id(ldev.id)]
         else:
-            destination.volumegroup.volume_group_id = self.groups.group_id(group, serial)
+            destination.volumegroup.volume_group_id = self.groups.group_id(group, group.pairs[0].remote_serial)
             destination.volumegroup.volume_ids.update(copies)
         return rp.GetReplicationDestinationInfoResponse(replication_destination=destination)
 
-    # -- rules -------------------------------------------------------------------------------
-    def own_group_only(self, ldev: pb.Ldev, name: str, source: rp.ReplicationSource) -> None:
-        """A volume replicated inside a volume group is the group's: a call on the volume alone
-        would split it from its consistency group."""
-        if name != source.volume.volume_id:
-            raise FailedPrecondition(
-                f"volume {source.volume.volume_id} is replicated in volume group {name}; act on the group"
-            )
+
+SINGLE_PREFIX = "vr-"
+
+
+def single_group(volume_id: str) -> str:
+    """The journal group of a volume replicated on its own (a VolumeReplication of one PVC)."""
+    return SINGLE_PREFIX + volume_id
+
+
+def own_group_only(name: str, source: rp.ReplicationSource) -> None:
+    """A volume replicated inside a volume group is the group's: a call on the volume alone
+    would split it from its consistency group. (After a relocation the volume's own group
+    keeps the name it got at the first site: the prefix, not the id, says it is its own.)"""
+    if not name.startswith(SINGLE_PREFIX):
+        raise FailedPrecondition(
+            f"volume {source.volume.volume_id} is replicated in volume group {name}; act on the group"
+        )
 
 
 def describe(source: rp.ReplicationSource) -> str:
+    """The source as a person reads it in an error message."""
     if source.WhichOneof("type") == "volume":
         return f"volume {source.volume.volume_id}"
     return f"volume group {source.volumegroup.volume_group_id}"

@@ -18,7 +18,7 @@ from ccopy.units import format_size
 from ccopy_api import array_pb2 as pb
 
 HEALTHY, DEGRADED, ERROR = "HEALTHY", "DEGRADED", "ERROR"
-RESYNC_HINT = "set replicationState: resync (or ccopy ctl pair resync) once the cause is gone"
+RESYNC_HINT = "once the cause is gone, resync it at the main array (ccopy ctl pair resync)"
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,10 @@ from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
 from ccopy_api.csiaddons import volumegroup_pb2 as vg
 from ccopy_api.csiaddons import volumegroup_pb2_grpc as vg_grpc
-from replication_sidecar.journal_groups import BACKUP, JournalGroups
+from replication_sidecar.decisions import BACKUP
+from replication_sidecar.journal_groups import JournalGroups
 from replication_sidecar.parameters import parse_parameters
+from replication_sidecar.replication import SINGLE_PREFIX
 
 
 class VolumeGroupServicer(vg_grpc.ControllerServicer):
@@ -30,6 +32,8 @@ class VolumeGroupServicer(vg_grpc.ControllerServicer):
     ) -> vg.CreateVolumeGroupResponse:
         if not request.name:
             raise InvalidArgument("name is required")
+        if request.name.startswith(SINGLE_PREFIX):
+            raise InvalidArgument(f"names starting with {SINGLE_PREFIX!r} are kept for volumes replicated alone")
         parameters = parse_parameters(request.parameters)
         ldevs = [self.groups.volume(v) for v in request.volume_ids]
         with self.groups.locks.hold(request.name):
@@ -43,9 +47,10 @@ class VolumeGroupServicer(vg_grpc.ControllerServicer):
         self, request: vg.ModifyVolumeGroupMembershipRequest, context: grpc.ServicerContext
     ) -> vg.ModifyVolumeGroupMembershipResponse:
         parse_parameters(request.parameters)
-        group = self.groups.get(request.volume_group_id)
+        name = self.groups.get(request.volume_group_id).name
         ldevs = [self.groups.volume(v) for v in request.volume_ids]
-        with self.groups.locks.hold(group.name):
+        with self.groups.locks.hold(name):
+            group = self.groups.must(name)  # as it is now, under the lock
             if group.role == BACKUP:
                 self.groups.check_backup_members(group, ldevs)
             else:

@@ -79,6 +79,9 @@ class RemoteClient:
             "StartCopy", pb.StartCopyRequest(group_name=group_name, pvol_id=pvol_id, base_snapshot_id=base_snapshot)
         )
 
+    def fence(self, group_name: str) -> None:
+        self._call("FenceJournalGroup", pb.FenceJournalGroupRequest(name=group_name, fenced=True))
+
     def failback(self, group_name: str) -> None:
         self._call("Failback", pb.FailbackRequest(group_name=group_name), timeout=120)
 

@@ -49,7 +49,22 @@ def prefixes(array, stub) -> tuple[int, int]:
     return prefix(one, 1), prefix(two, 2)
 
 
-def secondary_until_ready(sites, sidecars, source: rp.ReplicationSource) -> None:
+def promote_as_the_manager_does(sidecars, source: rp.ReplicationSource) -> None:
+    """PromoteVolume without force, asked again after UNAVAILABLE (the manager's backoff) while the
+    backup drains; FAILED_PRECONDITION (which the manager would force) fails the test."""
+
+    def attempt() -> bool:
+        try:
+            sidecars.backup.replication.PromoteVolume(rp.PromoteVolumeRequest(replication_source=source))
+            return True
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.UNAVAILABLE, err.details()
+            return False
+
+    wait_progressing(attempt, bool, "the promotion", progress=lambda _: None, stall=120)
+
+
+def secondary_until_ready(sites, sidecars, source: rp.ReplicationSource, group: str = NAME) -> None:
     """What the manager does for a VolumeReplication set secondary: Demote, then Demote and
     Resync again until Resync answers ready (here without its 15-30 s pauses)."""
     resync = rp.ResyncVolumeRequest(replication_source=source)
@@ -57,7 +72,7 @@ def secondary_until_ready(sites, sidecars, source: rp.ReplicationSource) -> None
         lambda: (sidecars.main.replication.DemoteVolume(rp.DemoteVolumeRequest(replication_source=source)),
                  sidecars.main.replication.ResyncVolume(resync))[1],
         lambda answer: answer.ready, "the secondary becoming ready",
-        progress=lambda _: replication_progress(*sites.group_views(NAME)),
+        progress=lambda _: replication_progress(*sites.group_views(group)),
     )  # fmt: skip
 
 
@@ -76,7 +91,7 @@ def test_planned_relocation_in_the_managers_order_loses_no_acknowledged_record(s
 
     # The backup site's goes primary: Enable then Promote without force: lossless, the main site answers.
     sidecars.backup.replication.EnableVolumeReplication(rp.EnableVolumeReplicationRequest(replication_source=at_backup))
-    sidecars.backup.replication.PromoteVolume(rp.PromoteVolumeRequest(replication_source=at_backup))
+    promote_as_the_manager_does(sidecars, at_backup)
     taken = sites.backup_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=NAME))
     assert {p.state for p in taken.pairs} == {pb.SSWS}
     one, two = prefixes(sites.backup, sites.backup_stub)
@@ -111,3 +126,32 @@ def test_failover_after_a_disaster_then_the_old_main_site_returns_as_the_seconda
     secondary_until_ready(sites, sidecars, at_main)
     sites.wait_in_sync(NAME, swapped=True)
     assert prefixes(sites.main, sites.main_stub) == (one, two)  # the old main holds what the new main has
+
+
+def test_a_volume_replicated_alone_relocates_and_is_disabled_at_its_new_primary(sites, sidecars):
+    serial = sites.main_stub.GetArrayInfo(pb.GetArrayInfoRequest()).serial
+    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="ledger", size_bytes=4 * MIB))
+    volume = ids.volume_id(serial, ldev.id)
+    at_main = rp.ReplicationSource(volume=rp.ReplicationSource.VolumeSource(volume_id=volume))
+    sidecars.main.replication.EnableVolumeReplication(rp.EnableVolumeReplicationRequest(replication_source=at_main))
+    healthy(sidecars.main, at_main)
+    svol = sidecars.main.replication.GetReplicationDestinationInfo(
+        rp.GetReplicationDestinationInfoRequest(replication_source=at_main)
+    ).replication_destination.volume.volume_id
+    at_backup = rp.ReplicationSource(volume=rp.ReplicationSource.VolumeSource(volume_id=svol))
+    group = f"vr-{volume}"
+
+    sidecars.main.replication.DemoteVolume(rp.DemoteVolumeRequest(replication_source=at_main))
+    sidecars.backup.replication.EnableVolumeReplication(rp.EnableVolumeReplicationRequest(replication_source=at_backup))
+    promote_as_the_manager_does(sidecars, at_backup)
+    secondary_until_ready(sites, sidecars, at_main, group)
+    assert sites.backup_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=group)).role == "main"
+
+    # The VolumeReplication is deleted at its new primary: Disable with the volume's id there.
+    disable = rp.DisableVolumeReplicationRequest(replication_source=at_backup)
+    sidecars.backup.replication.DisableVolumeReplication(disable)
+    assert code_of(sites.backup_stub.GetJournalGroup, pb.GetJournalGroupRequest(name=group)) == (
+        grpc.StatusCode.NOT_FOUND
+    )
+    svol_ldev = ids.parse(svol, "volume", sites.backup_stub.GetArrayInfo(pb.GetArrayInfoRequest()).serial)
+    assert not sites.backup_stub.GetLdev(pb.GetLdevRequest(id=svol_ldev.number)).read_only  # a plain volume now

@@ -52,7 +52,7 @@ def test_one_volume_enable_is_idempotent_then_healthy_with_a_recovery_point(site
     before = time.time()
     answer = healthy(sidecars.main, of_volume(stock))
     assert answer.last_sync_time.seconds >= int(before) - 1 and "PAIR" in answer.status_message
-    group = sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=stock))  # its own journal group
+    group = sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=f"vr-{stock}"))  # its own journal group
     assert group.rpo_seconds == 30 and len(group.pairs) == 1
     destination = sidecars.main.replication.GetReplicationDestinationInfo(
         rp.GetReplicationDestinationInfoRequest(replication_source=of_volume(stock))
@@ -63,7 +63,8 @@ def test_one_volume_enable_is_idempotent_then_healthy_with_a_recovery_point(site
     disable = rp.DisableVolumeReplicationRequest(replication_source=of_volume(stock))
     sidecars.main.replication.DisableVolumeReplication(disable)
     sidecars.main.replication.DisableVolumeReplication(disable)  # gone: success
-    assert code_of(sites.main_stub.GetJournalGroup, pb.GetJournalGroupRequest(name=stock)) == grpc.StatusCode.NOT_FOUND
+    gone = pb.GetJournalGroupRequest(name=f"vr-{stock}")
+    assert code_of(sites.main_stub.GetJournalGroup, gone) == grpc.StatusCode.NOT_FOUND
     assert code_of(sidecars.main.replication.GetVolumeReplicationInfo,
                    rp.GetVolumeReplicationInfoRequest(replication_source=of_volume(stock))) == grpc.StatusCode.NOT_FOUND
 
@@ -87,6 +88,11 @@ def test_group_enable_info_destination_and_a_split_resynced(sites, sidecars):
              for p in sites.backup_stub.ListPairs(pb.ListPairsRequest(group_name=NAME)).pairs}  # fmt: skip
     assert set(destination.volume_ids.values()) == svols
     healthy(sidecars.backup, of_group(destination.volume_group_id))  # the backup reports the same group
+    back = sidecars.backup.replication.GetReplicationDestinationInfo(  # asked at the backup: the other copies
+        rp.GetReplicationDestinationInfoRequest(replication_source=of_group(destination.volume_group_id))
+    ).replication_destination.volumegroup
+    assert back.volume_group_id == group_id
+    assert dict(back.volume_ids) == {svol: pvol for pvol, svol in destination.volume_ids.items()}
 
     sites.main_stub.SplitPairs(pb.SplitPairsRequest(group_name=NAME))
     split = info(sidecars.main, of_group(group_id))
