@@ -38,7 +38,7 @@ class ArrayClient:
     def maybe(self, method: str, request: Any) -> Any | None:
         """The answer, or None when the array says NOT_FOUND."""
         try:
-            return self.stub.__getattribute__(method)(request, timeout=CALL_TIMEOUT)
+            return getattr(self.stub, method)(request, timeout=CALL_TIMEOUT)
         except grpc.RpcError as exc:
             if exc.code() is grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
                 return None
