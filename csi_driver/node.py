@@ -39,6 +39,7 @@ from csi_driver.mounts import (
 from csi_driver.node_state import NodeState, StagedVolume
 from csi_driver.volumes import READ_ONLY_MODES, TOPOLOGY_KEY, capability_problem
 
+SINGLE_WRITER = csi.VolumeCapability.AccessMode.SINGLE_NODE_SINGLE_WRITER
 RPC = csi.NodeServiceCapability.RPC
 NODE_CAPABILITIES = [
     RPC.STAGE_UNSTAGE_VOLUME,
@@ -182,11 +183,17 @@ class NodeServicer(csi_grpc.NodeServicer):
                 raise FailedPrecondition(f"volume {request.volume_id} is not staged at {request.staging_target_path}")
             if staged.access != access:
                 raise AlreadyExists(f"volume is staged for {staged.access} access, not {access}")
+            others = [t for t in staged.targets if t != request.target_path]
+            if others and request.volume_capability.access_mode.mode == SINGLE_WRITER:
+                raise FailedPrecondition(f"volume {request.volume_id} is single-writer and published at {others[0]}")
             source = staged.device if access == "block" else staged.staging_path
             try:
                 bind(source, Path(request.target_path), read_only, is_file=access == "block")
             except MountError as exc:
                 raise FailedPrecondition(f"cannot publish {request.volume_id}: {exc}") from exc
+            if request.target_path not in staged.targets:
+                staged.targets.append(request.target_path)
+                self.state.put(staged)
         return csi.NodePublishVolumeResponse()
 
     def NodeUnpublishVolume(
@@ -204,6 +211,10 @@ class NodeServicer(csi_grpc.NodeServicer):
                 target.rmdir()
             elif target.exists():
                 target.unlink()
+            staged = self.state.get(request.volume_id)
+            if staged is not None and request.target_path in staged.targets:
+                staged.targets.remove(request.target_path)
+                self.state.put(staged)
         return csi.NodeUnpublishVolumeResponse()
 
     # -- expansion -------------------------------------------------------------------

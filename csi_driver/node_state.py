@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -25,6 +25,8 @@ class StagedVolume:
     fs_type: str = ""
     read_only: bool = False
     nbd_device: str = ""  # kernel nbd route only
+    # Where NodePublishVolume bound it: a single-writer volume may have one target only.
+    targets: list[str] = field(default_factory=list)
 
 
 class NodeState:

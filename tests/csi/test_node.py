@@ -409,3 +409,24 @@ def test_mount_flags_are_honoured(plugin, tmp_path):
     options = next(line.split()[3] for line in Path("/proc/mounts").read_text().splitlines() if str(staging) in line)
     assert "noatime" in options.split(",")
     lifecycle_end(plugin, volume, staging, [])
+
+
+def test_a_single_writer_volume_is_published_at_one_target_only(plugin, tmp_path):
+    cap = mount_cap(mode=Mode.SINGLE_NODE_SINGLE_WRITER)
+    volume, context, staging = lifecycle_start(plugin, tmp_path, "single", cap)
+
+    def publish(target: Path) -> csi.NodePublishVolumeRequest:
+        return csi.NodePublishVolumeRequest(
+            volume_id=volume.volume_id, publish_context=context, staging_target_path=str(staging),
+            target_path=str(target), volume_capability=cap,
+        )  # fmt: skip
+
+    first, second = tmp_path / "pod-a" / "data", tmp_path / "pod-b" / "data"
+    plugin.node.NodePublishVolume(publish(first))
+    plugin.node.NodePublishVolume(publish(first))  # the same target again: idempotent
+    assert code(plugin.node.NodePublishVolume, publish(second)) == grpc.StatusCode.FAILED_PRECONDITION
+    assert not os.path.ismount(second)  # refused before anything was mounted
+    plugin.node.NodeUnpublishVolume(csi.NodeUnpublishVolumeRequest(volume_id=volume.volume_id, target_path=str(first)))
+    plugin.node.NodePublishVolume(publish(second))  # the one target moved
+    lifecycle_end(plugin, volume, staging, [second])
+    assert leftovers(tmp_path) == []
