@@ -14,7 +14,7 @@ from ccopy import ids
 from ccopy.errors import Aborted, InvalidArgument, NotFound
 from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
-from csi_driver.volumes import LABEL_PREFIX, check_name, ldev_name
+from csi_driver.volumes import LABEL_PREFIX, check_name, ldev_name, parse_parameters
 
 if TYPE_CHECKING:
     from ccopy.array_client import ArrayClient
@@ -59,14 +59,13 @@ class SnapshotRpcs:
         check_name(request.name)
         if not request.source_volume_id:
             raise InvalidArgument("source_volume_id is required")
-        if request.parameters:
-            raise InvalidArgument(f"unknown parameter(s) {sorted(request.parameters)}")
+        labels = parse_parameters(request.parameters)  # csi-snapshotter's --extra-create-metadata keys
         with self.locks.hold(("snapshot", request.name)):  # type: ignore[attr-defined]
             ldev = self.volume(request.source_volume_id)  # type: ignore[attr-defined]
             snapshot = self.array.call(
                 "CreateSnapshot",
                 pb.CreateSnapshotRequest(
-                    name=ldev_name(request.name), ldev_id=ldev.id, labels={SNAPSHOT_NAME_LABEL: request.name}
+                    name=ldev_name(request.name), ldev_id=ldev.id, labels=labels | {SNAPSHOT_NAME_LABEL: request.name}
                 ),
             )
         return csi.CreateSnapshotResponse(snapshot=self.snapshot_message(snapshot))

@@ -14,7 +14,7 @@ from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
 from csi_driver.config import CsiConfig
 from csi_driver.controller import ControllerServicer
-from csi_driver.volumes import check_name, ldev_name
+from csi_driver.volumes import check_name, ldev_name, parse_parameters
 
 RPC = csi.GroupControllerServiceCapability.RPC
 
@@ -58,12 +58,12 @@ class GroupControllerServicer(csi_grpc.GroupControllerServicer):
         check_name(request.name)
         if not request.source_volume_ids:
             raise InvalidArgument("source_volume_ids is required")
-        if request.parameters:
-            raise InvalidArgument(f"unknown parameter(s) {sorted(request.parameters)}")
+        labels = parse_parameters(request.parameters)  # csi-snapshotter's --extra-create-metadata keys
         with self.locks.hold(request.name):
             ldev_ids = [self.controller.volume(v).id for v in request.source_volume_ids]
             group = self.array.call(
-                "CreateSnapshotGroup", pb.CreateSnapshotGroupRequest(name=ldev_name(request.name), ldev_ids=ldev_ids)
+                "CreateSnapshotGroup",
+                pb.CreateSnapshotGroupRequest(name=ldev_name(request.name), ldev_ids=ldev_ids, labels=labels),
             )
         return csi.CreateVolumeGroupSnapshotResponse(group_snapshot=self.group_message(group))
 

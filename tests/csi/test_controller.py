@@ -474,3 +474,31 @@ def test_concurrent_operations_on_one_volume_answer_aborted(plugin):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(expand, range(16)))
     assert "ok" in results and set(results) <= {"ok", grpc.StatusCode.ABORTED}
+
+
+def test_snapshots_take_the_snapshotters_metadata_and_refuse_other_parameters(plugin, stub):
+    volume = create(plugin, "meta-src")
+    metadata = {
+        "csi.storage.k8s.io/volumesnapshot/name": "nightly",
+        "csi.storage.k8s.io/volumesnapshot/namespace": "shop",
+        "csi.storage.k8s.io/volumesnapshotcontent/name": "snapcontent-1",
+    }
+    snapshot = plugin.controller.CreateSnapshot(
+        csi.CreateSnapshotRequest(name="meta-snap", source_volume_id=volume.volume_id, parameters=metadata)
+    ).snapshot
+    number = int(snapshot.snapshot_id.rsplit("-", 1)[1], 16)
+    labels = stub.GetSnapshot(pb.GetSnapshotRequest(id=number)).labels
+    assert labels["csi.consistentcopy.io/k8s-volumesnapshot/namespace"] == "shop"  # kept as labels
+    group = plugin.groups.CreateVolumeGroupSnapshot(
+        csi.CreateVolumeGroupSnapshotRequest(
+            name="meta-group", source_volume_ids=[volume.volume_id],
+            parameters={"csi.storage.k8s.io/volumegroupsnapshot/name": "nightly-group"},
+        )
+    ).group_snapshot
+    assert group.ready_to_use
+    bad = csi.CreateSnapshotRequest(name="bad-snap", source_volume_id=volume.volume_id, parameters={"colour": "red"})
+    assert code(plugin.controller.CreateSnapshot, bad) == grpc.StatusCode.INVALID_ARGUMENT
+    bad_group = csi.CreateVolumeGroupSnapshotRequest(
+        name="bad-group", source_volume_ids=[volume.volume_id], parameters={"colour": "red"}
+    )
+    assert code(plugin.groups.CreateVolumeGroupSnapshot, bad_group) == grpc.StatusCode.INVALID_ARGUMENT
