@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -385,7 +386,17 @@ class Array:
                 sessions = runtime.by_token.pop(publication.token, []) if runtime else []
             for session in sessions:
                 session.revoke()
+            self._await_closed(sessions)
         log.info("ldev_unpublished ldev=%06x host=%s sessions_cut=%d", ldev_id, host_id, len(sessions))
+
+    def _await_closed(self, sessions: list[Session], seconds: float = 30.0) -> None:
+        """The data path closes cut sessions on its own loop: wait for them, so that whoever
+        unpublished may delete the LDEV at once (a request still in flight finishes first)."""
+        deadline = time.monotonic() + seconds
+        while any(not s.closed for s in sessions):
+            if time.monotonic() > deadline:
+                raise Busy(f"sessions cut by the unpublish did not close in {seconds:g} s")
+            time.sleep(0.005)
 
     def publications(self, ldev_id: int | None = None) -> list[Publication]:
         return self.store.list_publications(ldev_id)

@@ -65,6 +65,20 @@ def test_unpublish_fences_the_host_at_once(array_proc, stub):
     stub.UnpublishLdev(pb.UnpublishLdevRequest(ldev_id=ldev.id, host_id="node-a"))  # idempotent
 
 
+def test_an_ldev_can_be_deleted_as_soon_as_its_unpublish_returns(array_proc, stub):
+    """Unpublish returns once the cut sessions are closed: DeleteVolume right after
+    ControllerUnpublishVolume never meets "open NBD sessions" (csi-sanity does exactly this)."""
+    for n in range(10):
+        ldev = restricted(stub, f"short-lived-{n}")
+        publication = stub.PublishLdev(pb.PublishLdevRequest(ldev_id=ldev.id, host_id="node-a"))
+        client = RawClient(array_proc.nbd_address)
+        client.go(publication.export_name)
+        assert client.write(0, b"x" * 4096) == 0
+        stub.UnpublishLdev(pb.UnpublishLdevRequest(ldev_id=ldev.id, host_id="node-a"))
+        stub.DeleteLdev(pb.DeleteLdevRequest(id=ldev.id))  # at once
+        client.close()
+
+
 def test_publications_survive_kill_9_and_go_with_the_ldev(array_proc, stub):
     ldev = restricted(stub)
     publication = stub.PublishLdev(pb.PublishLdevRequest(ldev_id=ldev.id, host_id="node-a"))
