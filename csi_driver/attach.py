@@ -149,9 +149,17 @@ def _attach_kernel(uri: str, fuse_dir: Path, read_only: bool, size_limit: int) -
 
 
 def detach(attachment: Attachment, timeout: float = 30.0) -> None:
-    """Remove the loop device, unmount FUSE, reap nbdfuse. Safe to call twice."""
+    """Remove the loop device, unmount FUSE, reap nbdfuse. Safe to call twice.
+
+    The loop device is detached only while it still backs onto this attachment's
+    file: a number saved at attach time may since have been freed and given to
+    someone else's device, which must never be touched."""
     if attachment.device:
-        _run("losetup", "-d", attachment.device)
+        backing = attachment.nbd_device or os.path.realpath(attachment.backing_file)
+        if loop_backing_file(attachment.device) == backing:
+            _run("losetup", "-d", attachment.device)
+        else:
+            log.warning("loop_not_ours device=%s expected_backing=%s: left alone", attachment.device, backing)
         attachment.device = None
     if attachment.nbd_device:
         _run("nbd-client", "-d", attachment.nbd_device)
@@ -166,6 +174,14 @@ def detach(attachment: Attachment, timeout: float = 30.0) -> None:
             attachment.fuse.wait()
         attachment.fuse = None
     log.info("detached uri=%s", attachment.uri)
+
+
+def loop_backing_file(device: str) -> str | None:
+    """The file (or device) a loop device reads from now; None if it is not a bound loop device."""
+    try:
+        return (Path("/sys/block") / Path(device).name / "loop" / "backing_file").read_text().strip()
+    except OSError:
+        return None
 
 
 @contextmanager

@@ -11,6 +11,8 @@ still unstages what its predecessor staged.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from ccopy.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Not
 from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
-from csi_driver.attach import AttachError, Attachment, attach, detach, grow, nbd_uri
+from csi_driver.attach import AttachError, Attachment, attach, detach, grow, loop_backing_file, nbd_uri
 from csi_driver.config import CsiConfig
 from csi_driver.mounts import (
     MountError,
@@ -39,6 +41,7 @@ from csi_driver.mounts import (
 from csi_driver.node_state import NodeState, StagedVolume
 from csi_driver.volumes import READ_ONLY_MODES, TOPOLOGY_KEY, capability_problem
 
+log = logging.getLogger(__name__)
 SINGLE_WRITER = csi.VolumeCapability.AccessMode.SINGLE_NODE_SINGLE_WRITER
 RPC = csi.NodeServiceCapability.RPC
 NODE_CAPABILITIES = [
@@ -87,12 +90,36 @@ class NodeServicer(csi_grpc.NodeServicer):
         )
         with self.locks.hold(request.volume_id):
             staged = self.state.get(request.volume_id)
+            if staged is not None and not self._live(staged):
+                # A record outliving its volume (the node restarted, or a pool was made anew and
+                # the id repeats) must not stand in for the new one: clear it, then stage afresh.
+                log.warning("stale_stage_state volume=%s device=%s: cleared", staged.volume_id, staged.device)
+                self._clear(staged)
+                staged = None
             if staged is not None:
                 if staged.staging_path != request.staging_target_path or staged.access != access:
                     raise AlreadyExists(f"volume is staged at {staged.staging_path} for {staged.access} access")
                 return csi.NodeStageVolumeResponse()
             self._stage(request, access, nbd_uri(address, export), read_only)
         return csi.NodeStageVolumeResponse()
+
+    @staticmethod
+    def _live(staged: StagedVolume) -> bool:
+        """The record's loop device still reads from its own NBD attachment."""
+        fuse_file = Attachment(uri=staged.nbd_uri, fuse_dir=Path(staged.fuse_dir)).backing_file
+        expected = staged.nbd_device or os.path.realpath(fuse_file)
+        return loop_backing_file(staged.device) == expected
+
+    def _clear(self, staged: StagedVolume) -> None:
+        """What a stale record may have left: mounts at its paths, its FUSE mount (never a loop
+        device that is not its own: detach checks)."""
+        for path in (*staged.targets, staged.staging_path):
+            with contextlib.suppress(MountError):
+                unmount(Path(path))
+        with contextlib.suppress(AttachError):
+            detach(Attachment(uri=staged.nbd_uri, fuse_dir=Path(staged.fuse_dir), device=staged.device,
+                              nbd_device=staged.nbd_device or None))  # fmt: skip
+        self.state.remove(staged.volume_id)
 
     def ldev_size(self, volume_id: str) -> int:
         """The volume's size now, from the array (the export may advertise more)."""

@@ -430,3 +430,25 @@ def test_a_single_writer_volume_is_published_at_one_target_only(plugin, tmp_path
     plugin.node.NodePublishVolume(publish(second))  # the one target moved
     lifecycle_end(plugin, volume, staging, [second])
     assert leftovers(tmp_path) == []
+
+
+def test_a_stage_record_that_outlived_its_device_is_cleared_not_trusted(plugin, tmp_path):
+    """The node lost its mounts, loop devices and FUSE (a reboot) but kept its state folder:
+    staging the volume again attaches it afresh instead of answering from the stale record."""
+    from csi_driver.node_state import NodeState
+
+    cap = mount_cap()
+    volume, context, staging = lifecycle_start(plugin, tmp_path, "stale", cap)
+    (staging / "kept.txt").write_text("written before the reboot\n")
+    record = NodeState(plugin.config.state_dir).get(volume.volume_id)
+    subprocess.run(["umount", str(staging)], check=True)  # everything but the record goes
+    subprocess.run(["losetup", "-d", record.device], check=True)
+    subprocess.run(["fusermount3", "-u", record.fuse_dir], check=True)
+    stage = csi.NodeStageVolumeRequest(
+        volume_id=volume.volume_id, publish_context=context, staging_target_path=str(staging), volume_capability=cap
+    )
+    plugin.node.NodeStageVolume(stage)
+    assert os.path.ismount(staging)
+    assert (staging / "kept.txt").read_text() == "written before the reboot\n"
+    lifecycle_end(plugin, volume, staging, [])
+    assert leftovers(tmp_path) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ccopy_api import array_pb2 as pb
-from csi_driver.attach import attach, detach, nbd_uri
+from csi_driver.attach import attach, detach, loop_backing_file, nbd_uri
 from tests.conftest import require_root, require_tools, wait_for
 
 MIB = 1 << 20
@@ -84,3 +84,25 @@ def test_kernel_nbd_route_when_the_kernel_has_nbd(array_proc, make_ldev, tmp_pat
             os.fsync(device.fileno())
     finally:
         detach(attachment)
+
+
+def test_detach_never_touches_a_loop_device_that_is_no_longer_ours(array_proc, make_ldev, tmp_path):
+    """A loop number saved at attach time may be freed and handed to someone else's file:
+    detach leaves that device alone (and still cleans up its own FUSE mount)."""
+    require_root()
+    require_tools("nbdfuse", "losetup", "fusermount3")
+    make_ldev("ours", 16 << 20)
+    attachment = attach(nbd_uri(array_proc.nbd_address, "ours"), tmp_path / "fuse")
+    saved = attachment.device
+    subprocess.run(["losetup", "-d", saved], check=True)  # freed behind the plugin's back ...
+    stranger = tmp_path / "someone-else.img"
+    stranger.write_bytes(bytes(1 << 20))
+    theirs = subprocess.run(["losetup", "--find", "--show", str(stranger)], check=True,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    try:
+        attachment.device = theirs  # ... and the number now names another file's device
+        detach(attachment)
+        assert loop_backing_file(theirs) == str(stranger)  # still attached: not ours to detach
+        assert not os.path.ismount(tmp_path / "fuse")
+    finally:
+        subprocess.run(["losetup", "-d", theirs], check=False)
