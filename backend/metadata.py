@@ -146,6 +146,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE journal_group ADD COLUMN fenced INTEGER NOT NULL DEFAULT 0;
     """,
+    # 13: hosts (the nodes a CSI node plugin registers): who may be published to, and how many
+    #     LDEVs each may hold at once (0: no limit).
+    """
+    CREATE TABLE host (
+        host_id TEXT PRIMARY KEY,
+        max_volumes INTEGER NOT NULL DEFAULT 0,
+        registered_at REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -591,6 +600,23 @@ class MetadataStore:
         with self._lock:
             row = self._db.execute("SELECT group_id FROM journal_member WHERE ldev_id=?", (ldev_id,)).fetchone()
         return None if row is None else row[0]
+
+    def upsert_host(self, host_id: str, max_volumes: int) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO host(host_id, max_volumes, registered_at) VALUES (?,?,?) "
+                "ON CONFLICT(host_id) DO UPDATE SET max_volumes=excluded.max_volumes",
+                (host_id, max_volumes, time.time()),
+            )
+
+    def find_host(self, host_id: str) -> tuple[int, int] | None:
+        """(max volumes, LDEVs published to it now), or None for a host never registered."""
+        with self._lock:
+            row = self._db.execute("SELECT max_volumes FROM host WHERE host_id=?", (host_id,)).fetchone()
+            if row is None:
+                return None
+            count = self._db.execute("SELECT COUNT(*) FROM publication WHERE host_id=?", (host_id,)).fetchone()[0]
+        return row["max_volumes"], count
 
     def list_publications(self, ldev_id: int | None = None) -> list[Publication]:
         sql, params = "SELECT * FROM publication", []

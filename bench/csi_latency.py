@@ -71,6 +71,7 @@ class Bench:
         self.controller = csi_grpc.ControllerStub(self.channel)
         self.groups = csi_grpc.GroupControllerStub(self.channel)
         self.node = csi_grpc.NodeStub(self.channel)
+        self.node.NodeGetInfo(csi.NodeGetInfoRequest())  # the node joins, as at kubelet's registration
         self.array_channel = grpc.insecure_channel(self.array.api_address)
         self.stub = pb_grpc.ArrayStub(self.array_channel)
 

@@ -527,6 +527,30 @@ class UnpublishLdevResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class RegisterHostRequest(_message.Message):
+    __slots__ = ("host_id", "max_volumes")
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    max_volumes: int
+    def __init__(self, host_id: _Optional[str] = ..., max_volumes: _Optional[int] = ...) -> None: ...
+
+class GetHostRequest(_message.Message):
+    __slots__ = ("host_id",)
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    def __init__(self, host_id: _Optional[str] = ...) -> None: ...
+
+class Host(_message.Message):
+    __slots__ = ("host_id", "max_volumes", "published_ldevs")
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_LDEVS_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    max_volumes: int
+    published_ldevs: int
+    def __init__(self, host_id: _Optional[str] = ..., max_volumes: _Optional[int] = ..., published_ldevs: _Optional[int] = ...) -> None: ...
+
 class ListPublicationsRequest(_message.Message):
     __slots__ = ("ldev_id",)
     LDEV_ID_FIELD_NUMBER: _ClassVar[int]

@@ -149,6 +149,16 @@ class ArrayStub:
                 request_serializer=ccopy__api_dot_array__pb2.ListPublicationsRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.ListPublicationsResponse.FromString,
                 _registered_method=True)
+        self.RegisterHost = channel.unary_unary(
+                '/ccopy.array.v1.Array/RegisterHost',
+                request_serializer=ccopy__api_dot_array__pb2.RegisterHostRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.Host.FromString,
+                _registered_method=True)
+        self.GetHost = channel.unary_unary(
+                '/ccopy.array.v1.Array/GetHost',
+                request_serializer=ccopy__api_dot_array__pb2.GetHostRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.Host.FromString,
+                _registered_method=True)
         self.SetLdevQos = channel.unary_unary(
                 '/ccopy.array.v1.Array/SetLdevQos',
                 request_serializer=ccopy__api_dot_array__pb2.SetLdevQosRequest.SerializeToString,
@@ -440,6 +450,20 @@ class ArrayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListPublications(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterHost(self, request, context):
+        """A host (a node) known to the array, with how many LDEVs it may hold at
+        once; the CSI node plugin registers its node. Idempotent (updates the limit).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHost(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -748,6 +772,16 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.ListPublications,
                     request_deserializer=ccopy__api_dot_array__pb2.ListPublicationsRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.ListPublicationsResponse.SerializeToString,
+            ),
+            'RegisterHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterHost,
+                    request_deserializer=ccopy__api_dot_array__pb2.RegisterHostRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.Host.SerializeToString,
+            ),
+            'GetHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHost,
+                    request_deserializer=ccopy__api_dot_array__pb2.GetHostRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.Host.SerializeToString,
             ),
             'SetLdevQos': grpc.unary_unary_rpc_method_handler(
                     servicer.SetLdevQos,
@@ -1496,6 +1530,60 @@ class Array:
             '/ccopy.array.v1.Array/ListPublications',
             ccopy__api_dot_array__pb2.ListPublicationsRequest.SerializeToString,
             ccopy__api_dot_array__pb2.ListPublicationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/RegisterHost',
+            ccopy__api_dot_array__pb2.RegisterHostRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.Host.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/GetHost',
+            ccopy__api_dot_array__pb2.GetHostRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.Host.FromString,
             options,
             channel_credentials,
             insecure,

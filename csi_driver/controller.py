@@ -213,6 +213,8 @@ class ControllerServicer(SnapshotRpcs, csi_grpc.ControllerServicer):
             others = [h for h in ldev.published_hosts if h != request.node_id]
             if mode in SINGLE_NODE_MODES and others:
                 raise FailedPrecondition(f"volume is published to node {others[0]!r} for a single-node access mode")
+            if request.node_id not in ldev.published_hosts:  # a repeat of a done publish is not counted
+                self.check_room(request.node_id)
             publication = self.array.call(
                 "PublishLdev",
                 pb.PublishLdevRequest(
@@ -228,6 +230,14 @@ class ControllerServicer(SnapshotRpcs, csi_grpc.ControllerServicer):
             "readOnly": "true" if read_only else "false",
         }
         return csi.ControllerPublishVolumeResponse(publish_context=context_map)
+
+    def check_room(self, node_id: str) -> None:
+        """The node must be one the array knows (its node plugin registered it) and below its limit."""
+        host = self.array.maybe("GetHost", pb.GetHostRequest(host_id=node_id))
+        if host is None:
+            raise NotFound(f"node {node_id!r} is not known to the array: its node plugin registers it")
+        if host.max_volumes and host.published_ldevs >= host.max_volumes:
+            raise ResourceExhausted(f"node {node_id!r} holds {host.published_ldevs} volumes, its limit")
 
     def ControllerUnpublishVolume(
         self, request: csi.ControllerUnpublishVolumeRequest, context: grpc.ServicerContext

@@ -331,8 +331,16 @@ class NodeServicer(csi_grpc.NodeServicer):
         )
 
     def NodeGetInfo(self, request: csi.NodeGetInfoRequest, context: grpc.ServicerContext) -> csi.NodeGetInfoResponse:
+        """Kubelet asks this when the node plugin registers: the moment the node joins, so the
+        array learns the host and its attach limit here (the controller checks both)."""
+        self.register()
         return csi.NodeGetInfoResponse(
             node_id=self.config.node_id,
             max_volumes_per_node=self.config.max_volumes_per_node,
             accessible_topology=csi.Topology(segments={TOPOLOGY_KEY: self.config.site}),
         )
+
+    def register(self) -> None:
+        request = pb.RegisterHostRequest(host_id=self.config.node_id, max_volumes=self.config.max_volumes_per_node)
+        self.array.call("RegisterHost", request)
+        log.info("node_registered node=%s max_volumes=%d", self.config.node_id, self.config.max_volumes_per_node)

@@ -50,7 +50,7 @@ def plugin(array_proc, tmp_path: Path) -> Iterator[Plugin]:
     )
     running = create_server(config)
     with grpc.insecure_channel(running.address) as channel:
-        yield Plugin(
+        plugin = Plugin(
             csi_grpc.IdentityStub(channel),
             csi_grpc.ControllerStub(channel),
             csi_grpc.GroupControllerStub(channel),
@@ -58,6 +58,8 @@ def plugin(array_proc, tmp_path: Path) -> Iterator[Plugin]:
             csi_grpc.NodeStub(channel),
             config,
         )
+        plugin.node.NodeGetInfo(csi.NodeGetInfoRequest())  # as kubelet does when the plugin registers
+        yield plugin
     running.stop()
     clean_node(tmp_path, config.state_dir)
 

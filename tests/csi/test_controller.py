@@ -180,9 +180,10 @@ def test_publish_grants_nbd_access_and_unpublish_revokes_it(plugin, array_proc):
     late.close()
 
 
-def test_read_only_many_nodes(plugin):
+def test_read_only_many_nodes(plugin, stub):
     volume = create(plugin, "shared", caps=[mount_cap(Mode.MULTI_NODE_READER_ONLY)])
     for node in ("a", "b", "c"):
+        stub.RegisterHost(pb.RegisterHostRequest(host_id=node))  # each node's plugin would
         assert publish(plugin, volume, node, cap=mount_cap(Mode.MULTI_NODE_READER_ONLY))["readOnly"] == "true"
     plugin.controller.ControllerUnpublishVolume(csi.ControllerUnpublishVolumeRequest(volume_id=volume.volume_id))
     got = plugin.controller.ControllerGetVolume(csi.ControllerGetVolumeRequest(volume_id=volume.volume_id))
@@ -502,3 +503,25 @@ def test_snapshots_take_the_snapshotters_metadata_and_refuse_other_parameters(pl
         name="bad-group", source_volume_ids=[volume.volume_id], parameters={"colour": "red"}
     )
     assert code(plugin.groups.CreateVolumeGroupSnapshot, bad_group) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_publish_needs_a_known_node_and_room_on_it(plugin, stub):
+    volume = create(plugin, "limits")
+    unknown = csi.ControllerPublishVolumeRequest(volume_id=volume.volume_id, node_id="no-such-node",
+                                                 volume_capability=mount_cap())  # fmt: skip
+    assert code(plugin.controller.ControllerPublishVolume, unknown) == grpc.StatusCode.NOT_FOUND
+    stub.RegisterHost(pb.RegisterHostRequest(host_id="small-node", max_volumes=2))  # its node plugin would
+    made = [create(plugin, f"limit-{n}") for n in range(3)]
+    for vol in made[:2]:
+        publish(plugin, vol, node="small-node")
+    publish(plugin, made[0], node="small-node")  # a repeat takes no more room
+    third = csi.ControllerPublishVolumeRequest(volume_id=made[2].volume_id, node_id="small-node",
+                                               volume_capability=mount_cap())  # fmt: skip
+    assert code(plugin.controller.ControllerPublishVolume, third) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    plugin.controller.ControllerUnpublishVolume(
+        csi.ControllerUnpublishVolumeRequest(volume_id=made[0].volume_id, node_id="small-node")
+    )
+    plugin.controller.ControllerPublishVolume(third)  # room again
+    assert stub.GetHost(pb.GetHostRequest(host_id="small-node")).published_ldevs == 2
+    info = plugin.node.NodeGetInfo(csi.NodeGetInfoRequest())
+    assert stub.GetHost(pb.GetHostRequest(host_id=info.node_id)).max_volumes == info.max_volumes_per_node
