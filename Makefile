@@ -28,9 +28,17 @@ deps: system-deps venv
 demo: deps
 	$(SUDO) $(VENV)/bin/ccopy demo
 
+# Where the shared Kubernetes tools are (../shared/k8s: csi-sanity, the control plane, the
+# sidecars), `make test` installs them so their tests run; elsewhere those tests skip.
+K8S_INSTALL = ../shared/k8s/install.sh
+
 test: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	@if [ -x $(K8S_INSTALL) ]; then \
+		echo "installing the Kubernetes test tools ($(K8S_INSTALL))"; \
+		$(SUDO) $(K8S_INSTALL) > .k8s-install.log 2>&1 || echo "k8s tools not installed (see .k8s-install.log): their tests skip"; \
+	fi
 	$(SUDO) $(VENV)/bin/pytest
 
 bench: deps
