@@ -24,7 +24,7 @@ def test_a_silent_backup_suspends_the_group_and_resync_catches_up(sites):
     sites.backup.stop()  # the link is down
     write(sites.main.nbd_address, "sales", 3 * MIB, os.urandom(REGION_BYTES))  # journaled: never pulled
     deadline = time.monotonic() + 60  # the watch acts after 1 s; room for a loaded machine
-    while not (status := sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))).split:
+    while not suspended(status := sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert {p.state for p in status.pairs} == {pb.PSUE}
@@ -40,6 +40,12 @@ def test_a_silent_backup_suspends_the_group_and_resync_catches_up(sites):
     for name, pair in pairs.items():
         svol = sites.backup_stub.GetLdev(pb.GetLdevRequest(id=pair.remote_ldev_id)).export_name
         assert digest(sites.backup.nbd_address, svol) == digest(sites.main.nbd_address, name)
+
+
+def suspended(group: pb.JournalGroup) -> bool:
+    """Split, and every pair marked: the array records the two one after the other, so a
+    reader can see the split before the pairs' PSUE."""
+    return group.split and all(p.state == pb.PSUE for p in group.pairs)
 
 
 def slow_sites(sites, watch_seconds: str = "1") -> None:
@@ -93,7 +99,7 @@ def test_a_backup_down_mid_initial_copy_follows_the_suspension_and_resyncs_whole
         time.sleep(0.02)
     sites.backup.kill()  # mid-copy: the main array hears nothing for longer than the watch time
     deadline = time.monotonic() + 60  # the watch acts after 1 s; room for a loaded machine
-    while not (status := sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))).split:
+    while not suspended(status := sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))):
         assert time.monotonic() < deadline, status
         time.sleep(0.1)
     assert {p.state for p in status.pairs} == {pb.PSUE}
