@@ -110,8 +110,8 @@ class JournalGroups:
 
     def delete(self, group_id: int) -> None:
         group = self.store.get_journal_group(group_id)
-        if self.store.journal_members(group_id):
-            raise FailedPrecondition(f"journal group {group.name!r} still has P-VOLs")
+        if self.store.list_pairs(group_id) or self.store.journal_members(group_id):
+            raise FailedPrecondition(f"journal group {group.name!r} still has pairs")
         journal = self.journals.pop(group_id, None)
         if journal is not None:
             journal.close()

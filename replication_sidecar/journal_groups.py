@@ -60,9 +60,12 @@ class JournalGroups:
     def volume_id(self, ldev_id: int, serial: int | None = None) -> str:
         return ids.volume_id(self.serial if serial is None else serial, ldev_id)
 
+    def pairs_by_ldev(self) -> dict[int, pb.Pair]:
+        """Every pair of this array, by its local LDEV: one call for a whole membership."""
+        return {p.local_ldev_id: p for p in self.array.call("ListPairs", pb.ListPairsRequest()).pairs}
+
     def pair_of(self, ldev_id: int) -> pb.Pair | None:
-        pairs = self.array.call("ListPairs", pb.ListPairsRequest()).pairs
-        return next((p for p in pairs if p.local_ldev_id == ldev_id), None)
+        return self.pairs_by_ldev().get(ldev_id)
 
     def find(self, name: str) -> pb.JournalGroup | None:
         return self.array.maybe("GetJournalGroup", pb.GetJournalGroupRequest(name=name))
@@ -105,7 +108,8 @@ class JournalGroups:
     def backup_group_of(self, ldevs: list[pb.Ldev]) -> pb.JournalGroup | None:
         """The backup-side group whose S-VOLs these are, or None if none of them is an S-VOL.
         S-VOLs of several groups, or S-VOLs mixed with other volumes, cannot be one group."""
-        pairs = {ldev.id: self.pair_of(ldev.id) for ldev in ldevs}
+        everyone = self.pairs_by_ldev()
+        pairs = {ldev.id: everyone.get(ldev.id) for ldev in ldevs}
         backup = {p.group_name for p in pairs.values() if p is not None and p.role == BACKUP}
         if not backup:
             return None
@@ -136,8 +140,9 @@ class JournalGroups:
         wanted = {ldev.id: ldev for ldev in ldevs}
         current = {p.local_ldev_id for p in group.pairs}
         joining = [ldev for ldev_id, ldev in wanted.items() if ldev_id not in current]
+        everyone = self.pairs_by_ldev()
         for ldev in joining:
-            pair = self.pair_of(ldev.id)
+            pair = everyone.get(ldev.id)
             if pair is not None and pair.group_name != group.name:
                 raise FailedPrecondition(
                     f"volume {self.volume_id(ldev.id)} is replicated in journal group {pair.group_name} already "
