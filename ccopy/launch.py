@@ -78,11 +78,27 @@ class ArrayProcessHandle:
 
 def free_port() -> int:
     """A TCP port free right now on loopback (for processes that must know each other's)."""
+    return free_ports(1)[0]
+
+
+_HANDED_OUT: set[int] = set()
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` ports free right now, none handed out before by this process: Linux often
+    gives a just-closed port to the next bind, and a process that binds later would then
+    meet another that took the same number."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    ports: list[int] = []
+    while len(ports) < count:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            ports.append(port)
+    return ports
 
 
 def _read_line(process: subprocess.Popen[str], timeout: float) -> str:

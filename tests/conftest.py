@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, settings
 from ccopy.launch import ArrayProcessHandle
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from tests.pki import CertificateAuthority
 
 # Property tests check what the code does, not how fast the machine is: a
 # deadline or a "too slow" health check fails them on a loaded CI machine.
@@ -35,27 +36,15 @@ def require_root() -> None:
         pytest.skip("needs root for mount and loop devices (make test runs pytest as root)")
 
 
-def openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory) -> Path:
     """A CA with a server certificate (127.0.0.1) and a client one, and a rogue CA with its own client."""
     require_tools("openssl")
     d = tmp_path_factory.mktemp("pki")
-    for ca in ("ca", "rogue-ca"):
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={ca}",
-                "-keyout", str(d / f"{ca}.key"), "-out", str(d / f"{ca}.pem"))  # fmt: skip
-    for name, ca, san in (("server", "ca", "IP:127.0.0.1,DNS:localhost"), ("client", "ca", None),
-                          ("rogue", "rogue-ca", None)):  # fmt: skip
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"))  # fmt: skip
-        ext = d / f"{name}.ext"
-        ext.write_text(f"subjectAltName={san}\n" if san else "extendedKeyUsage=clientAuth\n")
-        openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / f"{ca}.pem"),
-                "-CAkey", str(d / f"{ca}.key"), "-CAcreateserial", "-days", "2",
-                "-extfile", str(ext), "-out", str(d / f"{name}.pem"))  # fmt: skip
+    ca, rogue_ca = CertificateAuthority(d, "ca"), CertificateAuthority(d, "rogue-ca")
+    ca.issue("server", san="IP:127.0.0.1,DNS:localhost")
+    ca.issue("client")
+    rogue_ca.issue("rogue")
     return d
 
 
@@ -63,7 +52,6 @@ def pki(tmp_path_factory) -> Path:
 def nothing_left_attached():
     """After the whole suite: no mount, loop device or FUSE mount of a test remains."""
     yield
-    import subprocess
 
     mounts = [line for line in Path("/proc/mounts").read_text().splitlines() if "pytest-of-" in line]
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout if os.geteuid() == 0 else ""
