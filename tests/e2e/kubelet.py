@@ -46,6 +46,7 @@ class Kubelet:
     driver: str
     root: Path
     mounted: dict[str, Mounted] = field(default_factory=dict)  # by PV name
+    attached: set[str] = field(default_factory=set)  # PV names
 
     def __post_init__(self) -> None:
         self.channel = grpc.insecure_channel(f"unix:{self.socket}")
@@ -72,7 +73,8 @@ class Kubelet:
 
     def attach(self, pv_name: str) -> client.V1VolumeAttachment:
         """A VolumeAttachment as the attach-detach controller makes it, once csi-attacher marks it attached."""
-        name = "csi-" + hashlib.sha256(f"{pv_name}{self.driver}{self.node_name}".encode()).hexdigest()
+        name = self._attachment_name(pv_name)
+        self.attached.add(pv_name)
         self.storage.create_volume_attachment(
             client.V1VolumeAttachment(
                 metadata=client.V1ObjectMeta(name=name),
@@ -90,7 +92,9 @@ class Kubelet:
         )
 
     def detach(self, pv_name: str) -> None:
-        name = "csi-" + hashlib.sha256(f"{pv_name}{self.driver}{self.node_name}".encode()).hexdigest()
+        """Delete the VolumeAttachment; csi-attacher unpublishes, then lets it go."""
+        name = self._attachment_name(pv_name)
+        self.attached.discard(pv_name)
         self.storage.delete_volume_attachment(name)
         wait_progressing(
             lambda: [va.metadata.name for va in self.storage.list_volume_attachment().items],
@@ -158,12 +162,21 @@ class Kubelet:
         )
         return answer.capacity_bytes
 
-    def close(self) -> None:
-        """Unmount whatever a failed test left mounted, then hang up."""
+    def release_all(self) -> None:
+        """Unmount and detach whatever a test left (a failed one, or one that keeps its volumes)."""
         for pv_name in list(self.mounted):
-            with contextlib.suppress(grpc.RpcError):
-                self.unmount(pv_name)
+            self.unmount(pv_name)
+        for pv_name in list(self.attached):
+            self.detach(pv_name)
+
+    def close(self) -> None:
+        """Release what is left, as far as the plugin still answers, then hang up."""
+        with contextlib.suppress(grpc.RpcError, client.ApiException):
+            self.release_all()
         self.channel.close()
+
+    def _attachment_name(self, pv_name: str) -> str:
+        return "csi-" + hashlib.sha256(f"{pv_name}{self.driver}{self.node_name}".encode()).hexdigest()
 
 
 def parse_quantity(text: str) -> int:
