@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from tests.e2e.site import Site
 
 ADDONS_BINARIES = ("csi-addons-sidecar", "csi-addons-manager")
+DRIVER_NAMESPACE = "ccopy-system"  # where the driver's controller Pod and its lease live
 GROUP, VERSION, PLURAL = "csiaddons.openshift.io", "v1alpha1", "csiaddonsnodes"
 CREATED_BY = "sidecar.csiaddons.openshift.io/createdByPodUID"  # the annotation the sidecar stamps on its node
 DEPLOYMENT = "ccopy-controller"
@@ -71,8 +72,6 @@ def start_csi_addons(site: Site) -> CsiAddons:
     `ccopy replication` exist. Returns once the manager answers /readyz and the
     sidecar has registered its CSIAddonsNode; the connection between them is
     `wait_connected`'s to wait for. Everything started is in `site.processes`."""
-    from tests.e2e.site import DRIVER_NAMESPACE  # site.py imports this module
-
     core = client.CoreV1Api(site.api)
     ensure_namespace(core, DRIVER_NAMESPACE)
     core.create_namespaced_service_account(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from kubernetes import client
 
 from ccopy import DEFAULT_DRIVER_NAME
 from ccopy.launch import ArrayProcessHandle, free_port
@@ -21,11 +22,11 @@ from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
 from tests.e2e import rbac
 from tests.e2e.control_plane import K8S_BIN, ControlPlane
+from tests.e2e.csi_addons import CsiAddons, start_csi_addons
 from tests.e2e.kubelet import Kubelet
 from tests.e2e.processes import Processes, http_ok
 
 SIDECAR_BINARIES = ("csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter", "snapshot-controller")
-DRIVER_NAMESPACE = "ccopy-system"
 GROUP_SNAPSHOTS_ON = "--feature-gates=CSIVolumeGroupSnapshot=true"  # off by default in released v8.6
 
 
@@ -54,16 +55,19 @@ class Site:
         self.addons_socket = self.folder / "plugin" / "csi-addons.sock"
         self.array: ArrayProcessHandle | None = None
         self.kubelet: Kubelet | None = None
+        self.csi_addons: CsiAddons | None = None
 
     def start(self) -> Site:
         try:
             self.plane = ControlPlane(self.name, self.folder / "k8s", self.processes).start()
             self.api = self.plane.api
+            self._register_driver()
             self._start_array()
             self._start_plugin()
             self.kubelet = Kubelet(self.api, self.socket, self.node_name, self.driver, self.folder / "kubelet")
             self.kubelet.register()
             self._start_sidecars()
+            self.csi_addons = start_csi_addons(self)
         except BaseException:
             self.stop()
             raise
@@ -76,6 +80,17 @@ class Site:
         self.processes.stop_all()
         if self.array is not None:
             self.array.stop()
+
+    def _register_driver(self) -> None:
+        """The CSIDriver object as the chart declares it: attach through csi-attacher, persistent
+        volumes only, file system ownership left to kubelet's fsGroup handling."""
+        spec = client.V1CSIDriverSpec(
+            attach_required=True, pod_info_on_mount=False, fs_group_policy="File",
+            volume_lifecycle_modes=["Persistent"], requires_republish=False, storage_capacity=False,
+        )  # fmt: skip
+        client.StorageV1Api(self.api).create_csi_driver(
+            client.V1CSIDriver(metadata=client.V1ObjectMeta(name=self.driver), spec=spec)
+        )
 
     def _start_array(self) -> None:
         extra = ["--remote", self.remote] if self.remote else []

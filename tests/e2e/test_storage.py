@@ -9,98 +9,19 @@ what it made and checking that nothing of it is left on the array.
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from kubernetes import client
 
 from ccopy_api import array_pb2 as pb
-from ccopy_api import array_pb2_grpc as pb_grpc
 from csi_driver.volumes import LABEL_PREFIX
 from tests.e2e import objects
-from tests.e2e.conftest import Sites
+from tests.e2e.conftest import GROUP_SNAPSHOT_GROUP, SC, SNAPSHOT_GROUP, SNAPSHOT_VERSION, ldev_of, of_namespace
 from tests.e2e.site import Site
 
 pytestmark = pytest.mark.timeout(900)
 MIB = 1 << 20
-SC = "ccopy"
-SNAPSHOT_GROUP, SNAPSHOT_VERSION = objects.SNAPSHOT
-GROUP_SNAPSHOT_GROUP = "groupsnapshot.storage.k8s.io"
-
-
-@pytest.fixture(scope="module")
-def site(sites: Sites) -> Site:
-    """The main site with the classes every flow uses."""
-    main = sites.main
-    objects.storage_class(main.api, SC, main.driver)
-    snapshots = objects.custom(main.api)
-    snapshots.create_cluster_custom_object(
-        SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotclasses",
-        {"apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshotClass",
-         "metadata": {"name": SC}, "driver": main.driver, "deletionPolicy": "Delete"},
-    )  # fmt: skip
-    version = objects.newest_served(main.api, f"volumegroupsnapshotclasses.{GROUP_SNAPSHOT_GROUP}")
-    snapshots.create_cluster_custom_object(
-        GROUP_SNAPSHOT_GROUP, version, "volumegroupsnapshotclasses",
-        {"apiVersion": f"{GROUP_SNAPSHOT_GROUP}/{version}", "kind": "VolumeGroupSnapshotClass",
-         "metadata": {"name": SC}, "driver": main.driver, "deletionPolicy": "Delete"},
-    )  # fmt: skip
-    return main
-
-
-@pytest.fixture
-def array(site: Site) -> Iterator[pb_grpc.ArrayStub]:
-    with grpc.insecure_channel(site.array_api) as channel:
-        yield pb_grpc.ArrayStub(channel)
-
-
-@pytest.fixture
-def ns(site: Site, array: pb_grpc.ArrayStub) -> Iterator[str]:
-    """A namespace of this test's own; at the end its objects are deleted and the array
-    must hold nothing of it: no LDEV, no snapshot, no snapshot group."""
-    name = f"flow-{uuid.uuid4().hex[:8]}"
-    objects.namespace(site.api, name)
-    yield name
-    site.kubelet.release_all()
-    delete_everything(site, name)
-    ldevs = [ldev.name for ldev in array.ListLdevs(pb.ListLdevsRequest()).ldevs if of_namespace(ldev, name)]
-    assert not ldevs, f"LDEVs of {name} left on the array: {ldevs}"
-    assert not array.ListSnapshots(pb.ListSnapshotsRequest()).snapshots, "snapshots left on the array"
-    assert not array.ListSnapshotGroups(pb.ListSnapshotGroupsRequest()).groups, "snapshot groups left on the array"
-
-
-def of_namespace(ldev: pb.Ldev, namespace: str) -> bool:
-    return ldev.labels.get(LABEL_PREFIX + "k8s-pvc/namespace") == namespace
-
-
-def delete_everything(site: Site, namespace: str) -> None:
-    """Group snapshots, snapshots, then PVCs; waits until their PVs and contents are gone."""
-    custom, core = objects.custom(site.api), client.CoreV1Api(site.api)
-    version = objects.newest_served(site.api, f"volumegroupsnapshots.{GROUP_SNAPSHOT_GROUP}")
-    kinds = (
-        (GROUP_SNAPSHOT_GROUP, version, "volumegroupsnapshots"),
-        (SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshots"),
-    )
-    for group, kind_version, plural in kinds:
-        for item in custom.list_namespaced_custom_object(group, kind_version, namespace, plural)["items"]:
-            custom.delete_namespaced_custom_object(group, kind_version, namespace, plural, item["metadata"]["name"])
-    for group, kind_version, plural in ((GROUP_SNAPSHOT_GROUP, version, "volumegroupsnapshotcontents"),
-                                        (SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotcontents")):  # fmt: skip
-        objects.await_object(
-            lambda g=group, v=kind_version, p=plural: custom.list_cluster_custom_object(g, v, p)["items"],
-            lambda items: not items, f"{plural} deleted",
-        )  # fmt: skip
-    claims = core.list_namespaced_persistent_volume_claim(namespace).items
-    for claim in claims:
-        core.delete_namespaced_persistent_volume_claim(claim.metadata.name, namespace)
-    volumes = {claim.spec.volume_name for claim in claims if claim.spec.volume_name}
-    objects.await_object(
-        lambda: {pv.metadata.name for pv in core.list_persistent_volume().items},
-        lambda names: not names & volumes, f"PVs of {namespace} deleted",
-    )  # fmt: skip
 
 
 def attach_and_mount(site: Site, pv: client.V1PersistentVolume) -> Path:
@@ -130,7 +51,7 @@ def test_filesystem_pvc_is_provisioned_attached_and_holds_data(site, ns, array):
     objects.pvc(site.api, ns, "sales", "64Mi", SC)
     pv = objects.bound(site.api, ns, "sales")
     assert pv.spec.csi.driver == site.driver and pv.spec.capacity["storage"] == "64Mi"
-    ldev = array.GetLdev(pb.GetLdevRequest(id=int(pv.spec.csi.volume_handle.rsplit("-", 1)[1], 16)))
+    ldev = ldev_of(array, pv)
     assert ldev.labels[LABEL_PREFIX + "k8s-pvc/name"] == "sales" and of_namespace(ldev, ns), ldev.labels
     assert ldev.labels[LABEL_PREFIX + "k8s-pv/name"] == pv.metadata.name
 
@@ -268,8 +189,7 @@ def test_expansion_grows_volume_and_file_system(site, ns, array):
     assert site.kubelet.expand(claim) >= 640 * MIB
     after = os.statvfs(target)
     assert after.f_blocks * after.f_frsize > 1.8 * before.f_blocks * before.f_frsize, (before, after)
-    ldev_id = int(pv.spec.csi.volume_handle.rsplit("-", 1)[1], 16)
-    assert array.GetLdev(pb.GetLdevRequest(id=ldev_id)).size_bytes == 640 * MIB
+    assert ldev_of(array, pv).size_bytes == 640 * MIB
     assert core.read_namespaced_persistent_volume_claim("grow", ns).status.capacity["storage"] == "640Mi"
     client.StorageV1Api(site.api).delete_storage_class(f"xfs-{ns}")
 
@@ -292,7 +212,7 @@ def test_volume_attributes_class_change_sets_qos(site, ns, array):
             lambda: core.read_namespaced_persistent_volume_claim("tuned", ns),
             lambda c: c.status.current_volume_attributes_class_name == name, "ControllerModifyVolume done",
         )  # fmt: skip
-        ldev = array.GetLdev(pb.GetLdevRequest(id=int(pv.spec.csi.volume_handle.rsplit("-", 1)[1], 16)))
+        ldev = ldev_of(array, pv)
         assert (ldev.max_iops, ldev.max_mbps) == (500, 40)
     finally:
         storage.delete_volume_attributes_class(name)
