@@ -71,6 +71,24 @@ class _Segment:
             self.fd = -1
 
 
+@dataclass(frozen=True)
+class Unapplied:
+    """What a main array holds past a backup's applied sequence: writes it acknowledged
+    that the backup has not applied. Times are the main site's clock."""
+
+    records: int = 0
+    bytes: int = 0  # journal bytes: records as stored, headers included
+    newest_seq: int = 0  # the newest sequence the main array gave a write
+    oldest_write_ns: int = 0  # the oldest of them (0: none)
+    newest_write_ns: int = 0  # the newest write the main array acknowledged (0: none since it started)
+    as_of_ns: int = 0  # when the account was made: every write acknowledged before is in it
+
+    @property
+    def seconds(self) -> float:
+        """From the oldest of them to the newest write."""
+        return (self.newest_write_ns - self.oldest_write_ns) / 1e9 if self.records else 0.0
+
+
 @dataclass
 class _Entry:
     seq: int
@@ -113,6 +131,8 @@ class Journal:
     # (the backup confirming records) before the journal overflows.
     inflow_control: bool = False
     overflow_watch: float = 60.0
+    newest_write_ns: int = 0  # main-site time of the newest record (0: none since the journal opened)
+    confirmed_write_ns: int = 0  # ... of the newest record the backup confirmed (0: none since then)
     _spares: list[Path] = field(default_factory=list)  # trimmed segments kept for reuse
     _names_changed: bool = False  # segment files created, renamed or removed since the last sync
 
@@ -186,6 +206,7 @@ class Journal:
 
     def _remember(self, seq: int, segment: _Segment, offset: int, size: int, timestamp_ns: int) -> None:
         self._remembered_bytes += size
+        self.newest_write_ns = timestamp_ns
         self.entries.append(_Entry(seq, segment, offset, size, timestamp_ns, self._remembered_bytes))
 
     # -- appending ----------------------------------------------------------------
@@ -329,6 +350,7 @@ class Journal:
             keep = max(0, self.confirmed_seq + 1 - self.entries[0].seq) if self.entries else 0
             if keep:
                 self._trimmed_bytes = self.entries[keep - 1].through_bytes
+                self.confirmed_write_ns = self.entries[keep - 1].timestamp_ns
                 del self.entries[:keep]
             retiring = self._take_confirmed_segments()
             confirmed = self.confirmed_seq
@@ -372,16 +394,18 @@ class Journal:
         with self.lock:
             return self.entries[0].timestamp_ns if self.entries else None
 
-    def after(self, seq: int) -> tuple[int, int, float]:
-        """Records after `seq` still here: (count, bytes, seconds from the oldest to the newest)."""
-        with self.lock:
-            if not self.entries:
-                return 0, 0, 0.0
-            start = max(0, seq + 1 - self.entries[0].seq)
+    def unapplied(self, seq: int) -> Unapplied:
+        """What this journal holds past `seq` (a backup's applied sequence): the writes the
+        main site acknowledged that the backup had not applied."""
+        with self.lock:  # appends stamp their time under this lock: none before as_of is missing
+            as_of = time.time_ns()
+            start = max(0, seq + 1 - self.entries[0].seq) if self.entries else 0
             chosen = self.entries[start:]
+            newest = self.next_seq - 1
             if not chosen:
-                return 0, 0, 0.0
-            return len(chosen), sum(e.size for e in chosen), (chosen[-1].timestamp_ns - chosen[0].timestamp_ns) / 1e9
+                return Unapplied(newest_seq=newest, newest_write_ns=self.newest_write_ns, as_of_ns=as_of)
+            nbytes = chosen[-1].through_bytes - (chosen[0].through_bytes - chosen[0].size)
+            return Unapplied(len(chosen), nbytes, newest, chosen[0].timestamp_ns, self.newest_write_ns, as_of)
 
     def pending(self) -> tuple[int, int]:
         """(records, bytes) appended but not yet confirmed by the backup."""

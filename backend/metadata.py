@@ -155,6 +155,14 @@ MIGRATIONS: tuple[str, ...] = (
         registered_at REAL NOT NULL
     );
     """,
+    # 14: the backup's own view of its lag (backend/lag.py): journal bytes applied in all
+    #     and the main-site time of the newest write applied (the recovery point), made
+    #     durable with applied_seq; and the main array's latest account (JSON of Heard).
+    """
+    ALTER TABLE journal_group ADD COLUMN applied_bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE journal_group ADD COLUMN applied_write_ns INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE journal_group ADD COLUMN heard TEXT;
+    """,
 )
 
 
@@ -502,17 +510,28 @@ class MetadataStore:
         with self.transaction() as db:
             db.execute("UPDATE journal_group SET given_up=? WHERE id=?", (given_up, group_id))
 
-    def set_applied(self, group_id: int, seq: int) -> None:
-        """Durable record of what the backup applied (after the S-VOLs were synced)."""
+    def set_applied(self, group_id: int, seq: int, nbytes: int, write_ns: int, heard: str | None) -> None:
+        """Durable record of what the backup applied (after the S-VOLs were synced): the
+        sequence, the journal bytes applied in all, the newest write's main-site time, and
+        the main array's latest account (backend.lag), all in one transaction."""
         with self.transaction() as db:
-            db.execute("UPDATE journal_group SET applied_seq=MAX(applied_seq, ?) WHERE id=?", (seq, group_id))
+            db.execute(
+                "UPDATE journal_group SET applied_seq=MAX(applied_seq, ?), applied_bytes=?, applied_write_ns=?, "
+                "heard=COALESCE(?, heard) WHERE id=?",
+                (seq, nbytes, write_ns, heard, group_id),
+            )
+
+    def set_heard(self, group_id: int, heard: str) -> None:
+        """The main array's latest account of a group (an answer that brought no record)."""
+        with self.transaction() as db:
+            db.execute("UPDATE journal_group SET heard=? WHERE id=?", (heard, group_id))
 
     def reverse_roles(self, group_id: int, role: str, applied_seq: int) -> None:
         """Failback: the group and its pairs change sides; the new backup applies from applied_seq + 1."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE journal_group SET role=?, applied_seq=?, split_seq=NULL, svol_writable=0, given_up=NULL, "
-                "fenced=0 WHERE id=?",
+                "fenced=0, heard=NULL WHERE id=?",
                 (role, applied_seq, group_id),
             )
             db.execute("UPDATE pair SET role=? WHERE group_id=?", (role, group_id))
@@ -759,6 +778,9 @@ class JournalGroupRecord:
     overflow_watch: float = 60.0
     rpo_seconds: float = 0.0  # declared objective, for status and metrics; 0: none
     fenced: bool = False  # main side demoted: hosts may not write its P-VOLs
+    applied_bytes: int = 0  # backup: journal bytes applied in all (backend.lag.Applied)
+    applied_write_ns: int = 0  # backup: main-site time of the newest write applied
+    heard: str | None = None  # backup: JSON of the main array's latest account (backend.lag.Heard)
 
 
 def _journal_group(row: sqlite3.Row) -> JournalGroupRecord:
@@ -766,7 +788,7 @@ def _journal_group(row: sqlite3.Row) -> JournalGroupRecord:
         row["id"], row["name"], row["capacity"], row["confirmed_seq"], row["created_at"],
         row["role"], row["applied_seq"], row["remote_serial"], row["split_seq"], bool(row["svol_writable"]),
         row["given_up"], bool(row["synchronous"]), bool(row["inflow_control"]), row["overflow_watch"],
-        row["rpo_seconds"], bool(row["fenced"]),
+        row["rpo_seconds"], bool(row["fenced"]), row["applied_bytes"], row["applied_write_ns"], row["heard"],
     )  # fmt: skip
 
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 from backend.diff_bitmap import DiffBitmap
 from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from backend.journal import Unapplied
+from backend.lag import Heard, applied_of, backup_lag
 from backend.metadata import JournalGroupRecord, LdevRecord, LdevState, PairRecord, PairState
 from backend.pair_states import PairOp, next_state
 from backend.remote import BaseChunk, JournalBatch, RemoteArray
@@ -135,13 +137,13 @@ class Pairs:
             how = next((s for s in (PairState.PFUS, PairState.PSUE) if s in states), PairState.PSUS)
         return JournalBatch(
             records, journal.next_seq, journal.oldest_pending_ns() or 0, group.split_seq, group.svol_writable,
-            how.value, group.synchronous,
+            how.value, group.synchronous, journal.unapplied(applied_seq),
         )  # fmt: skip
 
-    def describe_unapplied(self, group_name: str, applied_seq: int) -> tuple[int, int, float]:
-        """What a takeover at `applied_seq` gives up: journal records, bytes, seconds of writes."""
+    def describe_unapplied(self, group_name: str, applied_seq: int) -> Unapplied:
+        """What a takeover at `applied_seq` gives up: the writes acknowledged here and not applied there."""
         group = self.group(group_name, "main")
-        return self.array.journal_groups.journals[group.id].after(applied_seq)
+        return self.array.journal_groups.journals[group.id].unapplied(applied_seq)
 
     def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:
         """Allocated data of the base snapshot from `offset`, about `max_bytes` of it."""
@@ -259,7 +261,17 @@ class Pairs:
                 "pending_records": records,
                 "pending_bytes": nbytes,
                 "lag_seconds": (time.time_ns() - oldest) / 1e9 if oldest else 0.0,
+                "recovery_point_ns": journal.confirmed_write_ns,
             }
+        lag = backup_lag(Heard.from_json(group.heard), applied_of(group))
         replicator = self.array.replicators.get(group.id)
-        seen = replicator.status() if replicator else {}
-        return {"applied_seq": group.applied_seq, **seen}
+        return {
+            "applied_seq": group.applied_seq,
+            "main_seq": group.applied_seq + lag.records,
+            "pending_records": lag.records,
+            "pending_bytes": lag.bytes,
+            "lag_seconds": lag.age(time.time_ns()),
+            "last_contact_ns": lag.contact_ns,
+            "recovery_point_ns": lag.recovery_point_ns,
+            **(replicator.status() if replicator else {}),
+        }

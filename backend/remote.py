@@ -7,10 +7,11 @@ protocol here keeps the domain free of gRPC, and lets tests cut the link.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from backend.errors import ArrayError
+from backend.journal import Unapplied
 
 
 class LinkDown(ArrayError):
@@ -30,6 +31,7 @@ class JournalBatch:
     svol_writable: bool = False  # ... and the S-VOLs become writable once it is applied
     split_state: str = "PSUS"  # how the main side was split: PSUS, PSUE or PFUS
     synchronous: bool = False  # writers wait: confirm at once, do not linger
+    unapplied: Unapplied = field(default_factory=Unapplied)  # past the pull's applied_seq, as of this answer
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class RemoteArray(Protocol):
         """Split the group at the main array (a takeover drains up to it); the split sequence."""
         ...
 
-    def describe_unapplied(self, group_name: str, applied_seq: int) -> tuple[int, int, float]: ...
+    def describe_unapplied(self, group_name: str, applied_seq: int) -> Unapplied: ...
 
     def delete_secondary(self, group_name: str, pvol_id: int) -> None:
         """The pair of this P-VOL is deleted: its S-VOL becomes an ordinary LDEV."""

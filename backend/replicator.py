@@ -26,10 +26,12 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from backend.errors import NotFound
 from backend.journal_record import JournalRecord, RecordKind, decode_all
+from backend.lag import Applied, Heard, applied_of, heard_from
 from backend.metadata import PairRecord, PairState
 from backend.pair_states import PairOp, next_state
 from backend.remote import JournalBatch, RemoteArray
@@ -48,6 +50,9 @@ POLL_WAIT = 0.5
 # back as CPU for the hosts' writes at the main site.
 LINGER = 0.02
 BACKOFF_MAX = 0.5
+# While the main array has nothing new to say, its account (the time of last contact) is
+# made durable this often: a takeover after a disaster reports contact this fresh at worst.
+HEARD_EVERY = 1.0
 # How the main side was split -> the operation that splits the backup's side the same way.
 SUSPENSIONS = {"PSUS": PairOp.SPLIT, "PSUE": PairOp.SUSPEND_ERROR, "PFUS": PairOp.JOURNAL_FULL}
 _KINDS = {RecordKind.WRITE: WriteKind.DATA, RecordKind.TRIM: WriteKind.TRIM, RecordKind.ZEROES: WriteKind.ZEROES}
@@ -61,33 +66,23 @@ class Replicator(threading.Thread):
         self.group_id = group_id
         self.stopping = threading.Event()
         self.kick = threading.Event()
-        self.main_next_seq = 0
-        self.main_oldest_ns = 0
         self.last_error = ""
-        self.applied_bytes = 0
-        self.applied_records = 0
-        self.last_contact_ns = 0  # wall clock of the last answer from the main array
+        self.transferred_bytes = 0  # write payload applied since this loop started: the transfer rate
         self.started_at = time.monotonic()
+        self.heard_kept: Heard | None = None  # the main array's account as last made durable
         # Pair id -> (bytes copied, bytes to copy) of its latest initial copy or resync.
         self.copy_progress: dict[int, tuple[int, int]] = {}
         self.puller = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pull-{group_id}")
-        self.in_flight: tuple[int, Future[JournalBatch]] | None = None  # (from_seq, pull)
+        self.in_flight: tuple[int, Applied, Future[JournalBatch]] | None = None  # (from_seq, applied then, pull)
 
     def stop(self) -> None:
         self.stopping.set()
         self.kick.set()
 
     def status(self) -> dict[str, float]:
-        group = self.store.get_journal_group(self.group_id)
-        pending = max(0, self.main_next_seq - 1 - group.applied_seq)
-        lag = (time.time_ns() - self.main_oldest_ns) / 1e9 if self.main_oldest_ns and pending else 0.0
+        """The transfer rate of this loop; the lag itself is the store's (backend.lag)."""
         elapsed = max(time.monotonic() - self.started_at, 1e-6)
-        return {
-            "main_seq": max(0, self.main_next_seq - 1),
-            "pending_records": pending,
-            "lag_seconds": lag,
-            "transfer_bytes_per_second": self.applied_bytes / elapsed,
-        }
+        return {"transfer_bytes_per_second": self.transferred_bytes / elapsed}
 
     def run(self) -> None:
         backoff = 0.05
@@ -129,16 +124,18 @@ class Replicator(threading.Thread):
         if not by_pvol:
             return False  # split or suspended: idle until a resync wakes it
         applied = group.applied_seq
+        held = applied_of(group)
         if self.in_flight is None or self.in_flight[0] <= applied:
-            self._pull(remote, group.name, applied + 1, applied)
-        from_seq, pull = self.in_flight
+            self._pull(remote, group.name, applied + 1, held)
+        from_seq, held_at_pull, pull = self.in_flight
         batch = pull.result()
-        self.main_next_seq, self.main_oldest_ns = batch.main_next_seq, batch.main_oldest_ns
-        self.last_contact_ns = time.time_ns()
+        heard = heard_from(batch.unapplied, held_at_pull)
         records = decode_all(batch.records)  # a record damaged on the way raises Corrupt: pulled again
         if from_seq != applied + 1 or (records and records[0].seq != from_seq):
             self.in_flight = None  # applied_seq moved under us (restart, resync): pull again
             return True
+        if not records:
+            self.keep_heard(heard)
         if not records and batch.split_seq is not None and applied >= batch.split_seq:
             self.in_flight = None
             self.split_like_main(batch)  # applied through the split point
@@ -149,22 +146,35 @@ class Replicator(threading.Thread):
             self.in_flight = None
         else:
             small = 0 < len(batch.records) < PULL_BYTES // 2
-            self._pull(remote, group.name, following, applied, linger=LINGER if small else 0.0)
+            self._pull(remote, group.name, following, held, linger=LINGER if small else 0.0)
         if not records:
             return batch.synchronous  # synchronous: poll again at once
         self.apply(records, by_pvol, applied)
-        self.store.set_applied(self.group_id, records[-1].seq)
+        journal_bytes = sum(record.encoded_size for record in records)
+        self.store.set_applied(
+            self.group_id, records[-1].seq, held.bytes + journal_bytes, records[-1].timestamp_ns, heard.to_json()
+        )
+        self.heard_kept = heard
         return True
 
-    def _pull(self, remote: RemoteArray, group_name: str, from_seq: int, applied: int, linger: float = 0.0) -> None:
+    def keep_heard(self, heard: Heard) -> None:
+        """Make the main array's account durable when it says something new, and at least
+        every HEARD_EVERY seconds while it says nothing new (the time of last contact)."""
+        kept = self.heard_kept
+        news = kept is None or replace(kept, contact_ns=0) != replace(heard, contact_ns=0)
+        if news or heard.contact_ns - kept.contact_ns > HEARD_EVERY * 1e9:  # type: ignore[union-attr]
+            self.store.set_heard(self.group_id, heard.to_json())
+            self.heard_kept = heard
+
+    def _pull(self, remote: RemoteArray, group_name: str, from_seq: int, held: Applied, linger: float = 0.0) -> None:
         """Send the next pull ahead: it travels while the current batch is applied."""
 
         def pull() -> JournalBatch:
             if linger:
                 time.sleep(linger)
-            return remote.pull_journal(group_name, from_seq, applied, PULL_BYTES, POLL_WAIT)
+            return remote.pull_journal(group_name, from_seq, held.seq, PULL_BYTES, POLL_WAIT)
 
-        self.in_flight = (from_seq, self.puller.submit(pull))
+        self.in_flight = (from_seq, held, self.puller.submit(pull))
 
     def apply(self, records: list[JournalRecord], by_pvol: dict[int, PairRecord], applied: int) -> None:
         touched = {}
@@ -184,8 +194,7 @@ class Replicator(threading.Thread):
             self.array.write_path.apply(runtime, op, runtime.size or self.array.get_ldev(pair.local_ldev).size, False)
             touched[pair.local_ldev] = runtime
             applied = record.seq
-            self.applied_bytes += record.length if record.kind is RecordKind.WRITE else 0
-            self.applied_records += 1
+            self.transferred_bytes += record.length if record.kind is RecordKind.WRITE else 0
         for runtime in touched.values():
             runtime.file.sync()
 

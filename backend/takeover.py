@@ -10,10 +10,12 @@ At the backup array, for the whole group, at the last consistent sequence:
 
 Either way every takeover records what it gave up: journal records, bytes
 and seconds of writes the main site acknowledged that the backup never
-applied. Exact when the main array answers (it counts its journal past the
-applied sequence); otherwise estimated from the last transfer (the sequence
-the main array last reported, the average record applied, the age of the
-oldest write known to be pending).
+applied, and the recovery point (main-site time of the newest write the
+S-VOLs hold). Exact when the main array answers (it counts its journal past
+the applied sequence). Otherwise it is the backup's own account as of its
+last contact with the main array (backend/lag.py): a floor, since writes the
+main site acknowledged after that contact cannot be known here; the report
+says so and gives the time of that contact.
 
 The S-VOLs then track their writes in differential bitmaps, so that failing
 back copies only the differences.
@@ -27,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from backend.lag import Heard, applied_of, backup_lag
 from backend.metadata import JournalGroupRecord, PairState
 from backend.pair_states import PairOp, next_state
 from backend.remote import LinkDown
@@ -43,8 +46,17 @@ DRAIN_TIMEOUT = 30.0
 class DataGivenUp:
     records: int
     bytes: int
-    seconds: float  # from the oldest write given up to the newest (exact), or the oldest's age (estimate)
-    exact: bool
+    seconds: float  # from the oldest write given up to the newest
+    exact: bool  # False: as of last_contact_ns, and writes after it cannot be known
+    last_contact_ns: int = 0  # when the backup last heard from the main array (0: never)
+    recovery_point_ns: int = 0  # main-site time of the newest write the S-VOLs hold (0: none)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @staticmethod
+    def from_json(text: str) -> DataGivenUp:
+        return DataGivenUp(**json.loads(text))
 
 
 class Takeovers:
@@ -59,13 +71,14 @@ class Takeovers:
             for pair in pairs:
                 next_state(pair.state, PairOp.TAKEOVER, force)  # refusals first: nothing changed
             if pairs and all(p.state is PairState.SSWS for p in pairs):
-                return group, DataGivenUp(**json.loads(group.given_up or "{}"))  # taken over already
+                assert group.given_up is not None
+                return group, DataGivenUp.from_json(group.given_up)  # taken over already
             given_up = self._stop_replication(group)
             applied = self.store.get_journal_group(group.id).applied_seq
             for pair in self.store.list_pairs(group.id):
                 self.array.pair_ops.open_svol_to_writes(pair.local_ldev)
                 self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.TAKEOVER, force=True))
-            self.store.set_given_up(group.id, json.dumps(asdict(given_up)))
+            self.store.set_given_up(group.id, given_up.to_json())
             log.warning(
                 "takeover group=%s applied_seq=%d given_up_records=%d given_up_bytes=%d given_up_seconds=%.3f exact=%s",
                 group_name, applied, given_up.records, given_up.bytes, given_up.seconds, given_up.exact,
@@ -88,19 +101,15 @@ class Takeovers:
                 self.array.replicators.wake(group.id)
                 time.sleep(0.02)
             self.array.replicators.halt(group.id)
-            applied = self.store.get_journal_group(group.id).applied_seq
-            records, nbytes, seconds = remote.describe_unapplied(group.name, applied)
-            return DataGivenUp(records, nbytes, seconds, exact=True)
+            held = applied_of(self.store.get_journal_group(group.id))
+            missing = remote.describe_unapplied(group.name, held.seq)
+            return DataGivenUp(missing.records, missing.bytes, missing.seconds, True, time.time_ns(), held.write_ns)
         except LinkDown:
             self.array.replicators.halt(group.id)
             return self._estimate(group)
 
     def _estimate(self, group: JournalGroupRecord) -> DataGivenUp:
-        replicator = self.array.replicators.get(group.id)
-        applied = self.store.get_journal_group(group.id).applied_seq
-        if replicator is None or not replicator.last_contact_ns:
-            return DataGivenUp(0, 0, 0.0, exact=False)  # never heard of the main array since the start
-        records = max(0, replicator.main_next_seq - 1 - applied)
-        average = replicator.applied_bytes / replicator.applied_records if replicator.applied_records else 0
-        seconds = (time.time_ns() - replicator.main_oldest_ns) / 1e9 if records and replicator.main_oldest_ns else 0.0
-        return DataGivenUp(records, int(records * average), seconds, exact=False)
+        """The main array is gone: what the backup last heard from it, less what it applied since."""
+        current = self.store.get_journal_group(group.id)
+        lag = backup_lag(Heard.from_json(current.heard), applied_of(current))
+        return DataGivenUp(lag.records, lag.bytes, lag.seconds, False, lag.contact_ns, lag.recovery_point_ns)

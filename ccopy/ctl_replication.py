@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ccopy.ctl import CALL_TIMEOUT, ldev_ref, table, to_dict, wrap
+from ccopy.loss_words import given_up_words, moment
 from ccopy.units import format_size, parse_size
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
@@ -106,9 +107,7 @@ def pair_takeover(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     answer = stub.Takeover(pb.TakeoverRequest(group_name=args.group, force=args.force), timeout=60)
     lost = answer.given_up
     data, render = group_view(answer.group)
-    how = "counted by the main array" if lost.exact else "estimated: the main array did not answer"
-    summary = f"given up: {lost.records} records, {format_size(lost.bytes)}, {lost.seconds:.3f} s of writes ({how})"
-    return {**data, "given_up": to_dict(lost)}, lambda: render() + "\n\n" + summary
+    return {**data, "given_up": to_dict(lost)}, lambda: render() + "\n\ngiven up: " + given_up_words(lost)
 
 
 @wrap
@@ -141,6 +140,9 @@ def group_view(group: pb.JournalGroup) -> Any:
             ["confirmed / applied", f"{group.confirmed_seq} / {group.applied_seq}"],
             ["pending", f"{group.pending_records} records, {format_size(group.pending_bytes)}"],
             ["lag", f"{group.lag_seconds:.3f} s"],
+            ["recovery point", moment(group.recovery_point)],
+            *([["last contact", moment(group.last_contact) + " (pending and lag as of then)"]]
+              if group.role == "backup" else []),
             ["transfer", f"{format_size(int(group.transfer_bytes_per_second))}/s"],
             ["split", f"after sequence {group.split_seq}" if group.split else "no"],
             ["when full", f"hold writes up to {group.data_overflow_watch_seconds:g} s" if group.inflow_control

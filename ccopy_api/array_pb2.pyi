@@ -670,7 +670,7 @@ class GetJournalGroupRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class JournalGroup(_message.Message):
-    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed", "split", "split_seq", "journal_nearly_full", "synchronous", "inflow_control", "data_overflow_watch_seconds", "rpo_seconds", "fenced", "given_up")
+    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed", "split", "split_seq", "journal_nearly_full", "synchronous", "inflow_control", "data_overflow_watch_seconds", "rpo_seconds", "fenced", "given_up", "last_contact", "recovery_point")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -695,6 +695,8 @@ class JournalGroup(_message.Message):
     RPO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     FENCED_FIELD_NUMBER: _ClassVar[int]
     GIVEN_UP_FIELD_NUMBER: _ClassVar[int]
+    LAST_CONTACT_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_POINT_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     role: str
@@ -719,7 +721,9 @@ class JournalGroup(_message.Message):
     rpo_seconds: float
     fenced: bool
     given_up: DataGivenUp
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., journal_nearly_full: _Optional[bool] = ..., synchronous: _Optional[bool] = ..., inflow_control: _Optional[bool] = ..., data_overflow_watch_seconds: _Optional[float] = ..., rpo_seconds: _Optional[float] = ..., fenced: _Optional[bool] = ..., given_up: _Optional[_Union[DataGivenUp, _Mapping]] = ...) -> None: ...
+    last_contact: _timestamp_pb2.Timestamp
+    recovery_point: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., journal_nearly_full: _Optional[bool] = ..., synchronous: _Optional[bool] = ..., inflow_control: _Optional[bool] = ..., data_overflow_watch_seconds: _Optional[float] = ..., rpo_seconds: _Optional[float] = ..., fenced: _Optional[bool] = ..., given_up: _Optional[_Union[DataGivenUp, _Mapping]] = ..., last_contact: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recovery_point: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class UpdateJournalGroupRequest(_message.Message):
     __slots__ = ("name", "inflow_control", "data_overflow_watch_seconds", "rpo_seconds")
@@ -756,16 +760,20 @@ class TakeoverRequest(_message.Message):
     def __init__(self, group_name: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class DataGivenUp(_message.Message):
-    __slots__ = ("records", "bytes", "seconds", "exact")
+    __slots__ = ("records", "bytes", "seconds", "exact", "last_contact", "recovery_point")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
+    LAST_CONTACT_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_POINT_FIELD_NUMBER: _ClassVar[int]
     records: int
     bytes: int
     seconds: float
     exact: bool
-    def __init__(self, records: _Optional[int] = ..., bytes: _Optional[int] = ..., seconds: _Optional[float] = ..., exact: _Optional[bool] = ...) -> None: ...
+    last_contact: _timestamp_pb2.Timestamp
+    recovery_point: _timestamp_pb2.Timestamp
+    def __init__(self, records: _Optional[int] = ..., bytes: _Optional[int] = ..., seconds: _Optional[float] = ..., exact: _Optional[bool] = ..., last_contact: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recovery_point: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TakeoverResponse(_message.Message):
     __slots__ = ("group", "given_up")
@@ -890,7 +898,7 @@ class PullJournalRequest(_message.Message):
     def __init__(self, group_name: _Optional[str] = ..., from_seq: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_ms: _Optional[int] = ..., applied_seq: _Optional[int] = ...) -> None: ...
 
 class PullJournalResponse(_message.Message):
-    __slots__ = ("records", "main_next_seq", "main_oldest_ns", "split", "split_seq", "svol_writable", "split_state", "synchronous")
+    __slots__ = ("records", "main_next_seq", "main_oldest_ns", "split", "split_seq", "svol_writable", "split_state", "synchronous", "unapplied")
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     MAIN_NEXT_SEQ_FIELD_NUMBER: _ClassVar[int]
     MAIN_OLDEST_NS_FIELD_NUMBER: _ClassVar[int]
@@ -899,6 +907,7 @@ class PullJournalResponse(_message.Message):
     SVOL_WRITABLE_FIELD_NUMBER: _ClassVar[int]
     SPLIT_STATE_FIELD_NUMBER: _ClassVar[int]
     SYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
+    UNAPPLIED_FIELD_NUMBER: _ClassVar[int]
     records: bytes
     main_next_seq: int
     main_oldest_ns: int
@@ -907,7 +916,24 @@ class PullJournalResponse(_message.Message):
     svol_writable: bool
     split_state: PairState
     synchronous: bool
-    def __init__(self, records: _Optional[bytes] = ..., main_next_seq: _Optional[int] = ..., main_oldest_ns: _Optional[int] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., svol_writable: _Optional[bool] = ..., split_state: _Optional[_Union[PairState, str]] = ..., synchronous: _Optional[bool] = ...) -> None: ...
+    unapplied: Unapplied
+    def __init__(self, records: _Optional[bytes] = ..., main_next_seq: _Optional[int] = ..., main_oldest_ns: _Optional[int] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., svol_writable: _Optional[bool] = ..., split_state: _Optional[_Union[PairState, str]] = ..., synchronous: _Optional[bool] = ..., unapplied: _Optional[_Union[Unapplied, _Mapping]] = ...) -> None: ...
+
+class Unapplied(_message.Message):
+    __slots__ = ("records", "bytes", "oldest_write", "newest_write", "newest_seq", "as_of")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_WRITE_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_WRITE_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    records: int
+    bytes: int
+    oldest_write: _timestamp_pb2.Timestamp
+    newest_write: _timestamp_pb2.Timestamp
+    newest_seq: int
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, records: _Optional[int] = ..., bytes: _Optional[int] = ..., oldest_write: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., newest_write: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., newest_seq: _Optional[int] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReadBaseRequest(_message.Message):
     __slots__ = ("pvol_id", "snapshot_id", "offset", "max_bytes")

@@ -267,7 +267,7 @@ class ArrayStub:
         self.DescribeUnapplied = channel.unary_unary(
                 '/ccopy.array.v1.Array/DescribeUnapplied',
                 request_serializer=ccopy__api_dot_array__pb2.DescribeUnappliedRequest.SerializeToString,
-                response_deserializer=ccopy__api_dot_array__pb2.DataGivenUp.FromString,
+                response_deserializer=ccopy__api_dot_array__pb2.Unapplied.FromString,
                 _registered_method=True)
         self.PullJournal = channel.unary_unary(
                 '/ccopy.array.v1.Array/PullJournal',
@@ -891,7 +891,7 @@ def add_ArrayServicer_to_server(servicer, server):
             'DescribeUnapplied': grpc.unary_unary_rpc_method_handler(
                     servicer.DescribeUnapplied,
                     request_deserializer=ccopy__api_dot_array__pb2.DescribeUnappliedRequest.FromString,
-                    response_serializer=ccopy__api_dot_array__pb2.DataGivenUp.SerializeToString,
+                    response_serializer=ccopy__api_dot_array__pb2.Unapplied.SerializeToString,
             ),
             'PullJournal': grpc.unary_unary_rpc_method_handler(
                     servicer.PullJournal,
@@ -2177,7 +2177,7 @@ class Array:
             target,
             '/ccopy.array.v1.Array/DescribeUnapplied',
             ccopy__api_dot_array__pb2.DescribeUnappliedRequest.SerializeToString,
-            ccopy__api_dot_array__pb2.DataGivenUp.FromString,
+            ccopy__api_dot_array__pb2.Unapplied.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ccopy.loss_words import given_up_words, moment
 from ccopy.units import format_size
 from ccopy_api import array_pb2 as pb
 
 HEALTHY, DEGRADED, ERROR = "HEALTHY", "DEGRADED", "ERROR"
+# The backup hears from the main array at least every half second while the link works.
+STALE_CONTACT_SECONDS = 30.0
 RESYNC_HINT = "once the cause is gone, resync it at the main array (ccopy ctl pair resync)"
 
 
@@ -61,6 +64,10 @@ def replication_info(group: pb.JournalGroup, rpo_seconds: float, now_ns: int) ->
         progress = f": {format_size(copied)} of {format_size(total)}" if total else ""
         return info(DEGRADED, f"journal group {name} copying (COPY){progress}; consistent once every pair is PAIR",
                     moving=False)  # fmt: skip
+    silent = (now_ns - group.last_contact.ToNanoseconds()) / 1e9 if group.HasField("last_contact") else 0.0
+    if group.role == "backup" and silent > STALE_CONTACT_SECONDS:
+        return info(DEGRADED, f"journal group {name}: the main array has not answered since "
+                    f"{moment(group.last_contact)} ({silent:.0f} s): the lag shown is as of then")  # fmt: skip
     if group.journal_nearly_full:
         used = 100 * group.usage_bytes // max(group.capacity_bytes, 1)
         return info(DEGRADED, f"journal group {name} journal {used}% full (PFUL): the link is not keeping up")
@@ -75,7 +82,4 @@ def given_up(group: pb.JournalGroup) -> str:
     """What the last takeover gave up, for the message; empty when none was recorded."""
     if not group.HasField("given_up"):
         return ""
-    lost = group.given_up
-    how = "counted by the main array" if lost.exact else "estimated: the main site did not answer"
-    return (f"; the takeover gave up {lost.records} record(s), {format_size(lost.bytes)}, {lost.seconds:.3f} s "
-            f"of writes ({how})")  # fmt: skip
+    return f"; the takeover gave up {given_up_words(group.given_up)}"

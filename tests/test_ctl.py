@@ -134,3 +134,19 @@ def test_publish_unpublish_and_qos_from_the_cli(array_proc):
     assert limited["max_iops"] == 500
     refused = ctl(array_proc, "ldev", "qos", "pubvol", "--max-iops", "-5", check=False)
     assert refused.returncode == 1
+
+
+def test_takeover_summary_never_reads_as_nothing_lost_when_nothing_is_known():
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from ccopy.loss_words import given_up_words
+    from ccopy_api import array_pb2 as pb
+
+    contact = Timestamp(seconds=1_800_000_000, nanos=250_000_000)
+    exact = given_up_words(pb.DataGivenUp(records=0, exact=True, last_contact=contact))
+    assert exact.startswith("0 records") and "counted by the main array" in exact
+    floor = given_up_words(pb.DataGivenUp(records=7, bytes=51_000, seconds=0.8, last_contact=contact))
+    assert "at least 7 records" in floor and "2027-01-15T08:00:00.250+00:00" in floor
+    assert "cannot be known" in floor
+    never = given_up_words(pb.DataGivenUp())
+    assert "unknown" in never and "0 records" not in never

@@ -105,7 +105,11 @@ class ArrayStateCollector(Collector):
         rpo = gauge("ccopy_journal_rpo_seconds", "Declared recovery point objective (0: none)")
         over = gauge("ccopy_journal_rpo_exceeded", "1 while the lag is above a declared RPO")
         used = gauge("ccopy_journal_bytes", "Journal space: used and capacity", "kind")
-        pending = gauge("ccopy_journal_pending_records", "Records not yet confirmed by the backup")
+        pending = gauge("ccopy_journal_pending_records", "Records acknowledged at the main site and not yet "
+                        "confirmed (main side) or applied (backup side, as of the last contact)")  # fmt: skip
+        pending_bytes = gauge("ccopy_journal_pending_bytes", "Journal bytes of those records")
+        contact = gauge("ccopy_journal_last_contact_timestamp_seconds",
+                        "Backup side: when the main array last answered (unix time; 0: never)")  # fmt: skip
         rate = gauge("ccopy_journal_transfer_bytes_per_second", "Recent transfer rate")
         state = gauge("ccopy_pair_state", "1 for the state each pair is in, 0 for the others", "ldev", "state")
         copied = gauge("ccopy_pair_copy_bytes", "Initial copy or resync progress (backup side)", "ldev", "kind")
@@ -122,13 +126,17 @@ class ArrayStateCollector(Collector):
             used.add_metric([*at, "used"], group.usage_bytes)
             used.add_metric([*at, "capacity"], group.capacity_bytes)
             pending.add_metric(at, group.pending_records)
+            pending_bytes.add_metric(at, group.pending_bytes)
+            if group.role == "backup":
+                heard = group.last_contact.ToNanoseconds() / 1e9 if group.HasField("last_contact") else 0.0
+                contact.add_metric(at, heard)
             rate.add_metric(at, group.transfer_bytes_per_second)
             for pair in group.pairs:
                 for name in PAIR_STATES:
                     state.add_metric([*at, pair.local_display_id, name], float(pb.PairState.Name(pair.state) == name))
                 copied.add_metric([*at, pair.local_display_id, "copied"], pair.copied_bytes)
                 copied.add_metric([*at, pair.local_display_id, "total"], pair.copy_total_bytes)
-        yield from (seq, lag, point, rpo, over, used, pending, rate, state, copied)
+        yield from (seq, lag, point, rpo, over, used, pending, pending_bytes, contact, rate, state, copied)
 
     def copy_on_write(self) -> Iterator[Metric]:
         family = CounterMetricFamily(

@@ -8,7 +8,9 @@ from functools import cached_property
 import grpc
 
 from backend import errors
+from backend.api.lag_messages import unapplied_from
 from backend.api.servicer import ERROR_TABLE
+from backend.journal import Unapplied
 from backend.remote import BaseChunk, JournalBatch, LinkDown
 from ccopy.rpc import TlsFiles, client_channel
 from ccopy_api import array_pb2 as pb
@@ -92,10 +94,9 @@ class RemoteClient:
     def split(self, group_name: str) -> int:
         return self._call("SplitPairs", pb.SplitPairsRequest(group_name=group_name)).split_seq  # type: ignore[attr-defined]
 
-    def describe_unapplied(self, group_name: str, applied_seq: int) -> tuple[int, int, float]:
+    def describe_unapplied(self, group_name: str, applied_seq: int) -> Unapplied:
         request = pb.DescribeUnappliedRequest(group_name=group_name, applied_seq=applied_seq)
-        answer = self._call("DescribeUnapplied", request)
-        return answer.records, answer.bytes, answer.seconds  # type: ignore[attr-defined]
+        return unapplied_from(self._call("DescribeUnapplied", request))  # type: ignore[arg-type]
 
     def prepare_resync(self, group_name: str) -> dict[int, bytes]:
         return _bitmaps(self._call("PrepareResync", pb.PrepareResyncRequest(group_name=group_name)))
@@ -119,7 +120,7 @@ class RemoteClient:
             answer.records, answer.main_next_seq, answer.main_oldest_ns,  # type: ignore[attr-defined]
             answer.split_seq if answer.split else None, answer.svol_writable,  # type: ignore[attr-defined]
             pb.PairState.Name(answer.split_state) if answer.split_state else "PSUS",  # type: ignore[attr-defined]
-            answer.synchronous,  # type: ignore[attr-defined]
+            answer.synchronous, unapplied_from(answer.unapplied),  # type: ignore[attr-defined]
         )  # fmt: skip
 
     def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:

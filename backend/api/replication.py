@@ -6,15 +6,16 @@ between arrays (the backup array pulls the main array's journal).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, cast
 
 import grpc
 
 from backend import errors
+from backend.api.lag_messages import stamp, unapplied_message
 from backend.array import Array
 from backend.ldev_id import format_ldev_id
 from backend.metadata import JournalGroupRecord, PairRecord
+from backend.takeover import DataGivenUp
 from ccopy_api import array_pb2 as pb
 
 if TYPE_CHECKING:
@@ -68,8 +69,17 @@ def group_message(array: Array, group: JournalGroupRecord) -> pb.JournalGroup:
         data_overflow_watch_seconds=journal.overflow_watch,
         rpo_seconds=group.rpo_seconds,
         fenced=group.fenced,
-        given_up=pb.DataGivenUp(**json.loads(group.given_up)) if group.given_up else None,
+        given_up=given_up_message(DataGivenUp.from_json(group.given_up)) if group.given_up else None,
+        last_contact=stamp(int(status.get("last_contact_ns", 0))),
+        recovery_point=stamp(int(status.get("recovery_point_ns", 0))),
     )
+
+
+def given_up_message(given_up: DataGivenUp) -> pb.DataGivenUp:
+    return pb.DataGivenUp(
+        records=given_up.records, bytes=given_up.bytes, seconds=given_up.seconds, exact=given_up.exact,
+        last_contact=stamp(given_up.last_contact_ns), recovery_point=stamp(given_up.recovery_point_ns),
+    )  # fmt: skip
 
 
 def bitmaps_message(bits: dict[int, bytes]) -> pb.DiffBitmaps:
@@ -111,14 +121,10 @@ class ReplicationRpcs:
         groups = self.array.store.list_journal_groups()
         return pb.ListJournalGroupsResponse(groups=[group_message(self.array, g) for g in groups])
 
-    def FenceJournalGroup(
-        self, request: pb.FenceJournalGroupRequest, context: grpc.ServicerContext
-    ) -> pb.JournalGroup:
+    def FenceJournalGroup(self, request: pb.FenceJournalGroupRequest, context: grpc.ServicerContext) -> pb.JournalGroup:
         return group_message(self.array, self.array.pair_ops.fence(request.name, request.fenced))
 
-    def GetPeerJournalGroup(
-        self, request: pb.GetJournalGroupRequest, context: grpc.ServicerContext
-    ) -> pb.JournalGroup:
+    def GetPeerJournalGroup(self, request: pb.GetJournalGroupRequest, context: grpc.ServicerContext) -> pb.JournalGroup:
         remote = cast("RemoteClient", self.array.pairs.link())  # the API process links with a RemoteClient
         return remote.group_view(request.name)
 
@@ -177,9 +183,7 @@ class ReplicationRpcs:
         group, given_up = self.array.takeovers.takeover(request.group_name, request.force)
         return pb.TakeoverResponse(
             group=group_message(self.array, group),
-            given_up=pb.DataGivenUp(
-                records=given_up.records, bytes=given_up.bytes, seconds=given_up.seconds, exact=given_up.exact
-            ),
+            given_up=given_up_message(given_up),
         )
 
     def Failback(self, request: pb.FailbackRequest, context: grpc.ServicerContext) -> pb.JournalGroup:
@@ -199,9 +203,8 @@ class ReplicationRpcs:
         self.array.pairs.start_copy(request.group_name, request.pvol_id, request.base_snapshot_id)
         return pb.StartCopyResponse()
 
-    def DescribeUnapplied(self, request: pb.DescribeUnappliedRequest, context: grpc.ServicerContext) -> pb.DataGivenUp:
-        records, nbytes, seconds = self.array.pairs.describe_unapplied(request.group_name, request.applied_seq)
-        return pb.DataGivenUp(records=records, bytes=nbytes, seconds=seconds, exact=True)
+    def DescribeUnapplied(self, request: pb.DescribeUnappliedRequest, context: grpc.ServicerContext) -> pb.Unapplied:
+        return unapplied_message(self.array.pairs.describe_unapplied(request.group_name, request.applied_seq))
 
     def PrepareResync(self, request: pb.PrepareResyncRequest, context: grpc.ServicerContext) -> pb.DiffBitmaps:
         return bitmaps_message(self.array.pair_ops.prepare_resync(request.group_name))
@@ -223,6 +226,7 @@ class ReplicationRpcs:
             svol_writable=batch.svol_writable,
             split_state=pb.PairState.Value(batch.split_state),
             synchronous=batch.synchronous,
+            unapplied=unapplied_message(batch.unapplied),
         )
 
     def ReadBase(self, request: pb.ReadBaseRequest, context: grpc.ServicerContext) -> pb.ReadBaseResponse:

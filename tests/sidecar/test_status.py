@@ -2,6 +2,7 @@
 and only a group that is copying journal records reports a recovery point."""
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from ccopy_api import array_pb2 as pb
 from replication_sidecar.status import DEGRADED, ERROR, HEALTHY, replication_info
@@ -43,10 +44,19 @@ def test_recovery_point_is_the_oldest_unapplied_write():
 
 
 def test_a_takeover_says_what_it_gave_up():
-    lost = pb.DataGivenUp(records=7, bytes=51 << 10, seconds=0.065, exact=False)
+    contact = Timestamp(seconds=NOW // 10**9 - 5)
+    lost = pb.DataGivenUp(records=7, bytes=51 << 10, seconds=0.065, exact=False, last_contact=contact)
     message = replication_info(group(pb.SSWS, given_up=lost), rpo_seconds=0, now_ns=NOW).message
-    assert "gave up 7 record(s), 51KiB, 0.065 s" in message and "estimated" in message
+    assert "gave up at least 7 records, 51KiB, 0.065 s" in message and "cannot be known" in message
     assert "gave up" not in replication_info(group(pb.SSWS), rpo_seconds=0, now_ns=NOW).message
+
+
+def test_a_backup_that_lost_contact_says_since_when():
+    view = group(pb.PAIR, lag_seconds=0.0, role="backup", last_contact=Timestamp(seconds=NOW // 10**9 - 90))
+    info = replication_info(view, rpo_seconds=0, now_ns=NOW)
+    assert info.status == DEGRADED and "has not answered since" in info.message and "90 s" in info.message
+    fresh = group(pb.PAIR, role="backup", last_contact=Timestamp(seconds=NOW // 10**9 - 1))
+    assert replication_info(fresh, rpo_seconds=0, now_ns=NOW).status == HEALTHY
 
 
 def test_no_objective_declared_never_degrades_by_lag():
