@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from backend.errors import AlreadyExists, ArrayError, FailedPrecondition, InvalidArgument
 from backend.journal import Journal
 from backend.metadata import JournalGroupRecord
 from backend.pair_states import PairOp, next_state
@@ -109,9 +109,13 @@ class JournalGroups:
         return group
 
     def delete(self, group_id: int) -> None:
+        """Delete a group with no pair left; the main side also deletes the backup's empty side
+        (if the link is down it stays there, empty, and says so in the log)."""
         group = self.store.get_journal_group(group_id)
         if self.store.list_pairs(group_id) or self.store.journal_members(group_id):
             raise FailedPrecondition(f"journal group {group.name!r} still has pairs")
+        if group.role == "backup":
+            self.array.replicators.halt(group_id)
         journal = self.journals.pop(group_id, None)
         if journal is not None:
             journal.close()
@@ -122,6 +126,12 @@ class JournalGroups:
         if folder.exists():
             folder.rmdir()
         log.info("journal_group_deleted group=%d name=%s", group_id, group.name)
+        remote = self.array.pairs.remote
+        if group.role == "main" and remote is not None:
+            try:
+                remote.delete_group(group.name)
+            except ArrayError as exc:  # LinkDown too
+                log.warning("journal_group_backup_side_kept name=%s error=%s", group.name, exc)
 
     def add_member(self, group_id: int, ldev_id: int) -> None:
         """From the next write on, the LDEV's writes are journaled in the group's sequence."""

@@ -89,6 +89,10 @@ class RemoteArray(Protocol):
         """The pair of this P-VOL is deleted: its S-VOL becomes an ordinary LDEV."""
         ...
 
+    def delete_group(self, group_name: str) -> None:
+        """The main side deleted the group (no pair left): the backup deletes its empty side."""
+        ...
+
     def demote(self, group_name: str, applied_seq: int, last_seq: int) -> dict[int, bytes]:
         """Failback: the old main array becomes the backup; its differing regions by our LDEV id."""
         ...

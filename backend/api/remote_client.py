@@ -104,6 +104,9 @@ class RemoteClient:
     def delete_secondary(self, group_name: str, pvol_id: int) -> None:
         self._call("DeleteSecondary", pb.DeleteSecondaryRequest(group_name=group_name, pvol_id=pvol_id))
 
+    def delete_group(self, group_name: str) -> None:
+        self._call("DeleteJournalGroup", pb.DeleteJournalGroupRequest(name=group_name))
+
     def demote(self, group_name: str, applied_seq: int, last_seq: int) -> dict[int, bytes]:
         request = pb.DemoteRequest(group_name=group_name, applied_seq=applied_seq, last_seq=last_seq)
         return _bitmaps(self._call("Demote", request))

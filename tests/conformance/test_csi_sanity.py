@@ -48,19 +48,25 @@ def plugin_socket(tmp_path: Path):
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("access", ["mount", "block"])
 def test_csi_sanity_passes_every_spec(plugin_socket, tmp_path, access):
+    mutable = tmp_path / "mutable.yaml"  # ControllerModifyVolume with parameters the plugin really acts on
+    mutable.write_text("maxIOPS: '500'\nmaxMBps: '40'\n")
     argv = [
         str(SANITY), f"--csi.endpoint={plugin_socket}", f"--csi.mountdir={tmp_path / 'mnt'}",
         f"--csi.stagingdir={tmp_path / 'stage'}", f"--csi.testvolumeaccesstype={access}",
         f"--csi.testvolumesize={64 * MIB}", f"--csi.testvolumeexpandsize={128 * MIB}",
-        "--csi.testnodevolumeattachlimit", "--ginkgo.no-color",
+        "--csi.testnodevolumeattachlimit", f"--csi.testvolumemutableparameters={mutable}", "--ginkgo.no-color",
     ]  # fmt: skip
     result = subprocess.run(argv, capture_output=True, text=True, timeout=1100)
-    summary = re.search(r"(\d+) Passed \| (\d+) Failed", result.stdout)
+    ran = re.search(r"Ran (\d+) of (\d+) Specs", result.stdout)
+    summary = re.search(r"(\d+) Passed \| (\d+) Failed \| (\d+) Pending \| (\d+) Skipped", result.stdout)
     failures = re.findall(r"\[FAIL\].*", result.stdout)
-    assert summary is not None, result.stdout[-3000:] + result.stderr[-2000:]
-    passed, failed = int(summary.group(1)), int(summary.group(2))
-    print(f"csi-sanity {access}: {passed} passed, {failed} failed")
+    assert ran is not None and summary is not None, result.stdout[-3000:] + result.stderr[-2000:]
+    passed, failed, pending, skipped = (int(summary.group(i)) for i in range(1, 5))
+    print(f"csi-sanity {access}: ran {ran.group(1)} of {ran.group(2)}: {passed} passed, {failed} failed, "
+          f"{skipped} skipped")  # fmt: skip
     assert failed == 0 and result.returncode == 0, "\n".join(failures) or result.stdout[-3000:]
-    assert passed >= 90, f"csi-sanity ran only {passed} specs"
+    # Every spec runs and passes, but the one csi-test marks pending in its own source (ListVolumes
+    # pagination with a volume deleted between pages), which no driver runs.
+    assert skipped == 0 and pending <= 1 and passed == int(ran.group(1)) == int(ran.group(2)) - pending
     left = [line for line in Path("/proc/mounts").read_text().splitlines() if str(tmp_path) in line]
     assert not left, f"left mounted after csi-sanity: {left}"

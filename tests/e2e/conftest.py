@@ -66,8 +66,8 @@ def sites(tmp_path_factory) -> Iterator[Sites]:
     finally:
         backup.stop()
         main.stop()
-        left = main.processes.alive() + backup.processes.alive()
-        assert not left, f"still running after the sites stopped: {left}"
+        left = main.leftovers() + backup.leftovers()
+        assert not left, f"left after the sites stopped: {left}"
 
 
 @pytest.fixture(scope="session")

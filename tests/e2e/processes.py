@@ -31,6 +31,7 @@ class Started:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    stopped: bool = False
 
     def tail(self, lines: int = 40) -> str:
         text = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
@@ -79,13 +80,17 @@ class Processes:
             time.sleep(0.1)
 
     def stop_all(self, timeout: float = 30.0) -> None:
-        """SIGTERM each process group, newest first, then SIGKILL what is left."""
+        """SIGTERM each process group, newest first, then SIGKILL what is left. Each group
+        is signalled once: a group id freed at exit may be given to someone else's process."""
         for started in reversed(self.started):
-            _stop(started.process, timeout)
-        self.started.clear()
+            if not started.stopped:
+                _stop(started.process, timeout)
+                started.stopped = True
 
     def alive(self) -> list[str]:
-        return [s.name for s in self.started if s.process.poll() is None]
+        """Processes started here that still run, and members of their groups that outlived them."""
+        left = [s.name for s in self.started if s.process.poll() is None]
+        return left + [f"{s.name} (pid {pid})" for s in self.started for pid in _group_members(s.process.pid)]
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -97,6 +102,19 @@ def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
             _signal_group(process.pid, signal.SIGKILL)
             process.wait()
     _signal_group(process.pid, signal.SIGKILL)  # children that outlived their leader
+
+
+def _group_members(group: int) -> list[int]:
+    """PIDs of the processes in process group `group` (from /proc)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while listed
+        if int(fields[2]) == group:  # pgrp, after state and ppid
+            members.append(int(stat.parent.name))
+    return members
 
 
 def _signal_group(pid: int, sig: int) -> None:

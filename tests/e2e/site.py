@@ -9,6 +9,7 @@ volume group snapshots on); the plugin is what a Helm install would run.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,17 @@ class Site:
             if component != "snapshot-controller":
                 argv.append(f"--csi-address={self.socket}")
             self.processes.start(component, argv, ready=http_ok(f"http://{endpoint}/metrics"))
+
+    def leftovers(self) -> list[str]:
+        """What of this site outlived `stop()`: processes, mounts and loop devices under its folder."""
+        left = self.processes.alive()
+        if self.array is not None and self.array.process is not None:
+            left.append("array")
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        left += [f"mount {m}" for m in mounts if m.startswith(str(self.folder))]
+        loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout.splitlines()
+        left += [f"loop {line}" for line in loops if str(self.folder) in line]
+        return left
 
     def log(self, name: str) -> str:
         return (self.processes.log_dir / f"{name}.log").read_text(errors="replace")

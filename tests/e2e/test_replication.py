@@ -87,6 +87,13 @@ def test_volume_replication_pairs_a_pvc_with_the_backup_array(site, sites, ns, a
         )  # fmt: skip
         left = [p for p in array.ListPairs(pb.ListPairsRequest()).pairs if p.local_ldev_id == ldev.id]
         assert not left, f"DisableVolumeReplication left the pair: {left}"
+        at_backup = [p for p in backup.ListPairs(pb.ListPairsRequest()).pairs if p.local_ldev_id == secondary.id]
+        assert not at_backup, f"the backup array still pairs the S-VOL: {at_backup}"
+        groups = [g.name for g in backup.ListJournalGroups(pb.ListJournalGroupsRequest()).groups]
+        assert pair.group_name not in groups, f"the backup array kept the journal group: {groups}"
+        kept = backup.GetLdev(pb.GetLdevRequest(id=secondary.id))  # the backup keeps its copy, an ordinary LDEV
+        assert not kept.read_only
+        backup.DeleteLdev(pb.DeleteLdevRequest(id=secondary.id))
     finally:
         custom.delete_cluster_custom_object(group, version, "volumereplicationclasses", ns)
         core.delete_namespaced_secret(secret, DRIVER_NAMESPACE)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import grpc
 import pytest
 from kubernetes import client
 
 from ccopy_api import array_pb2 as pb
+from ccopy_api import array_pb2_grpc as pb_grpc
 from csi_driver.volumes import LABEL_PREFIX
 from tests.e2e import objects
 from tests.e2e.conftest import GROUP_SNAPSHOT_GROUP, SC, SNAPSHOT_GROUP, SNAPSHOT_VERSION, ldev_of, of_namespace
@@ -25,8 +27,16 @@ MIB = 1 << 20
 
 
 def attach_and_mount(site: Site, pv: client.V1PersistentVolume) -> Path:
+    """Attach (csi-attacher's ControllerPublish), then stage and publish with the publish context it
+    stored: the NBD export of this node's own publication on the array, not the LDEV's name."""
     attachment = site.kubelet.attach(pv.metadata.name)
-    assert attachment.status.attachment_metadata.get("nbdExport"), attachment.status
+    export = attachment.status.attachment_metadata.get("nbdExport")
+    with grpc.insecure_channel(site.array_api) as channel:
+        array = pb_grpc.ArrayStub(channel)
+        ldev = ldev_of(array, pv)
+        publications = array.ListPublications(pb.ListPublicationsRequest(ldev_id=ldev.id)).publications
+    mine = [p for p in publications if p.host_id == site.node_name]
+    assert len(mine) == 1 and export == mine[0].export_name != ldev.export_name, (attachment.status, publications)
     return site.kubelet.mount(pv, attachment)
 
 
@@ -66,10 +76,11 @@ def test_filesystem_pvc_is_provisioned_attached_and_holds_data(site, ns, array):
     assert (target / "orders.txt").read_text() == "order 1\n"
 
 
-def test_block_pvc_is_provisioned_attached_and_holds_data(site, ns):
+def test_block_pvc_is_provisioned_attached_and_holds_data(site, ns, array):
     objects.pvc(site.api, ns, "raw", "32Mi", SC, block=True)
     pv = objects.bound(site.api, ns, "raw")
     assert pv.spec.volume_mode == "Block"
+    assert ldev_of(array, pv).labels[LABEL_PREFIX + "k8s-pvc/name"] == "raw"
     device = attach_and_mount(site, pv)
     payload = os.urandom(1 * MIB)
     write_block(device, payload, offset=3 * MIB)
@@ -190,7 +201,6 @@ def test_expansion_grows_volume_and_file_system(site, ns, array):
     after = os.statvfs(target)
     assert after.f_blocks * after.f_frsize > 1.8 * before.f_blocks * before.f_frsize, (before, after)
     assert ldev_of(array, pv).size_bytes == 640 * MIB
-    assert core.read_namespaced_persistent_volume_claim("grow", ns).status.capacity["storage"] == "640Mi"
     client.StorageV1Api(site.api).delete_storage_class(f"xfs-{ns}")
 
 

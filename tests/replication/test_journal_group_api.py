@@ -51,6 +51,9 @@ def test_a_group_with_pairs_is_not_deleted_and_an_empty_one_is(sites):
     sites.main_stub.DeletePair(pb.DeletePairRequest(pvol_id=ldev.id))
     sites.main_stub.DeleteJournalGroup(request)
     assert code_of(sites.main_stub.GetJournalGroup, pb.GetJournalGroupRequest(name="crm")) == grpc.StatusCode.NOT_FOUND
+    # The backup's side went with it (its S-VOL stays, an ordinary LDEV holding the copy).
+    backup_side = code_of(sites.backup_stub.GetJournalGroup, pb.GetJournalGroupRequest(name="crm"))
+    assert backup_side == grpc.StatusCode.NOT_FOUND
     sites.main_stub.DeleteJournalGroup(request)  # gone: still success
 
 
