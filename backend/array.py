@@ -331,10 +331,10 @@ class Array:
         if qos[0] < 0 or qos[1] < 0:
             raise InvalidArgument("QoS limits cannot be negative")
         with self.name_locks.hold(name):
-            existing = self.store.find_ldev_by_name(name)
-            record = self.pool.create_ldev(name, size, dict(labels or {}), read_only, self.chunk_size)
-            if existing is None and (require_publication or any(qos)):
-                record = self.store.set_ldev_access(record.id, require_publication=require_publication, qos=qos)
+            record = self.pool.create_ldev(
+                name, size, dict(labels or {}), read_only, self.chunk_size,
+                require_publication=require_publication, qos=qos,
+            )  # fmt: skip
         log.info("ldev_created ldev=%s name=%s size=%d", record.display_id, record.name, record.size)
         return record
 

@@ -64,9 +64,12 @@ class Cloner:
         """Start cloning; returns the new LDEV (COPYING, or NORMAL for a repeat call)."""
         if (source_snapshot is None) == (source_ldev is None):
             raise InvalidArgument("give exactly one clone source: a snapshot or an LDEV")
-        existing = self.store.find_ldev_by_name(name)
-        if existing is not None:  # idempotent by name, like create
-            return self.array.pool.create_ldev(name, size or existing.size, labels, False)
+        with self.array.name_locks.hold(name):  # checked under the lock the create below takes
+            existing = self.store.find_ldev_by_name(name)
+            if existing is not None:  # idempotent by name, like create
+                return self.array.pool.create_ldev(
+                    name, size or existing.size, labels, False, require_publication=require_publication
+                )
         if source_ldev is not None:
             snapshot = self.array.snapshots.create_snapshot(
                 f"clone-source-{uuid.uuid4().hex}", source_ldev, hidden=True
@@ -83,9 +86,9 @@ class Cloner:
         source = self.array.get_ldev(snapshot.ldev_id)
         try:
             with self.array.name_locks.hold(name):
-                record = self.array.pool.create_ldev(name, size, labels, False, source.chunk_size, snapshot.id)
-                if require_publication or any(qos):
-                    record = self.store.set_ldev_access(record.id, require_publication=require_publication, qos=qos)
+                record = self.array.pool.create_ldev(
+                    name, size, labels, False, source.chunk_size, snapshot.id, require_publication, qos
+                )
         except BaseException:
             self._drop_hidden(snapshot)
             raise

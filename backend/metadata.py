@@ -294,15 +294,19 @@ class MetadataStore:
         labels: Mapping[str, str],
         chunk_size: int = 65536,
         clone_source: int | None = None,
+        require_publication: bool = False,
+        qos: tuple[int, int] = (0, 0),
     ) -> LdevRecord:
-        """Reserve `name` in state CREATING. Raises AlreadyExists if taken."""
+        """Reserve `name` in state CREATING, with its host-access rule and QoS in the same
+        transaction: no crash can leave it open to every host. Raises AlreadyExists if taken."""
         now = time.time()
         with self.transaction() as db:
             try:
                 cursor = db.execute(
-                    "INSERT INTO ldev(name, size, state, read_only, created_at, updated_at, chunk_size, clone_source)"
-                    " VALUES (?,?,?,?,?,?,?,?)",
-                    (name, size, LdevState.CREATING.value, int(read_only), now, now, chunk_size, clone_source),
+                    "INSERT INTO ldev(name, size, state, read_only, created_at, updated_at, chunk_size, clone_source,"
+                    " require_publication, max_iops, max_mbps) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (name, size, LdevState.CREATING.value, int(read_only), now, now, chunk_size, clone_source,
+                     int(require_publication), qos[0], qos[1]),
                 )
             except sqlite3.IntegrityError as exc:
                 raise AlreadyExists(f"LDEV name {name!r} is taken") from exc

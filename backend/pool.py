@@ -124,18 +124,26 @@ class Pool:
         read_only: bool,
         chunk_size: int = 65536,
         clone_source: int | None = None,
+        require_publication: bool = False,
+        qos: tuple[int, int] = (0, 0),
     ) -> LdevRecord:
         """Durable (metadata and file) when it returns. Same name and size: the existing LDEV.
 
-        With `clone_source` (a snapshot id) the LDEV is left COPYING for the cloner.
+        With `clone_source` (a snapshot id) the LDEV is left COPYING for the cloner. An
+        existing LDEV that should require publication and does not (made by an array that
+        crashed between two commits, before that was one) is made to require it.
         """
         validate_name(name)
         validate_size(size)
         validate_labels(labels)
         existing = self.store.find_ldev_by_name(name)
         if existing is not None:
+            if require_publication and not existing.require_publication:
+                existing = self.store.set_ldev_access(existing.id, require_publication=True)
             return self._same_or_conflict(existing, size)
-        record = self.store.insert_ldev(name, size, read_only, labels, chunk_size, clone_source)
+        record = self.store.insert_ldev(
+            name, size, read_only, labels, chunk_size, clone_source, require_publication, qos
+        )
         return self._materialise(record)
 
     def _same_or_conflict(self, existing: LdevRecord, size: int) -> LdevRecord:
