@@ -163,6 +163,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE journal_group ADD COLUMN applied_write_ns INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE journal_group ADD COLUMN heard TEXT;
     """,
+    # 15: how long host writes waited at the barrier when a snapshot group was taken, kept so
+    #     that showing the group later reports what its creation did.
+    """
+    ALTER TABLE snapshot_group ADD COLUMN stall_micros INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -236,6 +241,7 @@ class SnapshotGroupRecord:
     state: SnapshotState
     created_at: float
     labels: Mapping[str, str] = field(default_factory=dict)
+    stall_micros: int = 0  # how long host writes waited at the barrier that took it
 
 
 class MetadataStore:
@@ -686,13 +692,16 @@ class MetadataStore:
         group = self.get_snapshot_group(group_id) if group_id is not None else None
         return group, [self.get_snapshot(i) for i in ids if i is not None]
 
-    def mark_snapshots_normal(self, snapshot_ids: list[int], group_id: int | None) -> None:
+    def mark_snapshots_normal(self, snapshot_ids: list[int], group_id: int | None, stall_micros: int = 0) -> None:
         with self.transaction() as db:
             db.executemany(
                 "UPDATE snapshot SET state=? WHERE id=?", [(SnapshotState.NORMAL.value, i) for i in snapshot_ids]
             )
             if group_id is not None:
-                db.execute("UPDATE snapshot_group SET state=? WHERE id=?", (SnapshotState.NORMAL.value, group_id))
+                db.execute(
+                    "UPDATE snapshot_group SET state=?, stall_micros=? WHERE id=?",
+                    (SnapshotState.NORMAL.value, stall_micros, group_id),
+                )
 
     def delete_snapshots(self, snapshot_ids: list[int], group_id: int | None = None) -> None:
         with self.transaction() as db:
@@ -858,4 +867,5 @@ def _group(row: sqlite3.Row) -> SnapshotGroupRecord:
         state=SnapshotState(row["state"]),
         created_at=row["created_at"],
         labels=json.loads(row["labels"]),
+        stall_micros=row["stall_micros"],
     )

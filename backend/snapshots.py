@@ -166,7 +166,7 @@ class Snapshots:
             except BaseException:
                 self.store.delete_snapshots([s.id for s in snapshots], group.id if group else None)
                 raise
-            self.store.mark_snapshots_normal([s.id for s in snapshots], group.id if group else None)
+            self.store.mark_snapshots_normal([s.id for s in snapshots], group.id if group else None, int(stall * 1e6))
         log.info(
             "snapshots_taken group=%s snapshots=%s ldevs=%s stall_us=%d",
             group_name or "-",

@@ -11,7 +11,7 @@ from ccopy.units import format_size, parse_size
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 
-PAIR_HEADERS = ("ID", "GROUP", "ROLE", "LDEV", "REMOTE LDEV", "REMOTE SERIAL", "STATE")
+PAIR_HEADERS = ("ID", "GROUP", "ROLE", "LDEV", "NAME", "EXPORT", "REMOTE LDEV", "REMOTE SERIAL", "STATE")
 
 
 def add_objects(objects: argparse._SubParsersAction) -> None:
@@ -61,6 +61,8 @@ def pair_row(pair: pb.Pair) -> list[str]:
         pair.group_name,
         pair.role,
         pair.local_display_id,
+        pair.local_name,
+        pair.export_name or "(publications only)",
         f"{pair.remote_ldev_id:06X}",
         str(pair.remote_serial),
         pb.PairState.Name(pair.state),
@@ -149,6 +151,7 @@ def group_view(group: pb.JournalGroup) -> Any:
                           else "suspend (PFUS)"],
             ["RPO", f"{group.rpo_seconds:g} s" if group.rpo_seconds else "none declared"],
         ]  # fmt: skip
-        return table(("FIELD", "VALUE"), rows) + "\n\n" + table(PAIR_HEADERS, [pair_row(p) for p in group.pairs])
+        pairs = table(PAIR_HEADERS, [pair_row(p) for p in group.pairs]) if group.pairs else "(none)"
+        return table(("FIELD", "VALUE"), rows) + f"\n\npairs of {group.name}:\n" + pairs
 
     return to_dict(group), render

@@ -574,7 +574,7 @@ class SetLdevQosRequest(_message.Message):
     def __init__(self, ldev_id: _Optional[int] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ...) -> None: ...
 
 class Pair(_message.Message):
-    __slots__ = ("id", "group_name", "role", "local_ldev_id", "local_display_id", "remote_ldev_id", "remote_serial", "state", "copied_bytes", "copy_total_bytes")
+    __slots__ = ("id", "group_name", "role", "local_ldev_id", "local_display_id", "remote_ldev_id", "remote_serial", "state", "copied_bytes", "copy_total_bytes", "local_name", "export_name")
     ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -585,6 +585,8 @@ class Pair(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     COPIED_BYTES_FIELD_NUMBER: _ClassVar[int]
     COPY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_NAME_FIELD_NUMBER: _ClassVar[int]
     id: int
     group_name: str
     role: str
@@ -595,7 +597,9 @@ class Pair(_message.Message):
     state: PairState
     copied_bytes: int
     copy_total_bytes: int
-    def __init__(self, id: _Optional[int] = ..., group_name: _Optional[str] = ..., role: _Optional[str] = ..., local_ldev_id: _Optional[int] = ..., local_display_id: _Optional[str] = ..., remote_ldev_id: _Optional[int] = ..., remote_serial: _Optional[int] = ..., state: _Optional[_Union[PairState, str]] = ..., copied_bytes: _Optional[int] = ..., copy_total_bytes: _Optional[int] = ...) -> None: ...
+    local_name: str
+    export_name: str
+    def __init__(self, id: _Optional[int] = ..., group_name: _Optional[str] = ..., role: _Optional[str] = ..., local_ldev_id: _Optional[int] = ..., local_display_id: _Optional[str] = ..., remote_ldev_id: _Optional[int] = ..., remote_serial: _Optional[int] = ..., state: _Optional[_Union[PairState, str]] = ..., copied_bytes: _Optional[int] = ..., copy_total_bytes: _Optional[int] = ..., local_name: _Optional[str] = ..., export_name: _Optional[str] = ...) -> None: ...
 
 class CreatePairRequest(_message.Message):
     __slots__ = ("group_name", "pvol_id", "journal_capacity_bytes", "svol_id", "synchronous")

@@ -99,14 +99,12 @@ def snapshot_message(snapshot: SnapshotRecord) -> pb.Snapshot:
     )
 
 
-def group_message(
-    group: SnapshotGroupRecord, members: list[SnapshotRecord], stall_seconds: float = 0.0
-) -> pb.SnapshotGroup:
+def group_message(group: SnapshotGroupRecord, members: list[SnapshotRecord]) -> pb.SnapshotGroup:
     return pb.SnapshotGroup(
         id=group.id,
         name=group.name,
         snapshots=[snapshot_message(s) for s in members],
-        stall_micros=int(stall_seconds * 1e6),
+        stall_micros=group.stall_micros,
         labels=dict(group.labels),
         created_at=timestamp(group.created_at),
     )

@@ -28,6 +28,7 @@ DEFAULT_JOURNAL_CAPACITY = 1 << 30
 def pair_message(array: Array, pair: PairRecord) -> pb.Pair:
     replicator = array.replicators.get(pair.group_id)
     copied, total = replicator.copy_progress.get(pair.id, (0, 0)) if replicator else (0, 0)
+    ldev = array.store.find_ldev(pair.local_ldev)
     return pb.Pair(
         id=pair.id,
         group_name=array.store.get_journal_group(pair.group_id).name,
@@ -39,6 +40,8 @@ def pair_message(array: Array, pair: PairRecord) -> pb.Pair:
         state=pb.PairState.Value(pair.state.value),
         copied_bytes=copied,
         copy_total_bytes=total,
+        local_name=ldev.name if ldev else "",
+        export_name=ldev.name if ldev and not ldev.require_publication else "",
     )
 
 

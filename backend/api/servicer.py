@@ -206,7 +206,7 @@ class ArrayServicer(ReplicationRpcs, pb_grpc.ArrayServicer):
         ids = [_require_id(i) for i in request.ldev_ids]
         taken = self.array.snapshots.create_group(request.name, ids, dict(request.labels))
         assert taken.group is not None
-        return group_message(taken.group, taken.snapshots, taken.stall_seconds)
+        return group_message(taken.group, taken.snapshots)
 
     def DeleteSnapshotGroup(
         self, request: pb.DeleteSnapshotGroupRequest, context: grpc.ServicerContext

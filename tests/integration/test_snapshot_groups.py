@@ -105,6 +105,8 @@ def test_two_hundred_group_snapshots_under_writers_hold_prefixes(array_proc, stu
         assert lengths[1] <= lengths[0], f"{group.name}: LDEV 2 holds a record LDEV 1 lacks"
         assert lengths[3] <= lengths[2], f"{group.name}: LDEV 4 holds a record LDEV 3 lacks"
         moved.add(tuple(lengths))
+        shown = stub.GetSnapshotGroup(pb.GetSnapshotGroupRequest(id=group.id))
+        assert shown.stall_micros == group.stall_micros  # showing it later tells what taking it did
         stub.DeleteSnapshotGroup(pb.DeleteSnapshotGroupRequest(id=group.id))
     assert len(moved) > 10, "the writers barely moved during the snapshots: the test proved little"
     print(f"group stall over 200 groups: max {max(stalls)} us, median {sorted(stalls)[100]} us")

@@ -70,9 +70,12 @@ def test_pair_and_journal_status_from_the_cli(sites):
     assert created["role"] == "main" and created["state"] in ("COPY", "PAIR")
     write(sites.main.nbd_address, "orders", 0, b"order" * 100)
     sites.wait_in_sync("crm")
-    assert "PAIR" in ctl(sites.main.api_address, "pair", "list")
+    listed = ctl(sites.main.api_address, "pair", "list")
+    assert "PAIR" in listed and "orders" in listed.splitlines()[1]  # the LDEV's name and export, not ids alone
     shown = ctl(sites.backup.api_address, "journal", "show", "crm")
-    assert "backup side" in shown and "lag" in shown
+    assert "backup side" in shown and "lag" in shown and "last contact" in shown and "pairs of crm:" in shown
+    point = next(line for line in shown.splitlines() if line.startswith("recovery point"))
+    assert not point.rstrip().endswith("none"), point  # the backup holds writes up to a known main-site time
     status = json.loads(ctl(sites.backup.api_address, "-o", "json", "journal", "show", "crm"))
     assert status["applied_seq"] == status["main_seq"]
     split = ctl(sites.main.api_address, "pair", "split", "crm", "--svol-writable")
