@@ -71,11 +71,16 @@ def add_array_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--metrics", default=env("METRICS", ""), help="serve Prometheus /metrics on HOST:PORT [CCOPY_METRICS]"
     )
+    serve.add_argument(
+        "--insecure", action="store_true", default=env("INSECURE", "") == "1",
+        help="serve the API without TLS or NBD on a non-loopback address anyway [CCOPY_INSECURE=1]",
+    )  # fmt: skip
     serve.set_defaults(run=run_array_serve)
 
 
 def run_array_serve(args: argparse.Namespace) -> int:
-    from backend.api.server import ArrayConfig, serve
+    from backend.api.exposure import unprotected
+    from backend.api.server import ArrayConfig, serve, split_address
     from backend.errors import ArrayError
 
     tls = TlsFiles(
@@ -103,6 +108,19 @@ def run_array_serve(args: argparse.Namespace) -> int:
         path_watch=args.path_watch_seconds,
         metrics=args.metrics,
     )
+    try:
+        api_host, nbd_host = split_address(args.api)[0], split_address(args.nbd)[0]
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    open_to_network = list(unprotected(api_host, tls.cert is not None, nbd_host))
+    if open_to_network and not args.insecure:
+        print(f"error: refusing to serve {' and '.join(open_to_network)}: anyone who reaches it could read, "
+              "write or delete every LDEV. Use a loopback address, or TLS, or --insecure to accept that",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    for what in open_to_network:
+        print(f"WARNING: --insecure: serving {what}; anyone who reaches it has the array", file=sys.stderr)
     try:
         serve(config)
     except (ArrayError, OSError, ValueError) as exc:

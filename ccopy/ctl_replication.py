@@ -109,7 +109,8 @@ def pair_takeover(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     answer = stub.Takeover(pb.TakeoverRequest(group_name=args.group, force=args.force), timeout=60)
     lost = answer.given_up
     data, render = group_view(answer.group)
-    return {**data, "given_up": to_dict(lost)}, lambda: render() + "\n\ngiven up: " + given_up_words(lost)
+    summary = "lost by this takeover (given up): " + given_up_words(lost)
+    return {**data, "given_up": to_dict(lost)}, lambda: render() + "\n\n" + summary
 
 
 @wrap
@@ -143,7 +144,8 @@ def group_view(group: pb.JournalGroup) -> Any:
             ["pending", f"{group.pending_records} records, {format_size(group.pending_bytes)}"],
             ["lag", f"{group.lag_seconds:.3f} s"],
             ["recovery point", moment(group.recovery_point)],
-            *([["last contact", moment(group.last_contact) + " (pending and lag as of then)"]]
+            *([["last contact", moment(group.last_contact) + " (pending counted then; lag: how old the oldest "
+                                                                "write missing here is now)"]]
               if group.role == "backup" else []),
             ["transfer", f"{format_size(int(group.transfer_bytes_per_second))}/s"],
             ["split", f"after sequence {group.split_seq}" if group.split else "no"],
