@@ -72,6 +72,18 @@ def add_array_parser(commands: argparse._SubParsersAction) -> None:
         "--metrics", default=env("METRICS", ""), help="serve Prometheus /metrics on HOST:PORT [CCOPY_METRICS]"
     )
     serve.add_argument(
+        "--nbd-tls-cert", default=env("NBD_TLS_CERT"), help="NBD over TLS: certificate [CCOPY_NBD_TLS_CERT]"
+    )
+    serve.add_argument("--nbd-tls-key", default=env("NBD_TLS_KEY"), help="NBD over TLS: key [CCOPY_NBD_TLS_KEY]")
+    serve.add_argument(
+        "--nbd-tls-client-ca", default=env("NBD_TLS_CLIENT_CA"),
+        help="require NBD client certificates from this CA; their common name is the host [CCOPY_NBD_TLS_CLIENT_CA]",
+    )  # fmt: skip
+    serve.add_argument(
+        "--nbd-tls-mode", choices=("required", "optional"), default=env("NBD_TLS_MODE", "required"),
+        help="with an NBD certificate: refuse plaintext clients (required) or serve both [CCOPY_NBD_TLS_MODE]",
+    )  # fmt: skip
+    serve.add_argument(
         "--insecure", action="store_true", default=env("INSECURE", "") == "1",
         help="serve the API without TLS or NBD on a non-loopback address anyway [CCOPY_INSECURE=1]",
     )  # fmt: skip
@@ -92,6 +104,13 @@ def run_array_serve(args: argparse.Namespace) -> int:
     if tls.ca is not None and tls.cert is None:
         print("error: --tls-client-ca needs --tls-cert and --tls-key", file=sys.stderr)
         return 2
+    nbd_tls = TlsFiles(
+        cert=optional_path(args.nbd_tls_cert), key=optional_path(args.nbd_tls_key),
+        ca=optional_path(args.nbd_tls_client_ca),
+    )  # fmt: skip
+    if (nbd_tls.cert is None) != (nbd_tls.key is None) or (nbd_tls.ca is not None and nbd_tls.cert is None):
+        print("error: --nbd-tls-cert and --nbd-tls-key go together; --nbd-tls-client-ca needs them", file=sys.stderr)
+        return 2
     config = ArrayConfig(
         pool=Path(args.pool),
         serial=args.serial,
@@ -107,13 +126,16 @@ def run_array_serve(args: argparse.Namespace) -> int:
         link_delay=args.link_delay_ms / 1000,
         path_watch=args.path_watch_seconds,
         metrics=args.metrics,
+        nbd_tls=nbd_tls,
+        nbd_tls_required=args.nbd_tls_mode == "required",
     )
     try:
         api_host, nbd_host = split_address(args.api)[0], split_address(args.nbd)[0]
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    open_to_network = list(unprotected(api_host, tls.cert is not None, nbd_host))
+    nbd_tls_required = nbd_tls.cert is not None and args.nbd_tls_mode == "required"
+    open_to_network = list(unprotected(api_host, tls.cert is not None, nbd_host, nbd_tls_required))
     if open_to_network and not args.insecure:
         print(f"error: refusing to serve {' and '.join(open_to_network)}: anyone who reaches it could read, "
               "write or delete every LDEV. Use a loopback address, or TLS, or --insecure to accept that",

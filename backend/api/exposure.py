@@ -1,7 +1,7 @@
 """Secure by default: which listeners would let anyone who reaches them in.
 
 Without TLS the management API lets any caller delete every LDEV, and the NBD data
-path (no TLS yet) lets any client read and write the LDEVs it can name. On a loopback
+path lets any client read and write the LDEVs it can name. On a loopback
 address only this machine reaches them; anywhere else the array refuses to start
 unless told `--insecure`, and then says so loudly.
 """
@@ -24,9 +24,9 @@ def is_loopback(host: str) -> bool:
         return False  # a name other than localhost: it may resolve to anything
 
 
-def unprotected(api_host: str, api_tls: bool, nbd_host: str) -> Iterator[str]:
+def unprotected(api_host: str, api_tls: bool, nbd_host: str, nbd_tls_required: bool = False) -> Iterator[str]:
     """What would be open to the network, in words for the refusal or the warning."""
     if not api_tls and not is_loopback(api_host):
         yield f"the management API on {api_host or 'every interface'} without TLS (--tls-cert, --tls-key)"
-    if not is_loopback(nbd_host):
-        yield f"the NBD data path on {nbd_host or 'every interface'} without TLS"
+    if not nbd_tls_required and not is_loopback(nbd_host):
+        yield f"the NBD data path on {nbd_host or 'every interface'} without TLS (--nbd-tls-cert, --nbd-tls-key)"

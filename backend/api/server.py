@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from backend.api.metrics import ArrayMetrics
 from backend.api.remote_client import CHANNEL_OPTIONS, RemoteClient
 from backend.api.servicer import ERROR_TABLE, ArrayServicer
 from backend.array import Array
+from backend.nbd.handshake import TlsMode
 from backend.nbd.server import NbdConfig, NbdServer
 from backend.path_watch import DEFAULT_WATCH_SECONDS
 from backend.pool import Pool
@@ -48,6 +50,23 @@ class ArrayConfig:
     path_watch: float = DEFAULT_WATCH_SECONDS
     # HOST:PORT of the Prometheus /metrics endpoint; empty: none.
     metrics: str = ""
+    # NBD over TLS: server certificate and key, and the CA of client certificates (the host
+    # identity); required refuses plaintext clients.
+    nbd_tls: TlsFiles = field(default_factory=TlsFiles)
+    nbd_tls_required: bool = True
+
+
+def nbd_tls_context(files: TlsFiles) -> ssl.SSLContext | None:
+    """The data path's TLS: None without a certificate; client certificates from `files.ca`
+    are then required, and their common name is the host (publications name hosts)."""
+    if files.cert is None or files.key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(files.cert), str(files.key))
+    if files.ca is not None:
+        context.load_verify_locations(str(files.ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -80,9 +99,15 @@ async def start_array(config: ArrayConfig) -> ArrayProcess:
     array = Array(Pool(config.pool, config.serial), chunk_size=config.chunk_size)
     metrics = ArrayMetrics(array) if config.metrics else None
     nbd_host, nbd_port = split_address(config.nbd)
+    tls_context = nbd_tls_context(config.nbd_tls)
+    tls_mode = TlsMode.OFF if tls_context is None else TlsMode.REQUIRED if config.nbd_tls_required else TlsMode.OPTIONAL
     nbd = NbdServer(
-        array, NbdConfig(host=nbd_host, port=nbd_port, handshake_timeout=config.handshake_timeout, observer=metrics)
-    )
+        array,
+        NbdConfig(
+            host=nbd_host, port=nbd_port, handshake_timeout=config.handshake_timeout, observer=metrics,
+            tls_context=tls_context, tls_mode=tls_mode,
+        ),
+    )  # fmt: skip
     bound_host, bound_port = await nbd.start()
     nbd_address = f"{bound_host}:{bound_port}"
     server = grpc.server(

@@ -64,8 +64,21 @@ class Negotiated:
 class Phase(Enum):
     CLIENT_FLAGS = "client_flags"
     OPTIONS = "options"
+    # NBD_OPT_STARTTLS acknowledged: the next bytes are the TLS handshake, which the
+    # server runs; it calls `tls_started` and options go on inside TLS.
+    STARTING_TLS = "starting_tls"
     TRANSMISSION = "transmission"
     ABORTED = "aborted"
+
+
+class TlsMode(Enum):
+    """NBD over TLS (proto.md, "TLS support"): off (STARTTLS unsupported), optional
+    (plaintext clients served too), required (every option but STARTTLS and ABORT
+    answered NBD_REP_ERR_TLS_REQD until TLS is on)."""
+
+    OFF = "off"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
 
 
 def transmission_flags(export: ExportInfo, structured_replies: bool) -> TransmissionFlag:
@@ -136,6 +149,8 @@ class ServerHandshake:
     _meta_export: str | None = None
     _meta_contexts: dict[int, str] = field(default_factory=dict)
     _options_seen: int = 0
+    tls: TlsMode = TlsMode.OFF
+    tls_active: bool = False
 
     @staticmethod
     def greeting() -> bytes:
@@ -146,6 +161,21 @@ class ServerHandshake:
     def done(self) -> bool:
         return self.phase in (Phase.TRANSMISSION, Phase.ABORTED)
 
+    @property
+    def starting_tls(self) -> bool:
+        """STARTTLS was acknowledged: the server must now run the TLS handshake."""
+        return self.phase is Phase.STARTING_TLS
+
+    def tls_started(self) -> None:
+        """The TLS handshake succeeded: options go on, encrypted."""
+        if self.phase is not Phase.STARTING_TLS:
+            raise HandshakeError("TLS started without NBD_OPT_STARTTLS")
+        self.tls_active = True
+        self.phase = Phase.OPTIONS
+        # What was negotiated in plaintext does not carry over into TLS (proto.md).
+        self.structured_replies = False
+        self._meta_export, self._meta_contexts = None, {}
+
     def leftover(self) -> bytes:
         """Bytes received after the handshake ended: the first transmission requests."""
         data = bytes(self._buffer)
@@ -155,7 +185,7 @@ class ServerHandshake:
     def receive(self, data: bytes) -> bytes:
         self._buffer += data
         out = bytearray()
-        while not self.done:
+        while not self.done and self.phase is not Phase.STARTING_TLS:
             reply = self._step()
             if reply is None:
                 break
@@ -191,11 +221,17 @@ class ServerHandshake:
         return self._option(option, data)
 
     def _option(self, option: int, data: bytes) -> bytes:
+        tls_missing = self.tls is TlsMode.REQUIRED and not self.tls_active
         if option == Option.EXPORT_NAME:
+            if tls_missing:  # no way to refuse this option but to hang up (proto.md)
+                raise HandshakeError("NBD_OPT_EXPORT_NAME before TLS, which this server requires")
             return self._export_name(data)
         if not self.fixed_newstyle:
             raise HandshakeError(f"option {option} needs fixed newstyle negotiation")
+        if tls_missing and option not in (Option.STARTTLS, Option.ABORT):
+            return option_reply(option, OptionReply.ERR_TLS_REQD, b"this server requires TLS: NBD_OPT_STARTTLS")
         handlers = {
+            Option.STARTTLS: self._starttls,
             Option.ABORT: self._abort,
             Option.LIST: self._list,
             Option.INFO: self._info_or_go,
@@ -224,6 +260,18 @@ class ServerHandshake:
         assert self.result is not None
         reply = struct.pack(">QH", export.size, self.result.flags)
         return reply if self.no_zeroes else reply + bytes(124)
+
+    def _starttls(self, option: int, data: bytes) -> bytes:
+        if data:
+            raise _OptionInvalid("NBD_OPT_STARTTLS takes no data")
+        if self.tls is TlsMode.OFF:
+            return option_reply(option, OptionReply.ERR_UNSUP, b"this server has no TLS configured")
+        if self.tls_active:
+            raise _OptionInvalid("TLS is already on")
+        if self._buffer:  # proto.md: nothing may follow STARTTLS before its reply
+            raise HandshakeError("data after NBD_OPT_STARTTLS before its reply")
+        self.phase = Phase.STARTING_TLS
+        return option_reply(option, OptionReply.ACK)
 
     def _abort(self, option: int, data: bytes) -> bytes:
         self.phase = Phase.ABORTED

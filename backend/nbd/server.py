@@ -16,6 +16,7 @@ import collections
 import errno
 import itertools
 import logging
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from backend.array import Array, Session
 from backend.errors import ArrayError
 from backend.ldev_id import format_ldev_id
 from backend.nbd.constants import BASE_ALLOCATION_ID, Command, CommandFlag, Errno
-from backend.nbd.handshake import ExportInfo, HandshakeError, Negotiated, ServerHandshake
+from backend.nbd.handshake import ExportInfo, HandshakeError, Negotiated, ServerHandshake, TlsMode
 from backend.nbd.transmission import (
     OversizedWrite,
     ProtocolError,
@@ -57,10 +58,23 @@ class NbdConfig:
     workers: int = 8
     # Told of every reply (metrics); None: nobody listens.
     observer: RequestObserver | None = None
+    # NBD over TLS (NBD_OPT_STARTTLS): the server's context (with the client CA when
+    # client certificates are required) and whether plaintext clients are refused.
+    tls_context: ssl.SSLContext | None = None
+    tls_mode: TlsMode = TlsMode.OFF
 
 
 class RequestObserver(Protocol):
     def request_done(self, ldev_id: int, command: int, seconds: float, failed: bool) -> None: ...
+
+
+def certificate_name(certificate: dict | None) -> str:
+    """The common name of a verified peer certificate ("" without one): the host it names."""
+    for rdn in (certificate or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return ""
 
 
 def errno_for(exc: BaseException) -> Errno:
@@ -87,7 +101,9 @@ class NbdConnection(asyncio.BufferedProtocol):
         self.config = config
         self.executor = executor
         self.id = next(_connection_ids)
-        self.handshake = ServerHandshake(lookup=self._lookup, list_exports=array.export_names)
+        self.handshake = ServerHandshake(lookup=self._lookup, list_exports=array.export_names, tls=config.tls_mode)
+        self.peer_certificate_name = ""  # the client certificate's common name, once TLS is on
+        self._tls_task: asyncio.Task[None] | None = None
         self.parser = RequestParser()
         self.negotiated: Negotiated | None = None
         self.session: Session | None = None
@@ -172,6 +188,14 @@ class NbdConnection(asyncio.BufferedProtocol):
         if out:
             self._send(out)
             self._flush_out()
+        if self.handshake.starting_tls:
+            # Once: the client's first options may come in before the TLS handshake is over; the
+            # handshake machine keeps them for when it is.
+            if not self._tls_task:
+                assert self.transport is not None
+                self.transport.pause_reading()  # the next bytes are the client's TLS hello: not ours to read
+                self._tls_task = asyncio.get_running_loop().create_task(self._start_tls())
+            return
         if not self.handshake.done:
             return
         if self._timer:
@@ -202,6 +226,32 @@ class NbdConnection(asyncio.BufferedProtocol):
         )
         self.parser.feed(self.handshake.leftover())
         self._serve_requests()
+
+    async def _start_tls(self) -> None:
+        """Run the TLS handshake on this connection, then go on with the options inside it."""
+        assert self.transport is not None and self.config.tls_context is not None
+        plain = self.transport
+        try:
+            secured = await asyncio.get_running_loop().start_tls(
+                plain, self, self.config.tls_context, server_side=True,
+                ssl_handshake_timeout=self.config.handshake_timeout,
+            )  # fmt: skip
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            secured, reason = None, type(exc).__name__
+        else:
+            reason = "connection closed during the TLS handshake"
+        if secured is None or self.lost:
+            log.warning("nbd_tls_refused conn=%d peer=%s reason=%s", self.id, self.peer, reason)
+            self.closing = True
+            plain.abort()
+            return
+        self.transport = secured
+        self.peer_certificate_name = certificate_name(secured.get_extra_info("peercert"))
+        self.handshake.tls_started()
+        log.info("nbd_tls conn=%d peer=%s certificate=%s", self.id, self.peer, self.peer_certificate_name or "-")
+        # Options the client sent right behind its TLS handshake came in while it was finishing.
+        self._handshake(b"")
+        self._flush_out()
 
     def _handshake_timed_out(self) -> None:
         if self.negotiated is None:
