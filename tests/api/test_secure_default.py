@@ -25,6 +25,7 @@ def test_what_counts_as_this_machine_only(host, loopback):
 def test_each_open_listener_is_named():
     assert list(unprotected("127.0.0.1", False, "127.0.0.1")) == []
     assert list(unprotected("0.0.0.0", True, "127.0.0.1")) == []  # the API with TLS may face the network
+    assert list(unprotected("127.0.0.1", False, "0.0.0.0", nbd_tls_required=True)) == []  # NBD with TLS too
     problems = list(unprotected("0.0.0.0", False, "10.0.0.5"))
     assert "management API on 0.0.0.0 without TLS" in problems[0] and "NBD data path on 10.0.0.5" in problems[1]
 

@@ -18,7 +18,7 @@ from backend.nbd.constants import (
     OptionReply,
     TransmissionFlag,
 )
-from backend.nbd.handshake import ExportInfo, HandshakeError, Phase, ServerHandshake
+from backend.nbd.handshake import ExportInfo, HandshakeError, Phase, ServerHandshake, TlsMode
 
 EXPORTS = {"vol": ExportInfo("vol", 1 << 20, False), "ro": ExportInfo("ro", 4096, True)}
 
@@ -247,3 +247,56 @@ def test_garbage_never_escapes_as_anything_but_handshake_error(garbage):
     hs = machine()
     with contextlib.suppress(HandshakeError):
         hs.receive(struct.pack(">I", 3) + garbage)
+
+
+# -- NBD_OPT_STARTTLS (proto.md, "TLS support") ------------------------------------
+def tls_machine(mode: TlsMode) -> ServerHandshake:
+    hs = ServerHandshake(lookup=EXPORTS.get, list_exports=lambda: sorted(EXPORTS), tls=mode)
+    hs.receive(struct.pack(">I", 3))
+    return hs
+
+
+def test_without_tls_starttls_is_unsupported_and_negotiation_goes_on():
+    hs = tls_machine(TlsMode.OFF)
+    assert replies(hs.receive(option(Option.STARTTLS)))[-1][1] == OptionReply.ERR_UNSUP
+    hs.receive(option(Option.GO, go_data("vol")))
+    assert hs.phase is Phase.TRANSMISSION
+
+
+def test_tls_required_refuses_every_option_but_starttls_and_abort_in_plaintext():
+    hs = tls_machine(TlsMode.REQUIRED)
+    for opt, data in ((Option.LIST, b""), (Option.INFO, go_data("vol")), (Option.GO, go_data("vol")),
+                      (Option.STRUCTURED_REPLY, b"")):  # fmt: skip
+        assert replies(hs.receive(option(opt, data)))[-1][1] == OptionReply.ERR_TLS_REQD
+    assert hs.phase is Phase.OPTIONS and hs.result is None
+    with pytest.raises(HandshakeError):
+        hs.receive(option(Option.EXPORT_NAME, b"vol"))  # no way to refuse it but to hang up
+
+
+def test_starttls_waits_for_the_tls_handshake_then_options_go_on_inside_it():
+    hs = tls_machine(TlsMode.REQUIRED)
+    hs.receive(option(Option.STRUCTURED_REPLY))  # refused in plaintext: nothing negotiated
+    assert replies(hs.receive(option(Option.STARTTLS)))[-1][1] == OptionReply.ACK
+    assert hs.starting_tls
+    assert hs.receive(option(Option.GO, go_data("vol"))) == b""  # behind the TLS handshake: kept
+    hs.tls_started()
+    assert replies(hs.receive(b""))[-1][1] == OptionReply.ACK and hs.phase is Phase.TRANSMISSION
+    assert hs.result is not None and not hs.result.structured_replies
+    with pytest.raises(HandshakeError):
+        tls_machine(TlsMode.OPTIONAL).tls_started()  # TLS without STARTTLS
+
+
+def test_plaintext_negotiation_does_not_carry_into_tls_and_starttls_twice_is_invalid():
+    hs = tls_machine(TlsMode.OPTIONAL)
+    assert replies(hs.receive(option(Option.STRUCTURED_REPLY)))[-1][1] == OptionReply.ACK
+    hs.receive(option(Option.STARTTLS))
+    hs.tls_started()
+    assert not hs.structured_replies
+    assert replies(hs.receive(option(Option.STARTTLS)))[-1][1] == OptionReply.ERR_INVALID
+    assert replies(hs.receive(option(Option.STARTTLS, b"x")))[-1][1] == OptionReply.ERR_INVALID
+
+
+def test_tls_optional_still_serves_plaintext_clients():
+    hs = tls_machine(TlsMode.OPTIONAL)
+    hs.receive(option(Option.GO, go_data("vol")))
+    assert hs.phase is Phase.TRANSMISSION
