@@ -9,6 +9,12 @@ system); fio's nbd engine (libnbd) drives three workloads against each:
 
 Prints one table with MiB/s, IOPS and the array's ratio to each peer.
 Run with `make bench` or `python -m bench.nbd_fio [--runtime 20] [--size 1G]`.
+
+`--tls` runs every server a second time with NBD over TLS (x509, client
+certificates required: the array with --nbd-tls-*, nbdkit with --tls=require,
+qemu-nbd with tls-creds-x509) and prints the cost of TLS for each. fio's libnbd
+refuses certificate paths in URIs, so with TLS it runs as an unprivileged user
+whose ~/.pki/libnbd holds the client certificate (libnbd's default place).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pathlib import Path
 import grpc
 
 from ccopy.launch import ArrayProcessHandle
+from ccopy.pki import CertificateAuthority
 from ccopy.units import parse_size
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
@@ -68,49 +75,94 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
+@dataclass(frozen=True)
+class Tls:
+    """Certificates for one TLS run: the servers' folder (ca-cert.pem, server-cert.pem,
+    server-key.pem) and the home of the user fio runs as (~/.pki/libnbd)."""
+
+    server: Path
+    home: Path
+
+    @staticmethod
+    def make(folder: Path) -> Tls:
+        ca = CertificateAuthority(folder / "pki", "bench-ca")
+        server, client = ca.issue("server", san="IP:127.0.0.1"), ca.issue("bench-client")
+        served, home = folder / "server", folder / "home"
+        for target, files in ((served, {"server-cert.pem": server.cert, "server-key.pem": server.key}),
+                              (home / ".pki" / "libnbd", {"client-cert.pem": client.cert,
+                                                          "client-key.pem": client.key})):  # fmt: skip
+            target.mkdir(parents=True)
+            shutil.copy(ca.cert, target / "ca-cert.pem")
+            for name, source in files.items():
+                shutil.copy(source, target / name)
+        for path in [folder, *folder.rglob("*")]:  # fio's user reads its certificates
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        return Tls(served, home)
+
+    def uri(self, address: str) -> str:
+        return f"nbds://{address}/{EXPORT}"
+
+
 @contextmanager
-def ccopy_array(work: Path, size: int) -> Iterator[str]:
-    handle = ArrayProcessHandle(pool=work / "pool", serial=1, log_path=work / "array.log")
+def ccopy_array(work: Path, size: int, tls: Tls | None = None) -> Iterator[str]:
+    extra = []
+    if tls is not None:
+        extra = ["--nbd-tls-cert", str(tls.server / "server-cert.pem"),
+                 "--nbd-tls-key", str(tls.server / "server-key.pem"),
+                 "--nbd-tls-client-ca", str(tls.server / "ca-cert.pem")]  # fmt: skip
+    handle = ArrayProcessHandle(pool=work / "pool", serial=1, log_path=work / "array.log", extra_args=extra)
     handle.start()
     try:
         with grpc.insecure_channel(handle.api_address) as channel:
             pb_grpc.ArrayStub(channel).CreateLdev(pb.CreateLdevRequest(name=EXPORT, size_bytes=size))
-        yield f"nbd://{handle.nbd_address}/{EXPORT}"
+        yield tls.uri(handle.nbd_address) if tls else f"nbd://{handle.nbd_address}/{EXPORT}"
     finally:
         handle.stop()
 
 
 @contextmanager
-def peer(argv_for_port, image: Path, size: int) -> Iterator[str]:
+def peer(argv_for_port, image: Path, size: int, tls: Tls | None) -> Iterator[str]:
     with open(image, "wb") as f:
         f.truncate(size)
     port = free_port()
     proc = subprocess.Popen(argv_for_port(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
-        yield f"nbd://127.0.0.1:{port}/{EXPORT}"
+        yield tls.uri(f"127.0.0.1:{port}") if tls else f"nbd://127.0.0.1:{port}/{EXPORT}"
     finally:
         proc.terminate()
         proc.wait(10)
 
 
-def nbdkit(work: Path, size: int):
+def nbdkit(work: Path, size: int, tls: Tls | None = None):
     image = work / "nbdkit.img"
-    argv = lambda port: ["nbdkit", "-f", "-i", "127.0.0.1", "-p", str(port), "-e", EXPORT, "file", f"file={image}"]  # noqa: E731
-    return peer(argv, image, size)
+    secure = ["--tls=require", f"--tls-certificates={tls.server}", "--tls-verify-peer"] if tls else []
+    argv = lambda port: ["nbdkit", "-f", "-i", "127.0.0.1", "-p", str(port), "-e", EXPORT, *secure,  # noqa: E731
+                         "file", f"file={image}"]  # fmt: skip
+    return peer(argv, image, size, tls)
 
 
-def qemu_nbd(work: Path, size: int):
+def qemu_nbd(work: Path, size: int, tls: Tls | None = None):
     image = work / "qemu.img"
+    secure = ["--object", f"tls-creds-x509,id=tls0,dir={tls.server},endpoint=server,verify-peer=on",
+              "--tls-creds", "tls0"] if tls else []  # fmt: skip
     argv = lambda port: [  # noqa: E731
         "qemu-nbd", "-f", "raw", "-t", "-e", "16", "-b", "127.0.0.1", "-p", str(port), "-x", EXPORT,
-        "--aio=threads", "--cache=writeback", str(image),
+        "--aio=threads", "--cache=writeback", *secure, str(image),
     ]  # fmt: skip
-    return peer(argv, image, size)
+    return peer(argv, image, size, tls)
 
 
-def fio(uri: str, name: str, params: dict[str, str], size: int, runtime: int) -> Result:
-    argv = ["fio", f"--name={name}", "--ioengine=nbd", f"--uri={uri}", f"--size={size}", "--output-format=json"]
+def fio_argv(tls: Tls | None) -> list[str]:
+    """fio itself, as the user whose home holds the client certificate when TLS is on."""
+    if tls is None:
+        return ["fio"]
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", f"HOME={tls.home}", "fio"]
+
+
+def fio(uri: str, name: str, params: dict[str, str], size: int, runtime: int, tls: Tls | None = None) -> Result:
+    argv = [*fio_argv(tls), f"--name={name}", "--ioengine=nbd", f"--uri={uri}", f"--size={size}"]
+    argv += ["--output-format=json"]
     argv += [f"--runtime={runtime}", "--time_based", "--ramp_time=2", "--numjobs=1", "--randrepeat=0"]
     argv += [f"--{k}={v}" for k, v in params.items()]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
@@ -125,10 +177,10 @@ def fio(uri: str, name: str, params: dict[str, str], size: int, runtime: int) ->
     )
 
 
-def prefill(uri: str, size: int) -> None:
+def prefill(uri: str, size: int, tls: Tls | None = None) -> None:
     """Write the whole export once so random reads hit data, not holes."""
     subprocess.run(
-        ["fio", "--name=prefill", "--ioengine=nbd", f"--uri={uri}", f"--size={size}", "--rw=write", "--bs=1M",
+        [*fio_argv(tls), "--name=prefill", "--ioengine=nbd", f"--uri={uri}", f"--size={size}", "--rw=write", "--bs=1M",
          "--iodepth=4", "--output-format=json"],
         capture_output=True, check=True,
     )  # fmt: skip
@@ -149,6 +201,7 @@ def main() -> int:
     parser.add_argument("--size", default="1G")
     parser.add_argument("--runtime", type=int, default=15, help="seconds per workload")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp"), help="folder on the file system under test")
+    parser.add_argument("--tls", action="store_true", help="also run every server with NBD over TLS")
     args = parser.parse_args()
     for tool in ("fio", "nbdkit", "qemu-nbd"):
         if shutil.which(tool) is None:
@@ -157,24 +210,43 @@ def main() -> int:
     size = parse_size(args.size)
     servers = {"ccopy array": ccopy_array, "nbdkit file": nbdkit, "qemu-nbd": qemu_nbd}
     results: dict[str, dict[str, Result]] = {}
+    secured: dict[str, dict[str, Result]] = {}
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="ccopy-bench-") as tmp:
+        if args.tls:
+            Path(tmp).chmod(0o755)  # fio's unprivileged user reaches its certificates through it
+        tls = Tls.make(Path(tmp) / "tls") if args.tls else None
         for server, start in servers.items():
-            work = Path(tmp) / server.replace(" ", "-")
-            work.mkdir()
-            with start(work, size) as uri:
-                prefill(uri, size)
-                results[server] = {w: fio(uri, w, p, size, args.runtime) for w, p in WORKLOADS.items()}
-                print(f"measured {server}", file=sys.stderr, flush=True)
+            for mode, into in ((None, results), (tls, secured)) if tls else ((None, results),):
+                work = Path(tmp) / (server.replace(" ", "-") + ("-tls" if mode else ""))
+                work.mkdir()
+                with start(work, size, mode) as uri:
+                    prefill(uri, size, mode)
+                    into[server] = {w: fio(uri, w, p, size, args.runtime, mode) for w, p in WORKLOADS.items()}
+                    print(f"measured {server}{' over TLS' if mode else ''}", file=sys.stderr, flush=True)
     print(render(results, size, args.runtime))
+    if secured:
+        print("\nNBD over TLS (x509, client certificates required)\n")
+        print(render(secured, size, args.runtime, heading=False))
+        print("\n" + render_cost(results, secured))
     return 0
 
 
-def render(results: dict[str, dict[str, Result]], size: int, runtime: int) -> str:
+def render_cost(plain: dict[str, dict[str, Result]], secured: dict[str, dict[str, Result]]) -> str:
+    """IOPS over TLS as a share of the same server's without it."""
+    lines = ["| workload | " + " | ".join(f"{s}: TLS / plain" for s in plain) + " |",
+             "| --- |" + " --- |" * len(plain)]  # fmt: skip
+    for workload in WORKLOADS:
+        shares = [secured[s][workload].iops / plain[s][workload].iops for s in plain]
+        lines.append(f"| {workload} | " + " | ".join(f"{share:.2f}" for share in shares) + " |")
+    return "\n".join(lines)
+
+
+def render(results: dict[str, dict[str, Result]], size: int, runtime: int, heading: bool = True) -> str:
     ours = results["ccopy array"]
+    head = [f"fio --ioengine=nbd, {size >> 20} MiB export, {runtime} s per workload, {time.strftime('%Y-%m-%d')}",
+            machine(), ""] if heading else []  # fmt: skip
     lines = [
-        f"fio --ioengine=nbd, {size >> 20} MiB export, {runtime} s per workload, {time.strftime('%Y-%m-%d')}",
-        machine(),
-        "",
+        *head,
         "| workload | ccopy array | nbdkit file | qemu-nbd | array / nbdkit | array / qemu-nbd |",
         "| --- | --- | --- | --- | --- | --- |",
     ]

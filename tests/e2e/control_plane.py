@@ -17,8 +17,8 @@ import yaml
 from kubernetes import client, config
 
 from ccopy.launch import free_port
+from ccopy.pki import CertificateAuthority, openssl
 from tests.e2e.processes import Processes, http_ok
-from tests.pki import CertificateAuthority, openssl
 
 K8S_BIN = Path(os.environ.get("CCOPY_K8S_BIN", Path.home() / ".cache" / "ccopy-k8s" / "bin"))
 K8S_CRDS = Path(os.environ.get("CCOPY_K8S_CRDS", Path.home() / ".cache" / "ccopy-k8s" / "crds"))

@@ -17,11 +17,11 @@ import grpc
 import pytest
 
 from ccopy.launch import ArrayProcessHandle
+from ccopy.pki import CertificateAuthority
 from ccopy.waiting import wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from tests.conftest import require_root, require_tools
-from tests.pki import CertificateAuthority
 
 MIB = 1 << 20
 

@@ -1,4 +1,5 @@
-"""Certificates made with openssl for tests: a CA, servers with SANs, clients with groups.
+"""Certificates made with openssl for the tests, the benchmarks and the demo: a CA, servers
+with SANs, clients with groups.
 
 Kubernetes reads a client certificate's CN as the user name and its O as the
 groups, so one CA gives every test component an identity RBAC can judge; the
