@@ -185,7 +185,7 @@ class NbdConnection(asyncio.BufferedProtocol):
 
     def _handshake(self, data: bytes) -> None:
         out = self.handshake.receive(data)
-        if out:
+        if out and not (self.handshake.done and self.handshake.result is not None):
             self._send(out)
             self._flush_out()
         if self.handshake.starting_tls:
@@ -204,11 +204,15 @@ class NbdConnection(asyncio.BufferedProtocol):
             self._hang_up("client_abort")
             return
         negotiated = self.handshake.result
+        # The session is open before the client hears its NBD_OPT_GO answer: once a host is
+        # told it is connected, the array counts it (a delete is refused from then on).
         try:
             self.session = self.array.open_session(negotiated.export.name)
-        except ArrayError as exc:  # deleted between the option and now
+        except ArrayError as exc:  # deleted between the option and now: the client hears nothing more
             self._hang_up(f"export_gone reason={exc}")
             return
+        self._send(out)
+        self._flush_out()
         loop = asyncio.get_running_loop()
         transport = self.transport
         assert transport is not None
