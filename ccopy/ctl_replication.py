@@ -140,14 +140,17 @@ def group_view(group: pb.JournalGroup) -> Any:
             ["journal", f"{format_size(group.usage_bytes)} of {format_size(group.capacity_bytes)}"
                         + (" OVERFLOWED" if group.overflowed else "")],
             ["main sequence", str(group.main_seq)],
-            ["confirmed / applied", f"{group.confirmed_seq} / {group.applied_seq}"],
+            # Each side keeps its own: the main array what the backup confirmed, the backup what it applied.
+            ["confirmed by the backup", str(group.confirmed_seq)] if group.role == "main"
+            else ["applied here", str(group.applied_seq)],
             ["pending", f"{group.pending_records} records, {format_size(group.pending_bytes)}"],
             ["lag", f"{group.lag_seconds:.3f} s"],
             ["recovery point", moment(group.recovery_point)],
             *([["last contact", moment(group.last_contact) + " (pending counted then; lag: how old the oldest "
                                                                 "write missing here is now)"]]
               if group.role == "backup" else []),
-            ["transfer", f"{format_size(int(group.transfer_bytes_per_second))}/s"],
+            *([["transfer", f"{format_size(int(group.transfer_bytes_per_second))}/s (average since the apply "
+                            "loop started)"]] if group.role == "backup" else []),
             ["split", f"after sequence {group.split_seq}" if group.split else "no"],
             ["when full", f"hold writes up to {group.data_overflow_watch_seconds:g} s" if group.inflow_control
                           else "suspend (PFUS)"],
