@@ -10,13 +10,13 @@ LDEV must then require publication, and opening it by name must be refused.
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import grpc
 import pytest
 
 from ccopy.launch import ArrayProcessHandle
+from ccopy.waiting import wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from tests.conftest import require_tools
@@ -25,17 +25,24 @@ from tests.integration.nbd_raw import REP_ACK, RawClient
 MIB = 1 << 20
 
 
-def create_under_strace(array: ArrayProcessHandle, kill_at: int, log: Path) -> bool:
+def create_under_strace(array: ArrayProcessHandle, kill_at: int, folder: Path) -> bool:
     """CreateLdev with strace killing the array at the handler's `kill_at`-th durability call;
     True when the call finished before that."""
     assert array.process is not None
-    tracer = subprocess.Popen(
-        ["strace", "-f", "-qq", "-o", str(log), "-e", "trace=fsync,fdatasync",
-         "-e", f"inject=fsync,fdatasync:signal=KILL:when={kill_at}", "-p", str(array.process.pid)],
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    pid = array.process.pid
+    attached_log = folder / "strace.err"
+    with attached_log.open("w") as err:
+        tracer = subprocess.Popen(
+            ["strace", "-f", "-o", str(folder / "strace.out"), "-e", "trace=fsync,fdatasync",
+             "-e", f"inject=fsync,fdatasync:signal=KILL:when={kill_at}", "-p", str(pid)],
+            stderr=err,
+        )  # fmt: skip
     try:
-        time.sleep(1.0)  # strace attaches to every thread of the array (no event to wait on)
+        # strace says "Process N attached with T threads" once it holds every thread there is
+        # (threads started later are followed, -f); not before it says so is the array traced.
+        wait_progressing(
+            lambda: " attached" in attached_log.read_text(), bool, "strace attaching to every thread of the array"
+        )
         with grpc.insecure_channel(array.api_address) as channel:
             request = pb.CreateLdevRequest(name="pvc-1", size_bytes=8 * MIB, require_publication=True, max_iops=100)
             pb_grpc.ArrayStub(channel).CreateLdev(request, timeout=30)
@@ -55,7 +62,7 @@ def test_a_crash_at_any_point_of_create_never_leaves_the_ldev_open_by_name(tmp_p
         folder.mkdir()
         array = ArrayProcessHandle(pool=folder / "pool", serial=77, log_path=folder / "array.log").start()
         try:
-            finished = create_under_strace(array, kill_at, folder / "strace.out")
+            finished = create_under_strace(array, kill_at, folder)
             if not finished:
                 array.kill()
                 array.start()

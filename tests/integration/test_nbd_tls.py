@@ -139,9 +139,9 @@ def test_clients_without_the_right_certificate_get_the_protocol_refusal(tls_arra
     folder = {"plaintext": None, "anonymous": tls_array.anonymous, "rogue": tls_array.rogue}[who]
     refused = run("nbdinfo", tls_array.uri("vol", folder))
     assert refused.returncode != 0 and "67108864" not in refused.stdout
-    log = (tmp_path / "array.log").read_text()
+    log = tmp_path / "array.log"
     if who == "plaintext":
         assert "Operation not supported" in refused.stderr  # libnbd's words for NBD_REP_ERR_TLS_REQD
-    else:
-        assert "nbd_tls_refused" in log
-    assert "session_opened" not in log  # no export was ever opened
+    else:  # the server logs its side of the failed TLS handshake when it notices (the client may leave first)
+        wait_progressing(log.read_text, lambda text: "nbd_tls_refused" in text, "the array logging the refusal")
+    assert "session_opened" not in log.read_text()  # no export was ever opened
