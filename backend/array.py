@@ -28,7 +28,15 @@ from backend.errors import AlreadyExists, Busy, FailedPrecondition, InvalidArgum
 from backend.journal import Journal
 from backend.ldev_io import Extent, LdevFile
 from backend.locks import KeyLocks
-from backend.metadata import LdevRecord, LdevState, PairState, Publication, SnapshotRecord, SnapshotState
+from backend.metadata import (
+    HostRecord,
+    LdevRecord,
+    LdevState,
+    PairState,
+    Publication,
+    SnapshotRecord,
+    SnapshotState,
+)
 from backend.pool import Pool, PoolCapacity, validate_labels
 from backend.qos import QosLimiter
 from backend.write_path import HostWrite, WritePath, WriteRefused, WriteTarget
@@ -40,6 +48,12 @@ BARRIER_TIMEOUT = 5.0
 
 SNAPSHOT_EXPORT_PREFIX = "snapshots/"
 PUBLICATION_EXPORT_PREFIX = "pub/"
+
+
+def check_host_id(host_id: str) -> None:
+    """Hosts are named by the node plugin (CSI node id) or a certificate: 1 to 256 bytes."""
+    if not host_id or len(host_id.encode()) > 256:
+        raise InvalidArgument("host id must be 1 to 256 bytes")
 
 
 @dataclass
@@ -356,8 +370,7 @@ class Array:
         Idempotent for the same host and mode; the same host asking for the
         other mode is ALREADY_EXISTS (unpublish first).
         """
-        if not host_id or len(host_id.encode()) > 256:
-            raise InvalidArgument("host id must be 1 to 256 bytes")
+        check_host_id(host_id)
         with self.id_locks.hold(ldev_id):
             record = self.get_ldev(ldev_id)
             if record.state is not LdevState.NORMAL:
@@ -373,6 +386,19 @@ class Array:
                 )
         log.info("ldev_published ldev=%s host=%s read_only=%s", record.display_id, host_id, read_only)
         return publication
+
+    def register_host(self, host_id: str, max_volumes: int) -> HostRecord:
+        """A node joins (its CSI node plugin says so): the host it is, and its attach limit."""
+        check_host_id(host_id)
+        self.store.upsert_host(host_id, max_volumes)
+        log.info("host_registered host=%s max_volumes=%d", host_id, max_volumes)
+        return self.get_host(host_id)
+
+    def get_host(self, host_id: str) -> HostRecord:
+        found = self.store.find_host(host_id)
+        if found is None:
+            raise NotFound(f"host {host_id!r} is not registered")
+        return found
 
     def unpublish(self, ldev_id: int, host_id: str) -> None:
         """Revoke the host's access and cut its open sessions (fencing). Idempotent."""

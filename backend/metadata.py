@@ -222,6 +222,15 @@ class Publication:
 
 
 @dataclass(frozen=True)
+class HostRecord:
+    """A host a node plugin registered: how many LDEVs it may hold, and holds now."""
+
+    host_id: str
+    max_volumes: int  # 0: no limit
+    published_ldevs: int
+
+
+@dataclass(frozen=True)
 class SnapshotRecord:
     id: int
     name: str
@@ -520,14 +529,14 @@ class MetadataStore:
         with self.transaction() as db:
             db.execute("UPDATE journal_group SET given_up=? WHERE id=?", (given_up, group_id))
 
-    def set_applied(self, group_id: int, seq: int, nbytes: int, write_ns: int, heard: str | None) -> None:
+    def set_applied(self, group_id: int, seq: int, nbytes: int, write_ns: int, heard: str) -> None:
         """Durable record of what the backup applied (after the S-VOLs were synced): the
         sequence, the journal bytes applied in all, the newest write's main-site time, and
         the main array's latest account (backend.lag), all in one transaction."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE journal_group SET applied_seq=MAX(applied_seq, ?), applied_bytes=?, applied_write_ns=?, "
-                "heard=COALESCE(?, heard) WHERE id=?",
+                "heard=? WHERE id=?",
                 (seq, nbytes, write_ns, heard, group_id),
             )
 
@@ -638,14 +647,14 @@ class MetadataStore:
                 (host_id, max_volumes, time.time()),
             )
 
-    def find_host(self, host_id: str) -> tuple[int, int] | None:
-        """(max volumes, LDEVs published to it now), or None for a host never registered."""
+    def find_host(self, host_id: str) -> HostRecord | None:
+        """The host and the LDEVs published to it now; None for a host never registered."""
         with self._lock:
             row = self._db.execute("SELECT max_volumes FROM host WHERE host_id=?", (host_id,)).fetchone()
             if row is None:
                 return None
             count = self._db.execute("SELECT COUNT(*) FROM publication WHERE host_id=?", (host_id,)).fetchone()[0]
-        return row["max_volumes"], count
+        return HostRecord(host_id, row["max_volumes"], count)
 
     def list_publications(self, ldev_id: int | None = None) -> list[Publication]:
         sql, params = "SELECT * FROM publication", []

@@ -136,9 +136,8 @@ class Pairs:
             states = {p.state for p in self.store.list_pairs(group.id)}
             how = next((s for s in (PairState.PFUS, PairState.PSUE) if s in states), PairState.PSUS)
         return JournalBatch(
-            records, journal.next_seq, journal.oldest_pending_ns() or 0, group.split_seq, group.svol_writable,
-            how.value, group.synchronous, journal.unapplied(applied_seq),
-        )  # fmt: skip
+            records, group.split_seq, group.svol_writable, how.value, group.synchronous, journal.unapplied(applied_seq)
+        )
 
     def describe_unapplied(self, group_name: str, applied_seq: int) -> Unapplied:
         """What a takeover at `applied_seq` gives up: the writes acknowledged here and not applied there."""
@@ -249,7 +248,7 @@ class Pairs:
         raise NotFound(f"no S-VOL prepared for P-VOL {pvol_id:06x} in {group_name!r}")
 
     # -- status -----------------------------------------------------------------------
-    def group_status(self, group: JournalGroupRecord, main_next_seq: int | None = None) -> dict[str, float]:
+    def group_status(self, group: JournalGroupRecord) -> dict[str, float]:
         """Sequence numbers, pending work and lag of a journal group, as this side sees it."""
         journal = self.array.journal_groups.journals[group.id]
         if group.role == "main":

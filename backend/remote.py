@@ -25,8 +25,6 @@ class JournalBatch:
     # Records as stored, back to back: the backup checks each record's CRC
     # (backend.journal_record.decode_all), so the check covers the whole way.
     records: bytes
-    main_next_seq: int  # the main array's next sequence: what exists there
-    main_oldest_ns: int  # timestamp of its oldest unconfirmed write (0: none)
     split_seq: int | None = None  # the group is split after this sequence (None: not split)
     svol_writable: bool = False  # ... and the S-VOLs become writable once it is applied
     split_state: str = "PSUS"  # how the main side was split: PSUS, PSUE or PFUS

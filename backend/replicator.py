@@ -12,7 +12,9 @@ base does it apply the journal, strictly in sequence order:
    record at a time, so a snapshot group taken here falls on a sequence
    boundary);
 3. make the touched S-VOLs durable (fdatasync);
-4. record applied_seq (SQLite, durable); the next pull confirms it.
+4. record applied_seq, with the journal bytes applied, the newest write's
+   main-site time and the main array's latest account (backend/lag.py), in
+   one SQLite transaction (durable); the next pull confirms it.
 
 A crash between 3 and 4 re-applies records the S-VOLs already hold: writes
 are absolute (offset, data), so applying them again in the same order gives
@@ -123,8 +125,8 @@ class Replicator(threading.Thread):
         by_pvol = {p.remote_ldev: p for p in pairs if p.state is PairState.PAIR}
         if not by_pvol:
             return False  # split or suspended: idle until a resync wakes it
-        applied = group.applied_seq
         held = applied_of(group)
+        applied = held.seq
         if self.in_flight is None or self.in_flight[0] <= applied:
             self._pull(remote, group.name, applied + 1, held)
         from_seq, held_at_pull, pull = self.in_flight
@@ -149,8 +151,7 @@ class Replicator(threading.Thread):
             self._pull(remote, group.name, following, held, linger=LINGER if small else 0.0)
         if not records:
             return batch.synchronous  # synchronous: poll again at once
-        self.apply(records, by_pvol, applied)
-        journal_bytes = sum(record.encoded_size for record in records)
+        journal_bytes = self.apply(records, by_pvol, applied)
         self.store.set_applied(
             self.group_id, records[-1].seq, held.bytes + journal_bytes, records[-1].timestamp_ns, heard.to_json()
         )
@@ -161,10 +162,11 @@ class Replicator(threading.Thread):
         """Make the main array's account durable when it says something new, and at least
         every HEARD_EVERY seconds while it says nothing new (the time of last contact)."""
         kept = self.heard_kept
-        news = kept is None or replace(kept, contact_ns=0) != replace(heard, contact_ns=0)
-        if news or heard.contact_ns - kept.contact_ns > HEARD_EVERY * 1e9:  # type: ignore[union-attr]
-            self.store.set_heard(self.group_id, heard.to_json())
-            self.heard_kept = heard
+        unchanged = kept is not None and replace(heard, contact_ns=kept.contact_ns) == kept
+        if unchanged and heard.contact_ns - kept.contact_ns <= HEARD_EVERY * 1e9:  # type: ignore[union-attr]
+            return  # nothing new, and the contact kept is recent enough
+        self.store.set_heard(self.group_id, heard.to_json())
+        self.heard_kept = heard
 
     def _pull(self, remote: RemoteArray, group_name: str, from_seq: int, held: Applied, linger: float = 0.0) -> None:
         """Send the next pull ahead: it travels while the current batch is applied."""
@@ -176,11 +178,15 @@ class Replicator(threading.Thread):
 
         self.in_flight = (from_seq, held, self.puller.submit(pull))
 
-    def apply(self, records: list[JournalRecord], by_pvol: dict[int, PairRecord], applied: int) -> None:
+    def apply(self, records: list[JournalRecord], by_pvol: dict[int, PairRecord], applied: int) -> int:
+        """Apply the records in order and make the S-VOLs durable; the journal bytes they took
+        (every record counts, applied or not: the main array counts them so)."""
         touched = {}
+        journal_bytes = 0
         for record in records:
             if record.seq != applied + 1:
                 raise RuntimeError(f"journal gap: expected {applied + 1}, got {record.seq}")
+            journal_bytes += record.encoded_size
             pair = by_pvol.get(record.ldev_id)
             if pair is None:  # its pair was deleted after the record was journaled: nothing to apply it to
                 applied = record.seq
@@ -197,6 +203,7 @@ class Replicator(threading.Thread):
             self.transferred_bytes += record.length if record.kind is RecordKind.WRITE else 0
         for runtime in touched.values():
             runtime.file.sync()
+        return journal_bytes
 
     def initial_copy(self, group_name: str, pair: PairRecord) -> bool:
         """Copy the P-VOL's base snapshot; False if the main array suspended the group meanwhile."""

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import grpc
 
-from ccopy.launch import ArrayProcessHandle
+from ccopy.launch import ArrayProcessHandle, free_port
 from ccopy.pki import CertificateAuthority
 from ccopy.units import parse_size
 from ccopy_api import array_pb2 as pb
@@ -56,12 +56,6 @@ class Result:
     iops: float
     p50_ms: float = 0.0
     p99_ms: float = 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:
@@ -87,14 +81,8 @@ class Tls:
     def make(folder: Path) -> Tls:
         ca = CertificateAuthority(folder / "pki", "bench-ca")
         server, client = ca.issue("server", san="IP:127.0.0.1"), ca.issue("bench-client")
-        served, home = folder / "server", folder / "home"
-        for target, files in ((served, {"server-cert.pem": server.cert, "server-key.pem": server.key}),
-                              (home / ".pki" / "libnbd", {"client-cert.pem": client.cert,
-                                                          "client-key.pem": client.key})):  # fmt: skip
-            target.mkdir(parents=True)
-            shutil.copy(ca.cert, target / "ca-cert.pem")
-            for name, source in files.items():
-                shutil.copy(source, target / name)
+        served, home = ca.x509_folder(folder / "server", "server", server), folder / "home"
+        ca.x509_folder(home / ".pki" / "libnbd", "client", client)
         for path in [folder, *folder.rglob("*")]:  # fio's user reads its certificates
             path.chmod(0o755 if path.is_dir() else 0o644)
         return Tls(served, home)

@@ -94,23 +94,19 @@ def run_array_serve(args: argparse.Namespace) -> int:
     from backend.api.exposure import unprotected
     from backend.api.server import ArrayConfig, serve, split_address
     from backend.errors import ArrayError
+    from backend.nbd.handshake import TlsMode
 
     tls = TlsFiles(
         cert=optional_path(args.tls_cert), key=optional_path(args.tls_key), ca=optional_path(args.tls_client_ca)
     )
-    if (tls.cert is None) != (tls.key is None):
-        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
-        return 2
-    if tls.ca is not None and tls.cert is None:
-        print("error: --tls-client-ca needs --tls-cert and --tls-key", file=sys.stderr)
-        return 2
     nbd_tls = TlsFiles(
         cert=optional_path(args.nbd_tls_cert), key=optional_path(args.nbd_tls_key),
         ca=optional_path(args.nbd_tls_client_ca),
     )  # fmt: skip
-    if (nbd_tls.cert is None) != (nbd_tls.key is None) or (nbd_tls.ca is not None and nbd_tls.cert is None):
-        print("error: --nbd-tls-cert and --nbd-tls-key go together; --nbd-tls-client-ca needs them", file=sys.stderr)
-        return 2
+    for files, flag in ((tls, "--tls"), (nbd_tls, "--nbd-tls")):
+        if problem := server_tls_problem(files, flag):
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     config = ArrayConfig(
         pool=Path(args.pool),
         serial=args.serial,
@@ -134,7 +130,7 @@ def run_array_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    nbd_tls_required = nbd_tls.cert is not None and args.nbd_tls_mode == "required"
+    nbd_tls_required = config.nbd_tls_mode is TlsMode.REQUIRED
     open_to_network = list(unprotected(api_host, tls.cert is not None, nbd_host, nbd_tls_required))
     if open_to_network and not args.insecure:
         print(f"error: refusing to serve {' and '.join(open_to_network)}: anyone who reaches it could read, "
@@ -149,6 +145,15 @@ def run_array_serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def server_tls_problem(files: TlsFiles, flag: str) -> str | None:
+    """What is wrong with a listener's TLS flags (`flag`: --tls, --nbd-tls), or None."""
+    if (files.cert is None) != (files.key is None):
+        return f"{flag}-cert and {flag}-key go together"
+    if files.ca is not None and files.cert is None:
+        return f"{flag}-client-ca needs {flag}-cert and {flag}-key"
+    return None
 
 
 def add_array_client_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ array's mTLS tests use the same CA code.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,16 @@ class CertificateAuthority:
         openssl("x509", "-req", "-in", str(csr), "-CA", str(self.cert), "-CAkey", str(self.key), "-CAcreateserial",
                 "-days", "2", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
         return Issued(cert, key)
+
+    def x509_folder(self, folder: Path, role: str, issued: Issued | None) -> Path:
+        """The layout GnuTLS users read (libnbd's tls-certificates, nbdkit's --tls-certificates,
+        qemu's tls-creds-x509 dir): ca-cert.pem, and `<role>`-cert.pem/-key.pem when given."""
+        folder.mkdir(parents=True)
+        shutil.copy(self.cert, folder / "ca-cert.pem")
+        if issued is not None:
+            shutil.copy(issued.cert, folder / f"{role}-cert.pem")
+            shutil.copy(issued.key, folder / f"{role}-key.pem")
+        return folder
 
     def _key_options(self) -> list[str]:
         return ["-pkeyopt", "ec_paramgen_curve:prime256v1"] if self.algorithm == "ec" else []

@@ -73,6 +73,12 @@ class Attachment:
     def backing_file(self) -> Path:
         return self.fuse_dir / FUSE_FILE
 
+    def loop_is_ours(self) -> bool:
+        """The loop device still reads from this attachment (its NBD device or FUSE file): a
+        number saved at attach time may since have been freed and given to someone else."""
+        expected = self.nbd_device or os.path.realpath(self.backing_file)
+        return self.device is not None and loop_backing_file(self.device) == expected
+
 
 def attach(uri: str, fuse_dir: Path, read_only: bool = False, timeout: float = 30.0, size_limit: int = 0) -> Attachment:
     """Connect nbdfuse to `uri` at `fuse_dir` and bind a loop device to it.
@@ -155,11 +161,10 @@ def detach(attachment: Attachment, timeout: float = 30.0) -> None:
     file: a number saved at attach time may since have been freed and given to
     someone else's device, which must never be touched."""
     if attachment.device:
-        backing = attachment.nbd_device or os.path.realpath(attachment.backing_file)
-        if loop_backing_file(attachment.device) == backing:
+        if attachment.loop_is_ours():
             _run("losetup", "-d", attachment.device)
         else:
-            log.warning("loop_not_ours device=%s expected_backing=%s: left alone", attachment.device, backing)
+            log.warning("loop_not_ours device=%s uri=%s: left alone", attachment.device, attachment.uri)
         attachment.device = None
     if attachment.nbd_device:
         _run("nbd-client", "-d", attachment.nbd_device)

@@ -25,7 +25,7 @@ from ccopy.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Not
 from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
-from csi_driver.attach import AttachError, Attachment, attach, detach, grow, loop_backing_file, nbd_uri
+from csi_driver.attach import AttachError, Attachment, attach, detach, grow, nbd_uri
 from csi_driver.config import CsiConfig
 from csi_driver.mounts import (
     MountError,
@@ -90,7 +90,7 @@ class NodeServicer(csi_grpc.NodeServicer):
         )
         with self.locks.hold(request.volume_id):
             staged = self.state.get(request.volume_id)
-            if staged is not None and not self._live(staged):
+            if staged is not None and not self._attachment(staged).loop_is_ours():
                 # A record outliving its volume (the node restarted, or a pool was made anew and
                 # the id repeats) must not stand in for the new one: clear it, then stage afresh.
                 log.warning("stale_stage_state volume=%s device=%s: cleared", staged.volume_id, staged.device)
@@ -104,11 +104,12 @@ class NodeServicer(csi_grpc.NodeServicer):
         return csi.NodeStageVolumeResponse()
 
     @staticmethod
-    def _live(staged: StagedVolume) -> bool:
-        """The record's loop device still reads from its own NBD attachment."""
-        fuse_file = Attachment(uri=staged.nbd_uri, fuse_dir=Path(staged.fuse_dir)).backing_file
-        expected = staged.nbd_device or os.path.realpath(fuse_file)
-        return loop_backing_file(staged.device) == expected
+    def _attachment(staged: StagedVolume) -> Attachment:
+        """The attachment a stage record describes."""
+        return Attachment(
+            uri=staged.nbd_uri, fuse_dir=Path(staged.fuse_dir), device=staged.device,
+            nbd_device=staged.nbd_device or None,
+        )  # fmt: skip
 
     def _clear(self, staged: StagedVolume) -> None:
         """What a stale record may have left: mounts at its paths, its FUSE mount (never a loop
@@ -117,8 +118,7 @@ class NodeServicer(csi_grpc.NodeServicer):
             with contextlib.suppress(MountError):
                 unmount(Path(path))
         with contextlib.suppress(AttachError):
-            detach(Attachment(uri=staged.nbd_uri, fuse_dir=Path(staged.fuse_dir), device=staged.device,
-                              nbd_device=staged.nbd_device or None))  # fmt: skip
+            detach(self._attachment(staged))
         self.state.remove(staged.volume_id)
 
     def ldev_size(self, volume_id: str) -> int:
@@ -180,14 +180,7 @@ class NodeServicer(csi_grpc.NodeServicer):
                 return csi.NodeUnstageVolumeResponse()  # already unstaged
             try:
                 unmount(Path(staged.staging_path))
-                detach(
-                    Attachment(
-                        uri=staged.nbd_uri,
-                        fuse_dir=Path(staged.fuse_dir),
-                        device=staged.device,
-                        nbd_device=staged.nbd_device or None,
-                    )
-                )
+                detach(self._attachment(staged))
             except (MountError, AttachError) as exc:
                 raise FailedPrecondition(f"cannot unstage {request.volume_id}: {exc}") from exc
             self.state.remove(request.volume_id)

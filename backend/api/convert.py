@@ -9,7 +9,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from backend import errors
 from backend.array import PUBLICATION_EXPORT_PREFIX, SNAPSHOT_EXPORT_PREFIX, Array
 from backend.ldev_id import format_ldev_id
-from backend.metadata import LdevRecord, LdevState, Publication, SnapshotGroupRecord, SnapshotRecord, SnapshotState
+from backend.metadata import (
+    HostRecord,
+    LdevRecord,
+    LdevState,
+    Publication,
+    SnapshotGroupRecord,
+    SnapshotRecord,
+    SnapshotState,
+)
 from ccopy_api import array_pb2 as pb
 
 _STATES = {
@@ -71,6 +79,10 @@ def ldev_message(array: Array, record: LdevRecord) -> pb.Ldev:
             pb.CopyProgress(total_bytes=progress.total_bytes, copied_bytes=progress.copied_bytes)
         )
     return message
+
+
+def host_message(host: HostRecord) -> pb.Host:
+    return pb.Host(host_id=host.host_id, max_volumes=host.max_volumes, published_ldevs=host.published_ldevs)
 
 
 def publication_message(publication: Publication) -> pb.Publication:

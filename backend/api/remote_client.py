@@ -120,7 +120,7 @@ class RemoteClient:
         )  # fmt: skip
         answer = self._call("PullJournal", request, timeout=self.timeout + wait)
         return JournalBatch(
-            answer.records, answer.main_next_seq, answer.main_oldest_ns,  # type: ignore[attr-defined]
+            answer.records,  # type: ignore[attr-defined]
             answer.split_seq if answer.split else None, answer.svol_writable,  # type: ignore[attr-defined]
             pb.PairState.Name(answer.split_state) if answer.split_state else "PSUS",  # type: ignore[attr-defined]
             answer.synchronous, unapplied_from(answer.unapplied),  # type: ignore[attr-defined]

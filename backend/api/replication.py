@@ -222,8 +222,9 @@ class ReplicationRpcs:
         )
         return pb.PullJournalResponse(
             records=batch.records,
-            main_next_seq=batch.main_next_seq,
-            main_oldest_ns=batch.main_oldest_ns,
+            # For backups of earlier versions, which read these two instead of `unapplied`.
+            main_next_seq=batch.unapplied.newest_seq + 1,
+            main_oldest_ns=batch.unapplied.oldest_write_ns,
             split=batch.split_seq is not None,
             split_seq=batch.split_seq or 0,
             svol_writable=batch.svol_writable,

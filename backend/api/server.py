@@ -55,6 +55,12 @@ class ArrayConfig:
     nbd_tls: TlsFiles = field(default_factory=TlsFiles)
     nbd_tls_required: bool = True
 
+    @property
+    def nbd_tls_mode(self) -> TlsMode:
+        if self.nbd_tls.cert is None:
+            return TlsMode.OFF
+        return TlsMode.REQUIRED if self.nbd_tls_required else TlsMode.OPTIONAL
+
 
 def nbd_tls_context(files: TlsFiles) -> ssl.SSLContext | None:
     """The data path's TLS: None without a certificate; client certificates from `files.ca`
@@ -99,13 +105,11 @@ async def start_array(config: ArrayConfig) -> ArrayProcess:
     array = Array(Pool(config.pool, config.serial), chunk_size=config.chunk_size)
     metrics = ArrayMetrics(array) if config.metrics else None
     nbd_host, nbd_port = split_address(config.nbd)
-    tls_context = nbd_tls_context(config.nbd_tls)
-    tls_mode = TlsMode.OFF if tls_context is None else TlsMode.REQUIRED if config.nbd_tls_required else TlsMode.OPTIONAL
     nbd = NbdServer(
         array,
         NbdConfig(
             host=nbd_host, port=nbd_port, handshake_timeout=config.handshake_timeout, observer=metrics,
-            tls_context=tls_context, tls_mode=tls_mode,
+            tls_context=nbd_tls_context(config.nbd_tls), tls_mode=config.nbd_tls_mode,
         ),
     )  # fmt: skip
     bound_host, bound_port = await nbd.start()

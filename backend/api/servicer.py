@@ -15,6 +15,7 @@ from backend.api.convert import (
     decode_page_token,
     encode_page_token,
     group_message,
+    host_message,
     ldev_message,
     publication_message,
     snapshot_message,
@@ -282,16 +283,10 @@ class ArrayServicer(ReplicationRpcs, pb_grpc.ArrayServicer):
         return publication_message(publication)
 
     def RegisterHost(self, request: pb.RegisterHostRequest, context: grpc.ServicerContext) -> pb.Host:
-        if not request.host_id or len(request.host_id.encode()) > 256:
-            raise errors.InvalidArgument("host_id must be 1 to 256 bytes")
-        self.array.store.upsert_host(request.host_id, request.max_volumes)
-        return self.GetHost(pb.GetHostRequest(host_id=request.host_id), context)
+        return host_message(self.array.register_host(request.host_id, request.max_volumes))
 
     def GetHost(self, request: pb.GetHostRequest, context: grpc.ServicerContext) -> pb.Host:
-        found = self.array.store.find_host(request.host_id)
-        if found is None:
-            raise errors.NotFound(f"host {request.host_id!r} is not registered")
-        return pb.Host(host_id=request.host_id, max_volumes=found[0], published_ldevs=found[1])
+        return host_message(self.array.get_host(request.host_id))
 
     def UnpublishLdev(
         self, request: pb.UnpublishLdevRequest, context: grpc.ServicerContext

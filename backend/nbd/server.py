@@ -185,25 +185,18 @@ class NbdConnection(asyncio.BufferedProtocol):
 
     def _handshake(self, data: bytes) -> None:
         out = self.handshake.receive(data)
-        if out and not (self.handshake.done and self.handshake.result is not None):
-            self._send(out)
-            self._flush_out()
-        if self.handshake.starting_tls:
-            # Once: the client's first options may come in before the TLS handshake is over; the
-            # handshake machine keeps them for when it is.
-            if not self._tls_task:
-                assert self.transport is not None
-                self.transport.pause_reading()  # the next bytes are the client's TLS hello: not ours to read
-                self._tls_task = asyncio.get_running_loop().create_task(self._start_tls())
-            return
-        if not self.handshake.done:
+        negotiated = self.handshake.result
+        if negotiated is None:  # still negotiating, starting TLS, or aborted: the answers go out now
+            if out:
+                self._send(out)
+                self._flush_out()
+            if self.handshake.starting_tls:
+                self._begin_tls()
+            elif self.handshake.done:  # NBD_OPT_ABORT: soft disconnect
+                self._hang_up("client_abort")
             return
         if self._timer:
             self._timer.cancel()
-        if self.handshake.result is None:  # NBD_OPT_ABORT: soft disconnect
-            self._hang_up("client_abort")
-            return
-        negotiated = self.handshake.result
         # The session is open before the client hears its NBD_OPT_GO answer: once a host is
         # told it is connected, the array counts it (a delete is refused from then on).
         try:
@@ -230,6 +223,14 @@ class NbdConnection(asyncio.BufferedProtocol):
         )
         self.parser.feed(self.handshake.leftover())
         self._serve_requests()
+
+    def _begin_tls(self) -> None:
+        """Once: the client's first options may come in before the TLS handshake is over; the
+        handshake machine keeps them for when it is."""
+        if self._tls_task is None:
+            assert self.transport is not None
+            self.transport.pause_reading()  # the next bytes are the client's TLS hello: not ours to read
+            self._tls_task = asyncio.get_running_loop().create_task(self._start_tls())
 
     async def _start_tls(self) -> None:
         """Run the TLS handshake on this connection, then go on with the options inside it."""

@@ -7,7 +7,6 @@ certificate and clients with a certificate of another CA get the protocol's refu
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,15 +38,6 @@ class TlsArray:
         return f"nbds://{self.array.nbd_address}/{export}?tls-certificates={certificates}"
 
 
-def client_folder(folder: Path, ca: Path, cert: Path | None, key: Path | None) -> Path:
-    folder.mkdir()
-    shutil.copy(ca, folder / "ca-cert.pem")
-    if cert is not None and key is not None:
-        shutil.copy(cert, folder / "client-cert.pem")
-        shutil.copy(key, folder / "client-key.pem")
-    return folder
-
-
 @pytest.fixture
 def tls_array(tmp_path: Path) -> Iterator[TlsArray]:
     require_tools("openssl", "nbdinfo", "nbdcopy", "qemu-img", "qemu-io")
@@ -66,9 +56,9 @@ def tls_array(tmp_path: Path) -> Iterator[TlsArray]:
     try:
         yield TlsArray(
             array,
-            client_folder(tmp_path / "good", ca.cert, node.cert, node.key),
-            client_folder(tmp_path / "rogue", ca.cert, intruder.cert, intruder.key),
-            client_folder(tmp_path / "anonymous", ca.cert, None, None),
+            ca.x509_folder(tmp_path / "good", "client", node),
+            ca.x509_folder(tmp_path / "rogue", "client", intruder),  # trusts our CA, holds the other's certificate
+            ca.x509_folder(tmp_path / "anonymous", "client", None),
         )
     finally:
         array.stop()
