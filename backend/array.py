@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 from backend.cow_store import CowStore
 from backend.diff_bitmap import DiffBitmap
-from backend.errors import AlreadyExists, Busy, FailedPrecondition, InvalidArgument, NotFound
+from backend.errors import AlreadyExists, Busy, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from backend.host_access import ANONYMOUS, refusal_by_name, refusal_by_publication
 from backend.journal import Journal
 from backend.ldev_io import Extent, LdevFile
 from backend.locks import KeyLocks
@@ -94,6 +95,25 @@ class ExportView:
     size: int
     read_only: bool
     description: str
+
+
+@dataclass(frozen=True)
+class ExportGrant:
+    """An export a host may open: the LDEV, and the snapshot or the publication it goes through."""
+
+    ldev: LdevRecord
+    snapshot: SnapshotRecord | None = None
+    publication: Publication | None = None
+
+    @property
+    def read_only(self) -> bool:
+        return self.snapshot is not None or self.ldev.read_only or bool(self.publication and self.publication.read_only)
+
+    @property
+    def size(self) -> int:
+        if self.snapshot is not None:
+            return self.snapshot.size
+        return max(self.ldev.size, self.publication.max_size if self.publication else 0)
 
 
 class Session:
@@ -196,7 +216,7 @@ class SnapshotSession(Session):
 
 
 class Array:
-    def __init__(self, pool: Pool, chunk_size: int = 64 * 1024) -> None:
+    def __init__(self, pool: Pool, chunk_size: int = 64 * 1024, hosts_by_certificate: bool = False) -> None:
         from backend.clone import Cloner
         from backend.failback import Failbacks
         from backend.journal_groups import JournalGroups
@@ -213,6 +233,8 @@ class Array:
         self.store = pool.store
         self.serial = pool.serial
         self.chunk_size = chunk_size
+        # The data path requires client certificates: a host opens its publications by name.
+        self.hosts_by_certificate = hosts_by_certificate
         self.write_path = WritePath(self.track_changes)
         self._runtimes: dict[int, LdevRuntime] = {}
         self._runtimes_lock = threading.RLock()
@@ -339,7 +361,7 @@ class Array:
         size: int,
         labels: Mapping[str, str] | None = None,
         read_only: bool = False,
-        require_publication: bool = False,
+        open_to_all: bool = False,
         qos: tuple[int, int] = (0, 0),
     ) -> LdevRecord:
         if qos[0] < 0 or qos[1] < 0:
@@ -347,7 +369,7 @@ class Array:
         with self.name_locks.hold(name):
             record = self.pool.create_ldev(
                 name, size, dict(labels or {}), read_only, self.chunk_size,
-                require_publication=require_publication, qos=qos,
+                open_to_all=open_to_all, qos=qos,
             )  # fmt: skip
         log.info("ldev_created ldev=%s name=%s size=%d", record.display_id, record.name, record.size)
         return record
@@ -364,8 +386,18 @@ class Array:
         return record
 
     # -- publications (host access control) -------------------------------------
+    def set_open_to_all(self, ldev_id: int, open_to_all: bool) -> LdevRecord:
+        """Open the LDEV to every host, or close it to the hosts it is published to. Closing
+        does not cut sessions already open: unpublish a host to cut its sessions."""
+        with self.id_locks.hold(ldev_id):
+            self.get_ldev(ldev_id)
+            record = self.store.set_ldev_access(ldev_id, open_to_all=open_to_all)
+        log.info("ldev_access ldev=%s open_to_all=%s", record.display_id, open_to_all)
+        return record
+
     def publish(self, ldev_id: int, host_id: str, read_only: bool, max_size: int = 0) -> Publication:
-        """Let `host_id` open the LDEV over NBD through a secret export name.
+        """Let `host_id` open the LDEV over NBD: by name with its client certificate, or
+        through the publication's secret export name.
 
         Idempotent for the same host and mode; the same host asking for the
         other mode is ALREADY_EXISTS (unpublish first).
@@ -386,6 +418,12 @@ class Array:
                 )
         log.info("ldev_published ldev=%s host=%s read_only=%s", record.display_id, host_id, read_only)
         return publication
+
+    def publication_export(self, publication: Publication) -> str:
+        """The export name a host asks for: no secret once hosts show certificates."""
+        if self.hosts_by_certificate:
+            return self.store.get_ldev(publication.ldev_id).name
+        return PUBLICATION_EXPORT_PREFIX + publication.token
 
     def register_host(self, host_id: str, max_volumes: int) -> HostRecord:
         """A node joins (its CSI node plugin says so): the host it is, and its attach limit."""
@@ -516,61 +554,84 @@ class Array:
             return 0 if runtime is None else runtime.sessions
 
     # -- sessions (data path) --------------------------------------------------
-    def export_names(self) -> list[str]:
-        names = [r.name for r in self.store.list_ldevs() if r.state is LdevState.NORMAL]
-        names += [
-            SNAPSHOT_EXPORT_PREFIX + s.name for s in self.store.list_snapshots() if s.state is SnapshotState.NORMAL
+    def export_names(self, host: str = ANONYMOUS) -> list[str]:
+        """The exports `host` may open by name (NBD_OPT_LIST): others' LDEVs are not shown."""
+        published: dict[int, list[str]] = {}
+        for publication in self.store.list_publications():
+            published.setdefault(publication.ldev_id, []).append(publication.host_id)
+        open_ldevs = {
+            r.id: r.name
+            for r in self.store.list_ldevs()
+            if r.state is LdevState.NORMAL and refusal_by_name("", r.open_to_all, published.get(r.id, ()), host) is None
+        }
+        snapshots = [
+            SNAPSHOT_EXPORT_PREFIX + s.name
+            for s in self.store.list_snapshots()
+            if s.state is SnapshotState.NORMAL and not s.hidden and s.ldev_id in open_ldevs
         ]
-        return names
+        return [*open_ldevs.values(), *snapshots]
 
-    def describe_export(self, name: str) -> ExportView:
-        """What a host would get for an export name, without opening it."""
+    def describe_export(self, name: str, host: str = ANONYMOUS) -> ExportView:
+        """What `host` (its client certificate's name, or ANONYMOUS) would get for an export
+        name, without opening it: NotFound for no such export, PermissionDenied for one that
+        is not the host's (backend/host_access.py)."""
+        grant = self._grant(name, host)
+        if grant.snapshot is not None:
+            description = f"snapshot {grant.snapshot.id} of LDEV {grant.ldev.display_id}"
+        elif grant.publication is not None:
+            description = f"LDEV {grant.ldev.display_id} for {grant.publication.host_id}"
+        else:
+            description = f"LDEV {grant.ldev.display_id}"
+        return ExportView(name, grant.size, grant.read_only, description)
+
+    def _grant(self, name: str, host: str) -> ExportGrant:
         if name.startswith(PUBLICATION_EXPORT_PREFIX):
             publication = self.store.find_publication(name.removeprefix(PUBLICATION_EXPORT_PREFIX))
             if publication is None:
-                raise NotFound("no such publication")
-            record = self.store.get_ldev(publication.ldev_id)
-            if record.state is not LdevState.NORMAL:
                 raise NotFound(f"no export named {name!r}")
-            read_only = record.read_only or publication.read_only
-            size = max(record.size, publication.max_size)
-            return ExportView(name, size, read_only, f"LDEV {record.display_id} for {publication.host_id}")
-        if name.startswith(SNAPSHOT_EXPORT_PREFIX):
+            grant = ExportGrant(self.store.get_ldev(publication.ldev_id), publication=publication)
+            refusal = refusal_by_publication(publication.host_id, host)
+        elif name.startswith(SNAPSHOT_EXPORT_PREFIX):
             snapshot = self.store.find_snapshot_by_name(name.removeprefix(SNAPSHOT_EXPORT_PREFIX))
             if snapshot is None or snapshot.state is not SnapshotState.NORMAL or snapshot.hidden:
                 raise NotFound(f"no export named {name!r}")
-            return ExportView(name, snapshot.size, True, f"snapshot {snapshot.id} of LDEV {snapshot.ldev_id}")
-        record = self.store.find_ldev_by_name(name)
-        if record is None or record.state is not LdevState.NORMAL or record.require_publication:
+            grant = ExportGrant(self.store.get_ldev(snapshot.ldev_id), snapshot=snapshot)
+            hosts = [p.host_id for p in self.store.list_publications(snapshot.ldev_id)]
+            refusal = refusal_by_name(f"the LDEV of snapshot {snapshot.name!r}", grant.ldev.open_to_all, hosts, host)
+        else:
+            record = self.store.find_ldev_by_name(name)
+            if record is None:
+                raise NotFound(f"no export named {name!r}")
+            publications = self.store.list_publications(record.id)
+            mine = next((p for p in publications if host != ANONYMOUS and p.host_id == host), None)
+            grant = ExportGrant(record, publication=mine)
+            hosts = [p.host_id for p in publications]
+            refusal = refusal_by_name(f"LDEV {record.display_id}", record.open_to_all, hosts, host)
+        if grant.ldev.state is not LdevState.NORMAL:
             raise NotFound(f"no export named {name!r}")
-        return ExportView(name, record.size, record.read_only, f"LDEV {record.display_id}")
+        if refusal is not None:
+            raise PermissionDenied(refusal)
+        return grant
 
-    def open_session(self, name: str) -> Session:
+    def open_session(self, name: str, host: str = ANONYMOUS) -> Session:
         with self._runtimes_lock:
-            self.describe_export(name)
-            if name.startswith(SNAPSHOT_EXPORT_PREFIX):
-                snapshot = self.store.find_snapshot_by_name(name.removeprefix(SNAPSHOT_EXPORT_PREFIX))
-                assert snapshot is not None
-                runtime = self.runtime(snapshot.ldev_id)
-                runtime.snapshot_sessions[snapshot.id] = runtime.snapshot_sessions.get(snapshot.id, 0) + 1
-                session: Session = SnapshotSession(self, runtime, self.get_ldev(snapshot.ldev_id), snapshot)
+            grant = self._grant(name, host)
+            runtime = self.runtime(grant.ldev.id)
+            if grant.snapshot is not None:
+                runtime.snapshot_sessions[grant.snapshot.id] = runtime.snapshot_sessions.get(grant.snapshot.id, 0) + 1
+                session: Session = SnapshotSession(self, runtime, grant.ldev, grant.snapshot)
             else:
-                token = (
-                    name.removeprefix(PUBLICATION_EXPORT_PREFIX) if name.startswith(PUBLICATION_EXPORT_PREFIX) else None
-                )
-                publication = self.store.find_publication(token) if token else None
-                record = self.get_ldev(publication.ldev_id) if publication else self.get_ldev_by_name(name)
-                runtime = self.runtime(record.id)
                 if runtime.busy:
-                    raise FailedPrecondition(f"LDEV {record.display_id} is busy: {runtime.busy}")
+                    raise FailedPrecondition(f"LDEV {grant.ldev.display_id} is busy: {runtime.busy}")
                 runtime.sessions += 1
-                session = Session(self, runtime, record, read_only=bool(publication and publication.read_only))
-                if publication is not None:
+                publication = grant.publication
+                session = Session(self, runtime, grant.ldev, read_only=grant.read_only)
+                if publication is not None:  # unpublishing cuts the session, however it was opened
                     session.token = publication.token
-                    session.growable = publication.max_size > record.size
-                    session.size = max(record.size, publication.max_size)
+                    session.growable = publication.max_size > grant.ldev.size
+                    session.size = grant.size
                     runtime.by_token.setdefault(publication.token, []).append(session)
-        log.info("session_opened ldev=%06x export=%s", runtime.ldev_id, name)
+        log.info("session_opened ldev=%06x export=%s host=%s", runtime.ldev_id, name, host or "-")
         return session
 
     def _close_session(self, runtime: LdevRuntime, snapshot_id: int | None, session: Session) -> None:

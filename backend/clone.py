@@ -58,7 +58,7 @@ class Cloner:
         labels: Mapping[str, str],
         source_snapshot: int | None = None,
         source_ldev: int | None = None,
-        require_publication: bool = False,
+        open_to_all: bool = False,
         qos: tuple[int, int] = (0, 0),
     ) -> LdevRecord:
         """Start cloning; returns the new LDEV (COPYING, or NORMAL for a repeat call)."""
@@ -67,9 +67,7 @@ class Cloner:
         with self.array.name_locks.hold(name):  # checked under the lock the create below takes
             existing = self.store.find_ldev_by_name(name)
             if existing is not None:  # idempotent by name, like create
-                return self.array.pool.create_ldev(
-                    name, size or existing.size, labels, False, require_publication=require_publication
-                )
+                return self.array.pool.create_ldev(name, size or existing.size, labels, False, open_to_all=open_to_all)
         if source_ldev is not None:
             snapshot = self.array.snapshots.create_snapshot(
                 f"clone-source-{uuid.uuid4().hex}", source_ldev, hidden=True
@@ -87,7 +85,7 @@ class Cloner:
         try:
             with self.array.name_locks.hold(name):
                 record = self.array.pool.create_ldev(
-                    name, size, labels, False, source.chunk_size, snapshot.id, require_publication, qos
+                    name, size, labels, False, source.chunk_size, snapshot.id, open_to_all, qos
                 )
         except BaseException:
             self._drop_hidden(snapshot)

@@ -22,6 +22,10 @@ class NotFound(ArrayError):
     """The named object (LDEV, export) does not exist."""
 
 
+class PermissionDenied(ArrayError):
+    """The caller (a host) may not use the object: it is not published to it."""
+
+
 class AlreadyExists(ArrayError):
     """An object of that name exists with other, incompatible properties."""
 

@@ -168,6 +168,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE snapshot_group ADD COLUMN stall_micros INTEGER NOT NULL DEFAULT 0;
     """,
+    # 16: host access is deny-by-default; an LDEV reachable by every host says so. LDEVs made
+    #     before (without "requires publication") stay open, so existing pools keep working.
+    """
+    ALTER TABLE ldev ADD COLUMN open_to_all INTEGER NOT NULL DEFAULT 0;
+    UPDATE ldev SET open_to_all = 1 - require_publication;
+    ALTER TABLE ldev DROP COLUMN require_publication;
+    """,
 )
 
 
@@ -197,8 +204,8 @@ class LdevRecord:
     labels: Mapping[str, str] = field(default_factory=dict)
     chunk_size: int = 65536
     clone_source: int | None = None
-    # Hosts reach the LDEV only through publications (CSI-managed LDEVs).
-    require_publication: bool = False
+    # Every host may open it by name; otherwise only hosts it is published to (backend/host_access.py).
+    open_to_all: bool = False
     max_iops: int = 0
     max_mbps: int = 0
 
@@ -309,7 +316,7 @@ class MetadataStore:
         labels: Mapping[str, str],
         chunk_size: int = 65536,
         clone_source: int | None = None,
-        require_publication: bool = False,
+        open_to_all: bool = False,
         qos: tuple[int, int] = (0, 0),
     ) -> LdevRecord:
         """Reserve `name` in state CREATING, with its host-access rule and QoS in the same
@@ -319,9 +326,9 @@ class MetadataStore:
             try:
                 cursor = db.execute(
                     "INSERT INTO ldev(name, size, state, read_only, created_at, updated_at, chunk_size, clone_source,"
-                    " require_publication, max_iops, max_mbps) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " open_to_all, max_iops, max_mbps) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (name, size, LdevState.CREATING.value, int(read_only), now, now, chunk_size, clone_source,
-                     int(require_publication), qos[0], qos[1]),
+                     int(open_to_all), qos[0], qos[1]),
                 )
             except sqlite3.IntegrityError as exc:
                 raise AlreadyExists(f"LDEV name {name!r} is taken") from exc
@@ -411,7 +418,7 @@ class MetadataStore:
             labels=labels,
             chunk_size=row["chunk_size"],
             clone_source=row["clone_source"],
-            require_publication=bool(row["require_publication"]),
+            open_to_all=bool(row["open_to_all"]),
             max_iops=row["max_iops"],
             max_mbps=row["max_mbps"],
         )
@@ -420,15 +427,15 @@ class MetadataStore:
         self,
         ldev_id: int,
         *,
-        require_publication: bool | None = None,
+        open_to_all: bool | None = None,
         qos: tuple[int, int] | None = None,
         read_only: bool | None = None,
     ) -> LdevRecord:
         with self.transaction() as db:
             if read_only is not None:
                 db.execute("UPDATE ldev SET read_only=? WHERE id=?", (int(read_only), ldev_id))
-            if require_publication is not None:
-                db.execute("UPDATE ldev SET require_publication=? WHERE id=?", (int(require_publication), ldev_id))
+            if open_to_all is not None:
+                db.execute("UPDATE ldev SET open_to_all=? WHERE id=?", (int(open_to_all), ldev_id))
             if qos is not None:
                 db.execute("UPDATE ldev SET max_iops=?, max_mbps=? WHERE id=?", (qos[0], qos[1], ldev_id))
             db.execute("UPDATE ldev SET updated_at=? WHERE id=?", (time.time(), ldev_id))

@@ -79,7 +79,7 @@ class Pairs:
             raise FailedPrecondition(f"journal group {group_name!r} is fenced (demoted): no volume joins it")
         # The backup first: if it is unreachable or refuses the S-VOL, nothing changed here.
         svol_id = remote.prepare_secondary(
-            group_name, capacity, self.array.serial, pvol.id, pvol.name, pvol.size, svol_id
+            group_name, capacity, self.array.serial, pvol.id, pvol.name, pvol.size, svol_id, pvol.open_to_all
         )
         group = group or self.array.journal_groups.create(
             group_name, capacity, role="main", remote_serial=remote.serial, synchronous=synchronous
@@ -199,8 +199,10 @@ class Pairs:
         pvol_name: str,
         size: int,
         svol_id: int = 0,
+        open_to_all: bool = False,
     ) -> int:
-        """Create (or take the given) S-VOL of a P-VOL and the backup side of its group."""
+        """Create (or take the given) S-VOL of a P-VOL and the backup side of its group. A new
+        S-VOL gets its P-VOL's host access: open to every host only if the P-VOL is."""
         group = self.store.find_journal_group_by_name(group_name)
         if group is not None and (group.role != "backup" or group.remote_serial != main_serial):
             raise FailedPrecondition(f"journal group {group_name!r} here does not belong to array {main_serial}")
@@ -217,7 +219,7 @@ class Pairs:
             if taken is not None and (self.store.find_pair_by_ldev(taken.id) or self.array.open_sessions(taken.id)):
                 raise FailedPrecondition(f"S-VOL {name!r} is in use")
             labels = {"ccopy.svol-of": f"{main_serial}:{pvol_id:06x}"}
-            svol = self.array.create_ldev(name, size, labels, read_only=True)
+            svol = self.array.create_ldev(name, size, labels, read_only=True, open_to_all=open_to_all)
             if svol.size != size:
                 raise FailedPrecondition(f"S-VOL {svol.display_id} has {svol.size} bytes, the P-VOL {size}")
         self.store.insert_pair(group.id, "backup", svol.id, pvol_id, main_serial, PairState.COPY)

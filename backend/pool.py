@@ -124,25 +124,25 @@ class Pool:
         read_only: bool,
         chunk_size: int = 65536,
         clone_source: int | None = None,
-        require_publication: bool = False,
+        open_to_all: bool = False,
         qos: tuple[int, int] = (0, 0),
     ) -> LdevRecord:
         """Durable (metadata and file) when it returns. Same name and size: the existing LDEV.
 
-        With `clone_source` (a snapshot id) the LDEV is left COPYING for the cloner. An
-        existing LDEV that should require publication and does not (made by an array that
-        crashed between two commits, before that was one) is made to require it.
+        With `clone_source` (a snapshot id) the LDEV is left COPYING for the cloner. A repeat
+        may close an existing LDEV to the hosts it is published to, never open it: an LDEV
+        left open by an older array that crashed between two commits is closed by the retry.
         """
         validate_name(name)
         validate_size(size)
         validate_labels(labels)
         existing = self.store.find_ldev_by_name(name)
         if existing is not None:
-            if require_publication and not existing.require_publication:
-                existing = self.store.set_ldev_access(existing.id, require_publication=True)
+            if existing.open_to_all and not open_to_all:
+                existing = self.store.set_ldev_access(existing.id, open_to_all=False)
             return self._same_or_conflict(existing, size)
         record = self.store.insert_ldev(
-            name, size, read_only, labels, chunk_size, clone_source, require_publication, qos
+            name, size, read_only, labels, chunk_size, clone_source, open_to_all, qos
         )
         return self._materialise(record)
 

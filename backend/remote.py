@@ -54,6 +54,7 @@ class RemoteArray(Protocol):
         pvol_name: str,
         size: int,
         svol_id: int = 0,
+        open_to_all: bool = False,
     ) -> int: ...
 
     def start_copy(self, group_name: str, pvol_id: int, base_snapshot: int) -> None: ...

@@ -102,7 +102,7 @@ def ccopy_array(work: Path, size: int, tls: Tls | None = None) -> Iterator[str]:
     handle.start()
     try:
         with grpc.insecure_channel(handle.api_address) as channel:
-            pb_grpc.ArrayStub(channel).CreateLdev(pb.CreateLdevRequest(name=EXPORT, size_bytes=size))
+            pb_grpc.ArrayStub(channel).CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=EXPORT, size_bytes=size))
         yield tls.uri(handle.nbd_address) if tls else f"nbd://{handle.nbd_address}/{EXPORT}"
     finally:
         handle.stop()

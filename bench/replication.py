@@ -105,7 +105,7 @@ class Sites:
         return f"nbd://{self.main.nbd_address}/{name}"
 
     def ldev(self, name: str, size: int = GIB) -> pb.Ldev:
-        return self.main_stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=size))
+        return self.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=name, size_bytes=size))
 
     def pair(self, ldev: pb.Ldev, group: str, synchronous: bool = False) -> float:
         """Pair the LDEV in a group of its own; the seconds until the backup is in sync."""

@@ -43,7 +43,7 @@ def write_throughput(stub, nbd: str, runtime: int) -> list[str]:
         cells = []
         for workload, params in WORKLOADS.items():
             name = f"tp-{count}-{len(cells)}"
-            ldev = stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=GIB))
+            ldev = stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=name, size_bytes=GIB))
             uri = f"nbd://{nbd}/{name}"
             prefill(uri, GIB)
             for n in range(count):
@@ -65,7 +65,9 @@ def creation_time(stub, nbd: str) -> list[str]:
         "| --- | --- | --- | --- | --- |",
     ]
     for size, label in ((GIB, "1 GiB"), (100 * GIB, "100 GiB"), (1 << 40, "1 TiB")):
-        ldev = stub.CreateLdev(pb.CreateLdevRequest(name=f"ct-{label.replace(' ', '')}", size_bytes=size))
+        ldev = stub.CreateLdev(
+            pb.CreateLdevRequest(open_to_all=True, name=f"ct-{label.replace(' ', '')}", size_bytes=size)
+        )
         client = RawClient(nbd)
         client.go(ldev.name)
         for i in range(64):  # 64 MiB spread over the whole LDEV
@@ -84,7 +86,10 @@ def creation_time(stub, nbd: str) -> list[str]:
 
 
 def group_stall(stub, nbd: str, groups: int = 60) -> list[str]:
-    ids = [stub.CreateLdev(pb.CreateLdevRequest(name=f"gs-{i}", size_bytes=256 * MIB)).id for i in range(16)]
+    ids = [
+        stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=f"gs-{i}", size_bytes=256 * MIB)).id
+        for i in range(16)
+    ]
     stop = threading.Event()
     writes = [0] * 16
 
@@ -135,7 +140,7 @@ def clone_time(stub, nbd: str) -> list[str]:
     rows = ["| source | data | clone time (until NORMAL) | clone allocated |", "| --- | --- | --- | --- |"]
     for size, data, label in ((10 * GIB, 100 * MIB, "10 GiB"), (GIB, GIB, "1 GiB")):
         name = f"cl-{label.replace(' ', '')}"
-        ldev = stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=size))
+        ldev = stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=name, size_bytes=size))
         client = RawClient(nbd)
         client.go(name)
         step = size // (data // MIB)
@@ -143,7 +148,7 @@ def clone_time(stub, nbd: str) -> list[str]:
             assert client.write(i * step, os.urandom(MIB)) == 0
         client.close()
         start = time.perf_counter()
-        clone = stub.CloneLdev(pb.CloneLdevRequest(name=f"{name}-clone", ldev_id=ldev.id))
+        clone = stub.CloneLdev(pb.CloneLdevRequest(open_to_all=True, name=f"{name}-clone", ldev_id=ldev.id))
         while stub.GetLdev(pb.GetLdevRequest(id=clone.id)).state != pb.LDEV_STATE_NORMAL:
             time.sleep(0.005)
         seconds = time.perf_counter() - start

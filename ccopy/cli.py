@@ -181,6 +181,13 @@ def add_csi_parser(commands: argparse._SubParsersAction) -> None:
         "--nbd-address", default=env("NBD_ADDRESS", ""), help="NBD HOST:PORT nodes dial [CCOPY_NBD_ADDRESS]"
     )
     csi.add_argument("--max-volumes", type=int, default=int(env("MAX_VOLUMES", "0") or 0))
+    csi.add_argument(
+        "--nbd-cert",
+        default=env("NBD_CERT"),
+        help="node: client certificate on the NBD data path, common name = node id [CCOPY_NBD_CERT]",
+    )
+    csi.add_argument("--nbd-key", default=env("NBD_KEY"), help="node: its key [CCOPY_NBD_KEY]")
+    csi.add_argument("--nbd-ca", default=env("NBD_CA"), help="node: CA of the array's NBD certificate [CCOPY_NBD_CA]")
     csi.set_defaults(run=run_csi)
 
 
@@ -199,7 +206,13 @@ def run_csi(args: argparse.Namespace) -> int:
         max_volumes_per_node=args.max_volumes,
         nbd_address=args.nbd_address,
         tls=array_tls(args),
-    )
+        nbd_tls=TlsFiles(cert=optional_path(args.nbd_cert), key=optional_path(args.nbd_key),
+                         ca=optional_path(args.nbd_ca)),
+    )  # fmt: skip
+    given = [config.nbd_tls.cert, config.nbd_tls.key, config.nbd_tls.ca]
+    if any(given) and not all(given):
+        print("error: --nbd-cert, --nbd-key and --nbd-ca go together", file=sys.stderr)
+        return 2
     return serve_or_fail(serve, config)
 
 

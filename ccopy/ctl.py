@@ -48,6 +48,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--size", required=True, help="e.g. 10GiB")
     create.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
     create.add_argument("--read-only", action="store_true")
+    create.add_argument(
+        "--publish",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="let HOST open it over NBD (repeatable); by default no host may",
+    )
+    create.add_argument("--open", action="store_true", help="let every host open it by name (no host access control)")
     create.set_defaults(run=ldev_create)
     delete = ldev.add_parser("delete", help="delete an LDEV and its data")
     delete.add_argument("ldev", help="LDEV id (00:00:2A or 42) or name")
@@ -68,6 +76,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     label.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     label.add_argument("--remove", action="append", default=[], metavar="KEY")
     label.set_defaults(run=ldev_label)
+    access = ldev.add_parser("access", help="open an LDEV to every host, or close it to the hosts it is published to")
+    access.add_argument("ldev", help="LDEV id or name")
+    which = access.add_mutually_exclusive_group(required=True)
+    which.add_argument("--open", dest="open_to_all", action="store_true", help="every host may open it by name")
+    which.add_argument("--closed", dest="open_to_all", action="store_false", help="only hosts it is published to")
+    access.set_defaults(run=ldev_access)
     ctl_snapshots.add_ldev_verbs(ldev)
     ctl_snapshots.add_objects(objects)
     ctl_replication.add_objects(objects)
@@ -140,7 +154,14 @@ def ldev_ref(stub: pb_grpc.ArrayStub, ref: str) -> pb.Ldev:
 
 
 _STATE_NAMES = {v: k.removeprefix("LDEV_STATE_") for k, v in pb.LdevState.items()}
-LDEV_HEADERS = ("ID", "NAME", "SIZE", "ALLOCATED", "SNAPSHOTS", "STATE", "RO", "SESSIONS", "LABELS")
+LDEV_HEADERS = ("ID", "NAME", "SIZE", "ALLOCATED", "SNAPSHOTS", "STATE", "RO", "HOSTS", "SESSIONS", "LABELS")
+
+
+def hosts_cell(ldev: pb.Ldev) -> str:
+    """Who may open the LDEV over NBD."""
+    if ldev.open_to_all:
+        return "all"
+    return ",".join(ldev.published_hosts) or "none"
 
 
 def ldev_row(ldev: pb.Ldev) -> list[str]:
@@ -153,6 +174,7 @@ def ldev_row(ldev: pb.Ldev) -> list[str]:
         str(ldev.snapshot_count),
         _STATE_NAMES[ldev.state],
         "yes" if ldev.read_only else "no",
+        hosts_cell(ldev),
         str(ldev.open_sessions),
         labels or "-",
     ]
@@ -169,8 +191,27 @@ def ldev_create(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
         size_bytes=parse_size(args.size),
         labels=key_values(args.label, "label"),
         read_only=args.read_only,
+        open_to_all=args.open,
     )
-    return one_ldev(stub.CreateLdev(request, timeout=CALL_TIMEOUT))
+    ldev = stub.CreateLdev(request, timeout=CALL_TIMEOUT)
+    if not args.publish:
+        return one_ldev(ldev)
+    # One more call per host: a crash in between leaves the LDEV closed, never open.
+    publications = [
+        stub.PublishLdev(pb.PublishLdevRequest(ldev_id=ldev.id, host_id=host), timeout=CALL_TIMEOUT)
+        for host in args.publish
+    ]
+    ldev = stub.GetLdev(pb.GetLdevRequest(id=ldev.id), timeout=CALL_TIMEOUT)
+    lines = [f"published to {p.host_id}: export {p.export_name}" for p in publications]
+    data = {**to_dict(ldev), "publications": [to_dict(p) for p in publications]}
+    return data, lambda: "\n".join([table(LDEV_HEADERS, [ldev_row(ldev)]), *lines])
+
+
+@wrap
+def ldev_access(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
+    ldev = ldev_ref(stub, args.ldev)
+    request = pb.SetLdevAccessRequest(ldev_id=ldev.id, open_to_all=args.open_to_all)
+    return one_ldev(stub.SetLdevAccess(request, timeout=CALL_TIMEOUT))
 
 
 @wrap

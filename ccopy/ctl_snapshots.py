@@ -24,6 +24,7 @@ def add_ldev_verbs(ldev: argparse._SubParsersAction) -> None:
     clone.add_argument("--size", help="default: the source's size")
     clone.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
     clone.add_argument("--no-wait", action="store_true", help="return while the copy runs")
+    clone.add_argument("--open", action="store_true", help="let every host open it by name (no host access control)")
     clone.set_defaults(run=ldev_clone)
     restore = ldev.add_parser("restore", help="roll an LDEV back to one of its snapshots")
     restore.add_argument("ldev", help="LDEV id or name")
@@ -215,7 +216,10 @@ def group_list(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
 @wrap
 def ldev_clone(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     request = pb.CloneLdevRequest(
-        name=args.name, size_bytes=parse_size(args.size) if args.size else 0, labels=key_values(args.label, "label")
+        name=args.name,
+        size_bytes=parse_size(args.size) if args.size else 0,
+        labels=key_values(args.label, "label"),
+        open_to_all=args.open,
     )
     if args.from_snapshot:
         request.snapshot_id = snapshot_ref(stub, args.from_snapshot).id

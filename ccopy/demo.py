@@ -8,6 +8,11 @@ at the backup while replication goes on, clones of it mounted, and analytics
 on the clones that checks every sale has its stock change. Each step is
 printed; the exit status is 0 only if the backup was consistent and, once the
 orders stopped, byte for byte equal to the main site.
+
+Secured as a user would run it: one demo CA; each array's management API and
+link take mTLS, its NBD data path TLS with client certificates; every LDEV is
+closed to all but the hosts it is published to (the database host at the main
+site, the analytics host at the backup), and the demo shows a refusal.
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
-
 from ccopy import ecommerce
 from ccopy.ecommerce import Collapsed, check
 from ccopy.launch import ArrayProcessHandle, free_port
+from ccopy.pki import CertificateAuthority
+from ccopy.rpc import TlsFiles, client_channel
 from ccopy.units import format_size
 from ccopy.waiting import Stalled, replication_progress, wait_progressing
 from ccopy_api import array_pb2 as pb
@@ -33,6 +38,7 @@ from csi_driver.attach import attached, mounted, nbd_uri
 
 VOLUME = 256 << 20
 GROUP = "shop"
+DATABASE_HOST, ANALYTICS_HOST = "db-host", "analytics-host"
 ORDERS_AT_MOST = 3600.0  # seconds; the demo stops the orders itself
 
 
@@ -65,6 +71,29 @@ def run_demo(args: argparse.Namespace) -> int:
         return Demo(work, args.seconds).run()
 
 
+class DemoPki:
+    """The demo's certificates: the arrays' server certificate, the administrator's (API and
+    link), and one per host; a host's GnuTLS folder is what NBD clients read."""
+
+    def __init__(self, folder: Path) -> None:
+        ca = CertificateAuthority(folder)
+        server = ca.issue("array", san="IP:127.0.0.1,DNS:localhost")
+        admin = ca.issue("admin")
+        self.admin = TlsFiles(cert=admin.cert, key=admin.key, ca=ca.cert)
+        self.hosts = {
+            host: ca.x509_folder(folder / host, "client", ca.issue(host)) for host in (DATABASE_HOST, ANALYTICS_HOST)
+        }
+        self.array_args = [
+            "--tls-cert", str(server.cert), "--tls-key", str(server.key), "--tls-client-ca", str(ca.cert),
+            "--nbd-tls-cert", str(server.cert), "--nbd-tls-key", str(server.key), "--nbd-tls-client-ca", str(ca.cert),
+            "--remote-ca", str(ca.cert), "--remote-cert", str(admin.cert), "--remote-key", str(admin.key),
+        ]  # fmt: skip
+
+    def uri(self, address: str, export: str, host: str) -> str:
+        """An `nbds://` URI for libnbd tools, with the host's certificates."""
+        return f"{nbd_uri(address, export, tls=True)}?tls-certificates={self.hosts[host]}"
+
+
 class Demo:
     def __init__(self, work: Path, seconds: float) -> None:
         self.work = work
@@ -72,17 +101,20 @@ class Demo:
 
     def run(self) -> int:
         main_api, backup_api = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        step("certificates from one demo CA: mTLS on each array's API and on the link, TLS with client "
+             f"certificates on NBD, hosts {DATABASE_HOST} and {ANALYTICS_HOST}")  # fmt: skip
+        self.pki = DemoPki(self.work / "pki")
         step("starting the main site's array (serial 10001) and the backup site's (serial 20002), linked")
         self.main = ArrayProcessHandle(
             pool=self.work / "main-pool", serial=10001, log_path=self.work / "main.log", api=main_api,
-            extra_args=["--remote", backup_api],
+            extra_args=["--remote", backup_api, *self.pki.array_args],
         ).start()  # fmt: skip
         self.backup = ArrayProcessHandle(
             pool=self.work / "backup-pool", serial=20002, log_path=self.work / "backup.log", api=backup_api,
-            extra_args=["--remote", main_api],
+            extra_args=["--remote", main_api, *self.pki.array_args],
         ).start()  # fmt: skip
         try:
-            with grpc.insecure_channel(main_api) as m, grpc.insecure_channel(backup_api) as b:
+            with client_channel(main_api, self.pki.admin) as m, client_channel(backup_api, self.pki.admin) as b:
                 self.main_stub, self.backup_stub = pb_grpc.ArrayStub(m), pb_grpc.ArrayStub(b)
                 return self.business()
         finally:
@@ -92,11 +124,15 @@ class Demo:
     def business(self) -> int:
         stock = self.main_stub.CreateLdev(pb.CreateLdevRequest(name="stock-db", size_bytes=VOLUME))
         sales = self.main_stub.CreateLdev(pb.CreateLdevRequest(name="sales-db", size_bytes=VOLUME))
-        step(f"main site: LDEVs {stock.display_id} stock-db and {sales.display_id} sales-db, ext4 through NBD")
+        for ldev in (stock, sales):
+            self.main_stub.PublishLdev(pb.PublishLdevRequest(ldev_id=ldev.id, host_id=DATABASE_HOST))
+        step(f"main site: LDEVs {stock.display_id} stock-db and {sales.display_id} sales-db, published to "
+             f"{DATABASE_HOST} only, ext4 through NBD over TLS")  # fmt: skip
+        self.show_refusal()
         mounts = {name: self.work / "main" / name for name in ("stock-db", "sales-db")}
         with (
-            attached(nbd_uri(self.main.nbd_address, "stock-db"), self.work / "fuse-stock") as stock_dev,
-            attached(nbd_uri(self.main.nbd_address, "sales-db"), self.work / "fuse-sales") as sales_dev,
+            self.attached(self.main, "stock-db", DATABASE_HOST) as stock_dev,
+            self.attached(self.main, "sales-db", DATABASE_HOST) as sales_dev,
         ):
             for device in (stock_dev, sales_dev):
                 run("mkfs.ext4", "-q", "-F", device)
@@ -104,6 +140,19 @@ class Demo:
                 verdict = self.orders_and_backup(stock, sales, mounts)
             # Unmounted: every order is on the P-VOLs now.
         return self.final_check(stock, sales, verdict)
+
+    def attached(self, site: ArrayProcessHandle, export: str, host: str):
+        """The export as a block device on `host` (its certificate), over TLS."""
+        uri = nbd_uri(site.nbd_address, export, tls=True)
+        return attached(uri, self.work / f"fuse-{export}", tls_certificates=self.pki.hosts[host])
+
+    def show_refusal(self) -> None:
+        """Host access is deny-by-default: a host the LDEV is not published to is refused."""
+        uri = self.pki.uri(self.main.nbd_address, "stock-db", ANALYTICS_HOST)
+        refused = subprocess.run(["nbdinfo", uri], capture_output=True, text=True).returncode != 0
+        say(f"{ANALYTICS_HOST} asking the main array for stock-db: {'refused' if refused else 'ADMITTED (wrong)'}")
+        if not refused:
+            raise RuntimeError("a host stock-db is not published to opened it")
 
     def orders_and_backup(self, stock: pb.Ldev, sales: pb.Ldev, mounts: dict[str, Path]) -> bool:
         step(f"orders flow for at least {self.seconds:.0f} s: each commits a stock change, then a sale "
@@ -158,10 +207,11 @@ class Demo:
                 lambda ldev: ldev.state == pb.LDEV_STATE_NORMAL, f"clone {clone.name}",
                 progress=lambda ldev: ldev.copy_progress.copied_bytes,
             )  # fmt: skip
+            self.backup_stub.PublishLdev(pb.PublishLdevRequest(ldev_id=clone.id, host_id=ANALYTICS_HOST))
             clones.append((kind, clone))
         with (
-            attached(nbd_uri(self.backup.nbd_address, "analytics-stock-db"), self.work / "fuse-a-stock") as stock_dev,
-            attached(nbd_uri(self.backup.nbd_address, "analytics-sales-db"), self.work / "fuse-a-sales") as sales_dev,
+            self.attached(self.backup, "analytics-stock-db", ANALYTICS_HOST) as stock_dev,
+            self.attached(self.backup, "analytics-sales-db", ANALYTICS_HOST) as sales_dev,
         ):
             targets = {"stock-db": self.work / "analytics" / "stock", "sales-db": self.work / "analytics" / "sales"}
             with mounted(stock_dev, targets["stock-db"]), mounted(sales_dev, targets["sales-db"]):
@@ -188,8 +238,10 @@ class Demo:
         equal = True
         pairs = {p.local_ldev_id: p.remote_ldev_id for p in self.main_stub.ListPairs(pb.ListPairsRequest()).pairs}
         for ldev in (stock, sales):
-            main_sum = self.checksum(self.main_stub, self.main.nbd_address, ldev.id)
-            backup_sum = self.checksum(self.backup_stub, self.backup.nbd_address, pairs[ldev.id])
+            svol = pb.PublishLdevRequest(ldev_id=pairs[ldev.id], host_id=ANALYTICS_HOST, read_only=True)
+            self.backup_stub.PublishLdev(svol)  # the S-VOL is closed like its P-VOL
+            main_sum = self.checksum(self.main_stub, self.main.nbd_address, ldev.id, DATABASE_HOST)
+            backup_sum = self.checksum(self.backup_stub, self.backup.nbd_address, pairs[ldev.id], ANALYTICS_HOST)
             equal &= main_sum == backup_sum
             say(f"{ldev.name}: P-VOL sha256 {main_sum[:16]}... S-VOL {backup_sum[:16]}... "
                 f"{'equal' if main_sum == backup_sum else 'DIFFERENT'}")  # fmt: skip
@@ -198,11 +250,11 @@ class Demo:
                             f"{main.lag_seconds:.3f} s" if ok else "FAIL"))  # fmt: skip
         return 0 if ok else 1
 
-    def checksum(self, stub: pb_grpc.ArrayStub, address: str, ldev_id: int) -> str:
-        """sha256 of a whole LDEV, read through NBD by nbdcopy."""
+    def checksum(self, stub: pb_grpc.ArrayStub, address: str, ldev_id: int, host: str) -> str:
+        """sha256 of a whole LDEV, read through NBD over TLS by nbdcopy as `host`."""
         export = stub.GetLdev(pb.GetLdevRequest(id=ldev_id)).export_name
         digest = hashlib.sha256()
-        with subprocess.Popen(["nbdcopy", nbd_uri(address, export), "-"], stdout=subprocess.PIPE) as copy:
+        with subprocess.Popen(["nbdcopy", self.pki.uri(address, export, host), "-"], stdout=subprocess.PIPE) as copy:
             assert copy.stdout is not None
             while block := copy.stdout.read(1 << 20):
                 digest.update(block)

@@ -50,14 +50,22 @@ class CertificateAuthority:
         return Issued(cert, key)
 
     def x509_folder(self, folder: Path, role: str, issued: Issued | None) -> Path:
-        """The layout GnuTLS users read (libnbd's tls-certificates, nbdkit's --tls-certificates,
-        qemu's tls-creds-x509 dir): ca-cert.pem, and `<role>`-cert.pem/-key.pem when given."""
-        folder.mkdir(parents=True)
-        shutil.copy(self.cert, folder / "ca-cert.pem")
-        if issued is not None:
-            shutil.copy(issued.cert, folder / f"{role}-cert.pem")
-            shutil.copy(issued.key, folder / f"{role}-key.pem")
-        return folder
+        return x509_folder(folder, role, self.cert, issued)
 
     def _key_options(self) -> list[str]:
         return ["-pkeyopt", "ec_paramgen_curve:prime256v1"] if self.algorithm == "ec" else []
+
+
+def x509_folder(folder: Path, role: str, ca: Path, issued: Issued | None) -> Path:
+    """The layout GnuTLS users read (libnbd's tls-certificates, nbdkit's --tls-certificates,
+    qemu's tls-creds-x509 dir): ca-cert.pem, and `<role>`-cert.pem/-key.pem when given.
+    Made anew each time (a restarted process picks up renewed files); the key stays private."""
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    shutil.copy(ca, folder / "ca-cert.pem")
+    if issued is not None:
+        shutil.copy(issued.cert, folder / f"{role}-cert.pem")
+        key = folder / f"{role}-key.pem"
+        shutil.copyfile(issued.key, key)  # inside a folder only its owner may enter
+        key.chmod(0o600)
+    return folder

@@ -51,7 +51,7 @@ class CopyProgress(_message.Message):
     def __init__(self, total_bytes: _Optional[int] = ..., copied_bytes: _Optional[int] = ...) -> None: ...
 
 class Ldev(_message.Message):
-    __slots__ = ("id", "display_id", "name", "size_bytes", "allocated_bytes", "state", "labels", "read_only", "export_name", "open_sessions", "created_at", "updated_at", "chunk_size_bytes", "snapshot_count", "snapshot_bytes", "copy_progress", "require_publication", "max_iops", "max_mbps", "published_hosts")
+    __slots__ = ("id", "display_id", "name", "size_bytes", "allocated_bytes", "state", "labels", "read_only", "export_name", "open_sessions", "created_at", "updated_at", "chunk_size_bytes", "snapshot_count", "snapshot_bytes", "copy_progress", "max_iops", "max_mbps", "published_hosts", "open_to_all")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -75,10 +75,10 @@ class Ldev(_message.Message):
     SNAPSHOT_COUNT_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_BYTES_FIELD_NUMBER: _ClassVar[int]
     COPY_PROGRESS_FIELD_NUMBER: _ClassVar[int]
-    REQUIRE_PUBLICATION_FIELD_NUMBER: _ClassVar[int]
     MAX_IOPS_FIELD_NUMBER: _ClassVar[int]
     MAX_MBPS_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_TO_ALL_FIELD_NUMBER: _ClassVar[int]
     id: int
     display_id: str
     name: str
@@ -95,32 +95,34 @@ class Ldev(_message.Message):
     snapshot_count: int
     snapshot_bytes: int
     copy_progress: CopyProgress
-    require_publication: bool
     max_iops: int
     max_mbps: int
     published_hosts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[int] = ..., display_id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., allocated_bytes: _Optional[int] = ..., state: _Optional[_Union[LdevState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., export_name: _Optional[str] = ..., open_sessions: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk_size_bytes: _Optional[int] = ..., snapshot_count: _Optional[int] = ..., snapshot_bytes: _Optional[int] = ..., copy_progress: _Optional[_Union[CopyProgress, _Mapping]] = ..., require_publication: _Optional[bool] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ..., published_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+    open_to_all: bool
+    def __init__(self, id: _Optional[int] = ..., display_id: _Optional[str] = ..., name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., allocated_bytes: _Optional[int] = ..., state: _Optional[_Union[LdevState, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., export_name: _Optional[str] = ..., open_sessions: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., chunk_size_bytes: _Optional[int] = ..., snapshot_count: _Optional[int] = ..., snapshot_bytes: _Optional[int] = ..., copy_progress: _Optional[_Union[CopyProgress, _Mapping]] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ..., published_hosts: _Optional[_Iterable[str]] = ..., open_to_all: _Optional[bool] = ...) -> None: ...
 
 class GetArrayInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class ArrayInfo(_message.Message):
-    __slots__ = ("serial", "version", "nbd_address", "max_ldev_id", "max_request_bytes")
+    __slots__ = ("serial", "version", "nbd_address", "max_ldev_id", "max_request_bytes", "nbd_hosts_by_certificate")
     SERIAL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     NBD_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     MAX_LDEV_ID_FIELD_NUMBER: _ClassVar[int]
     MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NBD_HOSTS_BY_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     serial: int
     version: str
     nbd_address: str
     max_ldev_id: int
     max_request_bytes: int
-    def __init__(self, serial: _Optional[int] = ..., version: _Optional[str] = ..., nbd_address: _Optional[str] = ..., max_ldev_id: _Optional[int] = ..., max_request_bytes: _Optional[int] = ...) -> None: ...
+    nbd_hosts_by_certificate: bool
+    def __init__(self, serial: _Optional[int] = ..., version: _Optional[str] = ..., nbd_address: _Optional[str] = ..., max_ldev_id: _Optional[int] = ..., max_request_bytes: _Optional[int] = ..., nbd_hosts_by_certificate: _Optional[bool] = ...) -> None: ...
 
 class CreateLdevRequest(_message.Message):
-    __slots__ = ("name", "size_bytes", "labels", "read_only", "require_publication", "max_iops", "max_mbps")
+    __slots__ = ("name", "size_bytes", "labels", "read_only", "max_iops", "max_mbps", "open_to_all")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -132,17 +134,17 @@ class CreateLdevRequest(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
-    REQUIRE_PUBLICATION_FIELD_NUMBER: _ClassVar[int]
     MAX_IOPS_FIELD_NUMBER: _ClassVar[int]
     MAX_MBPS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_TO_ALL_FIELD_NUMBER: _ClassVar[int]
     name: str
     size_bytes: int
     labels: _containers.ScalarMap[str, str]
     read_only: bool
-    require_publication: bool
     max_iops: int
     max_mbps: int
-    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., require_publication: _Optional[bool] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ...) -> None: ...
+    open_to_all: bool
+    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ..., open_to_all: _Optional[bool] = ...) -> None: ...
 
 class DeleteLdevRequest(_message.Message):
     __slots__ = ("id", "cascade")
@@ -411,7 +413,7 @@ class ListSnapshotGroupsResponse(_message.Message):
     def __init__(self, groups: _Optional[_Iterable[_Union[SnapshotGroup, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CloneLdevRequest(_message.Message):
-    __slots__ = ("name", "snapshot_id", "ldev_id", "size_bytes", "labels", "require_publication", "max_iops", "max_mbps")
+    __slots__ = ("name", "snapshot_id", "ldev_id", "size_bytes", "labels", "max_iops", "max_mbps", "open_to_all")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -424,18 +426,18 @@ class CloneLdevRequest(_message.Message):
     LDEV_ID_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
-    REQUIRE_PUBLICATION_FIELD_NUMBER: _ClassVar[int]
     MAX_IOPS_FIELD_NUMBER: _ClassVar[int]
     MAX_MBPS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_TO_ALL_FIELD_NUMBER: _ClassVar[int]
     name: str
     snapshot_id: int
     ldev_id: int
     size_bytes: int
     labels: _containers.ScalarMap[str, str]
-    require_publication: bool
     max_iops: int
     max_mbps: int
-    def __init__(self, name: _Optional[str] = ..., snapshot_id: _Optional[int] = ..., ldev_id: _Optional[int] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., require_publication: _Optional[bool] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ...) -> None: ...
+    open_to_all: bool
+    def __init__(self, name: _Optional[str] = ..., snapshot_id: _Optional[int] = ..., ldev_id: _Optional[int] = ..., size_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ..., open_to_all: _Optional[bool] = ...) -> None: ...
 
 class RestoreLdevRequest(_message.Message):
     __slots__ = ("ldev_id", "snapshot_id")
@@ -572,6 +574,14 @@ class SetLdevQosRequest(_message.Message):
     max_iops: int
     max_mbps: int
     def __init__(self, ldev_id: _Optional[int] = ..., max_iops: _Optional[int] = ..., max_mbps: _Optional[int] = ...) -> None: ...
+
+class SetLdevAccessRequest(_message.Message):
+    __slots__ = ("ldev_id", "open_to_all")
+    LDEV_ID_FIELD_NUMBER: _ClassVar[int]
+    OPEN_TO_ALL_FIELD_NUMBER: _ClassVar[int]
+    ldev_id: int
+    open_to_all: bool
+    def __init__(self, ldev_id: _Optional[int] = ..., open_to_all: _Optional[bool] = ...) -> None: ...
 
 class Pair(_message.Message):
     __slots__ = ("id", "group_name", "role", "local_ldev_id", "local_display_id", "remote_ldev_id", "remote_serial", "state", "copied_bytes", "copy_total_bytes", "local_name", "export_name")
@@ -850,7 +860,7 @@ class DemoteRequest(_message.Message):
     def __init__(self, group_name: _Optional[str] = ..., applied_seq: _Optional[int] = ..., last_seq: _Optional[int] = ...) -> None: ...
 
 class PrepareSecondaryRequest(_message.Message):
-    __slots__ = ("group_name", "capacity_bytes", "main_serial", "pvol_id", "pvol_name", "size_bytes", "svol_id")
+    __slots__ = ("group_name", "capacity_bytes", "main_serial", "pvol_id", "pvol_name", "size_bytes", "svol_id", "open_to_all")
     GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAIN_SERIAL_FIELD_NUMBER: _ClassVar[int]
@@ -858,6 +868,7 @@ class PrepareSecondaryRequest(_message.Message):
     PVOL_NAME_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    OPEN_TO_ALL_FIELD_NUMBER: _ClassVar[int]
     group_name: str
     capacity_bytes: int
     main_serial: int
@@ -865,7 +876,8 @@ class PrepareSecondaryRequest(_message.Message):
     pvol_name: str
     size_bytes: int
     svol_id: int
-    def __init__(self, group_name: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., main_serial: _Optional[int] = ..., pvol_id: _Optional[int] = ..., pvol_name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., svol_id: _Optional[int] = ...) -> None: ...
+    open_to_all: bool
+    def __init__(self, group_name: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., main_serial: _Optional[int] = ..., pvol_id: _Optional[int] = ..., pvol_name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., svol_id: _Optional[int] = ..., open_to_all: _Optional[bool] = ...) -> None: ...
 
 class PrepareSecondaryResponse(_message.Message):
     __slots__ = ("svol_id",)

@@ -164,6 +164,11 @@ class ArrayStub:
                 request_serializer=ccopy__api_dot_array__pb2.SetLdevQosRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.Ldev.FromString,
                 _registered_method=True)
+        self.SetLdevAccess = channel.unary_unary(
+                '/ccopy.array.v1.Array/SetLdevAccess',
+                request_serializer=ccopy__api_dot_array__pb2.SetLdevAccessRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.Ldev.FromString,
+                _registered_method=True)
         self.CreatePair = channel.unary_unary(
                 '/ccopy.array.v1.Array/CreatePair',
                 request_serializer=ccopy__api_dot_array__pb2.CreatePairRequest.SerializeToString,
@@ -432,10 +437,13 @@ class ArrayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PublishLdev(self, request, context):
-        """Lets one host open an LDEV over NBD, through the secret export name in
-        the answer. Idempotent per host and mode; the other mode for the same
-        host is ALREADY_EXISTS. LDEVs created with require_publication are
-        reachable in no other way.
+        """Lets one host open an LDEV over NBD. Host access is deny-by-default: an
+        LDEV not open_to_all is reachable only by the hosts it is published to.
+        A host proves who it is by its TLS client certificate (common name =
+        host_id) and then opens the LDEV by name; where the data path takes no
+        client certificates, by the secret export name in the answer.
+        Idempotent per host and mode; the other mode for the same host is
+        ALREADY_EXISTS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -472,6 +480,14 @@ class ArrayServicer:
     def SetLdevQos(self, request, context):
         """Per-LDEV limits the NBD data path enforces across all its sessions;
         0 means unlimited. Applies to the next request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLdevAccess(self, request, context):
+        """Opens an LDEV to every host, or closes it to the hosts it is published
+        to. Closing cuts no open session (unpublishing a host does).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -786,6 +802,11 @@ def add_ArrayServicer_to_server(servicer, server):
             'SetLdevQos': grpc.unary_unary_rpc_method_handler(
                     servicer.SetLdevQos,
                     request_deserializer=ccopy__api_dot_array__pb2.SetLdevQosRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.Ldev.SerializeToString,
+            ),
+            'SetLdevAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLdevAccess,
+                    request_deserializer=ccopy__api_dot_array__pb2.SetLdevAccessRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.Ldev.SerializeToString,
             ),
             'CreatePair': grpc.unary_unary_rpc_method_handler(
@@ -1610,6 +1631,33 @@ class Array:
             target,
             '/ccopy.array.v1.Array/SetLdevQos',
             ccopy__api_dot_array__pb2.SetLdevQosRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.Ldev.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLdevAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/SetLdevAccess',
+            ccopy__api_dot_array__pb2.SetLdevAccessRequest.SerializeToString,
             ccopy__api_dot_array__pb2.Ldev.FromString,
             options,
             channel_credentials,

@@ -5,8 +5,10 @@ Two routes, chosen by what the node has:
 - otherwise (common in VMs and containers) nbdfuse exposes the export as a
   file on a FUSE mount: NBD -> nbdfuse -> /dev/loopM.
 Both end in a loop device so the device can be capped below the export's
-size and grown in place later (`grow`). Detach undoes every step it made, in
-reverse, even after a partial attach.
+size and grown in place later (`grow`). Over TLS (an `nbds://` URI, with the
+node's GnuTLS certificate folder) the FUSE route is taken, and nbdkit's nbd
+plugin speaks TLS to the array for nbdfuse, which takes no certificate paths.
+Detach undoes every step it made, in reverse, even after a partial attach.
 
 The CSI node service (NodeStageVolume) uses this; so do the demo and tests.
 """
@@ -32,10 +34,27 @@ class AttachError(Exception):
     """Attaching or detaching failed; the message says which step."""
 
 
-def nbd_uri(address: str, export: str) -> str:
+def nbd_uri(address: str, export: str, tls: bool = False) -> str:
     from urllib.parse import quote
 
-    return f"nbd://{address}/{quote(export, safe='')}"
+    return f"{'nbds' if tls else 'nbd'}://{address}/{quote(export, safe='')}"
+
+
+def nbdfuse_argv(uri: str, target: Path, pidfile: Path, read_only: bool, tls_certificates: Path | None) -> list[str]:
+    """The nbdfuse command serving `uri` as the file `target`: straight to the URI, or over
+    TLS through nbdkit's nbd plugin, socket-activated by nbdfuse (and gone with it)."""
+    from urllib.parse import unquote, urlparse
+
+    argv = ["nbdfuse", "-P", str(pidfile), *(["-r"] if read_only else []), str(target)]
+    parsed = urlparse(uri)
+    if parsed.scheme != "nbds":
+        return [*argv, uri]
+    if tls_certificates is None:
+        raise AttachError(f"{uri} needs TLS and this node has no client certificate")
+    proxy = ["nbdkit", *(["-r"] if read_only else []), "nbd", f"hostname={parsed.hostname}",
+             f"port={parsed.port or 10809}", f"export={unquote(parsed.path[1:])}", "tls=require",
+             f"tls-certificates={tls_certificates}"]  # fmt: skip
+    return [*argv, "[", *proxy, "]"]
 
 
 def _run(*argv: str) -> str:
@@ -80,18 +99,27 @@ class Attachment:
         return self.device is not None and loop_backing_file(self.device) == expected
 
 
-def attach(uri: str, fuse_dir: Path, read_only: bool = False, timeout: float = 30.0, size_limit: int = 0) -> Attachment:
+def attach(
+    uri: str,
+    fuse_dir: Path,
+    read_only: bool = False,
+    timeout: float = 30.0,
+    size_limit: int = 0,
+    tls_certificates: Path | None = None,
+) -> Attachment:
     """Connect nbdfuse to `uri` at `fuse_dir` and bind a loop device to it.
 
     `size_limit` caps the device below the export's size: an export with growth
     headroom shows only what the LDEV holds now, and `grow` raises the cap later.
+    `tls_certificates`: the GnuTLS folder (ca-cert.pem, client-cert.pem,
+    client-key.pem) an `nbds://` URI needs.
     """
-    if kernel_nbd_available():
+    if kernel_nbd_available() and not uri.startswith("nbds:"):
         return _attach_kernel(uri, fuse_dir, read_only, size_limit)
-    fuse_dir.mkdir(parents=True, exist_ok=True)
     pidfile = fuse_dir.with_name(fuse_dir.name + ".pid")
+    argv = nbdfuse_argv(uri, fuse_dir / FUSE_FILE, pidfile, read_only, tls_certificates)
+    fuse_dir.mkdir(parents=True, exist_ok=True)
     pidfile.unlink(missing_ok=True)
-    argv = ["nbdfuse", "-P", str(pidfile)] + (["-r"] if read_only else []) + [f"{fuse_dir}/{FUSE_FILE}", uri]
     attachment = Attachment(uri=uri, fuse_dir=fuse_dir)
     log_path = fuse_dir.with_name(fuse_dir.name + ".log")
     with open(log_path, "ab") as nbdfuse_log:
@@ -190,9 +218,9 @@ def loop_backing_file(device: str) -> str | None:
 
 
 @contextmanager
-def attached(uri: str, fuse_dir: Path, read_only: bool = False) -> Iterator[str]:
+def attached(uri: str, fuse_dir: Path, read_only: bool = False, tls_certificates: Path | None = None) -> Iterator[str]:
     """The block device of `uri` for the duration of the block; detached on exit."""
-    attachment = attach(uri, fuse_dir, read_only)
+    attachment = attach(uri, fuse_dir, read_only, tls_certificates=tls_certificates)
     try:
         assert attachment.device is not None
         yield attachment.device

@@ -22,6 +22,9 @@ class CsiConfig:
     # NBD address nodes should dial; empty: the array's own answer.
     nbd_address: str = ""
     tls: TlsFiles = field(default_factory=TlsFiles)
+    # The node's identity on the NBD data path: its client certificate (common name = node_id)
+    # and key, and the CA of the array's NBD certificate. Needed where the array requires them.
+    nbd_tls: TlsFiles = field(default_factory=TlsFiles)
 
     @property
     def controller(self) -> bool:

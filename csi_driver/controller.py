@@ -143,13 +143,13 @@ class ControllerServicer(SnapshotRpcs, csi_grpc.ControllerServicer):
                 ldev = self.array.call(
                     "CreateLdev",
                     pb.CreateLdevRequest(
-                        name=name, size_bytes=size, labels=labels, require_publication=True,
+                        name=name, size_bytes=size, labels=labels,
                         max_iops=qos.max_iops, max_mbps=qos.max_mbps,
                     ),
                 )  # fmt: skip
             else:
                 clone = pb.CloneLdevRequest(
-                    name=name, size_bytes=size, labels=labels, require_publication=True,
+                    name=name, size_bytes=size, labels=labels,
                     max_iops=qos.max_iops, max_mbps=qos.max_mbps, **source,
                 )  # fmt: skip
                 ldev = self.array.call("CloneLdev", clone)
@@ -229,6 +229,9 @@ class ControllerServicer(SnapshotRpcs, csi_grpc.ControllerServicer):
             "nbdExport": publication.export_name,
             "readOnly": "true" if read_only else "false",
         }
+        # Asked each time: the array may have been restarted with client certificates required.
+        if self.array.call("GetArrayInfo", pb.GetArrayInfoRequest()).nbd_hosts_by_certificate:
+            context_map["nbdTls"] = "true"  # the node shows its certificate; the export is the LDEV's name
         return csi.ControllerPublishVolumeResponse(publish_context=context_map)
 
     def check_room(self, node_id: str) -> None:

@@ -22,6 +22,7 @@ from backend.locks import KeyLocks
 from ccopy import ids
 from ccopy.array_client import ArrayClient
 from ccopy.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, OutOfRange, Unavailable
+from ccopy.pki import Issued, x509_folder
 from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
@@ -65,12 +66,22 @@ def _check_capability(capability: csi.VolumeCapability) -> str:
     return "block" if capability.HasField("block") else "mount"
 
 
+def node_certificates(config: CsiConfig) -> Path | None:
+    """The node's GnuTLS certificate folder for NBD over TLS, made from its files at start;
+    None without a certificate."""
+    files = config.nbd_tls
+    if files.cert is None or files.key is None or files.ca is None:
+        return None
+    return x509_folder(config.state_dir / "nbd-tls", "client", files.ca, Issued(files.cert, files.key))
+
+
 class NodeServicer(csi_grpc.NodeServicer):
     def __init__(self, config: CsiConfig, array: ArrayClient) -> None:
         self.config = config
         self.array = array
         self.state = NodeState(config.state_dir)
         self.locks = KeyLocks("volume")
+        self.tls_certificates = node_certificates(config)
 
     # -- stage / unstage -----------------------------------------------------------
     def NodeStageVolume(
@@ -100,7 +111,13 @@ class NodeServicer(csi_grpc.NodeServicer):
                 if staged.staging_path != request.staging_target_path or staged.access != access:
                     raise AlreadyExists(f"volume is staged at {staged.staging_path} for {staged.access} access")
                 return csi.NodeStageVolumeResponse()
-            self._stage(request, access, nbd_uri(address, export), read_only)
+            tls = request.publish_context.get("nbdTls") == "true"
+            if tls and self.tls_certificates is None:
+                raise FailedPrecondition(
+                    "the array's data path requires client certificates: start the node plugin with "
+                    "--nbd-cert, --nbd-key and --nbd-ca (a certificate whose common name is the node id)"
+                )
+            self._stage(request, access, nbd_uri(address, export, tls), read_only)
         return csi.NodeStageVolumeResponse()
 
     @staticmethod
@@ -135,7 +152,7 @@ class NodeServicer(csi_grpc.NodeServicer):
         work = self.state.work_dir(request.volume_id)
         size = self.ldev_size(request.volume_id)
         try:
-            attachment = attach(uri, work, read_only=read_only, size_limit=size)
+            attachment = attach(uri, work, read_only=read_only, size_limit=size, tls_certificates=self.tls_certificates)
         except AttachError as exc:
             raise Unavailable(f"cannot attach {request.volume_id}: {exc}") from exc
         assert attachment.device is not None

@@ -75,9 +75,23 @@ def stub(array_proc: ArrayProcessHandle) -> Iterator[pb_grpc.ArrayStub]:
 
 
 @pytest.fixture
+def tls_array(tmp_path: Path):
+    """An array requiring TLS and client certificates on NBD (tests/integration/tls_array.py)."""
+    from tests.integration import tls_array as tls
+
+    require_tools("openssl", "nbdinfo", "nbdcopy", "qemu-img", "qemu-io")
+    with tls.tls_array(tmp_path) as made:
+        yield made
+
+
+@pytest.fixture
 def make_ldev(stub: pb_grpc.ArrayStub):
+    """An LDEV every host may open by name: the tests using it are about the data path, not
+    host access (tests/integration/test_host_access.py is)."""
+
     def make(name: str, size: int = 64 << 20, read_only: bool = False, **labels: str) -> pb.Ldev:
-        return stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=size, read_only=read_only, labels=labels))
+        request = pb.CreateLdevRequest(name=name, size_bytes=size, read_only=read_only, labels=labels, open_to_all=True)
+        return stub.CreateLdev(request)
 
     return make
 

@@ -7,7 +7,7 @@ import base64
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from backend import errors
-from backend.array import PUBLICATION_EXPORT_PREFIX, SNAPSHOT_EXPORT_PREFIX, Array
+from backend.array import SNAPSHOT_EXPORT_PREFIX, Array
 from backend.ldev_id import format_ldev_id
 from backend.metadata import (
     HostRecord,
@@ -68,7 +68,7 @@ def ldev_message(array: Array, record: LdevRecord) -> pb.Ldev:
         chunk_size_bytes=record.chunk_size,
         snapshot_count=len(array.store.list_snapshots(ldev_id=record.id)),
         snapshot_bytes=array.snapshot_bytes(record.id),
-        require_publication=record.require_publication,
+        open_to_all=record.open_to_all,
         max_iops=record.max_iops,
         max_mbps=record.max_mbps,
         published_hosts=[p.host_id for p in array.publications(record.id)],
@@ -85,12 +85,12 @@ def host_message(host: HostRecord) -> pb.Host:
     return pb.Host(host_id=host.host_id, max_volumes=host.max_volumes, published_ldevs=host.published_ldevs)
 
 
-def publication_message(publication: Publication) -> pb.Publication:
+def publication_message(array: Array, publication: Publication) -> pb.Publication:
     return pb.Publication(
         ldev_id=publication.ldev_id,
         host_id=publication.host_id,
         read_only=publication.read_only,
-        export_name=PUBLICATION_EXPORT_PREFIX + publication.token,
+        export_name=array.publication_export(publication),
         created_at=timestamp(publication.created_at),
         max_size_bytes=publication.max_size,
     )

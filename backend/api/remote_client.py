@@ -69,10 +69,11 @@ class RemoteClient:
         pvol_name: str,
         size: int,
         svol_id: int = 0,
+        open_to_all: bool = False,
     ) -> int:
         request = pb.PrepareSecondaryRequest(
             group_name=group_name, capacity_bytes=capacity, main_serial=main_serial, pvol_id=pvol_id,
-            pvol_name=pvol_name, size_bytes=size, svol_id=svol_id,
+            pvol_name=pvol_name, size_bytes=size, svol_id=svol_id, open_to_all=open_to_all,
         )  # fmt: skip
         return self._call("PrepareSecondary", request).svol_id  # type: ignore[attr-defined]
 

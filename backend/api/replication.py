@@ -41,7 +41,7 @@ def pair_message(array: Array, pair: PairRecord) -> pb.Pair:
         copied_bytes=copied,
         copy_total_bytes=total,
         local_name=ldev.name if ldev else "",
-        export_name=ldev.name if ldev and not ldev.require_publication else "",
+        export_name=ldev.name if ldev else "",
     )
 
 
@@ -198,7 +198,7 @@ class ReplicationRpcs:
     ) -> pb.PrepareSecondaryResponse:
         svol = self.array.pairs.prepare_secondary(
             request.group_name, request.capacity_bytes, request.main_serial, request.pvol_id, request.pvol_name,
-            request.size_bytes, request.svol_id,
+            request.size_bytes, request.svol_id, request.open_to_all,
         )  # fmt: skip
         return pb.PrepareSecondaryResponse(svol_id=svol)
 

@@ -61,6 +61,11 @@ class ArrayConfig:
             return TlsMode.OFF
         return TlsMode.REQUIRED if self.nbd_tls_required else TlsMode.OPTIONAL
 
+    @property
+    def nbd_hosts_by_certificate(self) -> bool:
+        """Every NBD client shows a verified certificate naming its host."""
+        return self.nbd_tls_mode is TlsMode.REQUIRED and self.nbd_tls.ca is not None
+
 
 def nbd_tls_context(files: TlsFiles) -> ssl.SSLContext | None:
     """The data path's TLS: None without a certificate; client certificates from `files.ca`
@@ -102,7 +107,10 @@ class ArrayProcess:
 
 
 async def start_array(config: ArrayConfig) -> ArrayProcess:
-    array = Array(Pool(config.pool, config.serial), chunk_size=config.chunk_size)
+    array = Array(
+        Pool(config.pool, config.serial), chunk_size=config.chunk_size,
+        hosts_by_certificate=config.nbd_hosts_by_certificate,
+    )  # fmt: skip
     metrics = ArrayMetrics(array) if config.metrics else None
     nbd_host, nbd_port = split_address(config.nbd)
     nbd = NbdServer(

@@ -35,6 +35,7 @@ ERROR_TABLE: Mapping[type[BaseException], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
     errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -89,6 +90,7 @@ class ArrayServicer(ReplicationRpcs, pb_grpc.ArrayServicer):
             nbd_address=self.nbd_address,
             max_ldev_id=MAX_LDEV_ID,
             max_request_bytes=MAX_REQUEST_BYTES,
+            nbd_hosts_by_certificate=self.array.hosts_by_certificate,
         )
 
     def CreateLdev(self, request: pb.CreateLdevRequest, context: grpc.ServicerContext) -> pb.Ldev:
@@ -101,7 +103,7 @@ class ArrayServicer(ReplicationRpcs, pb_grpc.ArrayServicer):
             request.size_bytes,
             dict(request.labels),
             request.read_only,
-            require_publication=request.require_publication,
+            open_to_all=request.open_to_all,
             qos=(request.max_iops, request.max_mbps),
         )
         return self._ldev(record)
@@ -250,7 +252,7 @@ class ArrayServicer(ReplicationRpcs, pb_grpc.ArrayServicer):
             dict(request.labels),
             source_snapshot=request.snapshot_id if which == "snapshot_id" else None,
             source_ldev=_require_id(request.ldev_id) if which == "ldev_id" else None,
-            require_publication=request.require_publication,
+            open_to_all=request.open_to_all,
             qos=(request.max_iops, request.max_mbps),
         )
         return self._ldev(record)
@@ -280,7 +282,7 @@ class ArrayServicer(ReplicationRpcs, pb_grpc.ArrayServicer):
         publication = self.array.publish(
             _require_id(request.ldev_id), request.host_id, request.read_only, request.max_size_bytes
         )
-        return publication_message(publication)
+        return publication_message(self.array, publication)
 
     def RegisterHost(self, request: pb.RegisterHostRequest, context: grpc.ServicerContext) -> pb.Host:
         return host_message(self.array.register_host(request.host_id, request.max_volumes))
@@ -300,7 +302,10 @@ class ArrayServicer(ReplicationRpcs, pb_grpc.ArrayServicer):
         self, request: pb.ListPublicationsRequest, context: grpc.ServicerContext
     ) -> pb.ListPublicationsResponse:
         publications = self.array.publications(request.ldev_id or None)
-        return pb.ListPublicationsResponse(publications=[publication_message(p) for p in publications])
+        return pb.ListPublicationsResponse(publications=[publication_message(self.array, p) for p in publications])
 
     def SetLdevQos(self, request: pb.SetLdevQosRequest, context: grpc.ServicerContext) -> pb.Ldev:
         return self._ldev(self.array.set_qos(_require_id(request.ldev_id), request.max_iops, request.max_mbps))
+
+    def SetLdevAccess(self, request: pb.SetLdevAccessRequest, context: grpc.ServicerContext) -> pb.Ldev:
+        return self._ldev(self.array.set_open_to_all(_require_id(request.ldev_id), request.open_to_all))

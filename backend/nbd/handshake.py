@@ -39,6 +39,11 @@ class HandshakeError(Exception):
     """The client broke the protocol; the session ends with a hard disconnect."""
 
 
+class ExportRefused(Exception):
+    """`lookup` found the export but it is not this client's (host access): the option is
+    answered NBD_REP_ERR_POLICY with the reason."""
+
+
 class _OptionInvalid(Exception):
     """A syntactically invalid option: answered with NBD_REP_ERR_INVALID."""
 
@@ -247,14 +252,19 @@ class ServerHandshake:
             return handler(option, data)
         except _OptionInvalid as exc:
             return option_reply(option, OptionReply.ERR_INVALID, str(exc).encode())
+        except ExportRefused as exc:
+            return option_reply(option, OptionReply.ERR_POLICY, str(exc).encode())
 
     def _export_name(self, data: bytes) -> bytes:
         try:
             name = _decode_string(data)
         except _OptionInvalid as exc:
             raise HandshakeError(f"NBD_OPT_EXPORT_NAME: {exc}") from exc
-        export = self.lookup(name)
-        if export is None:  # the protocol gives no way to refuse but to hang up
+        try:
+            export = self.lookup(name)
+        except ExportRefused as exc:  # the protocol gives no way to refuse but to hang up
+            raise HandshakeError(f"NBD_OPT_EXPORT_NAME: {exc}") from exc
+        if export is None:
             raise HandshakeError(f"NBD_OPT_EXPORT_NAME: no export named {name!r}")
         self._enter_transmission(export)
         assert self.result is not None

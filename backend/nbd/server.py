@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from backend.array import Array, Session
-from backend.errors import ArrayError
+from backend.errors import ArrayError, PermissionDenied
+from backend.host_access import ANONYMOUS
 from backend.ldev_id import format_ldev_id
 from backend.nbd.constants import BASE_ALLOCATION_ID, Command, CommandFlag, Errno
-from backend.nbd.handshake import ExportInfo, HandshakeError, Negotiated, ServerHandshake, TlsMode
+from backend.nbd.handshake import ExportInfo, ExportRefused, HandshakeError, Negotiated, ServerHandshake, TlsMode
 from backend.nbd.transmission import (
     OversizedWrite,
     ProtocolError,
@@ -101,8 +102,9 @@ class NbdConnection(asyncio.BufferedProtocol):
         self.config = config
         self.executor = executor
         self.id = next(_connection_ids)
-        self.handshake = ServerHandshake(lookup=self._lookup, list_exports=array.export_names, tls=config.tls_mode)
-        self.peer_certificate_name = ""  # the client certificate's common name, once TLS is on
+        self.handshake = ServerHandshake(lookup=self._lookup, list_exports=self._list, tls=config.tls_mode)
+        # The host this client is (backend/host_access.py): its verified certificate's name, once TLS is on.
+        self.peer_certificate_name = ANONYMOUS
         self._tls_task: asyncio.Task[None] | None = None
         self.parser = RequestParser()
         self.negotiated: Negotiated | None = None
@@ -178,10 +180,17 @@ class NbdConnection(asyncio.BufferedProtocol):
     # -- handshake -------------------------------------------------------------
     def _lookup(self, name: str) -> ExportInfo | None:
         try:
-            view = self.array.describe_export(name)
+            view = self.array.describe_export(name, self.peer_certificate_name)
+        except PermissionDenied as exc:
+            log.warning("nbd_refused conn=%d peer=%s host=%s reason=%r", self.id, self.peer,
+                        self.peer_certificate_name or "-", str(exc))  # fmt: skip
+            raise ExportRefused(str(exc)) from exc
         except ArrayError:
             return None
         return ExportInfo(view.name, view.size, view.read_only, view.description)
+
+    def _list(self) -> list[str]:
+        return self.array.export_names(self.peer_certificate_name)
 
     def _handshake(self, data: bytes) -> None:
         out = self.handshake.receive(data)
@@ -200,7 +209,7 @@ class NbdConnection(asyncio.BufferedProtocol):
         # The session is open before the client hears its NBD_OPT_GO answer: once a host is
         # told it is connected, the array counts it (a delete is refused from then on).
         try:
-            self.session = self.array.open_session(negotiated.export.name)
+            self.session = self.array.open_session(negotiated.export.name, self.peer_certificate_name)
         except ArrayError as exc:  # deleted between the option and now: the client hears nothing more
             self._hang_up(f"export_gone reason={exc}")
             return

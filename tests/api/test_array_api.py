@@ -110,7 +110,7 @@ def test_expand_grows_never_shrinks(stub):
 
 
 def test_delete_is_refused_while_a_host_is_connected(stub, array_proc):
-    ldev = stub.CreateLdev(pb.CreateLdevRequest(name="busy", size_bytes=MIB))
+    ldev = stub.CreateLdev(pb.CreateLdevRequest(name="busy", size_bytes=MIB, open_to_all=True))
     client = RawClient(array_proc.nbd_address)
     client.go("busy")
     assert stub.GetLdev(pb.GetLdevRequest(id=ldev.id)).open_sessions == 1

@@ -95,7 +95,7 @@ def test_clone_reports_progress_and_finishes(stub, make_ldev, array_proc):
     for i in range(0, 64, 2):
         assert client.write(i * MIB, bytes([i + 1]) * MIB) == 0
     client.close()
-    clone = stub.CloneLdev(pb.CloneLdevRequest(name="copy", ldev_id=ldev.id, labels={"from": "src"}))
+    clone = stub.CloneLdev(pb.CloneLdevRequest(name="copy", ldev_id=ldev.id, labels={"from": "src"}, open_to_all=True))
     assert clone.state in (pb.LDEV_STATE_COPYING, pb.LDEV_STATE_NORMAL)
     assert wait_for(lambda: stub.GetLdev(pb.GetLdevRequest(id=clone.id)).state == pb.LDEV_STATE_NORMAL, 60)
     done = stub.GetLdev(pb.GetLdevRequest(id=clone.id))

@@ -69,7 +69,7 @@ def test_only_the_first_write_to_a_region_waits_for_the_disk(tmp_path: Path, mon
 def test_the_bit_is_durable_before_the_write_touches_the_data(tmp_path: Path, monkeypatch):
     array = Array(Pool(tmp_path / "pool", serial=1))
     try:
-        ldev = array.create_ldev("p", 8 * MIB)
+        ldev = array.create_ldev("p", 8 * MIB, open_to_all=True)
         session = array.open_session("p")
         runtime = array.runtime(ldev.id)
         with runtime.lock:

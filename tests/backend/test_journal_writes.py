@@ -25,8 +25,8 @@ def array(tmp_path: Path):
 
 
 def test_writes_to_two_pvols_share_one_sequence_in_order(array: Array):
-    stock = array.create_ldev("stock", 8 * MIB)
-    sales = array.create_ldev("sales", 8 * MIB)
+    stock = array.create_ldev("stock", 8 * MIB, open_to_all=True)
+    sales = array.create_ldev("sales", 8 * MIB, open_to_all=True)
     group = array.journal_groups.create("shop", 64 * MIB)
     array.journal_groups.add_member(group.id, stock.id)
     array.journal_groups.add_member(group.id, sales.id)
@@ -49,7 +49,7 @@ def test_writes_to_two_pvols_share_one_sequence_in_order(array: Array):
 
 
 def test_non_members_are_not_journaled_and_membership_is_exclusive(array: Array):
-    plain = array.create_ldev("plain", MIB)
+    plain = array.create_ldev("plain", MIB, open_to_all=True)
     group = array.journal_groups.create("g", 8 * MIB)
     other = array.journal_groups.create("h", 8 * MIB)
     session = array.open_session("plain")
@@ -70,7 +70,7 @@ def test_non_members_are_not_journaled_and_membership_is_exclusive(array: Array)
 
 
 def test_flush_and_fua_make_the_journal_durable(array: Array):
-    ldev = array.create_ldev("d", MIB)
+    ldev = array.create_ldev("d", MIB, open_to_all=True)
     group = array.journal_groups.create("g", 8 * MIB)
     array.journal_groups.add_member(group.id, ldev.id)
     journal = array.journal_groups.journals[group.id]
@@ -86,7 +86,7 @@ def test_flush_and_fua_make_the_journal_durable(array: Array):
 
 def test_journal_survives_reopening_and_confirmation_trims(tmp_path: Path):
     array = Array(Pool(tmp_path / "pool", serial=1))
-    ldev = array.create_ldev("p", 4 * MIB)
+    ldev = array.create_ldev("p", 4 * MIB, open_to_all=True)
     group = array.journal_groups.create("g", 64 * MIB)
     array.journal_groups.add_member(group.id, ldev.id)
     session = array.open_session("p")

@@ -44,7 +44,7 @@ def wait_clone(array: Array, ldev_id: int) -> None:
 
 
 def test_snapshot_reads_its_instant_while_the_ldev_moves_on(array: Array):
-    ldev = array.create_ldev("vol", 4 * MIB)
+    ldev = array.create_ldev("vol", 4 * MIB, open_to_all=True)
     write(array, "vol", 0, b"A" * MIB)
     snap = array.snapshots.create_snapshot("s1", ldev.id)
     write(array, "vol", 0, b"B" * MIB)
@@ -54,8 +54,8 @@ def test_snapshot_reads_its_instant_while_the_ldev_moves_on(array: Array):
 
 
 def test_creation_is_instant_whatever_the_size(array: Array):
-    small = array.create_ldev("small", MIB)
-    huge = array.create_ldev("huge", 1 << 40)
+    small = array.create_ldev("small", MIB, open_to_all=True)
+    huge = array.create_ldev("huge", 1 << 40, open_to_all=True)
     write(array, "huge", (1 << 40) - MIB, os.urandom(MIB))
     timings = []
     for ldev in (small, huge):
@@ -67,8 +67,8 @@ def test_creation_is_instant_whatever_the_size(array: Array):
 
 
 def test_snapshot_idempotency_and_conflicts(array: Array):
-    a = array.create_ldev("a", MIB)
-    b = array.create_ldev("b", MIB)
+    a = array.create_ldev("a", MIB, open_to_all=True)
+    b = array.create_ldev("b", MIB, open_to_all=True)
     first = array.snapshots.create_snapshot("s", a.id)
     assert array.snapshots.create_snapshot("s", a.id).id == first.id
     with pytest.raises(AlreadyExists):
@@ -80,7 +80,7 @@ def test_snapshot_idempotency_and_conflicts(array: Array):
 
 
 def test_deleting_an_ldev_with_snapshots_needs_cascade(array: Array):
-    ldev = array.create_ldev("vol", MIB)
+    ldev = array.create_ldev("vol", MIB, open_to_all=True)
     write(array, "vol", 0, b"x" * MIB)
     array.snapshots.create_snapshot("s", ldev.id)
     write(array, "vol", 0, b"y" * MIB)
@@ -92,7 +92,7 @@ def test_deleting_an_ldev_with_snapshots_needs_cascade(array: Array):
 
 
 def test_snapshot_in_use_cannot_be_deleted_and_deleting_frees_space(array: Array):
-    ldev = array.create_ldev("vol", 4 * MIB)
+    ldev = array.create_ldev("vol", 4 * MIB, open_to_all=True)
     write(array, "vol", 0, os.urandom(4 * MIB))
     snap = array.snapshots.create_snapshot("s", ldev.id)
     write(array, "vol", 0, os.urandom(4 * MIB))
@@ -125,7 +125,7 @@ def test_group_members_are_taken_together_and_deleted_as_a_unit(array: Array):
 
 
 def test_restore_rolls_back_and_keeps_newer_snapshots(array: Array):
-    ldev = array.create_ldev("vol", 2 * MIB)
+    ldev = array.create_ldev("vol", 2 * MIB, open_to_all=True)
     write(array, "vol", 0, b"1" * MIB)
     s1 = array.snapshots.create_snapshot("s1", ldev.id)
     write(array, "vol", 0, b"2" * MIB)
@@ -143,7 +143,7 @@ def test_restore_rolls_back_and_keeps_newer_snapshots(array: Array):
 
 
 def test_restore_of_a_grown_ldev_zeroes_the_new_space(array: Array):
-    ldev = array.create_ldev("vol", MIB)
+    ldev = array.create_ldev("vol", MIB, open_to_all=True)
     write(array, "vol", 0, b"o" * MIB)
     snap = array.snapshots.create_snapshot("s", ldev.id)
     array.expand_ldev(ldev.id, 2 * MIB)
@@ -153,12 +153,12 @@ def test_restore_of_a_grown_ldev_zeroes_the_new_space(array: Array):
 
 
 def test_clone_of_a_snapshot_is_thin_and_independent(array: Array):
-    ldev = array.create_ldev("src", 64 * MIB)
+    ldev = array.create_ldev("src", 64 * MIB, open_to_all=True)
     data = os.urandom(MIB)
     write(array, "src", 10 * MIB, data)
     snap = array.snapshots.create_snapshot("s", ldev.id)
     write(array, "src", 10 * MIB, b"z" * MIB)
-    clone = array.cloner.clone("copy", None, {}, source_snapshot=snap.id)
+    clone = array.cloner.clone("copy", None, {}, source_snapshot=snap.id, open_to_all=True)
     wait_clone(array, clone.id)
     assert read(array, "copy", 10 * MIB, MIB) == data
     assert array.allocated_bytes(clone.id) <= 2 * MIB
@@ -167,9 +167,9 @@ def test_clone_of_a_snapshot_is_thin_and_independent(array: Array):
 
 
 def test_clone_of_a_live_ldev_uses_a_hidden_snapshot(array: Array):
-    ldev = array.create_ldev("src", 8 * MIB)
+    ldev = array.create_ldev("src", 8 * MIB, open_to_all=True)
     write(array, "src", 0, b"L" * (8 * MIB))
-    clone = array.cloner.clone("copy", 16 * MIB, {}, source_ldev=ldev.id)
+    clone = array.cloner.clone("copy", 16 * MIB, {}, source_ldev=ldev.id, open_to_all=True)
     wait_clone(array, clone.id)
     assert read(array, "copy", 0, 8 * MIB) == b"L" * (8 * MIB)
     assert array.get_ldev(clone.id).size == 16 * MIB
@@ -177,21 +177,21 @@ def test_clone_of_a_live_ldev_uses_a_hidden_snapshot(array: Array):
 
 
 def test_clone_into_a_smaller_ldev_is_out_of_range(array: Array):
-    ldev = array.create_ldev("src", 8 * MIB)
+    ldev = array.create_ldev("src", 8 * MIB, open_to_all=True)
     with pytest.raises(OutOfRange):
-        array.cloner.clone("copy", 4 * MIB, {}, source_ldev=ldev.id)
+        array.cloner.clone("copy", 4 * MIB, {}, source_ldev=ldev.id, open_to_all=True)
     assert array.store.find_ldev_by_name("copy") is None
     assert array.store.list_snapshots(include_hidden=True) == []
 
 
 def test_snapshot_being_cloned_cannot_be_deleted(array: Array):
-    ldev = array.create_ldev("src", 8 * MIB)
+    ldev = array.create_ldev("src", 8 * MIB, open_to_all=True)
     snap = array.snapshots.create_snapshot("s", ldev.id)
     # Holding the source's lock keeps the copy from starting, so the clone is
     # certainly still COPYING when the delete is tried (an empty source would
     # otherwise finish before the next line runs).
     with array.runtime(ldev.id).lock:
-        clone = array.cloner.clone("copy", None, {}, source_snapshot=snap.id)
+        clone = array.cloner.clone("copy", None, {}, source_snapshot=snap.id, open_to_all=True)
         assert array.get_ldev(clone.id).state is LdevState.COPYING
         with pytest.raises(FailedPrecondition, match="being cloned"):
             array.snapshots.delete_snapshot(snap.id)
@@ -200,7 +200,7 @@ def test_snapshot_being_cloned_cannot_be_deleted(array: Array):
 
 
 def test_allocated_and_changed_extents(array: Array):
-    ldev = array.create_ldev("vol", 8 * MIB)
+    ldev = array.create_ldev("vol", 8 * MIB, open_to_all=True)
     write(array, "vol", 0, b"a" * CHUNK)
     write(array, "vol", 4 * MIB, b"b" * (2 * CHUNK))
     s1 = array.snapshots.create_snapshot("s1", ldev.id)
@@ -220,7 +220,7 @@ def test_allocated_and_changed_extents(array: Array):
 
     delta = array.snapshots.changed(s1.id, s2.id, 0, 100)
     assert delta.extents == [(4 * MIB, CHUNK), (6 * MIB, CHUNK)]
-    other = array.create_ldev("other", MIB)
+    other = array.create_ldev("other", MIB, open_to_all=True)
     s3 = array.snapshots.create_snapshot("s3", other.id)
     with pytest.raises(InvalidArgument):
         array.snapshots.changed(s1.id, s3.id, 0, 10)
@@ -228,7 +228,7 @@ def test_allocated_and_changed_extents(array: Array):
 
 def test_snapshots_survive_reopening_the_array(tmp_path: Path):
     array = Array(Pool(tmp_path / "pool", serial=1))
-    ldev = array.create_ldev("vol", MIB)
+    ldev = array.create_ldev("vol", MIB, open_to_all=True)
     write(array, "vol", 0, b"before" * 100)
     array.snapshots.create_snapshot("s", ldev.id)
     write(array, "vol", 0, b"after!" * 100)

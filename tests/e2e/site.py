@@ -94,7 +94,12 @@ class Site:
         )
 
     def _start_array(self) -> None:
-        extra = ["--remote", self.remote] if self.remote else []
+        """The data path as a secured site runs it: NBD over TLS, client certificates of the
+        site's CA whose common name is the node (host access by certificate)."""
+        served = self.plane.ca.issue("array-nbd", san="IP:127.0.0.1,DNS:localhost")
+        extra = ["--nbd-tls-cert", str(served.cert), "--nbd-tls-key", str(served.key),
+                 "--nbd-tls-client-ca", str(self.plane.ca.cert)]  # fmt: skip
+        extra += ["--remote", self.remote] if self.remote else []
         self.array = ArrayProcessHandle(
             pool=self.folder / "pool", serial=self.serial, log_path=self.folder / "logs" / "array.log",
             api=self.array_api, extra_args=extra,
@@ -103,11 +108,13 @@ class Site:
     def _start_plugin(self) -> None:
         self.socket.parent.mkdir(parents=True, exist_ok=True)
         ccopy = [sys.executable, "-m", "ccopy"]
+        node = self.plane.ca.issue(self.node_name)
         self.processes.start(
             "ccopy-csi",
             [*ccopy, "csi", "--endpoint", f"unix://{self.socket}", "--node-id", self.node_name, "--mode", "all",
              "--site", self.name, "--array", self.array_api, "--driver-name", self.driver,
-             "--state-dir", str(self.folder / "csi-state"), "--max-volumes", "64"],
+             "--state-dir", str(self.folder / "csi-state"), "--max-volumes", "64",
+             "--nbd-cert", str(node.cert), "--nbd-key", str(node.key), "--nbd-ca", str(self.plane.ca.cert)],
             ready=lambda: probe_ready(self.socket),
         )  # fmt: skip
         self.processes.start(

@@ -28,15 +28,19 @@ MIB = 1 << 20
 
 def attach_and_mount(site: Site, pv: client.V1PersistentVolume) -> Path:
     """Attach (csi-attacher's ControllerPublish), then stage and publish with the publish context it
-    stored: the NBD export of this node's own publication on the array, not the LDEV's name."""
+    stored. The node shows its certificate on the data path, so what csi-attacher stores in the
+    VolumeAttachment (readable by anyone who may read VolumeAttachments) is the LDEV's name, not a
+    secret, and the node's own publication on the array is what lets it in."""
     attachment = site.kubelet.attach(pv.metadata.name)
-    export = attachment.status.attachment_metadata.get("nbdExport")
+    metadata = attachment.status.attachment_metadata
+    export = metadata.get("nbdExport")
     with grpc.insecure_channel(site.array_api) as channel:
         array = pb_grpc.ArrayStub(channel)
         ldev = ldev_of(array, pv)
         publications = array.ListPublications(pb.ListPublicationsRequest(ldev_id=ldev.id)).publications
     mine = [p for p in publications if p.host_id == site.node_name]
-    assert len(mine) == 1 and export == mine[0].export_name != ldev.export_name, (attachment.status, publications)
+    assert len(mine) == 1 and export == mine[0].export_name == ldev.name, (attachment.status, publications)
+    assert metadata.get("nbdTls") == "true" and not ldev.open_to_all
     return site.kubelet.mount(pv, attachment)
 
 

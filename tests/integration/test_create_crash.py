@@ -1,10 +1,10 @@
-"""An LDEV made for hosts that must be published to (a CSI volume) is never, even for an
-instant after a crash, open to any NBD client by its name.
+"""An LDEV (a CSI volume: host access deny-by-default) is never, even for an instant after
+a crash, open to any NBD client by its name.
 
 strace kills the array at its k-th durability call (fsync, fdatasync) inside the
 CreateLdev call, for every k until one completes uncrashed. After each crash the array
 restarts and the caller repeats the create (CSI CreateVolume is retried by name): the
-LDEV must then require publication, and opening it by name must be refused.
+LDEV must then be closed to hosts it is not published to, and opening it by name refused.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def create_under_strace(array: ArrayProcessHandle, kill_at: int, folder: Path) -
             lambda: " attached" in attached_log.read_text(), bool, "strace attaching to every thread of the array"
         )
         with grpc.insecure_channel(array.api_address) as channel:
-            request = pb.CreateLdevRequest(name="pvc-1", size_bytes=8 * MIB, require_publication=True, max_iops=100)
+            request = pb.CreateLdevRequest(name="pvc-1", size_bytes=8 * MIB, max_iops=100)
             pb_grpc.ArrayStub(channel).CreateLdev(request, timeout=30)
         return True
     except grpc.RpcError:
@@ -68,9 +68,9 @@ def test_a_crash_at_any_point_of_create_never_leaves_the_ldev_open_by_name(tmp_p
                 array.start()
             with grpc.insecure_channel(array.api_address) as channel:
                 stub = pb_grpc.ArrayStub(channel)
-                request = pb.CreateLdevRequest(name="pvc-1", size_bytes=8 * MIB, require_publication=True, max_iops=100)
+                request = pb.CreateLdevRequest(name="pvc-1", size_bytes=8 * MIB, max_iops=100)
                 ldev = stub.CreateLdev(request, timeout=30)  # the retry, as CSI makes it
-                assert ldev.require_publication and ldev.max_iops == 100, (kill_at, ldev)
+                assert not ldev.open_to_all and ldev.max_iops == 100, (kill_at, ldev)
             client = RawClient(array.nbd_address)
             final = client.go("pvc-1")[-1][1]
             client.close()

@@ -8,64 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
 
-from ccopy.launch import ArrayProcessHandle
-from ccopy.pki import CertificateAuthority
 from ccopy.waiting import wait_progressing
-from ccopy_api import array_pb2 as pb
-from ccopy_api import array_pb2_grpc as pb_grpc
 from tests.conftest import require_root, require_tools
-
-MIB = 1 << 20
-
-
-@dataclass
-class TlsArray:
-    array: ArrayProcessHandle
-    good: Path  # libnbd and qemu certificate folders: ca-cert.pem, client-cert.pem, client-key.pem
-    rogue: Path  # a client certificate of another CA
-    anonymous: Path  # the CA only: no client certificate
-
-    def uri(self, export: str, certificates: Path | None = None) -> str:
-        if certificates is None:
-            return f"nbd://{self.array.nbd_address}/{export}"
-        return f"nbds://{self.array.nbd_address}/{export}?tls-certificates={certificates}"
-
-
-@pytest.fixture
-def tls_array(tmp_path: Path) -> Iterator[TlsArray]:
-    require_tools("openssl", "nbdinfo", "nbdcopy", "qemu-img", "qemu-io")
-    pki = tmp_path / "pki"
-    ca, rogue_ca = CertificateAuthority(pki, "ca"), CertificateAuthority(pki, "rogue-ca")
-    server = ca.issue("server", san="IP:127.0.0.1,DNS:localhost")
-    node = ca.issue("node-1")
-    intruder = rogue_ca.issue("node-2")
-    array = ArrayProcessHandle(
-        pool=tmp_path / "pool", serial=41, log_path=tmp_path / "array.log",
-        extra_args=["--nbd-tls-cert", str(server.cert), "--nbd-tls-key", str(server.key),
-                    "--nbd-tls-client-ca", str(ca.cert)],
-    ).start()  # fmt: skip
-    with grpc.insecure_channel(array.api_address) as channel:
-        pb_grpc.ArrayStub(channel).CreateLdev(pb.CreateLdevRequest(name="vol", size_bytes=64 * MIB))
-    try:
-        yield TlsArray(
-            array,
-            ca.x509_folder(tmp_path / "good", "client", node),
-            ca.x509_folder(tmp_path / "rogue", "client", intruder),  # trusts our CA, holds the other's certificate
-            ca.x509_folder(tmp_path / "anonymous", "client", None),
-        )
-    finally:
-        array.stop()
-
-
-def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, timeout=120)
+from tests.integration.tls_array import MIB, TlsArray, run
 
 
 def test_libnbd_clients_read_and_write_over_tls(tls_array: TlsArray, tmp_path: Path):

@@ -36,8 +36,8 @@ def test_writes_past_pool_capacity_get_enospc_and_earlier_data_survives(small_po
     with grpc.insecure_channel(small_pool.api_address) as channel:
         stub = pb_grpc.ArrayStub(channel)
         # Thin provisioning lets us promise far more than the pool has.
-        stub.CreateLdev(pb.CreateLdevRequest(name="keep", size_bytes=64 * MIB))
-        stub.CreateLdev(pb.CreateLdevRequest(name="fill", size_bytes=64 * MIB))
+        stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="keep", size_bytes=64 * MIB))
+        stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="fill", size_bytes=64 * MIB))
         qemu_io(nbd_uri(small_pool.nbd_address, "keep"), "write -P 0x4b 0 4M", "flush")
         client = RawClient(small_pool.nbd_address)
         client.go("fill")

@@ -16,18 +16,19 @@ from tests.integration.clients import qemu_io
 from tests.integration.nbd_raw import RawClient, closed_by_server
 
 MIB = 1 << 20
+ERR_POLICY = (1 << 31) + 2
 ERR_UNKNOWN = (1 << 31) + 6
 EPERM = 1
 
 
 def restricted(stub, name: str = "guarded", **kwargs) -> pb.Ldev:
-    return stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=8 * MIB, require_publication=True, **kwargs))
+    return stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=8 * MIB, **kwargs))
 
 
 def test_only_published_hosts_reach_a_restricted_ldev(array_proc, stub):
     ldev = restricted(stub)
     plain = RawClient(array_proc.nbd_address)
-    assert plain.go("guarded")[-1][1] == ERR_UNKNOWN  # the plain name does not exist for hosts
+    assert plain.go("guarded")[-1][1] == ERR_POLICY  # not by its name, for a host without a certificate
     plain.close()
     node_a = stub.PublishLdev(pb.PublishLdevRequest(ldev_id=ldev.id, host_id="node-a"))
     assert node_a.export_name.startswith("pub/") and len(node_a.export_name) > 20
@@ -45,7 +46,7 @@ def test_only_published_hosts_reach_a_restricted_ldev(array_proc, stub):
     assert reader.read(0, 4) == (0, b"\x5a" * 4)
     reader.close()
     shown = stub.GetLdev(pb.GetLdevRequest(id=ldev.id))
-    assert shown.require_publication and sorted(shown.published_hosts) == ["node-a", "node-b"]
+    assert not shown.open_to_all and sorted(shown.published_hosts) == ["node-a", "node-b"]
     listed = stub.ListPublications(pb.ListPublicationsRequest(ldev_id=ldev.id)).publications
     assert sorted(p.host_id for p in listed) == ["node-a", "node-b"]
 
@@ -116,7 +117,7 @@ def timed_writes(address: str, export: str, count: int, size: int) -> float:
 
 
 def test_iops_limit_holds_requests_and_can_be_lifted(array_proc, stub):
-    ldev = stub.CreateLdev(pb.CreateLdevRequest(name="slow", size_bytes=8 * MIB, max_iops=50))
+    ldev = stub.CreateLdev(pb.CreateLdevRequest(name="slow", size_bytes=8 * MIB, max_iops=50, open_to_all=True))
     # 60 writes at 50 IOPS: the 5-request burst goes at once, the other 55 take 1.1 s.
     assert timed_writes(array_proc.nbd_address, "slow", 60, 4096) >= 1.0
     stub.SetLdevQos(pb.SetLdevQosRequest(ldev_id=ldev.id))
@@ -125,7 +126,7 @@ def test_iops_limit_holds_requests_and_can_be_lifted(array_proc, stub):
 
 
 def test_bandwidth_limit_and_sharing_across_connections(array_proc, stub):
-    ldev = stub.CreateLdev(pb.CreateLdevRequest(name="narrow", size_bytes=8 * MIB))
+    ldev = stub.CreateLdev(pb.CreateLdevRequest(name="narrow", size_bytes=8 * MIB, open_to_all=True))
     stub.SetLdevQos(pb.SetLdevQosRequest(ldev_id=ldev.id, max_mbps=10))
     assert stub.GetLdev(pb.GetLdevRequest(id=ldev.id)).max_mbps == 10
     # 6 MB at 10 MB/s (1 MB burst): at least 0.5 s.

@@ -58,7 +58,7 @@ def test_snapshot_during_writes_clones_to_a_clean_file_system(array_proc, make_l
                 thread.join()
             assert count[0] > 20, "the writer barely ran"
     for snap in snapshots:
-        clone = stub.CloneLdev(pb.CloneLdevRequest(name=f"{snap.name}-clone", snapshot_id=snap.id))
+        clone = stub.CloneLdev(pb.CloneLdevRequest(open_to_all=True, name=f"{snap.name}-clone", snapshot_id=snap.id))
         assert wait_for(lambda c=clone: stub.GetLdev(pb.GetLdevRequest(id=c.id)).state == pb.LDEV_STATE_NORMAL, 60)
         with attached(nbd_uri(array_proc.nbd_address, clone.export_name), tmp_path / f"fuse-{snap.id}") as device:
             with mounted(device, tmp_path / f"mnt-{snap.id}") as root:  # replays the journal

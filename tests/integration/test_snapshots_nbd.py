@@ -128,7 +128,7 @@ def test_pool_full_fails_the_host_write_and_keeps_snapshots(tmp_path: Path):
     try:
         with grpc.insecure_channel(handle.api_address) as channel:
             stub = pb_grpc.ArrayStub(channel)
-            ldev = stub.CreateLdev(pb.CreateLdevRequest(name="full", size_bytes=64 * MIB))
+            ldev = stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="full", size_bytes=64 * MIB))
             original = bytes(range(256)) * (16 * MIB // 256)
             client = RawClient(handle.nbd_address)
             client.go("full")
@@ -184,7 +184,7 @@ def test_clone_interrupted_by_kill_9_resumes_and_completes(array_proc, make_ldev
     for i in range(128):  # 512 MiB spread over the LDEV
         assert client.write(i * 8 * MIB, chunk) == 0
     client.close()
-    clone = stub.CloneLdev(pb.CloneLdevRequest(name="big-clone", ldev_id=ldev.id))
+    clone = stub.CloneLdev(pb.CloneLdevRequest(open_to_all=True, name="big-clone", ldev_id=ldev.id))
     array_proc.kill()
     array_proc.start()
     with grpc.insecure_channel(array_proc.api_address) as channel:

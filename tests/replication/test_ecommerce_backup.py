@@ -42,7 +42,7 @@ def orders_at_main_site(stub: pb_grpc.ArrayStub, nbd_address: str, tmp_path: Pat
     """The shop at the main site: LDEVs stock and sales, ext4 over NBD, SQLite on each, and the
     order loop running on them until `ecommerce.stop`, yielded once orders flow (killed if still running)."""
     for name in ("stock", "sales"):
-        stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=SIZE))
+        stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=name, size_bytes=SIZE))
     mounts = {name: tmp_path / "main" / name for name in ("stock", "sales")}
     with (
         attached(nbd_uri(nbd_address, "stock"), tmp_path / "fuse-stock") as stock_dev,
@@ -82,7 +82,7 @@ def test_fifty_backup_split_points_are_all_consistent_and_the_end_is_identical(s
         clones = {}
         for name, svol in zip(("stock", "sales"), svols, strict=True):
             clone = sites.backup_stub.CloneLdev(
-                pb.CloneLdevRequest(name=f"{group.name}-{name}", snapshot_id=by_svol[svol])
+                pb.CloneLdevRequest(open_to_all=True, name=f"{group.name}-{name}", snapshot_id=by_svol[svol])
             )
             while sites.backup_stub.GetLdev(pb.GetLdevRequest(id=clone.id)).state != pb.LDEV_STATE_NORMAL:
                 time.sleep(0.02)

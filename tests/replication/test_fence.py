@@ -77,7 +77,7 @@ def test_refusals(sites):
     failback = pb.FailbackRequest(group_name="shop")
     assert code_of(sites.main_stub.RequestFailback, failback) == grpc.StatusCode.FAILED_PRECONDITION  # not fenced
     fence(sites, True)
-    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="late", size_bytes=MIB))
+    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="late", size_bytes=MIB))
     join = pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id)
     assert code_of(sites.main_stub.CreatePair, join) == grpc.StatusCode.FAILED_PRECONDITION
     at_backup = pb.FenceJournalGroupRequest(name="shop", fenced=True)

@@ -15,7 +15,7 @@ WRITES = 40
 
 
 def test_journal_full_suspends_the_group_and_resync_makes_it_equal(sites):
-    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="orders", size_bytes=32 * MIB))
+    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="orders", size_bytes=32 * MIB))
     request = pb.CreatePairRequest(group_name="crm", pvol_id=ldev.id, journal_capacity_bytes=MIB)
     pair = sites.main_stub.CreatePair(request)
     sites.wait_in_sync("crm")
@@ -52,7 +52,7 @@ def test_journal_full_suspends_the_group_and_resync_makes_it_equal(sites):
 def test_with_inflow_control_a_full_journal_holds_writes_until_the_backup_drains_it(sites):
     import threading
 
-    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="orders", size_bytes=32 * MIB))
+    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="orders", size_bytes=32 * MIB))
     sites.main_stub.CreatePair(pb.CreatePairRequest(group_name="crm", pvol_id=ldev.id, journal_capacity_bytes=MIB))
     sites.wait_in_sync("crm")
     group = sites.main_stub.UpdateJournalGroup(

@@ -28,7 +28,7 @@ def test_an_empty_group_takes_pairs_later_and_keeps_its_capacity_and_mode(sites)
     listed = sites.main_stub.ListJournalGroups(pb.ListJournalGroupsRequest()).groups
     assert [g.name for g in listed] == ["shop"]
 
-    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="stock", size_bytes=8 * MIB))
+    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="stock", size_bytes=8 * MIB))
     pair = sites.main_stub.CreatePair(
         pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id, journal_capacity_bytes=64 * MIB)
     )
@@ -42,7 +42,7 @@ def test_an_empty_group_takes_pairs_later_and_keeps_its_capacity_and_mode(sites)
 
 def test_a_group_with_pairs_is_not_deleted_and_an_empty_one_is(sites):
     sites.main_stub.CreateJournalGroup(pb.CreateJournalGroupRequest(name="crm"))
-    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="contacts", size_bytes=8 * MIB))
+    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="contacts", size_bytes=8 * MIB))
     sites.main_stub.CreatePair(pb.CreatePairRequest(group_name="crm", pvol_id=ldev.id))
     request = pb.DeleteJournalGroupRequest(name="crm")
     assert code_of(sites.main_stub.DeleteJournalGroup, request) == grpc.StatusCode.FAILED_PRECONDITION

@@ -39,7 +39,7 @@ def test_pairing_and_transfer_over_mtls_and_a_rogue_client_certificate_is_refuse
     try:
         with client_channel(main_api, admin) as m, client_channel(backup_api, admin) as b:
             main_stub, backup_stub = pb_grpc.ArrayStub(m), pb_grpc.ArrayStub(b)
-            ldev = main_stub.CreateLdev(pb.CreateLdevRequest(name="sales", size_bytes=8 * MIB))
+            ldev = main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="sales", size_bytes=8 * MIB))
             data = os.urandom(2 * MIB)
             write(main.nbd_address, "sales", MIB, data)
             pair = main_stub.CreatePair(pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id))
@@ -58,7 +58,7 @@ def test_pairing_and_transfer_over_mtls_and_a_rogue_client_certificate_is_refuse
 
         with client_channel(rogue_api, admin) as r:
             rogue_stub = pb_grpc.ArrayStub(r)
-            ldev = rogue_stub.CreateLdev(pb.CreateLdevRequest(name="p", size_bytes=MIB))
+            ldev = rogue_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="p", size_bytes=MIB))
             request = pb.CreatePairRequest(group_name="intruder", pvol_id=ldev.id)
             assert code_of(rogue_stub.CreatePair, request) == grpc.StatusCode.UNAVAILABLE  # backup refused it
             assert rogue_stub.ListPairs(pb.ListPairsRequest()).pairs == []

@@ -43,8 +43,8 @@ def metered_sites(tmp_path: Path):
 
 def test_data_path_metrics_count_requests_errors_and_copy_on_write(metered_sites):
     stub, address = metered_sites.main_stub, metered_sites.main.nbd_address
-    ldev = stub.CreateLdev(pb.CreateLdevRequest(name="stock", size_bytes=8 * MIB))
-    stub.CreateLdev(pb.CreateLdevRequest(name="frozen", size_bytes=MIB, read_only=True))
+    ldev = stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="stock", size_bytes=8 * MIB))
+    stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="frozen", size_bytes=MIB, read_only=True))
     for n in range(5):
         write(address, "stock", n * MIB, os.urandom(MIB))
     stub.CreateSnapshot(pb.CreateSnapshotRequest(name="before", ldev_id=ldev.id))
@@ -74,7 +74,7 @@ def test_journal_group_metrics_follow_the_pairs_and_the_declared_rpo(metered_sit
     group = pb.CreateJournalGroupRequest(name="shop", capacity_bytes=64 * MIB, rpo_seconds=30)
     sites.main_stub.CreateJournalGroup(group)
     for name in ("stock", "sales"):
-        ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=4 * MIB))
+        ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=name, size_bytes=4 * MIB))
         sites.main_stub.CreatePair(pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id))
     sites.wait_in_sync("shop")
     write(sites.main.nbd_address, "stock", 0, os.urandom(MIB))

@@ -130,7 +130,7 @@ class Harness:
             stub = pb_grpc.ArrayStub(channel)
             self.svols = {}
             for volume, group in zip((1, 2), groups, strict=True):
-                ldev = stub.CreateLdev(pb.CreateLdevRequest(name=f"vol{volume}", size_bytes=SIZE))
+                ldev = stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=f"vol{volume}", size_bytes=SIZE))
                 pair = stub.CreatePair(
                     pb.CreatePairRequest(group_name=group, pvol_id=ldev.id, journal_capacity_bytes=1 << 30)
                 )

@@ -61,7 +61,7 @@ def slow_sites(sites, watch_seconds: str = "1") -> None:
 
 
 def pair_with_data(sites, name: str = "stock") -> pb.Pair:
-    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=SIZE))
+    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=name, size_bytes=SIZE))
     write(sites.main.nbd_address, name, 0, os.urandom(24 * MIB))  # six pieces of the initial copy
     request = pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id, journal_capacity_bytes=64 * MIB)
     return sites.main_stub.CreatePair(request)

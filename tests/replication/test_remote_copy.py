@@ -20,8 +20,8 @@ def write(address: str, export: str, offset: int, data: bytes) -> None:
 
 
 def test_pair_copies_then_replicates_and_the_svols_equal_the_pvols(sites):
-    stock = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="stock", size_bytes=16 * MIB))
-    sales = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="sales", size_bytes=16 * MIB))
+    stock = sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="stock", size_bytes=16 * MIB))
+    sales = sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="sales", size_bytes=16 * MIB))
     before = os.urandom(3 * MIB)
     write(sites.main.nbd_address, "stock", MIB, before)  # written before pairing: initial copy
     pairs = [
@@ -48,6 +48,10 @@ def test_pair_copies_then_replicates_and_the_svols_equal_the_pvols(sites):
         assert hashlib.sha256(main_bytes).digest() == hashlib.sha256(backup_bytes).digest(), pvol.name
     svol = sites.backup_stub.GetLdev(pb.GetLdevRequest(id=pairs[0].remote_ldev_id))
     assert svol.read_only  # hosts only read an S-VOL while it is paired
+    assert svol.open_to_all  # host access follows the P-VOL: opened by name here, so there
+    closed = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="closed", size_bytes=MIB))
+    closed_pair = sites.main_stub.CreatePair(pb.CreatePairRequest(group_name="shop", pvol_id=closed.id))
+    assert not sites.backup_stub.GetLdev(pb.GetLdevRequest(id=closed_pair.remote_ldev_id)).open_to_all
     main_group = sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))
     assert main_group.confirmed_seq == main_group.main_seq and main_group.pending_bytes == 0  # trimmed
 
@@ -64,7 +68,7 @@ def test_pair_and_journal_status_from_the_cli(sites):
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="orders", size_bytes=8 * MIB))
+    sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="orders", size_bytes=8 * MIB))
     created = json.loads(ctl(sites.main.api_address, "-o", "json", "pair", "create", "orders", "--group", "crm",
                              "--journal-size", "32MiB"))  # fmt: skip
     assert created["role"] == "main" and created["state"] in ("COPY", "PAIR")
@@ -94,9 +98,9 @@ def test_pairing_refusals_leave_nothing_behind(sites, tmp_path):
     from ccopy.launch import ArrayProcessHandle, free_port
     from tests.api.test_array_api import code_of
 
-    pvol = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="p", size_bytes=8 * MIB))
-    wrong_size = sites.backup_stub.CreateLdev(pb.CreateLdevRequest(name="small", size_bytes=4 * MIB))
-    busy = sites.backup_stub.CreateLdev(pb.CreateLdevRequest(name="busy", size_bytes=8 * MIB))
+    pvol = sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="p", size_bytes=8 * MIB))
+    wrong_size = sites.backup_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="small", size_bytes=4 * MIB))
+    busy = sites.backup_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="busy", size_bytes=8 * MIB))
     sites.backup_stub.PublishLdev(pb.PublishLdevRequest(ldev_id=busy.id, host_id="analytics-node"))
     refusals = [
         (wrong_size.id, grpc.StatusCode.FAILED_PRECONDITION),
@@ -109,7 +113,7 @@ def test_pairing_refusals_leave_nothing_behind(sites, tmp_path):
     assert sites.main_stub.ListPairs(pb.ListPairsRequest()).pairs == []
     assert code_of(sites.main_stub.GetJournalGroup, pb.GetJournalGroupRequest(name="g")) == grpc.StatusCode.NOT_FOUND
     # A given S-VOL that fits is taken, and becomes read-only to hosts.
-    good = sites.backup_stub.CreateLdev(pb.CreateLdevRequest(name="good", size_bytes=8 * MIB))
+    good = sites.backup_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="good", size_bytes=8 * MIB))
     pair = sites.main_stub.CreatePair(pb.CreatePairRequest(group_name="g", pvol_id=pvol.id, svol_id=good.id))
     assert pair.remote_ldev_id == good.id
     assert sites.backup_stub.GetLdev(pb.GetLdevRequest(id=good.id)).read_only
@@ -123,7 +127,7 @@ def test_pairing_refusals_leave_nothing_behind(sites, tmp_path):
             from ccopy_api import array_pb2_grpc as pb_grpc
 
             stub = pb_grpc.ArrayStub(channel)
-            ldev = stub.CreateLdev(pb.CreateLdevRequest(name="p", size_bytes=MIB))
+            ldev = stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="p", size_bytes=MIB))
             request = pb.CreatePairRequest(group_name="g", pvol_id=ldev.id)
             assert code_of(stub.CreatePair, request) == grpc.StatusCode.UNAVAILABLE  # the backup does not answer
             assert stub.ListPairs(pb.ListPairsRequest()).pairs == []

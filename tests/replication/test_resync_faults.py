@@ -32,7 +32,7 @@ def wait_for(condition, timeout: float = 60) -> None:
 def test_resync_survives_kill_9_of_either_array(sites):
     names = ("a", "b")
     for name in names:
-        ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=SIZE))
+        ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=name, size_bytes=SIZE))
         sites.main_stub.CreatePair(pb.CreatePairRequest(group_name="big", pvol_id=ldev.id))
     sites.wait_in_sync("big")
     sites.main_stub.SplitPairs(pb.SplitPairsRequest(group_name="big"))

@@ -24,10 +24,10 @@ def digest(address: str, export: str) -> str:
 
 def paired_shop(sites) -> dict[str, pb.Pair]:
     # LDEV numbers must not line up between the arrays, or a mix-up of the two would go unseen.
-    sites.backup_stub.CreateLdev(pb.CreateLdevRequest(name="unrelated", size_bytes=MIB))
+    sites.backup_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="unrelated", size_bytes=MIB))
     pairs = {}
     for name in ("stock", "sales"):
-        ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name=name, size_bytes=SIZE))
+        ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=name, size_bytes=SIZE))
         write(sites.main.nbd_address, name, 0, os.urandom(4 * MIB))
         request = pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id, journal_capacity_bytes=64 * MIB)
         pairs[name] = sites.main_stub.CreatePair(request)

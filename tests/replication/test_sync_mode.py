@@ -11,7 +11,7 @@ MIB = 1 << 20
 
 
 def test_every_acknowledged_write_is_already_at_the_backup(sites):
-    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="ledger", size_bytes=8 * MIB))
+    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="ledger", size_bytes=8 * MIB))
     request = pb.CreatePairRequest(group_name="bank", pvol_id=ldev.id, synchronous=True)
     pair = sites.main_stub.CreatePair(request)
     sites.wait_in_sync("bank")

@@ -65,7 +65,7 @@ def test_forced_takeover_reports_what_the_dead_main_array_held_as_of_last_contac
     try:
         with grpc.insecure_channel(main_api) as m, grpc.insecure_channel(backup_api) as b:
             main_stub, backup_stub = pb_grpc.ArrayStub(m), pb_grpc.ArrayStub(b)
-            ldev = main_stub.CreateLdev(pb.CreateLdevRequest(name="orders", size_bytes=SIZE))
+            ldev = main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="orders", size_bytes=SIZE))
             main_stub.CreatePair(pb.CreatePairRequest(group_name="shop", pvol_id=ldev.id))
             request = pb.GetJournalGroupRequest(name="shop")
             wait_progressing(

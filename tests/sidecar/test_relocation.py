@@ -25,7 +25,7 @@ NAME = "vgrcontent-shop"
 
 def group_with_writer(sites, sidecars) -> tuple[str, str, Writer]:
     serial = sites.main_stub.GetArrayInfo(pb.GetArrayInfoRequest()).serial
-    volumes = [ids.volume_id(serial, sites.main_stub.CreateLdev(pb.CreateLdevRequest(name=f"vol{n}",
+    volumes = [ids.volume_id(serial, sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=f"vol{n}",
                                                                                          size_bytes=SIZE)).id)
                for n in (1, 2)]  # fmt: skip
     group_id = sidecars.main.groups.CreateVolumeGroup(
@@ -130,7 +130,7 @@ def test_failover_after_a_disaster_then_the_old_main_site_returns_as_the_seconda
 
 def test_a_volume_replicated_alone_relocates_and_is_disabled_at_its_new_primary(sites, sidecars):
     serial = sites.main_stub.GetArrayInfo(pb.GetArrayInfoRequest()).serial
-    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="ledger", size_bytes=4 * MIB))
+    ldev = sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="ledger", size_bytes=4 * MIB))
     volume = ids.volume_id(serial, ldev.id)
     at_main = rp.ReplicationSource(volume=rp.ReplicationSource.VolumeSource(volume_id=volume))
     sidecars.main.replication.EnableVolumeReplication(rp.EnableVolumeReplicationRequest(replication_source=at_main))

@@ -23,7 +23,7 @@ NAME = "vgrcontent-3f1c"  # the manager names a group after its VolumeGroupRepli
 
 def volumes(sites, *names: str, size: int = 8 * MIB) -> list[str]:
     serial = sites.main_stub.GetArrayInfo(pb.GetArrayInfoRequest()).serial
-    made = [sites.main_stub.CreateLdev(pb.CreateLdevRequest(name=n, size_bytes=size)) for n in names]
+    made = [sites.main_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=n, size_bytes=size)) for n in names]
     return [ids.volume_id(serial, ldev.id) for ldev in made]
 
 
@@ -113,7 +113,7 @@ def test_at_the_backup_a_group_of_svols_is_the_main_sites_group_and_membership_i
     assert sorted(v.volume_id for v in backup_group.volumes) == sorted(svols)
     modify = vg.ModifyVolumeGroupMembershipRequest(volume_group_id=backup_group.volume_group_id, volume_ids=svols[:1])
     assert len(sidecars.backup.groups.ModifyVolumeGroupMembership(modify).volume_group.volumes) == 2  # unchanged
-    stranger = sites.backup_stub.CreateLdev(pb.CreateLdevRequest(name="scratch", size_bytes=MIB))
+    stranger = sites.backup_stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name="scratch", size_bytes=MIB))
     modify.volume_ids.append(ids.volume_id(backup_serial, stranger.id))
     assert code_of(sidecars.backup.groups.ModifyVolumeGroupMembership, modify) == grpc.StatusCode.FAILED_PRECONDITION
     sidecars.backup.groups.DeleteVolumeGroup(vg.DeleteVolumeGroupRequest(volume_group_id=backup_group.volume_group_id))
