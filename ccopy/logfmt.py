@@ -1,19 +1,29 @@
 """Structured logs: one line per event, key=value pairs after the event name.
 
 Code logs `log.info("ldev_created ldev=%s size=%d", ...)`; this formatter adds
-time, level and logger so every line is grep- and parse-friendly.
+time, level and logger so every line is grep- and parse-friendly. The secret
+part of a publication's export name (`pub/<token>`, or `pub%2F<token>` in a
+URI) is cut to its first characters in every line, whoever logged it: the
+name is a password where hosts show no certificates.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+
+_PUBLICATION_SECRET = re.compile(r"(pub(?:/|%2F))([0-9a-f]{4})[0-9a-f]{28}", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    return _PUBLICATION_SECRET.sub(r"\1\2…", text)
 
 
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
+        message = redact(record.getMessage())
         line = f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')}.{int(record.msecs):03d}Z"
         line += f" level={record.levelname.lower()} logger={record.name} event={message}"
         if record.exc_info:

@@ -112,6 +112,8 @@ def test_without_certificates_an_ldev_is_closed_until_published_or_opened(array_
     assert secret.startswith("pub/")
     qemu_io(nbd_uri(address, secret), "write -P 0x33 0 64k", "read -P 0x33 0 64k")
     qemu_io(nbd_uri(address, "open"), "write -P 0x44 0 64k")
+    log = array_proc.log_path.read_text()
+    assert "export=" + secret[:8] + "…" in log and secret not in log  # a password is never logged whole
     listed = run("nbdinfo", "--list", "--json", nbd_uri(address, ""))
     assert [e["export-name"] for e in json.loads(listed.stdout)["exports"]] == ["open"]
 
