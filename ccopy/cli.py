@@ -243,6 +243,73 @@ def run_replication(args: argparse.Namespace) -> int:
     return serve_or_fail(serve, config)
 
 
+def add_namespace_operator_parser(commands: argparse._SubParsersAction) -> None:
+    from replication_sidecar.namespace_operator.model import OperatorConfig
+
+    defaults = OperatorConfig()
+    operator = commands.add_parser(
+        "namespace-operator", help="copy every volume of a labelled namespace to the backup as one consistency group"
+    )
+    operator.add_argument(
+        "--kubeconfig",
+        default=env("KUBECONFIG", ""),
+        help="credentials; empty: the Pod's service account [CCOPY_KUBECONFIG]",
+    )
+    add_array_client_arguments(operator)
+    operator.add_argument(
+        "--label-key",
+        default=env("LABEL_KEY", defaults.label_key),
+        help="namespace label that asks for protection [CCOPY_LABEL_KEY]",
+    )
+    operator.add_argument(
+        "--label-value", default=env("LABEL_VALUE", defaults.label_value), help="its value [CCOPY_LABEL_VALUE]"
+    )
+    operator.add_argument(
+        "--group-class",
+        default=env("GROUP_CLASS", defaults.group_class),
+        help="VolumeGroupReplicationClass of the groups [CCOPY_GROUP_CLASS]",
+    )
+    operator.add_argument(
+        "--replication-class",
+        default=env("REPLICATION_CLASS", defaults.replication_class),
+        help="VolumeReplicationClass of the groups [CCOPY_REPLICATION_CLASS]",
+    )
+    operator.add_argument(
+        "--max-group-pvcs",
+        type=int,
+        default=int(env("MAX_GROUP_PVCS", "100")),
+        help="the csi-addons manager's limit of PVCs per group [CCOPY_MAX_GROUP_PVCS]",
+    )
+    operator.add_argument(
+        "--rpo-seconds",
+        type=float,
+        default=float(env("RPO_SECONDS", "60")),
+        help="declared RPO; a namespace's consistentcopy.io/rpo-seconds wins [CCOPY_RPO_SECONDS]",
+    )
+    operator.add_argument(
+        "--status-interval",
+        type=float,
+        default=float(env("STATUS_INTERVAL", "10") or 10),
+        help="seconds between looks at a protected namespace's array state [CCOPY_STATUS_INTERVAL]",
+    )
+    operator.set_defaults(run=run_namespace_operator)
+
+
+def run_namespace_operator(args: argparse.Namespace) -> int:
+    from replication_sidecar.namespace_operator.main import OperatorProcess, serve
+    from replication_sidecar.namespace_operator.model import OperatorConfig
+
+    operator = OperatorConfig(
+        label_key=args.label_key, label_value=args.label_value, driver=args.driver_name, group_class=args.group_class,
+        replication_class=args.replication_class, max_group_pvcs=args.max_group_pvcs, rpo_seconds=args.rpo_seconds,
+    )  # fmt: skip
+    settings = OperatorProcess(
+        array=args.array, tls=array_tls(args), kubeconfig=args.kubeconfig, operator=operator,
+        status_interval=args.status_interval,
+    )  # fmt: skip
+    return serve_or_fail(serve, settings)
+
+
 def serve_or_fail(serve: Callable[[Any], None], config: Any) -> int:
     """Serve until signalled; a socket that cannot be bound is a one-line error and status 1."""
     try:
@@ -263,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_array_parser(commands)
     add_csi_parser(commands)
     add_replication_parser(commands)
+    add_namespace_operator_parser(commands)
     ctl.add_parser(commands)
     demo.add_parser(commands)
     return parser

@@ -102,17 +102,22 @@ def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
             _signal_group(process.pid, signal.SIGKILL)
             process.wait()
     _signal_group(process.pid, signal.SIGKILL)  # children that outlived their leader
+    # A signal is delivered, not obeyed at once: wait until the group has really gone.
+    deadline = time.monotonic() + timeout
+    while _group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _group_members(group: int) -> list[int]:
-    """PIDs of the processes in process group `group` (from /proc)."""
+    """PIDs of the live processes in process group `group` (from /proc; the dead awaiting
+    their parent's wait, zombies, are not counted)."""
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # exited while listed
-        if int(fields[2]) == group:  # pgrp, after state and ppid
+        if int(fields[2]) == group and fields[0] != "Z":  # pgrp, after state and ppid
             members.append(int(stat.parent.name))
     return members
 

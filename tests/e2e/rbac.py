@@ -79,6 +79,21 @@ RULES: dict[str, list[Rule]] = {
         LEASES,
         EVENTS,
     ],
+    # The namespace operator, as the chart gives it (charts/consistent-copy): it reads namespaces,
+    # PVCs and classes, labels member PVCs, keeps one VolumeGroupReplication and one ConsistentCopy
+    # per protected namespace, and reports with Events.
+    "namespace-operator": [
+        ("", ("namespaces",), READ),
+        ("", ("persistentvolumeclaims",), (*READ, "patch")),
+        ("", ("persistentvolumes",), ("get",)),
+        ("", ("events",), ("create",)),
+        ("storage.k8s.io", ("storageclasses",), READ),
+        ("replication.storage.openshift.io", ("volumegroupreplications",), (*READ, "create", "delete")),
+        ("replication.storage.openshift.io", ("volumegroupreplicationcontents",), ("get",)),
+        ("replication.storage.openshift.io", ("volumegroupreplicationclasses",), ("get",)),
+        ("consistentcopy.io", ("consistentcopies",), (*READ, "create", "delete")),
+        ("consistentcopy.io", ("consistentcopies/status",), ("patch",)),
+    ],
 }
 
 

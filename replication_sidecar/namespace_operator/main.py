@@ -1,0 +1,52 @@
+"""Start the namespace operator: its Kubernetes credentials (a kubeconfig, or the Pod's
+service account), this site's array, the watches; stop on SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass, field
+
+from kubernetes import client, config
+
+from ccopy.array_client import ArrayClient
+from ccopy.rpc import TlsFiles
+from replication_sidecar.namespace_operator.kube import Cluster
+from replication_sidecar.namespace_operator.model import OperatorConfig
+from replication_sidecar.namespace_operator.runner import Runner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OperatorProcess:
+    """The one typed configuration of an operator process (parsed in `ccopy namespace-operator`)."""
+
+    array: str  # this site's array API HOST:PORT
+    tls: TlsFiles = field(default_factory=TlsFiles)
+    kubeconfig: str = ""  # empty: in-cluster (the Pod's service account)
+    operator: OperatorConfig = field(default_factory=OperatorConfig)
+    status_interval: float = 10.0
+
+
+def api_client(kubeconfig: str) -> client.ApiClient:
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig)
+    config.load_incluster_config()
+    return client.ApiClient()
+
+
+def serve(settings: OperatorProcess) -> None:
+    api = api_client(settings.kubeconfig)
+    array = ArrayClient(settings.array, settings.tls)
+    runner = Runner(api, Cluster(api, array, settings.operator), settings.operator, settings.status_interval)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: runner.stop.set())
+    print("ready namespace-operator", flush=True)
+    worker = threading.Thread(target=runner.run, name="reconcile")
+    worker.start()
+    runner.stop.wait()
+    worker.join(timeout=30)
+    array.close()
+    log.info("operator_stopped")

@@ -1,0 +1,86 @@
+"""The namespace operator on a site: our CRD from charts/, the replication classes it names,
+and `ccopy namespace-operator` running as a ServiceAccount with the chart's rules."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+from kubernetes import client
+
+from tests.e2e import rbac
+from tests.e2e.csi_addons import DRIVER_NAMESPACE, TOKEN_SECONDS
+from tests.e2e.site import Site
+
+CHART_CRDS = Path(__file__).resolve().parents[2] / "charts" / "consistent-copy" / "crds"
+ACCOUNT = "consistentcopy-namespace-operator"
+SECRET = "consistentcopy-replication"  # the csi-addons sidecar reads the classes' secret, even empty
+GROUP_CLASS, REPLICATION_CLASS = "consistentcopy-group", "consistentcopy"
+REPLICATION = ("replication.storage.openshift.io", "v1alpha1")
+
+
+def apply_chart_crds(site: Site) -> None:
+    extensions = client.ApiextensionsV1Api(site.api)
+    names = []
+    for path in sorted(CHART_CRDS.glob("*.yaml")):
+        document = yaml.safe_load(path.read_text())
+        extensions.create_custom_resource_definition(document)
+        names.append(document["metadata"]["name"])
+    site.plane.wait_established(names)
+
+
+def replication_classes(site: Site, rpo_seconds: str = "30") -> None:
+    """The VolumeReplicationClass and VolumeGroupReplicationClass the operator's groups use."""
+    group, version = REPLICATION
+    core, custom = client.CoreV1Api(site.api), client.CustomObjectsApi(site.api)
+    core.create_namespaced_secret(DRIVER_NAMESPACE, client.V1Secret(metadata=client.V1ObjectMeta(name=SECRET)))
+    secret = "replication.storage.openshift.io/replication-secret-"
+    group_secret = "replication.storage.openshift.io/group-replication-secret-"
+    parameters = {"mode": "async", "rpoSeconds": rpo_seconds, "schedulingInterval": "10s"}
+    custom.create_cluster_custom_object(
+        group, version, "volumereplicationclasses",
+        {"apiVersion": f"{group}/{version}", "kind": "VolumeReplicationClass", "metadata": {"name": REPLICATION_CLASS},
+         "spec": {"provisioner": site.driver,
+                  "parameters": {**parameters, secret + "name": SECRET, secret + "namespace": DRIVER_NAMESPACE}}},
+    )  # fmt: skip
+    custom.create_cluster_custom_object(
+        group, version, "volumegroupreplicationclasses",
+        {"apiVersion": f"{group}/{version}", "kind": "VolumeGroupReplicationClass", "metadata": {"name": GROUP_CLASS},
+         "spec": {"provisioner": site.driver,
+                  "parameters": {**parameters, "journalCapacity": "256Mi", group_secret + "name": SECRET,
+                                 group_secret + "namespace": DRIVER_NAMESPACE}}},
+    )  # fmt: skip
+
+
+def service_account_kubeconfig(site: Site) -> Path:
+    """A kubeconfig holding a token of the operator's ServiceAccount, as its Pod would have."""
+    core = client.CoreV1Api(site.api)
+    core.create_namespaced_service_account(
+        DRIVER_NAMESPACE, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=ACCOUNT))
+    )
+    rbac.grant_service_account(site.api, "namespace-operator", DRIVER_NAMESPACE, ACCOUNT)
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[],
+                                                  expiration_seconds=TOKEN_SECONDS))  # fmt: skip
+    token = core.create_namespaced_service_account_token(ACCOUNT, DRIVER_NAMESPACE, request).status.token
+    path = site.folder / "namespace-operator.kubeconfig"
+    user = f"system:serviceaccount:{DRIVER_NAMESPACE}:{ACCOUNT}"
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": site.name, "cluster": {"server": site.plane.url,
+                                                     "certificate-authority": str(site.plane.ca.cert)}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": user, "context": {"cluster": site.name, "user": user}}],
+        "current-context": user,
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def start_operator(site: Site, status_interval: float = 1.0) -> None:
+    kubeconfig = service_account_kubeconfig(site)
+    argv = [sys.executable, "-m", "ccopy", "namespace-operator", "--kubeconfig", str(kubeconfig),
+            "--array", site.array_api, "--driver-name", site.driver, "--group-class", GROUP_CLASS,
+            "--replication-class", REPLICATION_CLASS, "--status-interval", str(status_interval)]  # fmt: skip
+    site.processes.start("namespace-operator", argv, ready=lambda: "operator_started" in site.log("namespace-operator"))
