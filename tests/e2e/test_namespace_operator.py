@@ -131,7 +131,8 @@ def test_one_label_makes_the_namespace_one_consistency_group_and_unlabelling_end
         assert listed.splitlines()[0].split() == ["NAMESPACE", "NAME", "STATE", "VOLUMES", "RECOVERY-POINT-AGE",
                                                   "RPO", "AGE"]  # fmt: skip
         assert [line.split()[:4] for line in listed.splitlines()[1:]] == [[ns, OBJECT_NAME, "Protected", "2"]]
-        print(f"label -> Protected (2 PVCs in PAIR): {label_to_pair:.1f} s")
+        print(f"label -> Protected (2 PVCs in PAIR): {label_to_pair:.1f} s\n{listed}")
+        print(kubectl(site, "get", "consistentcopy", "-n", ns, OBJECT_NAME, "-o", "yaml"))
 
         objects.pvc(site.api, ns, "audit", "64Mi", SC)  # a PVC made later joins the same group
         audit = ldev_of(array, objects.bound(site.api, ns, "audit")).id
@@ -148,6 +149,7 @@ def test_one_label_makes_the_namespace_one_consistency_group_and_unlabelling_end
         finally:
             restore_link(sites)
         wait_copy(site, ns, lambda c: conditions(c).get("RPOMet") == "True", "RPOMet True again")
+        print(kubectl(site, "get", "events", "-n", ns, "--field-selector", "involvedObject.kind=Namespace"))
         events = client.CoreV1Api(site.api).list_namespaced_event(ns).items
         reasons = {e.reason for e in events if e.involved_object.kind == "Namespace"}
         assert {"VolumeJoining", "Replicating", "RecoveryPointTooOld", "WithinRPO"} <= reasons, reasons

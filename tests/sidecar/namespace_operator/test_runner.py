@@ -1,0 +1,65 @@
+"""The operator's loop: its work queue, and a real `ccopy namespace-operator` process
+whose API server cannot be reached (it says so and keeps trying; it never crash-loops)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from ccopy.launch import free_port
+from ccopy.waiting import wait_progressing
+from replication_sidecar.namespace_operator.runner import WorkQueue
+
+
+def test_a_namespace_queued_twice_is_done_once_at_the_earlier_time():
+    queue, stop = WorkQueue(), threading.Event()
+    queue.add("shop", delay=3600)
+    queue.add("shop")  # sooner: replaces the later time
+    queue.add("bank", delay=3600)
+    assert queue.take(stop) == "shop"
+    queue.add("shop", delay=3600)
+    queue.add("shop", delay=7200)  # later: the earlier time stands
+    stop.set()
+    assert queue.take(stop) is None  # nothing due; a stopped queue answers at once
+
+
+def test_due_work_comes_in_time_order():
+    queue, stop = WorkQueue(), threading.Event()
+    queue.add("later", delay=0.2)
+    queue.add("now")
+    assert [queue.take(stop), queue.take(stop)] == ["now", "later"]
+
+
+def test_an_unreachable_api_server_is_logged_and_retried_and_sigterm_stops_it(tmp_path: Path):
+    kubeconfig = tmp_path / "kubeconfig"
+    nowhere = f"https://127.0.0.1:{free_port()}"  # nothing listens there
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": nowhere, "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+    }))  # fmt: skip
+    log = tmp_path / "operator.log"
+    argv = [sys.executable, "-m", "ccopy", "namespace-operator", "--kubeconfig", str(kubeconfig), "--array",
+            f"127.0.0.1:{free_port()}"]  # fmt: skip
+    with log.open("w") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_progressing(
+            log.read_text, lambda text: text.count("watch_failed kind=namespaces") >= 2, "two logged retries"
+        )
+        text = log.read_text()
+        assert "attempt=2 retry_in=4s" in text and "Connection refused" in text  # backoff, with the reason
+        assert process.poll() is None  # still running, still trying
+    finally:
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = process.wait(60)
+    assert code == 0 and time.monotonic() - started < 60
+    assert "operator_stopped" in log.read_text()
