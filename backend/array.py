@@ -27,6 +27,7 @@ from backend.diff_bitmap import DiffBitmap
 from backend.errors import AlreadyExists, Busy, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from backend.host_access import ANONYMOUS, refusal_by_name, refusal_by_publication
 from backend.journal import Journal
+from backend.ldev_id import format_ldev_id
 from backend.ldev_io import Extent, LdevFile
 from backend.locks import KeyLocks
 from backend.metadata import (
@@ -419,6 +420,11 @@ class Array:
         log.info("ldev_published ldev=%s host=%s read_only=%s", record.display_id, host_id, read_only)
         return publication
 
+    def export_by_name(self, record: LdevRecord) -> str:
+        """The LDEV's name when some host may open it by name here; "" when hosts reach it
+        only through their publications' secret export names."""
+        return record.name if record.open_to_all or self.hosts_by_certificate else ""
+
     def publication_export(self, publication: Publication) -> str:
         """The export name a host asks for: no secret once hosts show certificates."""
         if self.hosts_by_certificate:
@@ -631,7 +637,7 @@ class Array:
                     session.growable = publication.max_size > grant.ldev.size
                     session.size = grant.size
                     runtime.by_token.setdefault(publication.token, []).append(session)
-        log.info("session_opened ldev=%06x export=%s host=%s", runtime.ldev_id, name, host or "-")
+        log.info("session_opened ldev=%s export=%s host=%s", format_ldev_id(runtime.ldev_id), name, host or "-")
         return session
 
     def _close_session(self, runtime: LdevRuntime, snapshot_id: int | None, session: Session) -> None:

@@ -159,9 +159,10 @@ LDEV_HEADERS = ("ID", "NAME", "SIZE", "ALLOCATED", "SNAPSHOTS", "STATE", "RO", "
 
 def hosts_cell(ldev: pb.Ldev) -> str:
     """Who may open the LDEV over NBD."""
+    hosts = ",".join(ldev.published_hosts)
     if ldev.open_to_all:
-        return "all"
-    return ",".join(ldev.published_hosts) or "none"
+        return f"all,{hosts}" if hosts else "all"
+    return hosts or "none"
 
 
 def ldev_row(ldev: pb.Ldev) -> list[str]:

@@ -61,7 +61,7 @@ def ldev_message(array: Array, record: LdevRecord) -> pb.Ldev:
         state=_STATES[record.state],
         labels=dict(record.labels),
         read_only=record.read_only,
-        export_name=record.name,
+        export_name=array.export_by_name(record),
         open_sessions=array.open_sessions(record.id),
         created_at=timestamp(record.created_at),
         updated_at=timestamp(record.updated_at),

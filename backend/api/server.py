@@ -138,13 +138,15 @@ async def start_array(config: ArrayConfig) -> ArrayProcess:
         array.path_watch.watch_seconds = config.path_watch
         array.path_watch.start()
     log.info(
-        "array_started serial=%d pool=%s api=%s nbd=%s tls=%s mtls=%s",
+        "array_started serial=%d pool=%s api=%s nbd=%s tls=%s mtls=%s nbd_tls=%s nbd_hosts_by_certificate=%s",
         config.serial,
         config.pool,
         api_address,
         nbd_address,
         config.tls.enabled,
         config.tls.ca is not None,
+        config.nbd_tls_mode.value,
+        config.nbd_hosts_by_certificate,
     )
     metrics_address = metrics.serve(config.metrics) if metrics else ""
     return ArrayProcess(array, server, nbd, api_address, nbd_address, metrics, metrics_address)

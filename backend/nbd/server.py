@@ -251,7 +251,8 @@ class NbdConnection(asyncio.BufferedProtocol):
                 ssl_handshake_timeout=self.config.handshake_timeout,
             )  # fmt: skip
         except (OSError, ssl.SSLError, TimeoutError) as exc:
-            secured, reason = None, type(exc).__name__
+            # OpenSSL's words say which side failed (e.g. PEER_DID_NOT_RETURN_A_CERTIFICATE).
+            secured, reason = None, f"{type(exc).__name__}:{getattr(exc, 'reason', None) or exc}"
         else:
             reason = "connection closed during the TLS handshake"
         if secured is None or self.lost:

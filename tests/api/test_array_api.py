@@ -30,7 +30,8 @@ def test_array_info(stub, array_proc):
 def test_create_get_and_idempotency(stub):
     ldev = stub.CreateLdev(pb.CreateLdevRequest(name="pvc-1", size_bytes=TIB, labels={"ns": "shop"}))
     assert ldev.display_id == "00:00:01" and ldev.state == pb.LDEV_STATE_NORMAL
-    assert ldev.allocated_bytes == 0 and ldev.export_name == "pvc-1" and dict(ldev.labels) == {"ns": "shop"}
+    assert ldev.allocated_bytes == 0 and dict(ldev.labels) == {"ns": "shop"}
+    assert ldev.export_name == "" and not ldev.open_to_all  # closed: hosts need a publication
     again = stub.CreateLdev(pb.CreateLdevRequest(name="pvc-1", size_bytes=TIB))
     assert again.id == ldev.id
     assert (

@@ -90,6 +90,21 @@ def test_opening_and_closing_an_ldev_to_every_host(array: Array):
     session.close()
 
 
+def test_an_ldev_shows_an_export_name_only_where_some_host_may_open_it_by_name(tmp_path: Path):
+    plain = Array(Pool(tmp_path / "plain", serial=1))
+    certified = Array(Pool(tmp_path / "certified", serial=2), hosts_by_certificate=True)
+    try:
+        for array in (plain, certified):
+            array.create_ldev("open", MIB, open_to_all=True)
+            array.create_ldev("closed", MIB)
+        assert plain.export_by_name(plain.get_ldev_by_name("open")) == "open"
+        assert plain.export_by_name(plain.get_ldev_by_name("closed")) == ""  # only publications' names work here
+        assert certified.export_by_name(certified.get_ldev_by_name("closed")) == "closed"
+    finally:
+        plain.close()
+        certified.close()
+
+
 def test_a_repeated_create_closes_an_open_ldev_but_never_opens_a_closed_one(array: Array):
     array.create_ldev("left-open", MIB, open_to_all=True)
     assert not array.create_ldev("left-open", MIB).open_to_all  # e.g. a CSI retry after a crash
