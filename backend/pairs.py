@@ -25,11 +25,13 @@ from backend.journal import Unapplied
 from backend.lag import Heard, applied_of, backup_lag
 from backend.metadata import JournalGroupRecord, LdevRecord, LdevState, PairRecord, PairState
 from backend.pair_states import PairOp, next_state
-from backend.remote import BaseChunk, JournalBatch, RemoteArray
+from backend.remote import BaseChunk, JournalBatch, PVolFacts, RemoteArray
 
 if TYPE_CHECKING:
     from backend.array import Array
 
+# On every S-VOL this array creates: `<main serial>:<P-VOL number, hex>` (part of the API, proto/array.proto).
+SVOL_OF_LABEL = "ccopy.svol-of"
 log = logging.getLogger(__name__)
 
 MAX_PULL_BYTES = 8 << 20
@@ -78,9 +80,8 @@ class Pairs:
         if group is not None and group.fenced:
             raise FailedPrecondition(f"journal group {group_name!r} is fenced (demoted): no volume joins it")
         # The backup first: if it is unreachable or refuses the S-VOL, nothing changed here.
-        svol_id = remote.prepare_secondary(
-            group_name, capacity, self.array.serial, pvol.id, pvol.name, pvol.size, svol_id, pvol.open_to_all
-        )
+        facts = PVolFacts(pvol.id, pvol.name, pvol.size, pvol.open_to_all, dict(pvol.labels))
+        svol_id = remote.prepare_secondary(group_name, capacity, self.array.serial, facts, svol_id)
         group = group or self.array.journal_groups.create(
             group_name, capacity, role="main", remote_serial=remote.serial, synchronous=synchronous
         )
@@ -195,14 +196,13 @@ class Pairs:
         group_name: str,
         capacity: int,
         main_serial: int,
-        pvol_id: int,
-        pvol_name: str,
-        size: int,
+        pvol: PVolFacts,
         svol_id: int = 0,
-        open_to_all: bool = False,
     ) -> int:
         """Create (or take the given) S-VOL of a P-VOL and the backup side of its group. A new
-        S-VOL gets its P-VOL's host access: open to every host only if the P-VOL is."""
+        S-VOL gets its P-VOL's host access (open to every host only if the P-VOL is) and its
+        labels (the backup site registers PVs and PVCs from them), plus where it came from."""
+        pvol_id, size = pvol.id, pvol.size
         group = self.store.find_journal_group_by_name(group_name)
         if group is not None and (group.role != "backup" or group.remote_serial != main_serial):
             raise FailedPrecondition(f"journal group {group_name!r} here does not belong to array {main_serial}")
@@ -214,12 +214,12 @@ class Pairs:
             group_name, capacity, role="backup", remote_serial=main_serial
         )
         if svol is None:
-            name = f"svol-{main_serial}-{pvol_id:06x}-{pvol_name}"[:128]
+            name = f"svol-{main_serial}-{pvol_id:06x}-{pvol.name}"[:128]
             taken = self.store.find_ldev_by_name(name)
             if taken is not None and (self.store.find_pair_by_ldev(taken.id) or self.array.open_sessions(taken.id)):
                 raise FailedPrecondition(f"S-VOL {name!r} is in use")
-            labels = {"ccopy.svol-of": f"{main_serial}:{pvol_id:06x}"}
-            svol = self.array.create_ldev(name, size, labels, read_only=True, open_to_all=open_to_all)
+            labels = {**pvol.labels, SVOL_OF_LABEL: f"{main_serial}:{pvol_id:06x}"}
+            svol = self.array.create_ldev(name, size, labels, read_only=True, open_to_all=pvol.open_to_all)
             if svol.size != size:
                 raise FailedPrecondition(f"S-VOL {svol.display_id} has {svol.size} bytes, the P-VOL {size}")
         self.store.insert_pair(group.id, "backup", svol.id, pvol_id, main_serial, PairState.COPY)

@@ -7,6 +7,7 @@ protocol here keeps the domain free of gRPC, and lets tests cut the link.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,6 +42,18 @@ class BaseChunk:
     total_bytes: int  # allocated bytes in all (for progress)
 
 
+@dataclass(frozen=True)
+class PVolFacts:
+    """What the backup array needs of a P-VOL to make its S-VOL: its id, name and size, its
+    host-access rule, and its labels (a PVC's metadata travels in them to the backup site)."""
+
+    id: int
+    name: str
+    size: int
+    open_to_all: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
 class RemoteArray(Protocol):
     serial: int
 
@@ -50,11 +63,8 @@ class RemoteArray(Protocol):
         group_name: str,
         capacity: int,
         main_serial: int,
-        pvol_id: int,
-        pvol_name: str,
-        size: int,
+        pvol: PVolFacts,
         svol_id: int = 0,
-        open_to_all: bool = False,
     ) -> int: ...
 
     def start_copy(self, group_name: str, pvol_id: int, base_snapshot: int) -> None: ...

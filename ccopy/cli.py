@@ -310,6 +310,42 @@ def run_namespace_operator(args: argparse.Namespace) -> int:
     return serve_or_fail(serve, settings)
 
 
+def add_backup_site_parser(commands: argparse._SubParsersAction) -> None:
+    from replication_sidecar.backup_site.model import RegistrarConfig
+
+    defaults = RegistrarConfig()
+    site = commands.add_parser(
+        "backup-site", help="register every S-VOL of this site's array as a PV and PVC of the main PVC's name"
+    )
+    site.add_argument(
+        "--kubeconfig", default=env("KUBECONFIG", ""), help="credentials; empty: the Pod's service account"
+    )
+    add_array_client_arguments(site)
+    site.add_argument("--group-class", default=env("GROUP_CLASS", defaults.group_class),
+                      help="VolumeGroupReplicationClass of the secondary groups [CCOPY_GROUP_CLASS]")
+    site.add_argument("--replication-class", default=env("REPLICATION_CLASS", defaults.replication_class),
+                      help="VolumeReplicationClass of the secondary groups [CCOPY_REPLICATION_CLASS]")
+    site.add_argument("--storage-class", default=env("STORAGE_CLASS", ""),
+                      help="storageClassName of the backup PVs and PVCs; empty: none [CCOPY_STORAGE_CLASS]")
+    site.add_argument("--interval", type=float, default=float(env("INTERVAL", "2")),
+                      help="seconds between two reads of the array's S-VOLs [CCOPY_INTERVAL]")
+    site.set_defaults(run=run_backup_site)  # fmt: skip
+
+
+def run_backup_site(args: argparse.Namespace) -> int:
+    from replication_sidecar.backup_site.main import RegistrarProcess, serve
+    from replication_sidecar.backup_site.model import RegistrarConfig
+
+    registrar = RegistrarConfig(
+        driver=args.driver_name, group_class=args.group_class, replication_class=args.replication_class,
+        storage_class=args.storage_class,
+    )  # fmt: skip
+    settings = RegistrarProcess(
+        array=args.array, tls=array_tls(args), kubeconfig=args.kubeconfig, registrar=registrar, interval=args.interval
+    )
+    return serve_or_fail(serve, settings)
+
+
 def serve_or_fail(serve: Callable[[Any], None], config: Any) -> int:
     """Serve until signalled; a socket that cannot be bound is a one-line error and status 1."""
     try:
@@ -331,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_csi_parser(commands)
     add_replication_parser(commands)
     add_namespace_operator_parser(commands)
+    add_backup_site_parser(commands)
     ctl.add_parser(commands)
     demo.add_parser(commands)
     return parser

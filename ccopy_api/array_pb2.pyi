@@ -860,7 +860,14 @@ class DemoteRequest(_message.Message):
     def __init__(self, group_name: _Optional[str] = ..., applied_seq: _Optional[int] = ..., last_seq: _Optional[int] = ...) -> None: ...
 
 class PrepareSecondaryRequest(_message.Message):
-    __slots__ = ("group_name", "capacity_bytes", "main_serial", "pvol_id", "pvol_name", "size_bytes", "svol_id", "open_to_all")
+    __slots__ = ("group_name", "capacity_bytes", "main_serial", "pvol_id", "pvol_name", "size_bytes", "svol_id", "open_to_all", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAIN_SERIAL_FIELD_NUMBER: _ClassVar[int]
@@ -869,6 +876,7 @@ class PrepareSecondaryRequest(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SVOL_ID_FIELD_NUMBER: _ClassVar[int]
     OPEN_TO_ALL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     group_name: str
     capacity_bytes: int
     main_serial: int
@@ -877,7 +885,8 @@ class PrepareSecondaryRequest(_message.Message):
     size_bytes: int
     svol_id: int
     open_to_all: bool
-    def __init__(self, group_name: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., main_serial: _Optional[int] = ..., pvol_id: _Optional[int] = ..., pvol_name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., svol_id: _Optional[int] = ..., open_to_all: _Optional[bool] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, group_name: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., main_serial: _Optional[int] = ..., pvol_id: _Optional[int] = ..., pvol_name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., svol_id: _Optional[int] = ..., open_to_all: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class PrepareSecondaryResponse(_message.Message):
     __slots__ = ("svol_id",)

@@ -616,6 +616,8 @@ class ArrayServicer:
 
     def PrepareSecondary(self, request, context):
         """-- Between linked arrays (called by the arrays themselves) ------------------
+        A created S-VOL carries its P-VOL's labels and `ccopy.svol-of` =
+        `<main serial>:<P-VOL number, hex>`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -32,6 +32,7 @@ from csi_driver.volumes import (
     READ_ONLY_MODES,
     SINGLE_NODE_MODES,
     TOPOLOGY_KEY,
+    capability_labels,
     capability_problem,
     check_capabilities,
     check_name,
@@ -135,6 +136,7 @@ class ControllerServicer(SnapshotRpcs, csi_grpc.ControllerServicer):
         size = volume_size(capacity, floor)
         name = ldev_name(request.name)
         labels |= {NAME_LABEL: request.name, DRIVER_LABEL: self.config.driver_name, SOURCE_LABEL: source_label}
+        labels |= capability_labels(request.volume_capabilities)
         with self.locks.hold(("name", name)):
             existing = self.array.maybe("GetLdev", pb.GetLdevRequest(name=name))
             if existing is not None:

@@ -27,6 +27,17 @@ SINGLE_NODE_MODES = {Mode.SINGLE_NODE_WRITER, Mode.SINGLE_NODE_SINGLE_WRITER, Mo
 READ_ONLY_MODES = {Mode.SINGLE_NODE_READER_ONLY, Mode.MULTI_NODE_READER_ONLY}
 SUPPORTED_MODES = SINGLE_NODE_MODES | READ_ONLY_MODES | {Mode.SINGLE_NODE_READER_ONLY, Mode.MULTI_NODE_MULTI_WRITER}
 _LDEV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# What a PV at the backup site needs of the volume, kept on the LDEV (pairing copies labels to the S-VOL).
+VOLUME_MODE_LABEL = LABEL_PREFIX + "volume-mode"  # Filesystem | Block
+ACCESS_MODES_LABEL = LABEL_PREFIX + "access-modes"  # Kubernetes access modes, comma-separated
+FS_TYPE_LABEL = LABEL_PREFIX + "fs-type"
+K8S_ACCESS_MODES = {  # external-provisioner's mapping, read backwards
+    Mode.SINGLE_NODE_WRITER: "ReadWriteOnce",
+    Mode.SINGLE_NODE_MULTI_WRITER: "ReadWriteOnce",
+    Mode.SINGLE_NODE_SINGLE_WRITER: "ReadWriteOncePod",
+    Mode.MULTI_NODE_READER_ONLY: "ReadOnlyMany",
+    Mode.MULTI_NODE_MULTI_WRITER: "ReadWriteMany",
+}
 
 
 def capability_problem(capability: csi.VolumeCapability) -> str | None:
@@ -44,6 +55,20 @@ def capability_problem(capability: csi.VolumeCapability) -> str | None:
     if access == "mount" and capability.mount.fs_type not in ("", *FS_TYPES):
         return f"file system {capability.mount.fs_type!r} is not supported (ext4, xfs)"
     return None
+
+
+def capability_labels(capabilities: Iterable[csi.VolumeCapability]) -> dict[str, str]:
+    """The volume mode, access modes and file system a volume was asked with, as LDEV labels."""
+    capabilities = list(capabilities)
+    modes = sorted(
+        {K8S_ACCESS_MODES[c.access_mode.mode] for c in capabilities if c.access_mode.mode in K8S_ACCESS_MODES}
+    )
+    labels = {
+        VOLUME_MODE_LABEL: "Block" if any(c.HasField("block") for c in capabilities) else "Filesystem",
+        ACCESS_MODES_LABEL: ",".join(modes),
+    }
+    fs_type = next((c.mount.fs_type for c in capabilities if c.HasField("mount") and c.mount.fs_type), "")
+    return labels | ({FS_TYPE_LABEL: fs_type} if fs_type else {})
 
 
 def check_capabilities(capabilities: Iterable[csi.VolumeCapability], required: bool = True) -> None:

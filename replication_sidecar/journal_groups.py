@@ -37,7 +37,6 @@ TAKEOVER_TIMEOUT = 120.0
 FAILBACK_TIMEOUT = 150.0
 
 
-
 class JournalGroups:
     def __init__(self, array: ArrayClient) -> None:
         self.array = array

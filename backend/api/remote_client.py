@@ -11,7 +11,7 @@ from backend import errors
 from backend.api.lag_messages import unapplied_from
 from backend.api.servicer import ERROR_TABLE
 from backend.journal import Unapplied
-from backend.remote import BaseChunk, JournalBatch, LinkDown
+from backend.remote import BaseChunk, JournalBatch, LinkDown, PVolFacts
 from ccopy.rpc import TlsFiles, client_channel
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
@@ -65,15 +65,13 @@ class RemoteClient:
         group_name: str,
         capacity: int,
         main_serial: int,
-        pvol_id: int,
-        pvol_name: str,
-        size: int,
+        pvol: PVolFacts,
         svol_id: int = 0,
-        open_to_all: bool = False,
     ) -> int:
         request = pb.PrepareSecondaryRequest(
-            group_name=group_name, capacity_bytes=capacity, main_serial=main_serial, pvol_id=pvol_id,
-            pvol_name=pvol_name, size_bytes=size, svol_id=svol_id, open_to_all=open_to_all,
+            group_name=group_name, capacity_bytes=capacity, main_serial=main_serial, pvol_id=pvol.id,
+            pvol_name=pvol.name, size_bytes=pvol.size, svol_id=svol_id, open_to_all=pvol.open_to_all,
+            labels=dict(pvol.labels),
         )  # fmt: skip
         return self._call("PrepareSecondary", request).svol_id  # type: ignore[attr-defined]
 

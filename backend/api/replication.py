@@ -15,6 +15,7 @@ from backend.api.lag_messages import stamp, unapplied_message
 from backend.array import Array
 from backend.ldev_id import format_ldev_id
 from backend.metadata import JournalGroupRecord, PairRecord
+from backend.remote import PVolFacts
 from backend.takeover import DataGivenUp
 from ccopy_api import array_pb2 as pb
 
@@ -196,10 +197,12 @@ class ReplicationRpcs:
     def PrepareSecondary(
         self, request: pb.PrepareSecondaryRequest, context: grpc.ServicerContext
     ) -> pb.PrepareSecondaryResponse:
+        pvol = PVolFacts(
+            request.pvol_id, request.pvol_name, request.size_bytes, request.open_to_all, dict(request.labels)
+        )
         svol = self.array.pairs.prepare_secondary(
-            request.group_name, request.capacity_bytes, request.main_serial, request.pvol_id, request.pvol_name,
-            request.size_bytes, request.svol_id, request.open_to_all,
-        )  # fmt: skip
+            request.group_name, request.capacity_bytes, request.main_serial, pvol, request.svol_id
+        )
         return pb.PrepareSecondaryResponse(svol_id=svol)
 
     def StartCopy(self, request: pb.StartCopyRequest, context: grpc.ServicerContext) -> pb.StartCopyResponse:

@@ -4,10 +4,8 @@ plain values, and applies the reconcile's actions. No decisions here."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -18,6 +16,7 @@ from ccopy import ids
 from ccopy.array_client import ArrayClient
 from ccopy.errors import ServiceError
 from ccopy_api import array_pb2 as pb
+from replication_sidecar.kube_events import namespace_event
 from replication_sidecar.namespace_operator.model import (
     GROUP,
     KIND,
@@ -51,15 +50,6 @@ VGRS = "volumegroupreplications"
 
 def missing(exc: ApiException) -> bool:
     return exc.status == 404
-
-
-def api_message(exc: ApiException) -> str:
-    """The API server's own words (its Status message), not only the HTTP status."""
-    try:
-        detail = json.loads(exc.body or "{}").get("message", "")
-    except (ValueError, AttributeError):
-        detail = ""
-    return f"API server {exc.status} {exc.reason}" + (f": {detail}" if detail else "")
 
 
 class Cluster:
@@ -203,7 +193,7 @@ class Cluster:
                 self._delete(GROUP, VERSION, namespace, PLURAL)
                 log.info("consistent_copy_deleted namespace=%s", namespace)
             case Event(kind, reason, message):
-                self._event(namespace, kind, reason, message)
+                namespace_event(self.core, namespace, kind, reason, message, OPERATOR_NAME)
 
     def _delete(self, group: str, version: str, namespace: str, plural: str) -> None:
         try:
@@ -229,23 +219,6 @@ class Cluster:
         self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, OBJECT_NAME, {"status": status}
         )
-
-    def _event(self, namespace: str, kind: str, reason: str, message: str) -> None:
-        now = datetime.now(UTC)
-        # The Namespace is cluster-scoped, yet the API server wants the reference's namespace to be the Event's.
-        subject = client.V1ObjectReference(api_version="v1", kind="Namespace", name=namespace, namespace=namespace)
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{OBJECT_NAME}.", namespace=namespace),
-            involved_object=subject,
-            reason=reason, message=message[:1024], type=kind, count=1, first_timestamp=now, last_timestamp=now,
-            source=client.V1EventSource(component=OPERATOR_NAME),
-        )  # fmt: skip
-        try:
-            self.core.create_namespaced_event(namespace, event)
-        except ApiException as exc:  # an Event is a report: failing to make one blocks nothing
-            log.warning("event_failed namespace=%s reason=%s why=%r", namespace, reason, api_message(exc))
-            return
-        log.info("event namespace=%s type=%s reason=%s message=%r", namespace, kind, reason, message)
 
 
 def array_pair(pair: pb.Pair) -> ArrayPair:

@@ -14,16 +14,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
+from kubernetes import client
 
-from replication_sidecar.namespace_operator.kube import REPLICATION, VGRS, Cluster, api_message
+from replication_sidecar.kube_watch import backoff, describe, start_watch
+from replication_sidecar.namespace_operator.kube import REPLICATION, VGRS, Cluster
 from replication_sidecar.namespace_operator.model import GROUP, PLURAL, VERSION, OperatorConfig
 from replication_sidecar.namespace_operator.reconcile import reconcile
 
 log = logging.getLogger(__name__)
-MAX_BACKOFF = 60.0
-WATCH_SECONDS = 300
 
 
 class WorkQueue:
@@ -85,8 +83,7 @@ class Runner:
             (PLURAL, custom.list_cluster_custom_object, (GROUP, VERSION, PLURAL), of_custom),
         ]
         for name, lister, args, namespaces in watches:
-            thread = threading.Thread(target=self.watch, args=(name, lister, args, namespaces), daemon=True, name=name)
-            thread.start()
+            start_watch(name, lister, args, lambda o, of=namespaces: self._queue(of(o)), self.stop)
         log.info("operator_started label=%s=%s group_class=%s", self.config.label_key, self.config.label_value,
                  self.config.group_class)  # fmt: skip
         while (namespace := self.queue.take(self.stop)) is not None:
@@ -102,7 +99,7 @@ class Runner:
             self.cluster.apply(namespace, actions)
         except Exception as exc:  # the API server or the array: retried, never fatal
             attempt = self.failures[namespace] = self.failures.get(namespace, 0) + 1
-            delay = min(2.0**attempt, MAX_BACKOFF)
+            delay = backoff(attempt)
             log.warning("reconcile_failed namespace=%s attempt=%d retry_in=%.0fs reason=%r", namespace, attempt, delay,
                         describe(exc))  # fmt: skip
             self.queue.add(namespace, delay)
@@ -114,49 +111,7 @@ class Runner:
         else:
             self.tracked.discard(namespace)
 
-    def watch(self, name: str, lister: Callable[..., Any], args: tuple, namespaces: Callable[[Any], Iterable[str]]):
-        """List, then watch from that version; on any failure list again after a backoff."""
-        attempt = 0
-        while not self.stop.is_set():
-            try:
-                listed = lister(*args)
-                items, version = _items(listed)
-                for item in items:
-                    self._queue(namespaces(item))
-                attempt = 0
-                stream = watch.Watch().stream(lister, *args, resource_version=version, timeout_seconds=WATCH_SECONDS)
-                for event in stream:
-                    if self.stop.is_set():
-                        return
-                    self._queue(namespaces(event["object"]))
-            except ApiException as exc:
-                if exc.status == 410:  # the version is too old: list afresh at once
-                    continue
-                attempt += 1
-                why = "the CRD is not installed" if exc.status == 404 else describe(exc)
-                self._wait(name, attempt, why)
-            except Exception as exc:  # connection refused, reset, timeouts
-                attempt += 1
-                self._wait(name, attempt, describe(exc))
-
     def _queue(self, namespaces: Iterable[str]) -> None:
         for namespace in namespaces:
             if namespace:
                 self.queue.add(namespace)
-
-    def _wait(self, name: str, attempt: int, why: str) -> None:
-        delay = min(2.0**attempt, MAX_BACKOFF)
-        log.warning("watch_failed kind=%s attempt=%d retry_in=%.0fs reason=%r", name, attempt, delay, why)
-        self.stop.wait(delay)
-
-
-def _items(listed: Any) -> tuple[list[Any], str]:
-    if isinstance(listed, dict):
-        return listed.get("items", []), listed["metadata"]["resourceVersion"]
-    return listed.items, listed.metadata.resource_version
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):
-        return api_message(exc)
-    return f"{type(exc).__name__}: {exc}"

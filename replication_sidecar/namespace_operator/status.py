@@ -90,6 +90,8 @@ def volume_row(pvc: Pvc, seen: Observed) -> dict[str, str]:
         "pvol": pair.pvol if pair else "",
         "svol": pair.svol if pair else "",
         "pairState": pair.state if pair else "",
+        # The backup-site registrar gives each S-VOL's PVC the main PVC's namespace and name.
+        "backupPvc": f"{seen.namespace}/{pvc.name}" if pair else "",
     }
 
 

@@ -60,6 +60,8 @@ def test_create_volume_is_idempotent_and_thin(plugin, stub):
     assert first.accessible_topology[0].segments[TOPOLOGY_KEY] == "main"
     ldev = stub.GetLdev(pb.GetLdevRequest(name="pvc-1"))
     assert ldev.allocated_bytes == 0 and not ldev.open_to_all
+    what = {k.removeprefix("csi.consistentcopy.io/"): v for k, v in ldev.labels.items()}
+    assert what["volume-mode"] == "Filesystem" and what["access-modes"] == "ReadWriteOnce"  # for the backup's PV
     other_size = csi.CreateVolumeRequest(
         name="pvc-1", capacity_range=csi.CapacityRange(required_bytes=2 * GIB), volume_capabilities=[mount_cap()]
     )

@@ -6,6 +6,7 @@ from ccopy.errors import InvalidArgument, OutOfRange
 from ccopy_api import csi_pb2 as csi
 from csi_driver.volumes import (
     MIB,
+    capability_labels,
     capability_problem,
     ldev_name,
     parse_mutable,
@@ -92,3 +93,21 @@ def test_ldev_names_and_topology():
     requirement = csi.TopologyRequirement(requisite=[csi.Topology(segments={key: "main"})])
     assert topology_allows(requirement, "main") and not topology_allows(requirement, "backup")
     assert topology_allows(None, "main")
+
+
+def test_capabilities_become_the_labels_a_backup_pv_is_made_from():
+    block = csi.VolumeCapability(block=csi.VolumeCapability.BlockVolume())
+    block.access_mode.mode = Mode.MULTI_NODE_MULTI_WRITER
+    reader = csi.VolumeCapability(block=csi.VolumeCapability.BlockVolume())
+    reader.access_mode.mode = Mode.MULTI_NODE_READER_ONLY
+    assert capability_labels([block, reader]) == {
+        "csi.consistentcopy.io/volume-mode": "Block",
+        "csi.consistentcopy.io/access-modes": "ReadOnlyMany,ReadWriteMany",
+    }
+    xfs = csi.VolumeCapability(mount=csi.VolumeCapability.MountVolume(fs_type="xfs"))
+    xfs.access_mode.mode = Mode.SINGLE_NODE_SINGLE_WRITER
+    assert capability_labels([xfs]) == {
+        "csi.consistentcopy.io/volume-mode": "Filesystem",
+        "csi.consistentcopy.io/access-modes": "ReadWriteOncePod",
+        "csi.consistentcopy.io/fs-type": "xfs",
+    }

@@ -53,18 +53,18 @@ def replication_classes(site: Site, rpo_seconds: str = "30") -> None:
     )  # fmt: skip
 
 
-def service_account_kubeconfig(site: Site) -> Path:
-    """A kubeconfig holding a token of the operator's ServiceAccount, as its Pod would have."""
+def service_account_kubeconfig(site: Site, component: str, account: str) -> Path:
+    """A kubeconfig holding a token of `account`, given `component`'s rules, as its Pod would have."""
     core = client.CoreV1Api(site.api)
     core.create_namespaced_service_account(
-        DRIVER_NAMESPACE, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=ACCOUNT))
+        DRIVER_NAMESPACE, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=account))
     )
-    rbac.grant_service_account(site.api, "namespace-operator", DRIVER_NAMESPACE, ACCOUNT)
+    rbac.grant_service_account(site.api, component, DRIVER_NAMESPACE, account)
     request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[],
                                                   expiration_seconds=TOKEN_SECONDS))  # fmt: skip
-    token = core.create_namespaced_service_account_token(ACCOUNT, DRIVER_NAMESPACE, request).status.token
-    path = site.folder / "namespace-operator.kubeconfig"
-    user = f"system:serviceaccount:{DRIVER_NAMESPACE}:{ACCOUNT}"
+    token = core.create_namespaced_service_account_token(account, DRIVER_NAMESPACE, request).status.token
+    path = site.folder / f"{component}.kubeconfig"
+    user = f"system:serviceaccount:{DRIVER_NAMESPACE}:{account}"
     document = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -78,9 +78,29 @@ def service_account_kubeconfig(site: Site) -> Path:
     return path
 
 
-def start_operator(site: Site, status_interval: float = 1.0) -> None:
-    kubeconfig = service_account_kubeconfig(site)
+def ensure_operator(site: Site, status_interval: float = 1.0) -> Site:
+    """The main site with our CRD, the classes and the operator running (started once)."""
+    if "namespace-operator" in [s.name for s in site.processes.started]:
+        return site
+    apply_chart_crds(site)
+    replication_classes(site)
+    kubeconfig = service_account_kubeconfig(site, "namespace-operator", ACCOUNT)
     argv = [sys.executable, "-m", "ccopy", "namespace-operator", "--kubeconfig", str(kubeconfig),
             "--array", site.array_api, "--driver-name", site.driver, "--group-class", GROUP_CLASS,
             "--replication-class", REPLICATION_CLASS, "--status-interval", str(status_interval)]  # fmt: skip
     site.processes.start("namespace-operator", argv, ready=lambda: "operator_started" in site.log("namespace-operator"))
+    return site
+
+
+def ensure_registrar(site: Site, interval: float = 1.0) -> Site:
+    """The backup site with the classes and the registrar running (started once)."""
+    if "backup-site" in [s.name for s in site.processes.started]:
+        return site
+    apply_chart_crds(site)
+    replication_classes(site)
+    kubeconfig = service_account_kubeconfig(site, "backup-site", "consistentcopy-backup-site")
+    argv = [sys.executable, "-m", "ccopy", "backup-site", "--kubeconfig", str(kubeconfig), "--array", site.array_api,
+            "--driver-name", site.driver, "--group-class", GROUP_CLASS, "--replication-class", REPLICATION_CLASS,
+            "--interval", str(interval)]  # fmt: skip
+    site.processes.start("backup-site", argv, ready=lambda: "registrar_started" in site.log("backup-site"))
+    return site

@@ -32,7 +32,7 @@ from replication_sidecar.namespace_operator.model import (
 from tests.e2e import objects
 from tests.e2e.conftest import SC, Sites, ldev_of
 from tests.e2e.control_plane import K8S_BIN
-from tests.e2e.namespace_operator import apply_chart_crds, replication_classes, start_operator
+from tests.e2e.namespace_operator import ensure_operator
 from tests.e2e.site import Site
 
 pytestmark = pytest.mark.timeout(900)
@@ -41,10 +41,7 @@ LABEL = {"consistentcopy.io/backup": "ConsistentCopyToCloud"}
 
 @pytest.fixture(scope="module")
 def operator(site: Site) -> Site:
-    apply_chart_crds(site)
-    replication_classes(site)
-    start_operator(site)
-    return site
+    return ensure_operator(site)
 
 
 def consistent_copy(site: Site, ns: str) -> dict:

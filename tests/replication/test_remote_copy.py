@@ -49,9 +49,12 @@ def test_pair_copies_then_replicates_and_the_svols_equal_the_pvols(sites):
     svol = sites.backup_stub.GetLdev(pb.GetLdevRequest(id=pairs[0].remote_ldev_id))
     assert svol.read_only  # hosts only read an S-VOL while it is paired
     assert svol.open_to_all  # host access follows the P-VOL: opened by name here, so there
-    closed = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="closed", size_bytes=MIB))
+    pvc = {"csi.consistentcopy.io/k8s-pvc/name": "orders", "csi.consistentcopy.io/volume-mode": "Block"}
+    closed = sites.main_stub.CreateLdev(pb.CreateLdevRequest(name="closed", size_bytes=MIB, labels=pvc))
     closed_pair = sites.main_stub.CreatePair(pb.CreatePairRequest(group_name="shop", pvol_id=closed.id))
-    assert not sites.backup_stub.GetLdev(pb.GetLdevRequest(id=closed_pair.remote_ldev_id)).open_to_all
+    closed_svol = sites.backup_stub.GetLdev(pb.GetLdevRequest(id=closed_pair.remote_ldev_id))
+    assert not closed_svol.open_to_all
+    assert dict(closed_svol.labels) == {**pvc, "ccopy.svol-of": f"1001:{closed.id:06x}"}  # the PVC's metadata travels
     main_group = sites.main_stub.GetJournalGroup(pb.GetJournalGroupRequest(name="shop"))
     assert main_group.confirmed_seq == main_group.main_seq and main_group.pending_bytes == 0  # trimmed
 

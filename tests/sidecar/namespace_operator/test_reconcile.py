@@ -165,6 +165,7 @@ def test_in_pair_within_the_rpo_the_namespace_is_protected():
         ("sales", "00:00:01", "000001", "PAIR"), ("stock", "00:00:02", "000002", "PAIR"),
     ]  # fmt: skip
     assert status["journal"] == {"usageBytes": 1 << 20, "capacityBytes": 64 << 20, "fillPercent": 1}
+    assert [v["backupPvc"] for v in status["volumes"]] == ["shop/sales", "shop/stock"]
     assert conditions(actions) == {
         "Ready": ("True", "Replicating"), "RPOMet": ("True", "WithinRPO"),
         "JournalHealthy": ("True", "JournalHealthy"), "AllVolumesProtected": ("True", "AllVolumesProtected"),

@@ -1,0 +1,137 @@
+"""The registrar's thin client: reads this array's S-VOLs and this cluster's objects into
+plain values, and applies the reconcile's actions. No decisions here."""
+
+from __future__ import annotations
+
+import logging
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from ccopy import ids
+from ccopy.array_client import ArrayClient
+from ccopy_api import array_pb2 as pb
+from replication_sidecar.backup_site.model import (
+    MANAGED_BY,
+    REGISTRAR,
+    SVOL_OF,
+    Action,
+    CreateGroupReplication,
+    CreateNamespace,
+    CreatePv,
+    CreatePvc,
+    DeleteGroupReplication,
+    DeletePvc,
+    LabelPvc,
+    Observed,
+    SeenPv,
+    SeenPvc,
+    SVol,
+    Warning,
+)
+from replication_sidecar.kube_events import namespace_event
+from replication_sidecar.namespace_operator.model import MEMBER_LABEL, OBJECT_NAME
+
+log = logging.getLogger(__name__)
+REPLICATION = ("replication.storage.openshift.io", "v1alpha1")
+VGRS = "volumegroupreplications"
+OURS = f"{MANAGED_BY}={REGISTRAR}"
+
+
+class BackupCluster:
+    """This site's API server and its array, nothing of the main site."""
+
+    def __init__(self, api: client.ApiClient, array: ArrayClient) -> None:
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.array = array
+
+    def observe(self, svols: tuple[SVol, ...]) -> Observed:
+        return Observed(
+            svols=svols,
+            pvs=tuple(
+                SeenPv(pv.metadata.name, pv.spec.csi.volume_handle if pv.spec.csi else "", True, pv.status.phase or "")
+                for pv in self.core.list_persistent_volume(label_selector=OURS).items
+            ),
+            pvcs=tuple(self.pvcs()),
+            namespaces=frozenset(ns.metadata.name for ns in self.core.list_namespace().items),
+            groups=frozenset(
+                vgr["metadata"]["namespace"]
+                for vgr in self.custom.list_cluster_custom_object(*REPLICATION, VGRS, label_selector=OURS)["items"]
+            ),
+        )
+
+    def svols(self) -> tuple[SVol, ...]:
+        """Every LDEV this array made as an S-VOL, paired or not any more."""
+        serial = self.array.serial
+        paired = {
+            p.local_ldev_id for p in self.array.call("ListPairs", pb.ListPairsRequest()).pairs if p.role == "backup"
+        }
+        out, token = [], ""
+        while True:
+            page = self.array.call("ListLdevs", pb.ListLdevsRequest(page_token=token))
+            for ldev in page.ldevs:
+                if SVOL_OF in ldev.labels:
+                    out.append(
+                        SVol(ids.volume_id(serial, ldev.id), ldev.size_bytes, dict(ldev.labels), ldev.id in paired)
+                    )
+            token = page.next_page_token
+            if not token:
+                return tuple(out)
+
+    def pvcs(self) -> list[SeenPvc]:
+        return [
+            SeenPvc(
+                c.metadata.namespace,
+                c.metadata.name,
+                c.spec.volume_name or "",
+                (c.metadata.labels or {}).get(MANAGED_BY) == REGISTRAR,
+                dict(c.metadata.labels or {}),
+                tuple(c.metadata.finalizers or ()),
+                deleting=c.metadata.deletion_timestamp is not None,
+            )
+            for c in self.core.list_persistent_volume_claim_for_all_namespaces().items
+        ]
+
+    def apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            try:
+                self._apply(action)
+            except ApiException as exc:
+                if exc.status != 409:  # made meanwhile: the next pass sees it
+                    raise
+
+    def _apply(self, action: Action) -> None:
+        match action:
+            case CreateNamespace(name):
+                body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={MANAGED_BY: REGISTRAR}))
+                self.core.create_namespace(body)
+                log.info("namespace_created namespace=%s", name)
+            case CreatePv(body):
+                self.core.create_persistent_volume(body)
+                log.info("pv_created pv=%s volume=%s", body["metadata"]["name"], body["spec"]["csi"]["volumeHandle"])
+            case CreatePvc(body):
+                meta = body["metadata"]
+                self.core.create_namespaced_persistent_volume_claim(meta["namespace"], body)
+                log.info("pvc_created namespace=%s pvc=%s pv=%s", meta["namespace"], meta["name"],
+                         body["spec"]["volumeName"])  # fmt: skip
+            case LabelPvc(namespace, name, value):
+                patch = {"metadata": {"labels": {MEMBER_LABEL: value}}}
+                self.core.patch_namespaced_persistent_volume_claim(name, namespace, patch)
+                log.info("pvc_labelled namespace=%s pvc=%s member=%s", namespace, name, value is not None)
+            case DeletePvc(namespace, name):
+                self.core.delete_namespaced_persistent_volume_claim(name, namespace)
+                log.info("pvc_released namespace=%s pvc=%s (its PV is kept)", namespace, name)
+            case CreateGroupReplication(namespace, body):
+                self.custom.create_namespaced_custom_object(*REPLICATION, namespace, VGRS, body)
+                log.info("group_replication_created namespace=%s state=secondary", namespace)
+            case DeleteGroupReplication(namespace):
+                self.custom.delete_namespaced_custom_object(*REPLICATION, namespace, VGRS, OBJECT_NAME)
+                log.info("group_replication_deleted namespace=%s", namespace)
+            case Warning(namespace, reason, message):
+                self._warn(namespace, reason, message)
+
+    def _warn(self, namespace: str, reason: str, message: str) -> None:
+        log.warning("not_registered reason=%s message=%r", reason, message)
+        if namespace:
+            namespace_event(self.core, namespace, "Warning", reason, message, REGISTRAR)

@@ -1,0 +1,44 @@
+"""Start the backup-site registrar: this cluster's credentials and this site's array only."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass, field
+
+from ccopy.array_client import ArrayClient
+from ccopy.rpc import TlsFiles
+from replication_sidecar.backup_site.kube import BackupCluster
+from replication_sidecar.backup_site.model import RegistrarConfig
+from replication_sidecar.backup_site.runner import Registrar
+from replication_sidecar.namespace_operator.main import api_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RegistrarProcess:
+    """The one typed configuration of a registrar process (parsed in `ccopy backup-site`)."""
+
+    array: str
+    tls: TlsFiles = field(default_factory=TlsFiles)
+    kubeconfig: str = ""
+    registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
+    interval: float = 2.0
+
+
+def serve(settings: RegistrarProcess) -> None:
+    api = api_client(settings.kubeconfig)
+    array = ArrayClient(settings.array, settings.tls)
+    registrar = Registrar(api, BackupCluster(api, array), settings.registrar, settings.interval)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: registrar.stop.set())
+    print("ready backup-site", flush=True)
+    worker = threading.Thread(target=registrar.run, name="register")
+    worker.start()
+    registrar.stop.wait()
+    registrar.changed.set()
+    worker.join(timeout=30)
+    array.close()
+    log.info("registrar_stopped")

@@ -1,0 +1,120 @@
+"""Plain values the registrar decides on: the S-VOLs of this site's array (their labels
+carry the main PVC's metadata), what exists in this cluster, and what to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ccopy import DEFAULT_DRIVER_NAME
+
+PVC_LABEL = "csi.consistentcopy.io/"  # the CSI plugin's LDEV label prefix (csi_driver.volumes)
+PVC_NAMESPACE = PVC_LABEL + "k8s-pvc/namespace"
+PVC_NAME = PVC_LABEL + "k8s-pvc/name"
+VOLUME_MODE = PVC_LABEL + "volume-mode"
+ACCESS_MODES = PVC_LABEL + "access-modes"
+FS_TYPE = PVC_LABEL + "fs-type"
+SVOL_OF = "ccopy.svol-of"  # on every S-VOL an array makes (proto/array.proto, PrepareSecondary)
+MANAGED_BY = "app.kubernetes.io/managed-by"
+REGISTRAR = "consistentcopy-backup-site"
+
+
+@dataclass(frozen=True)
+class RegistrarConfig:
+    driver: str = DEFAULT_DRIVER_NAME
+    group_class: str = "consistentcopy-group"
+    replication_class: str = "consistentcopy"
+    storage_class: str = ""  # of the backup PVs and PVCs; "" binds them to each other only
+
+
+@dataclass(frozen=True)
+class SVol:
+    """An S-VOL of this array, with the labels pairing copied from its P-VOL."""
+
+    volume_handle: str  # the CSI volume id of the S-VOL at this array
+    size: int
+    labels: dict[str, str]
+    paired: bool  # still in a pair (COPY, PAIR, PSUS, SSWS, ...); False once the main deleted it
+
+
+@dataclass(frozen=True)
+class SeenPv:
+    name: str
+    volume_handle: str
+    managed: bool  # made by the registrar
+    phase: str = "Bound"
+
+
+@dataclass(frozen=True)
+class SeenPvc:
+    namespace: str
+    name: str
+    volume_name: str
+    managed: bool
+    labels: dict[str, str] = field(default_factory=dict)
+    finalizers: tuple[str, ...] = ()
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
+class Observed:
+    svols: tuple[SVol, ...]
+    pvs: tuple[SeenPv, ...] = ()
+    pvcs: tuple[SeenPvc, ...] = ()
+    namespaces: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()  # namespaces holding our secondary VolumeGroupReplication
+
+
+# -- what to do ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CreateNamespace:
+    name: str
+
+
+@dataclass(frozen=True)
+class CreatePv:
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CreatePvc:
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LabelPvc:
+    namespace: str
+    name: str
+    value: str | None  # None: remove the member label
+
+
+@dataclass(frozen=True)
+class DeletePvc:
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class CreateGroupReplication:
+    namespace: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeleteGroupReplication:
+    namespace: str
+
+
+@dataclass(frozen=True)
+class Warning:
+    """Something the registrar will not do, said once per pass (an Event and a log line)."""
+
+    namespace: str
+    reason: str
+    message: str
+
+
+Action = (
+    CreateNamespace | CreatePv | CreatePvc | LabelPvc | DeletePvc | CreateGroupReplication | DeleteGroupReplication
+    | Warning
+)  # fmt: skip
