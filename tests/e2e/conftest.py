@@ -73,21 +73,28 @@ def sites(tmp_path_factory) -> Iterator[Sites]:
 @pytest.fixture(scope="session")
 def site(sites: Sites) -> Site:
     """The main site with the classes every flow uses."""
-    main = sites.main
-    objects.storage_class(main.api, SC, main.driver)
-    snapshots = objects.custom(main.api)
+    return with_classes(sites.main)
+
+
+def with_classes(site: Site) -> Site:
+    """The StorageClass, VolumeSnapshotClass and VolumeGroupSnapshotClass the flows use (made once)."""
+    if getattr(site, "classes_made", False):
+        return site
+    objects.storage_class(site.api, SC, site.driver)
+    snapshots = objects.custom(site.api)
     snapshots.create_cluster_custom_object(
         SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotclasses",
         {"apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshotClass",
-         "metadata": {"name": SC}, "driver": main.driver, "deletionPolicy": "Delete"},
+         "metadata": {"name": SC}, "driver": site.driver, "deletionPolicy": "Delete"},
     )  # fmt: skip
-    version = objects.newest_served(main.api, f"volumegroupsnapshotclasses.{GROUP_SNAPSHOT_GROUP}")
+    version = objects.newest_served(site.api, f"volumegroupsnapshotclasses.{GROUP_SNAPSHOT_GROUP}")
     snapshots.create_cluster_custom_object(
         GROUP_SNAPSHOT_GROUP, version, "volumegroupsnapshotclasses",
         {"apiVersion": f"{GROUP_SNAPSHOT_GROUP}/{version}", "kind": "VolumeGroupSnapshotClass",
-         "metadata": {"name": SC}, "driver": main.driver, "deletionPolicy": "Delete"},
+         "metadata": {"name": SC}, "driver": site.driver, "deletionPolicy": "Delete"},
     )  # fmt: skip
-    return main
+    site.classes_made = True  # type: ignore[attr-defined]
+    return site
 
 
 @pytest.fixture
