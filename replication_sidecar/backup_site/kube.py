@@ -64,9 +64,8 @@ class BackupCluster:
     def svols(self) -> tuple[SVol, ...]:
         """Every LDEV this array made as an S-VOL, paired or not any more."""
         serial = self.array.serial
-        paired = {
-            p.local_ldev_id for p in self.array.call("ListPairs", pb.ListPairsRequest()).pairs if p.role == "backup"
-        }
+        # In a pair either way: after a takeover and a failback the S-VOL is the primary of a reversed pair.
+        paired = {p.local_ldev_id for p in self.array.call("ListPairs", pb.ListPairsRequest()).pairs}
         out, token = [], ""
         while True:
             page = self.array.call("ListLdevs", pb.ListLdevsRequest(page_token=token))

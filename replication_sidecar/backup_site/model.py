@@ -34,7 +34,7 @@ class SVol:
     volume_handle: str  # the CSI volume id of the S-VOL at this array
     size: int
     labels: dict[str, str]
-    paired: bool  # still in a pair (COPY, PAIR, PSUS, SSWS, ...); False once the main deleted it
+    paired: bool  # in a pair either way (also reversed after a failback); False once the pair was deleted
 
 
 @dataclass(frozen=True)
