@@ -29,12 +29,10 @@ from replication_sidecar.backup_site.model import (
     SVol,
     Warning,
 )
+from replication_sidecar.group_replication import MEMBER_LABEL, OBJECT_NAME, REPLICATION, VGRS
 from replication_sidecar.kube_events import namespace_event
-from replication_sidecar.namespace_operator.model import MEMBER_LABEL, OBJECT_NAME
 
 log = logging.getLogger(__name__)
-REPLICATION = ("replication.storage.openshift.io", "v1alpha1")
-VGRS = "volumegroupreplications"
 OURS = f"{MANAGED_BY}={REGISTRAR}"
 
 

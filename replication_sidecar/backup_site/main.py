@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from dataclasses import dataclass, field
 
 from ccopy.array_client import ArrayClient
@@ -12,6 +10,7 @@ from ccopy.rpc import TlsFiles
 from replication_sidecar.backup_site.kube import BackupCluster
 from replication_sidecar.backup_site.model import RegistrarConfig
 from replication_sidecar.backup_site.runner import Registrar
+from replication_sidecar.controller_process import run_until_signalled
 from replication_sidecar.namespace_operator.main import api_client
 
 log = logging.getLogger(__name__)
@@ -32,13 +31,6 @@ def serve(settings: RegistrarProcess) -> None:
     api = api_client(settings.kubeconfig)
     array = ArrayClient(settings.array, settings.tls)
     registrar = Registrar(api, BackupCluster(api, array), settings.registrar, settings.interval)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: registrar.stop.set())
-    print("ready backup-site", flush=True)
-    worker = threading.Thread(target=registrar.run, name="register")
-    worker.start()
-    registrar.stop.wait()
-    registrar.changed.set()
-    worker.join(timeout=30)
+    run_until_signalled(registrar.run, registrar.stop, "ready backup-site", "register", wake=registrar.changed.set)
     array.close()
     log.info("registrar_stopped")

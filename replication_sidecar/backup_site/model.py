@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ccopy import DEFAULT_DRIVER_NAME
+from replication_sidecar.group_replication import MANAGED_BY as MANAGED_BY  # re-exported for the registrar
 
 PVC_LABEL = "csi.consistentcopy.io/"  # the CSI plugin's LDEV label prefix (csi_driver.volumes)
 PVC_NAMESPACE = PVC_LABEL + "k8s-pvc/namespace"
@@ -15,7 +16,6 @@ VOLUME_MODE = PVC_LABEL + "volume-mode"
 ACCESS_MODES = PVC_LABEL + "access-modes"
 FS_TYPE = PVC_LABEL + "fs-type"
 SVOL_OF = "ccopy.svol-of"  # on every S-VOL an array makes (proto/array.proto, PrepareSecondary)
-MANAGED_BY = "app.kubernetes.io/managed-by"
 REGISTRAR = "consistentcopy-backup-site"
 
 

@@ -40,8 +40,7 @@ from replication_sidecar.backup_site.model import (
     SVol,
     Warning,
 )
-from replication_sidecar.namespace_operator.model import MEMBER_LABEL, OBJECT_NAME
-from replication_sidecar.namespace_operator.reconcile import REPLICATION_API
+from replication_sidecar.group_replication import MEMBER_LABEL, group_replication
 
 # The csi-addons manager's finalizer on a member PVC (deleting it waits for the group to let go).
 GROUP_FINALIZER = "replication.storage.openshift.io/vgr-protection"
@@ -78,7 +77,13 @@ def reconcile(seen: Observed, config: RegistrarConfig) -> list[Action]:
         elif pvc.labels.get(MEMBER_LABEL) != namespace and not pvc.deleting:
             actions.append(LabelPvc(namespace, name, namespace))
         members[namespace] += 1
-    actions += [CreateGroupReplication(ns, group_body(ns, config)) for ns in sorted(members) if ns not in seen.groups]
+    actions += [
+        CreateGroupReplication(
+            ns, group_replication(ns, config.group_class, config.replication_class, "secondary", REGISTRAR)
+        )
+        for ns in sorted(members)
+        if ns not in seen.groups
+    ]
     actions += [DeleteGroupReplication(ns) for ns in sorted(seen.groups - members.keys())]
     return actions
 
@@ -142,19 +147,5 @@ def pvc_body(svol: SVol, namespace: str, name: str, config: RegistrarConfig) -> 
             "storageClassName": config.storage_class,
             "volumeName": pv_name(svol),
             "resources": {"requests": {"storage": str(svol.size)}},
-        },
-    }
-
-
-def group_body(namespace: str, config: RegistrarConfig) -> dict:
-    return {
-        "apiVersion": REPLICATION_API,
-        "kind": "VolumeGroupReplication",
-        "metadata": {"name": OBJECT_NAME, "namespace": namespace, "labels": {MANAGED_BY: REGISTRAR}},
-        "spec": {
-            "volumeGroupReplicationClassName": config.group_class,
-            "volumeReplicationClassName": config.replication_class,
-            "replicationState": "secondary",
-            "source": {"selector": {"matchLabels": {MEMBER_LABEL: namespace}}},
         },
     }

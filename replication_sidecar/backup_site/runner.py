@@ -10,9 +10,10 @@ import threading
 
 from kubernetes import client
 
-from replication_sidecar.backup_site.kube import OURS, REPLICATION, VGRS, BackupCluster
+from replication_sidecar.backup_site.kube import OURS, BackupCluster
 from replication_sidecar.backup_site.model import Action, RegistrarConfig, SVol, Warning
 from replication_sidecar.backup_site.reconcile import reconcile
+from replication_sidecar.group_replication import REPLICATION, VGRS
 from replication_sidecar.kube_watch import backoff, describe, start_watch
 
 log = logging.getLogger(__name__)

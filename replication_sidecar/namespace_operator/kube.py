@@ -16,6 +16,7 @@ from ccopy import ids
 from ccopy.array_client import ArrayClient
 from ccopy.errors import ServiceError
 from ccopy_api import array_pb2 as pb
+from replication_sidecar.group_replication import REPLICATION, VGRS
 from replication_sidecar.kube_events import namespace_event
 from replication_sidecar.namespace_operator.model import (
     GROUP,
@@ -44,8 +45,6 @@ from replication_sidecar.namespace_operator.reconcile import declared_rpo
 from replication_sidecar.status import replication_info
 
 log = logging.getLogger(__name__)
-REPLICATION = ("replication.storage.openshift.io", "v1alpha1")
-VGRS = "volumegroupreplications"
 
 
 def missing(exc: ApiException) -> bool:
@@ -82,8 +81,12 @@ class Cluster:
         )
         csi_addons, vgr, content = self.group_replication(namespace)
         group_class = self.cluster_object("volumegroupreplicationclasses", self.config.group_class)
-        seen = _replace(seen, csi_addons_installed=csi_addons, group_class_exists=group_class is not None, vgr=vgr)
-        seen = _replace(seen, consistent_copy=self.namespaced(GROUP, VERSION, namespace, PLURAL, OBJECT_NAME))
+        seen = dataclasses.replace(
+            seen, csi_addons_installed=csi_addons, group_class_exists=group_class is not None, vgr=vgr
+        )
+        seen = dataclasses.replace(
+            seen, consistent_copy=self.namespaced(GROUP, VERSION, namespace, PLURAL, OBJECT_NAME)
+        )
         if labels.get(self.config.label_key) == self.config.label_value and content is not None:
             seen = self.with_array(seen, content)
         return seen
@@ -140,7 +143,7 @@ class Cluster:
             serial = self.array.serial
         except ServiceError as exc:
             log.warning("array_unreachable namespace=%s group=%s reason=%r", seen.namespace, name, str(exc))
-            return _replace(seen, array_problem=f"array {self.array.address}: {exc}")
+            return dataclasses.replace(seen, array_problem=f"array {self.array.address}: {exc}")
         info = replication_info(group, declared_rpo(seen, self.config), seen.now_ns)
         pairs = {ids.volume_id(serial, p.local_ldev_id): array_pair(p) for p in group.pairs}
         full = group.overflowed or any(p.state == pb.PFUS for p in group.pairs)
@@ -148,7 +151,7 @@ class Cluster:
             group.name, pairs, info.status, info.message, info.recovery_point_ns, group.usage_bytes,
             group.capacity_bytes, journal_full=full, journal_nearly_full=group.journal_nearly_full,
         )  # fmt: skip
-        return _replace(seen, array=array)
+        return dataclasses.replace(seen, array=array)
 
     def namespaced(self, group: str, version: str, namespace: str, plural: str, name: str) -> dict | None:
         try:
@@ -225,7 +228,3 @@ def array_pair(pair: pb.Pair) -> ArrayPair:
     state = pb.PairState.Name(pair.state)
     svol = format_ldev_id(pair.remote_ldev_id)
     return ArrayPair(pair.local_display_id, svol, state, pair.copied_bytes, pair.copy_total_bytes)
-
-
-def _replace(seen: Observed, **changes: Any) -> Observed:
-    return dataclasses.replace(seen, **changes)

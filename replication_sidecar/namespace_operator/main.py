@@ -4,14 +4,13 @@ service account), this site's array, the watches; stop on SIGTERM or SIGINT."""
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from dataclasses import dataclass, field
 
 from kubernetes import client, config
 
 from ccopy.array_client import ArrayClient
 from ccopy.rpc import TlsFiles
+from replication_sidecar.controller_process import run_until_signalled
 from replication_sidecar.namespace_operator.kube import Cluster
 from replication_sidecar.namespace_operator.model import OperatorConfig
 from replication_sidecar.namespace_operator.runner import Runner
@@ -41,12 +40,6 @@ def serve(settings: OperatorProcess) -> None:
     api = api_client(settings.kubeconfig)
     array = ArrayClient(settings.array, settings.tls)
     runner = Runner(api, Cluster(api, array, settings.operator), settings.operator, settings.status_interval)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: runner.stop.set())
-    print("ready namespace-operator", flush=True)
-    worker = threading.Thread(target=runner.run, name="reconcile")
-    worker.start()
-    runner.stop.wait()
-    worker.join(timeout=30)
+    run_until_signalled(runner.run, runner.stop, "ready namespace-operator", "reconcile")
     array.close()
     log.info("operator_stopped")

@@ -9,16 +9,16 @@ from typing import Any
 
 from ccopy import DEFAULT_DRIVER_NAME
 
+# Re-exported: the operator's modules and tests name them from here.
+from replication_sidecar.group_replication import MANAGED_BY as MANAGED_BY
+from replication_sidecar.group_replication import MEMBER_LABEL as MEMBER_LABEL
+from replication_sidecar.group_replication import OBJECT_NAME as OBJECT_NAME
+
 GROUP = "consistentcopy.io"
 VERSION = "v1alpha1"
 KIND = "ConsistentCopy"
 PLURAL = "consistentcopies"
-# One VolumeGroupReplication and one ConsistentCopy per protected namespace, both of this name.
-OBJECT_NAME = "consistentcopy"
-MANAGED_BY = "app.kubernetes.io/managed-by"
 OPERATOR_NAME = "consistentcopy-namespace-operator"
-# The label on member PVCs the VolumeGroupReplication selects (value: the namespace).
-MEMBER_LABEL = f"{GROUP}/consistency-group"
 RPO_ANNOTATION = f"{GROUP}/rpo-seconds"
 
 

@@ -14,10 +14,9 @@ Every call is safe to repeat: the same observation gives the same actions.
 
 from __future__ import annotations
 
+from replication_sidecar.group_replication import group_replication
 from replication_sidecar.namespace_operator.model import (
-    MANAGED_BY,
     MEMBER_LABEL,
-    OBJECT_NAME,
     OPERATOR_NAME,
     RPO_ANNOTATION,
     Action,
@@ -32,8 +31,6 @@ from replication_sidecar.namespace_operator.model import (
     Pvc,
 )
 from replication_sidecar.namespace_operator.status import Membership, condition_events, consistent_copy_status
-
-REPLICATION_API = "replication.storage.openshift.io/v1alpha1"
 
 
 def reconcile(seen: Observed, config: OperatorConfig) -> list[Action]:
@@ -74,7 +71,8 @@ def protect(seen: Observed, config: OperatorConfig) -> list[Action]:
     actions += [Event("Normal", "VolumeJoining", f"PVC {p.name} joins the consistency group") for p in plan.joining]
     has_members = bool(plan.members or plan.joining)
     if seen.vgr is None and has_members and seen.csi_addons_installed and seen.group_class_exists:
-        actions.append(CreateGroupReplication(group_replication(seen.namespace, config)))
+        body = group_replication(seen.namespace, config.group_class, config.replication_class, "primary", OPERATOR_NAME)
+        actions.append(CreateGroupReplication(body))
     actions += status_actions(seen, config, plan, stopping=False)
     return actions
 
@@ -114,17 +112,3 @@ def declared_rpo(seen: Observed, config: OperatorConfig) -> float:
     except ValueError:
         return config.rpo_seconds
     return rpo if rpo > 0 else config.rpo_seconds
-
-
-def group_replication(namespace: str, config: OperatorConfig) -> dict:
-    return {
-        "apiVersion": REPLICATION_API,
-        "kind": "VolumeGroupReplication",
-        "metadata": {"name": OBJECT_NAME, "namespace": namespace, "labels": {MANAGED_BY: OPERATOR_NAME}},
-        "spec": {
-            "volumeGroupReplicationClassName": config.group_class,
-            "volumeReplicationClassName": config.replication_class,
-            "replicationState": "primary",
-            "source": {"selector": {"matchLabels": {MEMBER_LABEL: namespace}}},
-        },
-    }

@@ -16,8 +16,9 @@ from typing import Any
 
 from kubernetes import client
 
+from replication_sidecar.group_replication import REPLICATION, VGRS
 from replication_sidecar.kube_watch import backoff, describe, start_watch
-from replication_sidecar.namespace_operator.kube import REPLICATION, VGRS, Cluster
+from replication_sidecar.namespace_operator.kube import Cluster
 from replication_sidecar.namespace_operator.model import GROUP, PLURAL, VERSION, OperatorConfig
 from replication_sidecar.namespace_operator.reconcile import reconcile
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from kubernetes import client
 
+from replication_sidecar.group_replication import REPLICATION
 from tests.e2e import rbac
 from tests.e2e.csi_addons import DRIVER_NAMESPACE, TOKEN_SECONDS
 from tests.e2e.site import Site
@@ -17,7 +18,6 @@ CHART_CRDS = Path(__file__).resolve().parents[2] / "charts" / "consistent-copy" 
 ACCOUNT = "consistentcopy-namespace-operator"
 SECRET = "consistentcopy-replication"  # the csi-addons sidecar reads the classes' secret, even empty
 GROUP_CLASS, REPLICATION_CLASS = "consistentcopy-group", "consistentcopy"
-REPLICATION = ("replication.storage.openshift.io", "v1alpha1")
 
 
 def apply_chart_crds(site: Site) -> None:

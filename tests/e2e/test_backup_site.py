@@ -16,10 +16,11 @@ from ccopy import ecommerce
 from ccopy.waiting import wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from replication_sidecar.group_replication import REPLICATION, VGRS
 from replication_sidecar.namespace_operator.model import GROUP, MEMBER_LABEL, OBJECT_NAME, PLURAL, VERSION
 from tests.e2e import objects
 from tests.e2e.conftest import GROUP_SNAPSHOT_GROUP, SC, SNAPSHOT_GROUP, SNAPSHOT_VERSION, Sites, with_classes
-from tests.e2e.namespace_operator import REPLICATION, ensure_operator, ensure_registrar
+from tests.e2e.namespace_operator import ensure_operator, ensure_registrar
 from tests.e2e.site import Site
 
 pytestmark = pytest.mark.timeout(900)
@@ -40,7 +41,7 @@ def backup_claims(site: Site, ns: str) -> dict[str, client.V1PersistentVolumeCla
 def group_state(site: Site, ns: str) -> str | None:
     try:
         custom = client.CustomObjectsApi(site.api)
-        vgr = custom.get_namespaced_custom_object(*REPLICATION, ns, "volumegroupreplications", OBJECT_NAME)
+        vgr = custom.get_namespaced_custom_object(*REPLICATION, ns, VGRS, OBJECT_NAME)
     except client.ApiException as exc:
         if exc.status == 404:
             return None

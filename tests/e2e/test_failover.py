@@ -19,10 +19,11 @@ from kubernetes import client
 from ccopy.waiting import wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from replication_sidecar.group_replication import REPLICATION, VGRS
 from replication_sidecar.namespace_operator.model import OBJECT_NAME
 from tests.e2e import objects
 from tests.e2e.conftest import SC, Sites
-from tests.e2e.namespace_operator import REPLICATION, ensure_operator, ensure_registrar
+from tests.e2e.namespace_operator import ensure_operator, ensure_registrar
 from tests.e2e.site import Site
 from tests.e2e.test_backup_site import (
     LABEL,
@@ -33,7 +34,6 @@ from tests.e2e.test_backup_site import (
 )
 
 pytestmark = pytest.mark.timeout(900)
-VGRS = "volumegroupreplications"
 
 
 def set_state(site: Site, ns: str, state: str) -> None:
