@@ -40,7 +40,8 @@ class ArrayProcessHandle:
         line = _read_line(self.process, timeout)
         if not line.startswith("ready "):
             self.kill()
-            raise RuntimeError(f"array did not start: {line!r}; see {self.log_path}")
+            tail = self.log_path.read_text(errors="replace").splitlines()[-5:]
+            raise RuntimeError(f"array did not start: {line!r}; {self.log_path} ends: {tail}")
         fields = dict(part.split("=", 1) for part in line.split()[1:])
         self.api_address, self.nbd_address = fields["api"], fields["nbd"]
         self.metrics_address = fields.get("metrics", "")
@@ -82,23 +83,41 @@ def free_port() -> int:
 
 
 _HANDED_OUT: set[int] = set()
+_FIXED_PORTS_FLOOR = 20000  # below the ephemeral range, above the well-known services
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` ports free right now, none handed out before by this process: Linux often
-    gives a just-closed port to the next bind, and a process that binds later would then
-    meet another that took the same number."""
+    """`count` ports free right now, none handed out before by this process, and all below
+    the kernel's ephemeral range: a port picked from that range can be taken, before the
+    process meant for it binds, by any bind to port 0 or by an outgoing connection's local
+    port - even a peer's retried connect to the very port, which on loopback connects to
+    itself (TCP simultaneous open) and holds it. Ports below the range are only ever taken
+    by someone naming them."""
+    import random
     import socket
 
+    ceiling = _ephemeral_range_start()
     ports: list[int] = []
     while len(ports) < count:
+        port = random.randrange(_FIXED_PORTS_FLOOR, ceiling)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            ports.append(port)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        ports.append(port)
     return ports
+
+
+def _ephemeral_range_start() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default
+    return max(low, _FIXED_PORTS_FLOOR + 1000)
 
 
 def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
@@ -108,7 +127,10 @@ def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if selector.select(timeout=0.1):
-            return process.stdout.readline().strip()
+            line = process.stdout.readline()
+            if line:
+                return line.strip()
+            return f"exited with status {process.wait()}"  # end of output: it is gone
         if process.poll() is not None:
             return f"exited with status {process.returncode}"
     return "timed out"
