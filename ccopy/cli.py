@@ -22,6 +22,9 @@ from ccopy.logfmt import setup_logging
 from ccopy.rpc import TlsFiles
 from ccopy.units import parse_size
 
+# The long-running commands show each flag's default (which the environment may have set).
+DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
+
 
 def env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"CCOPY_{name}", default)
@@ -34,7 +37,7 @@ def optional_path(value: str | None) -> Path | None:
 def add_array_parser(commands: argparse._SubParsersAction) -> None:
     array = commands.add_parser("array", help="run a storage array")
     sub = array.add_subparsers(dest="array_command", required=True)
-    serve = sub.add_parser("serve", help="serve a pool of LDEVs over NBD and gRPC")
+    serve = sub.add_parser("serve", help="serve a pool of LDEVs over NBD and gRPC", formatter_class=DEFAULTS)
     serve.add_argument("--pool", default=env("POOL"), required=env("POOL") is None, help="pool folder [CCOPY_POOL]")
     serve.add_argument("--serial", type=int, default=int(env("SERIAL", "0") or 0), help="array serial [CCOPY_SERIAL]")
     serve.add_argument("--api", default=env("API", "127.0.0.1:50051"), help="management gRPC HOST:PORT [CCOPY_API]")
@@ -162,7 +165,10 @@ def add_array_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca", default=env("CA"), help="CA of the array's certificate [CCOPY_CA]")
     parser.add_argument("--cert", default=env("CERT"), help="client certificate for mTLS [CCOPY_CERT]")
     parser.add_argument("--key", default=env("KEY"), help="client key for mTLS [CCOPY_KEY]")
-    parser.add_argument("--driver-name", default=env("DRIVER_NAME", DEFAULT_DRIVER_NAME), help="[CCOPY_DRIVER_NAME]")
+    parser.add_argument(
+        "--driver-name", default=env("DRIVER_NAME", DEFAULT_DRIVER_NAME),
+        help="CSI driver name, as in StorageClasses and PVs [CCOPY_DRIVER_NAME]",
+    )  # fmt: skip
 
 
 def array_tls(args: argparse.Namespace) -> TlsFiles:
@@ -170,17 +176,29 @@ def array_tls(args: argparse.Namespace) -> TlsFiles:
 
 
 def add_csi_parser(commands: argparse._SubParsersAction) -> None:
-    csi = commands.add_parser("csi", help="run the CSI plugin (controller, node or both)")
-    csi.add_argument("--endpoint", default=env("CSI_ENDPOINT", "unix:///csi/csi.sock"), help="[CCOPY_CSI_ENDPOINT]")
-    csi.add_argument("--node-id", default=env("NODE_ID"), required=env("NODE_ID") is None, help="[CCOPY_NODE_ID]")
+    csi = commands.add_parser("csi", help="run the CSI plugin (controller, node or both)", formatter_class=DEFAULTS)
+    csi.add_argument(
+        "--endpoint", default=env("CSI_ENDPOINT", "unix:///csi/csi.sock"),
+        help="gRPC endpoint the kubelet and the sidecars call [CCOPY_CSI_ENDPOINT]",
+    )  # fmt: skip
+    csi.add_argument(
+        "--node-id", default=env("NODE_ID"), required=env("NODE_ID") is None,
+        help="this node's name, as the NBD certificate's common name [CCOPY_NODE_ID]",
+    )  # fmt: skip
     add_array_client_arguments(csi)
-    csi.add_argument("--mode", choices=("controller", "node", "all"), default=env("CSI_MODE", "all"))
+    csi.add_argument(
+        "--mode", choices=("controller", "node", "all"), default=env("CSI_MODE", "all"),
+        help="which CSI services to serve [CCOPY_CSI_MODE]",
+    )  # fmt: skip
     csi.add_argument("--site", default=env("SITE", "main"), help="topology segment of this site [CCOPY_SITE]")
     csi.add_argument("--state-dir", default=env("STATE_DIR", "/var/lib/ccopy-csi"), help="node state [CCOPY_STATE_DIR]")
     csi.add_argument(
         "--nbd-address", default=env("NBD_ADDRESS", ""), help="NBD HOST:PORT nodes dial [CCOPY_NBD_ADDRESS]"
     )
-    csi.add_argument("--max-volumes", type=int, default=int(env("MAX_VOLUMES", "0") or 0))
+    csi.add_argument(
+        "--max-volumes", type=int, default=int(env("MAX_VOLUMES", "0") or 0),
+        help="volumes one node may publish; 0: no limit [CCOPY_MAX_VOLUMES]",
+    )  # fmt: skip
     csi.add_argument(
         "--nbd-cert",
         default=env("NBD_CERT"),
@@ -218,11 +236,12 @@ def run_csi(args: argparse.Namespace) -> int:
 
 def add_replication_parser(commands: argparse._SubParsersAction) -> None:
     replication = commands.add_parser(
-        "replication", help="serve the csi-addons Identity, replication and volume group services for one array"
+        "replication", help="serve the csi-addons Identity, replication and volume group services for one array",
+        formatter_class=DEFAULTS,
     )
     replication.add_argument(
         "--endpoint", default=env("REPLICATION_ENDPOINT", "unix:///csi/csi-addons.sock"),
-        help="[CCOPY_REPLICATION_ENDPOINT]",
+        help="gRPC endpoint the csi-addons sidecar calls [CCOPY_REPLICATION_ENDPOINT]",
     )  # fmt: skip
     add_array_client_arguments(replication)
     replication.add_argument(
@@ -243,18 +262,22 @@ def run_replication(args: argparse.Namespace) -> int:
     return serve_or_fail(serve, config)
 
 
+def add_kubeconfig_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kubeconfig", default=env("KUBECONFIG", os.environ.get("KUBECONFIG", "")),
+        help="kubeconfig file of the cluster; empty: the Pod's service account [CCOPY_KUBECONFIG, KUBECONFIG]",
+    )  # fmt: skip
+
+
 def add_namespace_operator_parser(commands: argparse._SubParsersAction) -> None:
     from replication_sidecar.namespace_operator.model import OperatorConfig
 
     defaults = OperatorConfig()
     operator = commands.add_parser(
-        "namespace-operator", help="copy every volume of a labelled namespace to the backup as one consistency group"
+        "namespace-operator", help="copy every volume of a labelled namespace to the backup as one consistency group",
+        formatter_class=DEFAULTS,
     )
-    operator.add_argument(
-        "--kubeconfig",
-        default=env("KUBECONFIG", ""),
-        help="credentials; empty: the Pod's service account [CCOPY_KUBECONFIG]",
-    )
+    add_kubeconfig_argument(operator)
     add_array_client_arguments(operator)
     operator.add_argument(
         "--label-key",
@@ -315,11 +338,10 @@ def add_backup_site_parser(commands: argparse._SubParsersAction) -> None:
 
     defaults = RegistrarConfig()
     site = commands.add_parser(
-        "backup-site", help="register every S-VOL of this site's array as a PV and PVC of the main PVC's name"
+        "backup-site", help="register every S-VOL of this site's array as a PV and PVC of the main PVC's name",
+        formatter_class=DEFAULTS,
     )
-    site.add_argument(
-        "--kubeconfig", default=env("KUBECONFIG", ""), help="credentials; empty: the Pod's service account"
-    )
+    add_kubeconfig_argument(site)
     add_array_client_arguments(site)
     site.add_argument("--group-class", default=env("GROUP_CLASS", defaults.group_class),
                       help="VolumeGroupReplicationClass of the secondary groups [CCOPY_GROUP_CLASS]")
@@ -347,10 +369,13 @@ def run_backup_site(args: argparse.Namespace) -> int:
 
 
 def serve_or_fail(serve: Callable[[Any], None], config: Any) -> int:
-    """Serve until signalled; a socket that cannot be bound is a one-line error and status 1."""
+    """Serve until signalled; a socket that cannot be bound, or missing credentials, is a
+    one-line error and status 1."""
+    from ccopy.errors import StartupError
+
     try:
         serve(config)
-    except OSError as exc:
+    except (OSError, StartupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -361,7 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="ccopy", description="Consistent Copy storage, CSI and replication")
     parser.add_argument("--version", action="version", version=f"ccopy {__version__}")
-    parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"), help="[CCOPY_LOG_LEVEL]")
+    parser.add_argument(
+        "--log-level", default=env("LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING or ERROR [CCOPY_LOG_LEVEL]"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     add_array_parser(commands)
     add_csi_parser(commands)

@@ -67,3 +67,8 @@ def from_array(exc: grpc.RpcError) -> ServiceError:
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         cls = Unavailable
     return cls(f"array: {exc.details()}")  # type: ignore[attr-defined]
+
+
+class StartupError(Exception):
+    """A process cannot start for a reason its user must fix (credentials, a setting): its
+    message is the one line `ccopy` prints before exiting with status 1, not a traceback."""

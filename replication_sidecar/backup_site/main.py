@@ -11,7 +11,7 @@ from replication_sidecar.backup_site.kube import BackupCluster
 from replication_sidecar.backup_site.model import RegistrarConfig
 from replication_sidecar.backup_site.runner import Registrar
 from replication_sidecar.controller_process import run_until_signalled
-from replication_sidecar.namespace_operator.main import api_client
+from replication_sidecar.kube_client import api_client
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from kubernetes import client, config
-
 from ccopy.array_client import ArrayClient
 from ccopy.rpc import TlsFiles
 from replication_sidecar.controller_process import run_until_signalled
+from replication_sidecar.kube_client import api_client
 from replication_sidecar.namespace_operator.kube import Cluster
 from replication_sidecar.namespace_operator.model import OperatorConfig
 from replication_sidecar.namespace_operator.runner import Runner
@@ -27,13 +26,6 @@ class OperatorProcess:
     kubeconfig: str = ""  # empty: in-cluster (the Pod's service account)
     operator: OperatorConfig = field(default_factory=OperatorConfig)
     status_interval: float = 10.0
-
-
-def api_client(kubeconfig: str) -> client.ApiClient:
-    if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
-    config.load_incluster_config()
-    return client.ApiClient()
 
 
 def serve(settings: OperatorProcess) -> None:

@@ -85,8 +85,9 @@ class Runner:
         ]
         for name, lister, args, namespaces in watches:
             start_watch(name, lister, args, lambda o, of=namespaces: self._queue(of(o)), self.stop)
-        log.info("operator_started label=%s=%s group_class=%s", self.config.label_key, self.config.label_value,
-                 self.config.group_class)  # fmt: skip
+        log.info("operator_started array=%s label=%s=%s group_class=%s status_interval=%.1fs",
+                 self.cluster.array.address, self.config.label_key, self.config.label_value, self.config.group_class,
+                 self.status_interval)  # fmt: skip
         while (namespace := self.queue.take(self.stop)) is not None:
             self.reconcile(namespace)
 

@@ -146,7 +146,7 @@ def rpo_met(seen: Observed, age: float | None, rpo_seconds: float) -> dict[str, 
 def journal_healthy(seen: Observed) -> dict[str, str]:
     array = seen.array
     if array is None:
-        return condition("JournalHealthy", None, "Unknown", "the journal group is not known yet")
+        return condition("JournalHealthy", None, "WaitingForGroup", "the journal group is not known yet")
     fill = journal_fill(seen)
     used = f"{fill['fillPercent']}% of the journal in use" if fill else "journal in use"
     if array.journal_full:
@@ -196,13 +196,19 @@ def kept_transition_times(seen: Observed, conditions: list[dict[str, str]]) -> l
     return out
 
 
+# Reasons a namespace passes through on its way to Protected: not a problem, so their Events
+# are Normal (a Warning is for what a person may have to act on).
+ON_THE_WAY = frozenset(
+    {"NoVolumes", "WaitingForGroup", "Joining", "Copying", "NoRecoveryPoint", "WaitingForBinding", "Stopping"}
+)
+
+
 def condition_events(old: list[dict[str, Any]], new: list[dict[str, str]]) -> list[Event]:
     """An Event for each condition whose status or reason changed (all of them the first time)."""
     before = {c.get("type"): (c.get("status"), c.get("reason")) for c in old}
     changed = [c for c in new if before.get(c["type"]) != (c["status"], c["reason"])]
-    return [
-        Event(
-            "Normal" if c["status"] == "True" else "Warning", c["reason"], f"{c['type']}={c['status']}: {c['message']}"
-        )
-        for c in changed
-    ]
+    return [Event(event_type(c), c["reason"], f"{c['type']}={c['status']}: {c['message']}") for c in changed]
+
+
+def event_type(condition_: dict[str, str]) -> str:
+    return "Normal" if condition_["status"] == "True" or condition_["reason"] in ON_THE_WAY else "Warning"

@@ -3,20 +3,23 @@ and `ccopy namespace-operator` running as a ServiceAccount with the chart's rule
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 from kubernetes import client
 
-from replication_sidecar.group_replication import REPLICATION
+from ccopy import DEFAULT_DRIVER_NAME
 from tests.e2e import rbac
+from tests.e2e.control_plane import K8S_BIN
 from tests.e2e.csi_addons import DRIVER_NAMESPACE, TOKEN_SECONDS
 from tests.e2e.site import Site
 
-CHART_CRDS = Path(__file__).resolve().parents[2] / "charts" / "consistent-copy" / "crds"
+TOP = Path(__file__).resolve().parents[2]
+CHART_CRDS = TOP / "charts" / "consistent-copy" / "crds"
+CLASSES_MANIFEST = TOP / "docs" / "examples" / "replication-classes.yaml"
 ACCOUNT = "consistentcopy-namespace-operator"
-SECRET = "consistentcopy-replication"  # the csi-addons sidecar reads the classes' secret, even empty
 GROUP_CLASS, REPLICATION_CLASS = "consistentcopy-group", "consistentcopy"
 
 
@@ -30,27 +33,20 @@ def apply_chart_crds(site: Site) -> None:
     site.plane.wait_established(names)
 
 
-def replication_classes(site: Site, rpo_seconds: str = "30") -> None:
-    """The VolumeReplicationClass and VolumeGroupReplicationClass the operator's groups use."""
-    group, version = REPLICATION
-    core, custom = client.CoreV1Api(site.api), client.CustomObjectsApi(site.api)
-    core.create_namespaced_secret(DRIVER_NAMESPACE, client.V1Secret(metadata=client.V1ObjectMeta(name=SECRET)))
-    secret = "replication.storage.openshift.io/replication-secret-"
-    group_secret = "replication.storage.openshift.io/group-replication-secret-"
-    parameters = {"mode": "async", "rpoSeconds": rpo_seconds, "schedulingInterval": "10s"}
-    custom.create_cluster_custom_object(
-        group, version, "volumereplicationclasses",
-        {"apiVersion": f"{group}/{version}", "kind": "VolumeReplicationClass", "metadata": {"name": REPLICATION_CLASS},
-         "spec": {"provisioner": site.driver,
-                  "parameters": {**parameters, secret + "name": SECRET, secret + "namespace": DRIVER_NAMESPACE}}},
-    )  # fmt: skip
-    custom.create_cluster_custom_object(
-        group, version, "volumegroupreplicationclasses",
-        {"apiVersion": f"{group}/{version}", "kind": "VolumeGroupReplicationClass", "metadata": {"name": GROUP_CLASS},
-         "spec": {"provisioner": site.driver,
-                  "parameters": {**parameters, "journalCapacity": "256Mi", group_secret + "name": SECRET,
-                                 group_secret + "namespace": DRIVER_NAMESPACE}}},
-    )  # fmt: skip
+def replication_classes(site: Site) -> None:
+    """The VolumeReplicationClass and VolumeGroupReplicationClass the operator's groups use,
+    with their Secret: `kubectl apply` of the manifest the docs give users."""
+    assert site.driver == DEFAULT_DRIVER_NAME, "the manifest names the default driver"
+    kubectl(site, "apply", "-f", str(CLASSES_MANIFEST))
+
+
+def kubectl(site: Site, *args: str) -> str:
+    """Run the real kubectl against the site as its administrator."""
+    kubeconfig = site.plane.kubeconfig("e2e-admin", groups=("system:masters",))
+    result = subprocess.run([str(K8S_BIN / "kubectl"), f"--kubeconfig={kubeconfig}", *args], capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def service_account_kubeconfig(site: Site, component: str, account: str) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -31,8 +30,7 @@ from replication_sidecar.namespace_operator.model import (
 )
 from tests.e2e import objects
 from tests.e2e.conftest import SC, Sites, ldev_of
-from tests.e2e.control_plane import K8S_BIN
-from tests.e2e.namespace_operator import ensure_operator
+from tests.e2e.namespace_operator import ensure_operator, kubectl
 from tests.e2e.site import Site
 
 pytestmark = pytest.mark.timeout(900)
@@ -75,14 +73,6 @@ def group_pairs(array: pb_grpc.ArrayStub, handles: set[int]) -> list[pb.Pair]:
 
 def label(site: Site, ns: str, labels: dict[str, str | None]) -> None:
     client.CoreV1Api(site.api).patch_namespace(ns, {"metadata": {"labels": labels}})
-
-
-def kubectl(site: Site, *args: str) -> str:
-    kubeconfig = site.plane.kubeconfig("e2e-admin", groups=("system:masters",))
-    result = subprocess.run([str(K8S_BIN / "kubectl"), f"--kubeconfig={kubeconfig}", *args], capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 @pytest.fixture

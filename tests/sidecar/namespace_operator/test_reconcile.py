@@ -243,3 +243,13 @@ def test_another_label_value_stops_replication_and_says_why():
 
 def test_an_unlabelled_namespace_the_operator_never_touched_gets_nothing():
     assert reconcile(seen(pvc("stock"), labels={}), CONFIG) == []
+
+
+def test_the_way_to_protected_is_told_in_normal_events_and_problems_in_warnings():
+    labelled = seen(pvc("sales"))
+    onboarding = of(reconcile(labelled, CONFIG), Event)  # no group yet, no journal group known
+    assert onboarding and {e.type for e in onboarding} == {"Normal"}
+    assert "Unknown" not in {e.reason for e in onboarding}
+    copying = apply(replicating("COPY"), reconcile(replicating("COPY"), CONFIG))
+    suspended = dataclasses.replace(copying, array=paired("PSUE"))
+    assert [(e.type, e.reason) for e in of(reconcile(suspended, CONFIG), Event)] == [("Warning", "Suspended")]

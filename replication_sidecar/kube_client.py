@@ -1,0 +1,26 @@
+"""The Kubernetes credentials of the operator and the registrar: a kubeconfig file when one
+is named, else the Pod's service account. Outside a Pod without a kubeconfig there are
+none, which is a one-line error, not a traceback."""
+
+from __future__ import annotations
+
+import yaml
+from kubernetes import client, config
+
+from ccopy.errors import StartupError
+
+
+def api_client(kubeconfig: str) -> client.ApiClient:
+    if kubeconfig:
+        try:
+            return config.new_client_from_config(config_file=kubeconfig)
+        except (config.ConfigException, OSError, yaml.YAMLError) as exc:
+            raise StartupError(f"kubeconfig {kubeconfig}: {' '.join(str(exc).split())}") from exc
+    try:
+        config.load_incluster_config()
+    except config.ConfigException as exc:
+        raise StartupError(
+            "no Kubernetes credentials: not in a Pod (no service account token) and no --kubeconfig, "
+            "$CCOPY_KUBECONFIG or $KUBECONFIG"
+        ) from exc
+    return client.ApiClient()

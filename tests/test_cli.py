@@ -1,0 +1,58 @@
+"""The command line a person meets first: the controllers' credentials come from the
+flag, `$CCOPY_KUBECONFIG` or the standard `$KUBECONFIG`, and without any of them (and
+outside a Pod) they stop with one line saying so, not a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ccopy.cli import build_parser
+
+CONTROLLERS = ["namespace-operator", "backup-site"]
+
+
+def ccopy(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "ccopy", *argv, "--array", "127.0.0.1:1"]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.mark.parametrize("command", CONTROLLERS)
+def test_without_credentials_a_controller_says_so_in_one_line(command, monkeypatch):
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}  # no KUBECONFIG, no service account
+    done = ccopy(command, env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: no Kubernetes credentials: not in a Pod (no service account token) and no --kubeconfig, "
+        "$CCOPY_KUBECONFIG or $KUBECONFIG"
+    ]
+
+
+@pytest.mark.parametrize("command", CONTROLLERS)
+def test_a_bad_kubeconfig_from_the_environment_is_named(command, tmp_path):
+    broken = tmp_path / "config"
+    broken.write_text("not: [a kubeconfig")
+    done = ccopy(command, env={"PATH": "/usr/bin:/bin", "KUBECONFIG": str(broken)})
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: kubeconfig {broken}: ")
+
+
+def test_ccopy_kubeconfig_wins_over_kubeconfig(monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", "/from/kubectl")
+    assert build_parser().parse_args(["backup-site"]).kubeconfig == "/from/kubectl"
+    monkeypatch.setenv("CCOPY_KUBECONFIG", "/for/ccopy")
+    assert build_parser().parse_args(["namespace-operator"]).kubeconfig == "/for/ccopy"
+
+
+@pytest.mark.parametrize("command", ["array serve", "csi", "replication", *CONTROLLERS])
+def test_every_flag_of_a_long_running_command_is_explained_with_its_default(command):
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command.split()[0]]  # type: ignore[union-attr]
+    if " " in command:
+        sub = sub._subparsers._group_actions[0].choices[command.split()[1]]  # type: ignore[union-attr]
+    unexplained = [a.option_strings for a in sub._actions if not a.help or a.help.startswith("[")]
+    assert unexplained == []
+    assert "(default: " in sub.format_help()
