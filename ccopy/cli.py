@@ -351,6 +351,9 @@ def add_backup_site_parser(commands: argparse._SubParsersAction) -> None:
                       help="storageClassName of the backup PVs and PVCs; empty: none [CCOPY_STORAGE_CLASS]")
     site.add_argument("--interval", type=float, default=float(env("INTERVAL", "2")),
                       help="seconds between two reads of the array's S-VOLs [CCOPY_INTERVAL]")
+    site.add_argument("--status-interval", type=float, default=float(env("STATUS_INTERVAL", "10") or 10),
+                      help="seconds between rewrites of a ConsistentCopy whose only change is an age; "
+                           "other changes are written at once [CCOPY_STATUS_INTERVAL]")
     site.set_defaults(run=run_backup_site)  # fmt: skip
 
 
@@ -363,8 +366,9 @@ def run_backup_site(args: argparse.Namespace) -> int:
         storage_class=args.storage_class,
     )  # fmt: skip
     settings = RegistrarProcess(
-        array=args.array, tls=array_tls(args), kubeconfig=args.kubeconfig, registrar=registrar, interval=args.interval
-    )
+        array=args.array, tls=array_tls(args), kubeconfig=args.kubeconfig, registrar=registrar, interval=args.interval,
+        status_interval=args.status_interval,
+    )  # fmt: skip
     return serve_or_fail(serve, settings)
 
 

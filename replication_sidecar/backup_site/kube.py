@@ -4,24 +4,31 @@ plain values, and applies the reconcile's actions. No decisions here."""
 from __future__ import annotations
 
 import logging
+import time
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ccopy import ids
 from ccopy.array_client import ArrayClient
+from ccopy.loss_words import given_up_words
 from ccopy_api import array_pb2 as pb
 from replication_sidecar.backup_site.model import (
     MANAGED_BY,
     REGISTRAR,
     SVOL_OF,
     Action,
+    ApplyConsistentCopy,
+    BackupGroup,
     CreateGroupReplication,
     CreateNamespace,
     CreatePv,
     CreatePvc,
+    DeleteConsistentCopy,
     DeleteGroupReplication,
     DeletePvc,
+    Event,
+    GivenUp,
     LabelPvc,
     Observed,
     SeenPv,
@@ -29,8 +36,13 @@ from replication_sidecar.backup_site.model import (
     SVol,
     Warning,
 )
+from replication_sidecar.consistent_copy import GROUP as CC_GROUP
+from replication_sidecar.consistent_copy import PLURAL as CC_PLURAL
+from replication_sidecar.consistent_copy import VERSION as CC_VERSION
+from replication_sidecar.consistent_copy import delete_consistent_copy, write_consistent_copy
 from replication_sidecar.group_replication import MEMBER_LABEL, OBJECT_NAME, REPLICATION, VGRS
 from replication_sidecar.kube_events import namespace_event
+from replication_sidecar.status import replication_info
 
 log = logging.getLogger(__name__)
 OURS = f"{MANAGED_BY}={REGISTRAR}"
@@ -57,24 +69,43 @@ class BackupCluster:
                 vgr["metadata"]["namespace"]
                 for vgr in self.custom.list_cluster_custom_object(*REPLICATION, VGRS, label_selector=OURS)["items"]
             ),
+            consistent_copies=self.consistent_copies(),
         )
 
     def svols(self) -> tuple[SVol, ...]:
         """Every LDEV this array made as an S-VOL, paired or not any more."""
         serial = self.array.serial
         # In a pair either way: after a takeover and a failback the S-VOL is the primary of a reversed pair.
-        paired = {p.local_ldev_id for p in self.array.call("ListPairs", pb.ListPairsRequest()).pairs}
+        paired = {p.local_ldev_id: p.group_name for p in self.array.call("ListPairs", pb.ListPairsRequest()).pairs}
         out, token = [], ""
         while True:
             page = self.array.call("ListLdevs", pb.ListLdevsRequest(page_token=token))
             for ldev in page.ldevs:
                 if SVOL_OF in ldev.labels:
-                    out.append(
-                        SVol(ids.volume_id(serial, ldev.id), ldev.size_bytes, dict(ldev.labels), ldev.id in paired)
-                    )
+                    handle, group = ids.volume_id(serial, ldev.id), paired.get(ldev.id, "")
+                    out.append(SVol(handle, ldev.size_bytes, dict(ldev.labels), ldev.id in paired, group))
             token = page.next_page_token
             if not token:
                 return tuple(out)
+
+    def journal_groups(self, names: set[str]) -> dict[str, BackupGroup]:
+        """The S-VOLs' journal groups as this array sees them (the only view left in a disaster)."""
+        now_ns = time.time_ns()
+        out = {}
+        for name in sorted(names):
+            group = self.array.maybe("GetJournalGroup", pb.GetJournalGroupRequest(name=name))
+            if group is not None:  # else ended meanwhile
+                out[name] = backup_group(group, self.array.serial, now_ns)
+        return out
+
+    def consistent_copies(self) -> dict[str, dict]:
+        try:
+            found = self.custom.list_cluster_custom_object(CC_GROUP, CC_VERSION, CC_PLURAL, label_selector=OURS)
+        except ApiException as exc:
+            if exc.status == 404:  # our CRD is not installed: said when a status is written
+                return {}
+            raise
+        return {item["metadata"]["namespace"]: item for item in found["items"]}
 
     def pvcs(self) -> list[SeenPvc]:
         return [
@@ -125,6 +156,18 @@ class BackupCluster:
             case DeleteGroupReplication(namespace):
                 self.custom.delete_namespaced_custom_object(*REPLICATION, namespace, VGRS, OBJECT_NAME)
                 log.info("group_replication_deleted namespace=%s", namespace)
+            case ApplyConsistentCopy(namespace, status):
+                try:
+                    write_consistent_copy(self.custom, namespace, {}, status, REGISTRAR)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                    log.warning("consistent_copy_not_written namespace=%s reason=%r", namespace,
+                                "the ConsistentCopy CRD is not installed (charts/consistent-copy/crds)")  # fmt: skip
+            case DeleteConsistentCopy(namespace):
+                delete_consistent_copy(self.custom, namespace)
+            case Event(namespace, kind, reason, message):
+                namespace_event(self.core, namespace, kind, reason, message, REGISTRAR)
             case Warning(namespace, reason, message):
                 self._warn(namespace, reason, message)
 
@@ -132,3 +175,30 @@ class BackupCluster:
         log.warning("not_registered reason=%s message=%r", reason, message)
         if namespace:
             namespace_event(self.core, namespace, "Warning", reason, message, REGISTRAR)
+
+
+def backup_group(group: pb.JournalGroup, serial: int, now_ns: int) -> BackupGroup:
+    info = replication_info(group, group.rpo_seconds, now_ns)
+    lost = None
+    if group.HasField("given_up"):
+        g = group.given_up
+        lost = GivenUp(
+            g.records, g.bytes, g.seconds, g.exact,
+            g.last_contact.ToNanoseconds() if g.HasField("last_contact") else None,
+            g.recovery_point.ToNanoseconds() if g.HasField("recovery_point") else None,
+            given_up_words(g),
+        )  # fmt: skip
+    return BackupGroup(
+        name=group.name,
+        role=group.role,
+        pair_states={ids.volume_id(serial, p.local_ldev_id): pb.PairState.Name(p.state) for p in group.pairs},
+        status=info.status,
+        message=info.message,
+        recovery_point_ns=info.recovery_point_ns,
+        rpo_seconds=group.rpo_seconds,
+        last_contact_ns=group.last_contact.ToNanoseconds() if group.HasField("last_contact") else None,
+        pending_records=group.pending_records,
+        pending_bytes=group.pending_bytes,
+        lag_seconds=group.lag_seconds,
+        given_up=lost,
+    )

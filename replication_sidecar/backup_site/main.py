@@ -25,12 +25,15 @@ class RegistrarProcess:
     kubeconfig: str = ""
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
     interval: float = 2.0
+    status_interval: float = 10.0
 
 
 def serve(settings: RegistrarProcess) -> None:
     api = api_client(settings.kubeconfig)
     array = ArrayClient(settings.array, settings.tls)
-    registrar = Registrar(api, BackupCluster(api, array), settings.registrar, settings.interval)
+    registrar = Registrar(
+        api, BackupCluster(api, array), settings.registrar, settings.interval, settings.status_interval
+    )
     run_until_signalled(registrar.run, registrar.stop, "ready backup-site", "register", wake=registrar.changed.set)
     array.close()
     log.info("registrar_stopped")

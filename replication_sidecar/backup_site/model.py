@@ -35,6 +35,7 @@ class SVol:
     size: int
     labels: dict[str, str]
     paired: bool  # in a pair either way (also reversed after a failback); False once the pair was deleted
+    group: str = ""  # the journal group of its pair ("" unpaired)
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,47 @@ class SeenPvc:
 
 
 @dataclass(frozen=True)
+class GivenUp:
+    """What the last takeover at this site gave up (backend: DataGivenUp)."""
+
+    records: int
+    bytes: int
+    seconds: float
+    exact: bool  # counted by the main array; else a floor as of the last contact
+    last_contact_ns: int | None
+    recovery_point_ns: int | None
+    words: str  # as `ccopy ctl` and the VolumeReplication's message say it (ccopy.loss_words)
+
+
+@dataclass(frozen=True)
+class BackupGroup:
+    """A journal group of this array, as this array sees it (the main site's may be gone)."""
+
+    name: str
+    role: str  # backup: receiving; main: this site is the primary after a failback
+    pair_states: dict[str, str]  # S-VOL volume handle -> SMPL, COPY, PAIR, PSUS, PSUE, PFUS, SSWS
+    status: str  # HEALTHY, DEGRADED, ERROR (replication_sidecar.status)
+    message: str
+    recovery_point_ns: int | None  # None: not moving
+    rpo_seconds: float = 0.0  # declared in the class; 0: none
+    last_contact_ns: int | None = None  # when this array last heard from the main array
+    pending_records: int = 0  # acknowledged at the main site, not applied here, as of last contact
+    pending_bytes: int = 0
+    lag_seconds: float = 0.0
+    given_up: GivenUp | None = None
+
+
+@dataclass(frozen=True)
 class Observed:
     svols: tuple[SVol, ...]
     pvs: tuple[SeenPv, ...] = ()
     pvcs: tuple[SeenPvc, ...] = ()
     namespaces: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()  # namespaces holding our secondary VolumeGroupReplication
+    journal_groups: dict[str, BackupGroup] = field(default_factory=dict)  # by name
+    consistent_copies: dict[str, dict[str, Any]] = field(default_factory=dict)  # ours, by namespace
+    now_ns: int = 0
+    status_due: bool = True  # write statuses whose only change is an age (else only real changes)
 
 
 # -- what to do ---------------------------------------------------------------------------------
@@ -106,6 +142,27 @@ class DeleteGroupReplication:
 
 
 @dataclass(frozen=True)
+class ApplyConsistentCopy:
+    """Create the namespace's ConsistentCopy if absent, then write `status`."""
+
+    namespace: str
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeleteConsistentCopy:
+    namespace: str
+
+
+@dataclass(frozen=True)
+class Event:
+    namespace: str
+    type: str  # Normal, Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Warning:
     """Something the registrar will not do, said once per pass (an Event and a log line)."""
 
@@ -116,5 +173,5 @@ class Warning:
 
 Action = (
     CreateNamespace | CreatePv | CreatePvc | LabelPvc | DeletePvc | CreateGroupReplication | DeleteGroupReplication
-    | Warning
+    | ApplyConsistentCopy | DeleteConsistentCopy | Event | Warning
 )  # fmt: skip

@@ -8,6 +8,8 @@ namespace by one secondary VolumeGroupReplication.
 - An S-VOL whose pair the main site deleted: its PVC leaves the group (label off, then
   deleted once the group let go of it); the PV stays, Released, with the data. A
   namespace without paired S-VOLs loses its VolumeGroupReplication.
+- Each namespace with paired S-VOLs has a ConsistentCopy saying how far behind the main
+  site this copy is and, after a takeover, what it gave up (`status.py`).
 - A PVC of that name the user made, or an S-VOL without the PVC's name in its labels
   (paired outside Kubernetes): nothing is made, and a warning says why.
 
@@ -16,7 +18,7 @@ Same observation, same actions: every pass is safe to repeat.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 
 from replication_sidecar.backup_site.model import (
     ACCESS_MODES,
@@ -31,6 +33,7 @@ from replication_sidecar.backup_site.model import (
     CreateNamespace,
     CreatePv,
     CreatePvc,
+    DeleteConsistentCopy,
     DeleteGroupReplication,
     DeletePvc,
     LabelPvc,
@@ -40,6 +43,7 @@ from replication_sidecar.backup_site.model import (
     SVol,
     Warning,
 )
+from replication_sidecar.backup_site.status import status_actions
 from replication_sidecar.group_replication import MEMBER_LABEL, group_replication
 
 # The csi-addons manager's finalizer on a member PVC (deleting it waits for the group to let go).
@@ -50,7 +54,7 @@ def reconcile(seen: Observed, config: RegistrarConfig) -> list[Action]:
     actions: list[Action] = []
     pvs = {pv.volume_handle for pv in seen.pvs}
     pvcs = {(c.namespace, c.name): c for c in seen.pvcs}
-    members: Counter[str] = Counter()
+    members: defaultdict[str, list[tuple[str, SVol]]] = defaultdict(list)
     new_namespaces: set[str] = set()
     for svol in sorted(seen.svols, key=lambda s: s.volume_handle):
         namespace, name = svol.labels.get(PVC_NAMESPACE, ""), svol.labels.get(PVC_NAME, "")
@@ -76,7 +80,7 @@ def reconcile(seen: Observed, config: RegistrarConfig) -> list[Action]:
             actions.append(CreatePvc(pvc_body(svol, namespace, name, config)))
         elif pvc.labels.get(MEMBER_LABEL) != namespace and not pvc.deleting:
             actions.append(LabelPvc(namespace, name, namespace))
-        members[namespace] += 1
+        members[namespace].append((name, svol))
     actions += [
         CreateGroupReplication(
             ns, group_replication(ns, config.group_class, config.replication_class, "secondary", REGISTRAR)
@@ -85,6 +89,9 @@ def reconcile(seen: Observed, config: RegistrarConfig) -> list[Action]:
         if ns not in seen.groups
     ]
     actions += [DeleteGroupReplication(ns) for ns in sorted(seen.groups - members.keys())]
+    for ns in sorted(members):
+        actions += status_actions(ns, members[ns], seen)
+    actions += [DeleteConsistentCopy(ns) for ns in sorted(seen.consistent_copies.keys() - members.keys())]
     return actions
 
 

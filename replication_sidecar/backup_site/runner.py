@@ -5,13 +5,24 @@ Failures are logged and retried with backoff; a warning is said once, not every 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+import time
 
 from kubernetes import client
 
 from replication_sidecar.backup_site.kube import OURS, BackupCluster
-from replication_sidecar.backup_site.model import Action, RegistrarConfig, SVol, Warning
+from replication_sidecar.backup_site.model import (
+    Action,
+    ApplyConsistentCopy,
+    DeleteConsistentCopy,
+    Event,
+    Observed,
+    RegistrarConfig,
+    SVol,
+    Warning,
+)
 from replication_sidecar.backup_site.reconcile import reconcile
 from replication_sidecar.group_replication import REPLICATION, VGRS
 from replication_sidecar.kube_watch import backoff, describe, start_watch
@@ -20,12 +31,18 @@ log = logging.getLogger(__name__)
 
 
 class Registrar:
-    def __init__(self, api: client.ApiClient, cluster: BackupCluster, config: RegistrarConfig, interval: float = 2.0):
-        self.api, self.cluster, self.config, self.interval = api, cluster, config, interval
+    def __init__(
+        self, api: client.ApiClient, cluster: BackupCluster, config: RegistrarConfig, interval: float = 2.0,
+        status_interval: float = 10.0,
+    ) -> None:  # fmt: skip
+        self.api, self.cluster, self.config = api, cluster, config
+        self.interval, self.status_interval = interval, status_interval
         self.changed = threading.Event()
         self.stop = threading.Event()
         self.said: set[tuple[str, str]] = set()
         self.last_svols: tuple[SVol, ...] | None = None
+        self.last_seen: Observed | None = None
+        self.last_status_ns = 0
 
     def run(self) -> None:
         core, custom = client.CoreV1Api(self.api), client.CustomObjectsApi(self.api)
@@ -37,18 +54,13 @@ class Registrar:
         start_watch("pvcs", core.list_persistent_volume_claim_for_all_namespaces, (), poke, self.stop)
         start_watch("pvs", core.list_persistent_volume, (), poke, self.stop, label_selector=OURS)
         start_watch(VGRS, custom.list_cluster_custom_object, (*REPLICATION, VGRS), poke, self.stop, label_selector=OURS)
-        log.info("registrar_started array=%s interval=%.1fs", self.cluster.array.address, self.interval)
+        log.info("registrar_started array=%s interval=%.1fs status_interval=%.1fs", self.cluster.array.address,
+                 self.interval, self.status_interval)  # fmt: skip
         attempt = 0
         while not self.stop.is_set():
             woke = self.changed.wait(self.interval)
             try:
-                svols = self.cluster.svols()
-                if not woke and svols == self.last_svols:
-                    continue
-                self.changed.clear()
-                actions = reconcile(self.cluster.observe(svols), self.config)
-                self.cluster.apply(self.once(actions))
-                self.last_svols = svols
+                self.one_pass(woke)
                 attempt = 0
             except Exception as exc:  # the API server or the array: retried, never fatal
                 attempt += 1
@@ -56,9 +68,47 @@ class Registrar:
                 log.warning("reconcile_failed attempt=%d retry_in=%.0fs reason=%r", attempt, delay, describe(exc))
                 self.stop.wait(delay)
 
+    def one_pass(self, woke: bool) -> None:
+        """Read the array (no watch there); list this cluster only when something changed.
+        A pass with nothing new in the cluster still rewrites statuses that changed (a
+        takeover, a pair state) and, every status interval, their ages."""
+        svols = self.cluster.svols()
+        groups = self.cluster.journal_groups({s.group for s in svols if s.group})
+        now_ns = time.time_ns()
+        due = now_ns - self.last_status_ns >= self.status_interval * 1e9
+        full = woke or svols != self.last_svols or self.last_seen is None
+        if full:
+            self.changed.clear()
+            seen = self.cluster.observe(svols)
+        else:
+            assert self.last_seen is not None
+            seen = self.last_seen
+        seen = dataclasses.replace(seen, journal_groups=groups, now_ns=now_ns, status_due=due)
+        actions = reconcile(seen, self.config)
+        if not full:  # what the registry decided was applied last time; its objects are on their way
+            actions = [a for a in actions if isinstance(a, STATUS_ACTIONS)]
+        self.cluster.apply(self.once(actions))
+        self.last_svols, self.last_seen = svols, written(seen, actions)
+        if due:
+            self.last_status_ns = now_ns
+
     def once(self, actions: list[Action]) -> list[Action]:
         """Drop warnings already said; a warning no longer made may be said again later."""
         warnings = {(a.reason, a.message) for a in actions if isinstance(a, Warning)}
         fresh = [a for a in actions if not isinstance(a, Warning) or (a.reason, a.message) not in self.said]
         self.said = warnings
         return fresh
+
+
+STATUS_ACTIONS = (ApplyConsistentCopy, DeleteConsistentCopy, Event)
+
+
+def written(seen: Observed, actions: list[Action]) -> Observed:
+    """The observation as it stands once the status actions are applied, for the next quick pass."""
+    copies = dict(seen.consistent_copies)
+    for action in actions:
+        if isinstance(action, ApplyConsistentCopy):
+            copies[action.namespace] = {**copies.get(action.namespace, {}), "status": action.status}
+        elif isinstance(action, DeleteConsistentCopy):
+            copies.pop(action.namespace, None)
+    return dataclasses.replace(seen, consistent_copies=copies)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -16,12 +15,11 @@ from ccopy import ids
 from ccopy.array_client import ArrayClient
 from ccopy.errors import ServiceError
 from ccopy_api import array_pb2 as pb
+from replication_sidecar.consistent_copy import delete_consistent_copy, write_consistent_copy
 from replication_sidecar.group_replication import REPLICATION, VGRS
 from replication_sidecar.kube_events import namespace_event
 from replication_sidecar.namespace_operator.model import (
     GROUP,
-    KIND,
-    MANAGED_BY,
     MEMBER_LABEL,
     OBJECT_NAME,
     OPERATOR_NAME,
@@ -191,10 +189,9 @@ class Cluster:
                 self._delete(*REPLICATION, namespace, VGRS)
                 log.info("group_replication_deleted namespace=%s", namespace)
             case ApplyConsistentCopy(spec, status):
-                self._write_status(namespace, spec, status)
+                write_consistent_copy(self.custom, namespace, spec, status, OPERATOR_NAME)
             case DeleteConsistentCopy():
-                self._delete(GROUP, VERSION, namespace, PLURAL)
-                log.info("consistent_copy_deleted namespace=%s", namespace)
+                delete_consistent_copy(self.custom, namespace)
             case Event(kind, reason, message):
                 namespace_event(self.core, namespace, kind, reason, message, OPERATOR_NAME)
 
@@ -204,24 +201,6 @@ class Cluster:
         except ApiException as exc:
             if not missing(exc):
                 raise
-
-    def _write_status(self, namespace: str, spec: dict[str, Any], status: dict[str, Any]) -> None:
-        if self.namespaced(GROUP, VERSION, namespace, PLURAL, OBJECT_NAME) is None:
-            body = {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": KIND,
-                "metadata": {"name": OBJECT_NAME, "namespace": namespace, "labels": {MANAGED_BY: OPERATOR_NAME}},
-                "spec": spec,
-            }
-            try:
-                self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-            log.info("consistent_copy_created namespace=%s rpo_seconds=%s", namespace, spec.get("rpoSeconds"))
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, OBJECT_NAME, {"status": status}
-        )
 
 
 def array_pair(pair: pb.Pair) -> ArrayPair:

@@ -8,16 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ccopy import DEFAULT_DRIVER_NAME
+from replication_sidecar.consistent_copy import GROUP as GROUP
+from replication_sidecar.consistent_copy import KIND as KIND
+from replication_sidecar.consistent_copy import PLURAL as PLURAL
+from replication_sidecar.consistent_copy import VERSION as VERSION
 
 # Re-exported: the operator's modules and tests name them from here.
 from replication_sidecar.group_replication import MANAGED_BY as MANAGED_BY
 from replication_sidecar.group_replication import MEMBER_LABEL as MEMBER_LABEL
 from replication_sidecar.group_replication import OBJECT_NAME as OBJECT_NAME
 
-GROUP = "consistentcopy.io"
-VERSION = "v1alpha1"
-KIND = "ConsistentCopy"
-PLURAL = "consistentcopies"
 OPERATOR_NAME = "consistentcopy-namespace-operator"
 RPO_ANNOTATION = f"{GROUP}/rpo-seconds"
 

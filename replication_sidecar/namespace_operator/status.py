@@ -12,10 +12,11 @@ Pure; an Event goes with every change of a condition's status or reason.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
+from replication_sidecar.conditions import condition, kept_transition_times, old_conditions, rfc3339
+from replication_sidecar.conditions import condition_events as changes
 from replication_sidecar.namespace_operator.model import Event, Observed, OperatorConfig, Pvc
 
 SUSPENDED = {"PSUE", "PFUS", "PSUS"}
@@ -32,15 +33,6 @@ class Membership:
     @property
     def volumes(self) -> tuple[Pvc, ...]:
         return tuple(sorted((*self.members, *self.joining), key=lambda p: p.name))
-
-
-def rfc3339(ns: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
-
-
-def condition(kind: str, status: bool | None, reason: str, message: str) -> dict[str, str]:
-    word = "Unknown" if status is None else str(status)
-    return {"type": kind, "status": word, "reason": reason, "message": message}
 
 
 def consistent_copy_status(
@@ -65,8 +57,10 @@ def consistent_copy_status(
             journal_healthy(seen),
             all_volumes(plan, config),
         ]
-    conditions = kept_transition_times(seen, conditions)
+    conditions = kept_transition_times(old_conditions(seen.consistent_copy), conditions, seen.now_ns)
     return {
+        "site": "main",
+        "role": (seen.vgr.state if seen.vgr else "") or "Primary",  # Secondary after a failback
         "state": state_word(conditions, stopping, unknown),
         "volumeCount": len(plan.volumes),
         "journalGroup": array.name if array else "",
@@ -76,6 +70,7 @@ def consistent_copy_status(
         "foreign": [{"pvc": pvc, "reason": why} for pvc, why in plan.foreign],
         "recoveryPoint": rfc3339(array.recovery_point_ns) if array and array.recovery_point_ns else None,
         "recoveryPointAgeSeconds": None if age is None else round(max(age, 0.0), 1),
+        "rpoSeconds": rpo_seconds,
         "journal": journal_fill(seen),
         "message": conditions[0]["message"],
         "conditions": conditions,
@@ -184,18 +179,6 @@ def state_word(conditions: list[dict[str, str]], stopping: bool, unknown: str | 
     return "Protected" if by_type["RPOMet"]["status"] == "True" else "AtRisk"
 
 
-def kept_transition_times(seen: Observed, conditions: list[dict[str, str]]) -> list[dict[str, str]]:
-    """A condition keeps its lastTransitionTime while its status stays."""
-    old = {c.get("type"): c for c in ((seen.consistent_copy or {}).get("status") or {}).get("conditions", [])}
-    now = rfc3339(seen.now_ns)
-    out = []
-    for new in conditions:
-        before = old.get(new["type"])
-        same = before is not None and before.get("status") == new["status"]
-        out.append({**new, "lastTransitionTime": before.get("lastTransitionTime", now) if same else now})
-    return out
-
-
 # Reasons a namespace passes through on its way to Protected: not a problem, so their Events
 # are Normal (a Warning is for what a person may have to act on).
 ON_THE_WAY = frozenset(
@@ -205,10 +188,4 @@ ON_THE_WAY = frozenset(
 
 def condition_events(old: list[dict[str, Any]], new: list[dict[str, str]]) -> list[Event]:
     """An Event for each condition whose status or reason changed (all of them the first time)."""
-    before = {c.get("type"): (c.get("status"), c.get("reason")) for c in old}
-    changed = [c for c in new if before.get(c["type"]) != (c["status"], c["reason"])]
-    return [Event(event_type(c), c["reason"], f"{c['type']}={c['status']}: {c['message']}") for c in changed]
-
-
-def event_type(condition_: dict[str, str]) -> str:
-    return "Normal" if condition_["status"] == "True" or condition_["reason"] in ON_THE_WAY else "Warning"
+    return [Event(kind, reason, message) for kind, reason, message in changes(old, new, ON_THE_WAY)]

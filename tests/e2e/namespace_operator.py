@@ -97,6 +97,6 @@ def ensure_registrar(site: Site, interval: float = 1.0) -> Site:
     kubeconfig = service_account_kubeconfig(site, "backup-site", "consistentcopy-backup-site")
     argv = [sys.executable, "-m", "ccopy", "backup-site", "--kubeconfig", str(kubeconfig), "--array", site.array_api,
             "--driver-name", site.driver, "--group-class", GROUP_CLASS, "--replication-class", REPLICATION_CLASS,
-            "--interval", str(interval)]  # fmt: skip
+            "--interval", str(interval), "--status-interval", "1"]  # fmt: skip
     site.processes.start("backup-site", argv, ready=lambda: "registrar_started" in site.log("backup-site"))
     return site

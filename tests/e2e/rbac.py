@@ -95,13 +95,15 @@ RULES: dict[str, list[Rule]] = {
         ("consistentcopy.io", ("consistentcopies/status",), ("patch",)),
     ],
     # The backup-site registrar, as the chart gives it: namespaces, PVs and PVCs for the S-VOLs,
-    # one secondary VolumeGroupReplication per namespace, Events for what it will not do.
+    # one secondary VolumeGroupReplication and one ConsistentCopy per namespace, Events.
     "backup-site": [
         ("", ("namespaces",), (*READ, "create")),
         ("", ("persistentvolumes",), (*READ, "create")),
         ("", ("persistentvolumeclaims",), (*READ, "create", "patch", "delete")),
         ("", ("events",), ("create",)),
         ("replication.storage.openshift.io", ("volumegroupreplications",), (*READ, "create", "delete")),
+        ("consistentcopy.io", ("consistentcopies",), (*READ, "create", "delete")),
+        ("consistentcopy.io", ("consistentcopies/status",), ("patch",)),
     ],
 }
 

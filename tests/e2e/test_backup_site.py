@@ -20,7 +20,7 @@ from replication_sidecar.group_replication import REPLICATION, VGRS
 from replication_sidecar.namespace_operator.model import GROUP, MEMBER_LABEL, OBJECT_NAME, PLURAL, VERSION
 from tests.e2e import objects
 from tests.e2e.conftest import GROUP_SNAPSHOT_GROUP, SC, SNAPSHOT_GROUP, SNAPSHOT_VERSION, Sites, with_classes
-from tests.e2e.namespace_operator import ensure_operator, ensure_registrar
+from tests.e2e.namespace_operator import ensure_operator, ensure_registrar, kubectl
 from tests.e2e.site import Site
 
 pytestmark = pytest.mark.timeout(900)
@@ -77,11 +77,27 @@ def test_s_vols_become_bound_pvcs_at_the_backup_and_stay_as_released_pvs(site: S
         state = wait_progressing(lambda: group_state(backup, ns), lambda s: s == "Secondary",
                                  "the backup VolumeGroupReplication secondary")  # fmt: skip
         assert state == "Secondary"
+        # Both sites report the namespace: the main site protected, the backup receiving, as of its own view.
+        status = wait_progressing(
+            lambda: consistent_copy(backup, ns), lambda c: c.get("state") == "Receiving",
+            "the backup ConsistentCopy Receiving", progress=lambda c: c.get("message"),
+        )  # fmt: skip
+        assert status["role"] == "Secondary" and status["volumeCount"] == 2
+        assert {v["pvc"]: v["pairState"] for v in status["volumes"]} == {"stock": "PAIR", "sales": "PAIR"}
+        assert status["behindAsOfLastContact"]["records"] >= 0 and status["lastContact"]
+        for where in (main, backup):
+            listed = kubectl(where, "get", "consistentcopy", "-A")
+            print(f"{where.name}: kubectl get consistentcopy -A\n{listed}")
+            assert [line.split()[:5] for line in listed.splitlines()[1:]] == [
+                [ns, OBJECT_NAME, "main", "Protected", "2"] if where is main else [ns, OBJECT_NAME, "backup",
+                                                                                    "Receiving", "2"]
+            ]  # fmt: skip
 
         volumes = [c.spec.volume_name for c in claims.values()]
         client.CoreV1Api(main.api).patch_namespace(ns, {"metadata": {"labels": {key: None for key in LABEL}}})
         wait_progressing(lambda: backup_claims(backup, ns), lambda found: not found, "the backup PVCs released")
         assert group_state(backup, ns) is None
+        wait_progressing(lambda: consistent_copy(backup, ns), lambda c: c == {}, "the backup ConsistentCopy gone")
         for volume in volumes:  # the data stays, Released
             pv = wait_progressing(lambda v=volume: core.read_persistent_volume(v),
                                   lambda pv: pv.status.phase == "Released", f"PV {volume} Released")  # fmt: skip
@@ -162,14 +178,19 @@ def test_a_group_snapshot_at_the_backup_gives_consistent_clones_while_orders_flo
         unlabel_and_clean_backup(main, backup, ns)
 
 
-def consistent_copy_state(site: Site, ns: str) -> str:
+def consistent_copy(site: Site, ns: str) -> dict:
+    """The namespace's ConsistentCopy status at `site` ({} while there is none)."""
     try:
         found = objects.custom(site.api).get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, OBJECT_NAME)
     except client.ApiException as exc:
         if exc.status == 404:
-            return ""
+            return {}
         raise
-    return (found.get("status") or {}).get("state", "")
+    return found.get("status") or {"state": ""}
+
+
+def consistent_copy_state(site: Site, ns: str) -> str:
+    return consistent_copy(site, ns).get("state", "")
 
 
 def unlabel_and_clean_backup(main: Site, backup: Site, ns: str) -> None:

@@ -115,9 +115,9 @@ def test_one_label_makes_the_namespace_one_consistency_group_and_unlabelling_end
         members = client.CoreV1Api(site.api).list_namespaced_persistent_volume_claim(ns).items
         assert all(c.metadata.labels.get(MEMBER_LABEL) == ns for c in members)
         listed = kubectl(site, "get", "consistentcopy", "-A")
-        assert listed.splitlines()[0].split() == ["NAMESPACE", "NAME", "STATE", "VOLUMES", "RECOVERY-POINT-AGE",
-                                                  "RPO", "AGE"]  # fmt: skip
-        assert [line.split()[:4] for line in listed.splitlines()[1:]] == [[ns, OBJECT_NAME, "Protected", "2"]]
+        assert listed.splitlines()[0].split() == ["NAMESPACE", "NAME", "SITE", "STATE", "VOLUMES",
+                                                  "RECOVERY-POINT-AGE", "RPO", "AGE"]  # fmt: skip
+        assert [line.split()[:5] for line in listed.splitlines()[1:]] == [[ns, OBJECT_NAME, "main", "Protected", "2"]]
         print(f"label -> Protected (2 PVCs in PAIR): {label_to_pair:.1f} s\n{listed}")
         print(kubectl(site, "get", "consistentcopy", "-n", ns, OBJECT_NAME, "-o", "yaml"))
 
