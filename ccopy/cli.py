@@ -386,7 +386,7 @@ def serve_or_fail(serve: Callable[[Any], None], config: Any) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ccopy import ctl, demo
+    from ccopy import ctl, demo, dr_cli
 
     parser = argparse.ArgumentParser(prog="ccopy", description="Consistent Copy storage, CSI and replication")
     parser.add_argument("--version", action="version", version=f"ccopy {__version__}")
@@ -400,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_namespace_operator_parser(commands)
     add_backup_site_parser(commands)
     ctl.add_parser(commands)
+    dr_cli.add_parser(commands)
     demo.add_parser(commands)
     return parser
 

@@ -10,10 +10,11 @@ from kubernetes import client, config
 from ccopy.errors import StartupError
 
 
-def api_client(kubeconfig: str) -> client.ApiClient:
+def api_client(kubeconfig: str, context: str | None = None) -> client.ApiClient:
+    """`context`: one of the kubeconfig's contexts (None: its current one)."""
     if kubeconfig:
         try:
-            return config.new_client_from_config(config_file=kubeconfig)
+            return config.new_client_from_config(config_file=kubeconfig, context=context or None)
         except (config.ConfigException, OSError, yaml.YAMLError) as exc:
             raise StartupError(f"kubeconfig {kubeconfig}: {' '.join(str(exc).split())}") from exc
     try:

@@ -122,9 +122,14 @@ class ReplicationServicer(rp_grpc.ControllerServicer):
 
     def DemoteVolume(self, request: rp.DemoteVolumeRequest, context: grpc.ServicerContext) -> rp.DemoteVolumeResponse:
         name = self.existing(request.replication_source).name
+        rpo = parse_parameters(request.parameters).rpo_seconds if "rpoSeconds" in request.parameters else None
         with self.groups.locks.hold(name):
             local = self.groups.must(name)
             self.carry_out(decisions.demote(local), local)
+            if rpo is not None and local.rpo_seconds != rpo:
+                # The manager never enables a secondary; its class's RPO reaches the backup here, for
+                # the backup's reports (metrics, the registrar's ConsistentCopy).
+                self.groups.set_rpo(name, rpo)
         return rp.DemoteVolumeResponse()
 
     def ResyncVolume(self, request: rp.ResyncVolumeRequest, context: grpc.ServicerContext) -> rp.ResyncVolumeResponse:

@@ -28,10 +28,12 @@ from tests.e2e.site import Site
 from tests.e2e.test_backup_site import (
     LABEL,
     backup_claims,
+    consistent_copy,
     consistent_copy_state,
     group_state,
     unlabel_and_clean_backup,
 )
+from tests.e2e.test_namespace_operator import cut_link, restore_link
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -79,6 +81,11 @@ def sides(site: Site) -> set[tuple[str, str]]:
     return {(g.role, "/".join(sorted({pb.PairState.Name(p.state) for p in g.pairs}))) for g in groups}
 
 
+def journal_group(site: Site, name: str) -> pb.JournalGroup:
+    with grpc.insecure_channel(site.array_api) as channel:
+        return pb_grpc.ArrayStub(channel).GetJournalGroup(pb.GetJournalGroupRequest(name=name))
+
+
 def test_failover_after_kill_9_then_failback_and_relocation_through_the_group_replications(site, sites: Sites, ns):
     main, backup = ensure_operator(site), ensure_registrar(sites.backup)
     objects.pvc(main.api, ns, "stock", "64Mi", SC)
@@ -89,8 +96,15 @@ def test_failover_after_kill_9_then_failback_and_relocation_through_the_group_re
     write_file(main, ns, "stock", "before.txt", "acknowledged before the disaster\n")
     wait_progressing(lambda: consistent_copy_state(main, ns), lambda s: s == "Protected", "the write at the backup")
 
+    group = consistent_copy(backup, ns)["journalGroup"]
+
     assert main.array is not None
-    main.array.kill()  # the disaster: the main array is gone
+    cut_link(sites)  # the backup stops hearing from the main site, which goes on acknowledging writes
+    try:
+        write_file(main, ns, "stock", "lost.txt", "acknowledged, never sent\n")
+        main.array.kill()  # the disaster: the main array is gone
+    finally:
+        restore_link(sites)
     try:
         started = time.monotonic()
         set_state(backup, ns, "primary")
@@ -101,9 +115,23 @@ def test_failover_after_kill_9_then_failback_and_relocation_through_the_group_re
         assert "stock" in backup_claims(backup, ns)
         seen = read_files(backup, ns, "stock")
         assert seen.get("before.txt") == "acknowledged before the disaster\n", seen
+        assert "lost.txt" not in seen  # never sent: given up, and said so below
         write_file(backup, ns, "stock", "at-backup.txt", "written while the main site was down\n")
+        status = wait_progressing(lambda: consistent_copy(backup, ns), lambda c: bool(c.get("takeover")),
+                                  "the takeover's record at the backup")  # fmt: skip
+        taken = status["takeover"]
+        assert status["state"] == "TakenOver" and status["role"] == "Primary"
+        assert taken["exact"] is False and taken["givenUp"].startswith("at least ") and taken["lastContact"]
+        print(f"backup ConsistentCopy after the takeover: {taken['givenUp']}")
+        events = client.CoreV1Api(backup.api).list_namespaced_event(ns).items
+        assert any(e.reason == "TakeoverGaveUp" and e.type == "Warning" for e in events)
+        applied = journal_group(backup, group).applied_seq
     finally:
         main.array.start()  # the main array returns, on the same ports
+    # The truth, from the main array's journal: what it acknowledged beyond what the backup applied.
+    truth = journal_group(main, group).main_seq - applied
+    print(f"given up: at least {taken['records']} records reported; the main array's journal held {truth} more")
+    assert truth > 0 and taken["records"] <= truth  # a floor, never above the truth, and said to be one
 
     started = time.monotonic()
     set_state(main, ns, "secondary")  # fail back: the old main site becomes the copy

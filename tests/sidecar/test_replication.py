@@ -59,6 +59,12 @@ def test_one_volume_enable_is_idempotent_then_healthy_with_a_recovery_point(site
     ).replication_destination
     backup_serial = sites.backup_stub.GetArrayInfo(pb.GetArrayInfoRequest()).serial
     assert destination.volume.volume_id == ids.volume_id(backup_serial, group.pairs[0].remote_ldev_id)
+    # The manager never enables a secondary: the class's RPO reaches the backup with the demote it sends.
+    svol = of_volume(destination.volume.volume_id)
+    sidecars.backup.replication.DemoteVolume(rp.DemoteVolumeRequest(replication_source=svol,
+                                                                    parameters={"rpoSeconds": "45"}))  # fmt: skip
+    at_backup = sites.backup_stub.GetJournalGroup(pb.GetJournalGroupRequest(name=f"vr-{stock}"))
+    assert at_backup.rpo_seconds == 45 and at_backup.role == "backup" and group.rpo_seconds == 30
 
     disable = rp.DisableVolumeReplicationRequest(replication_source=of_volume(stock))
     sidecars.main.replication.DisableVolumeReplication(disable)

@@ -1,0 +1,80 @@
+"""`ccopy dr`: one command for each disaster-recovery move of a protected namespace, over
+the two sites' Kubernetes objects (replication_sidecar/dr). Credentials per site: a
+kubeconfig and, optionally, its context, as kubectl takes them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ccopy import DEFAULT_DRIVER_NAME
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(f"CCOPY_{name}", default)
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    dr = commands.add_parser("dr", help="failover, failback, status and drills of a protected namespace")
+    verbs = dr.add_subparsers(dest="verb", required=True)
+    status = verbs.add_parser("status", help="the namespace as each site reports it")
+    failover = verbs.add_parser("failover", help="make the backup site primary (with --main-kubeconfig: planned, "
+                                "the main site demoted first)")  # fmt: skip
+    failback = verbs.add_parser("failback", help="after a failover, both sites up: back to the main site")
+    drill = verbs.add_parser("drill", help="restore a group snapshot of the backup into another namespace")
+    for verb in (status, failover, failback, drill):
+        verb.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+        verb.add_argument("--namespace", "-n", required=True, help="the protected namespace")
+        verb.add_argument("--kubeconfig", default=env("KUBECONFIG", os.environ.get("KUBECONFIG", "")),
+                          help="the backup cluster's kubeconfig [CCOPY_KUBECONFIG, KUBECONFIG]")  # fmt: skip
+        verb.add_argument("--context", default=None, help="its context (default: its current one)")
+        verb.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each step")
+    for verb in (status, failover, failback):
+        verb.add_argument("--main-kubeconfig", default=env("MAIN_KUBECONFIG"),
+                          help="the main cluster's kubeconfig [CCOPY_MAIN_KUBECONFIG]")  # fmt: skip
+        verb.add_argument("--main-context", default=None, help="its context")
+    drill.add_argument("--into", required=True, help="the drill's namespace (made; must not exist before)")
+    drill.add_argument("--cleanup", action="store_true", help="remove the drill made --into that namespace")
+    drill.add_argument("--driver-name", default=env("DRIVER_NAME", DEFAULT_DRIVER_NAME), help="our CSI driver")
+    drill.add_argument("--storage-class", default="", help="of the restored PVCs; empty: the cluster's default")
+    drill.add_argument("--group-snapshot-class", default="",
+                       help="VolumeGroupSnapshotClass; empty: the one of our driver")  # fmt: skip
+    dr.set_defaults(run=run_dr)
+
+
+def run_dr(args: argparse.Namespace) -> int:
+    from ccopy.errors import StartupError
+    from replication_sidecar.dr import commands
+    from replication_sidecar.dr.site import DrError, DrSite
+    from replication_sidecar.kube_client import api_client
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    try:
+        backup = DrSite(api_client(args.kubeconfig, args.context), "backup")
+        main_config = getattr(args, "main_kubeconfig", "")
+        main = DrSite(api_client(main_config, args.main_context), "main") if main_config else None
+        match args.verb:
+            case "status":
+                for site in (main, backup):
+                    if site is not None:
+                        print("\n".join(commands.status_lines(site, args.namespace)))
+            case "failover":
+                commands.failover(backup, args.namespace, args.timeout, say, main=main)
+            case "failback":
+                if main is None:
+                    raise DrError("failback changes both sites: give --main-kubeconfig too")
+                commands.failback(main, backup, args.namespace, args.timeout, say)
+            case "drill" if args.cleanup:
+                commands.drill_cleanup(backup, args.namespace, args.into, args.timeout, say)
+            case "drill":
+                commands.drill(
+                    backup, args.namespace, args.into, args.driver_name, args.timeout, say,
+                    storage_class=args.storage_class, group_snapshot_class=args.group_snapshot_class,
+                )  # fmt: skip
+    except (DrError, StartupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,129 @@
+"""One site's API server as `ccopy dr` sees it: our VolumeGroupReplication and
+ConsistentCopy of a namespace, the snapshot objects a drill makes. Thin: reads into
+plain values, creates and patches what the commands decided."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from replication_sidecar.consistent_copy import GROUP, PLURAL, VERSION
+from replication_sidecar.dr.drill import GROUP_SNAPSHOTS, SNAPSHOTS
+from replication_sidecar.group_replication import OBJECT_NAME, REPLICATION, VGRS
+
+T = TypeVar("T")
+
+
+class DrError(Exception):
+    """What stops a command, in one line for the person who ran it."""
+
+
+class DrSite:
+    def __init__(self, api: client.ApiClient, name: str) -> None:
+        self.name = name  # main or backup: how messages name this site
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.apis = client.ApisApi(api)
+
+    # -- our objects ------------------------------------------------------------------------
+    def group_replication(self, namespace: str) -> dict | None:
+        return self.maybe(lambda: self.custom.get_namespaced_custom_object(*REPLICATION, namespace, VGRS, OBJECT_NAME))
+
+    def group_state(self, namespace: str) -> tuple[str, str]:
+        """(status.state, status.message) of the namespace's VolumeGroupReplication."""
+        found = self.group_replication(namespace)
+        if found is None:
+            raise DrError(f"{self.name} site: namespace {namespace} has no VolumeGroupReplication {OBJECT_NAME}")
+        status = found.get("status") or {}
+        return status.get("state", ""), status.get("message", "")
+
+    def set_state(self, namespace: str, state: str) -> None:
+        patch = {"spec": {"replicationState": state}}
+        self.custom.patch_namespaced_custom_object(*REPLICATION, namespace, VGRS, OBJECT_NAME, patch)
+
+    def consistent_copy(self, namespace: str) -> dict:
+        """The namespace's ConsistentCopy status at this site ({} when there is none)."""
+        found = self.maybe(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                                            OBJECT_NAME))  # fmt: skip
+        return (found or {}).get("status") or ({} if found is None else {"state": ""})
+
+    # -- snapshots and restores ---------------------------------------------------------------
+    def group_snapshot_version(self) -> str:
+        """The version of the VolumeGroupSnapshot API the server prefers (discovery: no special rights)."""
+        for group in self.apis.get_api_versions().groups:
+            if group.name == GROUP_SNAPSHOTS:
+                return group.preferred_version.version
+        raise DrError(f"{self.name} site: the VolumeGroupSnapshot API ({GROUP_SNAPSHOTS}) is not installed")
+
+    def group_snapshot_class(self, version: str, driver: str) -> str:
+        """The VolumeGroupSnapshotClass of our driver (the one marked default when there are several)."""
+        items = self.custom.list_cluster_custom_object(GROUP_SNAPSHOTS, version, "volumegroupsnapshotclasses")["items"]
+        ours = [c for c in items if c.get("driver") == driver]
+        if not ours:
+            raise DrError(f"{self.name} site: no VolumeGroupSnapshotClass of driver {driver}; make one or pass "
+                          "--group-snapshot-class")  # fmt: skip
+        default = "groupsnapshot.storage.kubernetes.io/is-default-class"
+        ours.sort(key=lambda c: ((c["metadata"].get("annotations") or {}).get(default) != "true",
+                                 c["metadata"]["name"]))  # fmt: skip
+        return ours[0]["metadata"]["name"]
+
+    def group_snapshot(self, namespace: str, version: str, name: str) -> dict | None:
+        return self.maybe(lambda: self.custom.get_namespaced_custom_object(
+            GROUP_SNAPSHOTS, version, namespace, "volumegroupsnapshots", name))  # fmt: skip
+
+    def snapshots_of_group(self, namespace: str, group_snapshot: str) -> list[dict]:
+        listed = self.custom.list_namespaced_custom_object(*SNAPSHOTS, namespace, "volumesnapshots")["items"]
+        return [s for s in listed if (s.get("status") or {}).get("volumeGroupSnapshotName") == group_snapshot]
+
+    def snapshot_content(self, name: str) -> dict:
+        return self.custom.get_cluster_custom_object(*SNAPSHOTS, "volumesnapshotcontents", name)
+
+    def create(self, body: dict) -> None:
+        """Create a Namespace, PVC, VolumeSnapshot(Content) or VolumeGroupSnapshot from its body."""
+        kind, namespace = body["kind"], body["metadata"].get("namespace", "")
+        group, _, version = body["apiVersion"].rpartition("/")
+        match kind:
+            case "Namespace":
+                self.core.create_namespace(body)
+            case "PersistentVolumeClaim":
+                self.core.create_namespaced_persistent_volume_claim(namespace, body)
+            case "VolumeSnapshotContent":
+                self.custom.create_cluster_custom_object(group, version, "volumesnapshotcontents", body)
+            case _:
+                plural = {"VolumeSnapshot": "volumesnapshots", "VolumeGroupSnapshot": "volumegroupsnapshots"}[kind]
+                self.custom.create_namespaced_custom_object(group, version, namespace, plural, body)
+
+    def pvc_phases(self, namespace: str) -> dict[str, str]:
+        return {c.metadata.name: c.status.phase or "" for c in
+                self.core.list_namespaced_persistent_volume_claim(namespace).items}  # fmt: skip
+
+    def pvc(self, namespace: str, name: str) -> client.V1PersistentVolumeClaim:
+        return self.core.read_namespaced_persistent_volume_claim(name, namespace)
+
+    def namespace(self, name: str) -> client.V1Namespace | None:
+        return self.maybe(lambda: self.core.read_namespace(name))
+
+    @staticmethod
+    def maybe(read: Callable[[], T]) -> T | None:
+        try:
+            return read()
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+
+def until(read: Callable[[], T], done: Callable[[T], bool], what: str, timeout: float, every: float = 0.2) -> T:
+    """Poll until `done`; a DrError naming `what` and the last state after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = read()
+        if done(state):
+            return state
+        if time.monotonic() > deadline:
+            raise DrError(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {state}")
+        time.sleep(every)
