@@ -37,7 +37,7 @@ def test_a_bad_kubeconfig_from_the_environment_is_named(command, tmp_path):
     done = ccopy(command, env={"PATH": "/usr/bin:/bin", "KUBECONFIG": str(broken)})
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()
-    assert line.startswith(f"error: kubeconfig {broken}: ")
+    assert line.startswith(f"error: kubeconfig {broken}: not a usable kubeconfig: ")
 
 
 def test_ccopy_kubeconfig_wins_over_kubeconfig(monkeypatch):
@@ -56,3 +56,13 @@ def test_every_flag_of_a_long_running_command_is_explained_with_its_default(comm
     unexplained = [a.option_strings for a in sub._actions if not a.help or a.help.startswith("[")]
     assert unexplained == []
     assert "(default: " in sub.format_help()
+
+
+@pytest.mark.parametrize("text", ["hello world", "- a list", ""])
+def test_a_file_that_is_no_kubeconfig_is_one_line_not_a_traceback(text, tmp_path):
+    broken = tmp_path / "config"
+    broken.write_text(text)
+    done = ccopy("namespace-operator", "--kubeconfig", str(broken), env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    missing = ccopy("backup-site", "--kubeconfig", str(tmp_path / "nowhere"), env={"PATH": "/usr/bin:/bin"})
+    assert missing.stderr.strip() == f"error: kubeconfig {tmp_path / 'nowhere'}: no such file"

@@ -10,7 +10,7 @@ from ccopy.rpc import TlsFiles
 from replication_sidecar.backup_site.kube import BackupCluster
 from replication_sidecar.backup_site.model import RegistrarConfig
 from replication_sidecar.backup_site.runner import Registrar
-from replication_sidecar.controller_process import run_until_signalled
+from replication_sidecar.controller_process import exit_now, run_until_signalled
 from replication_sidecar.kube_client import api_client
 
 log = logging.getLogger(__name__)
@@ -37,3 +37,4 @@ def serve(settings: RegistrarProcess) -> None:
     run_until_signalled(registrar.run, registrar.stop, "ready backup-site", "register", wake=registrar.changed.set)
     array.close()
     log.info("registrar_stopped")
+    exit_now()

@@ -25,9 +25,15 @@ from replication_sidecar.backup_site.model import (
 )
 from replication_sidecar.backup_site.reconcile import reconcile
 from replication_sidecar.group_replication import REPLICATION, VGRS
-from replication_sidecar.kube_watch import backoff, describe, start_watch
+from replication_sidecar.kube_watch import backoff, describe, fields_digest, start_watch
 
 log = logging.getLogger(__name__)
+
+
+PVC_FIELDS = fields_digest(
+    ("metadata", "labels"), ("metadata", "finalizers"), ("metadata", "deletionTimestamp"), ("spec", "volumeName"),
+)  # fmt: skip
+PV_FIELDS = fields_digest(("status", "phase"), ("spec", "csi", "volumeHandle"))
 
 
 class Registrar:
@@ -50,10 +56,14 @@ class Registrar:
         def poke(_: object) -> None:
             self.changed.set()
 
-        start_watch("namespaces", core.list_namespace, (), poke, self.stop)
-        start_watch("pvcs", core.list_persistent_volume_claim_for_all_namespaces, (), poke, self.stop)
-        start_watch("pvs", core.list_persistent_volume, (), poke, self.stop, label_selector=OURS)
-        start_watch(VGRS, custom.list_cluster_custom_object, (*REPLICATION, VGRS), poke, self.stop, label_selector=OURS)
+        # Only changes to what the reconcile reads wake it (the csi-addons manager's status
+        # heartbeats on the groups do not).
+        gone = fields_digest(("metadata", "deletionTimestamp"))
+        start_watch("namespaces", core.list_namespace, (), poke, self.stop, gone)
+        start_watch("pvcs", core.list_persistent_volume_claim_for_all_namespaces, (), poke, self.stop, PVC_FIELDS)
+        start_watch("pvs", core.list_persistent_volume, (), poke, self.stop, PV_FIELDS, label_selector=OURS)
+        start_watch(VGRS, custom.list_cluster_custom_object, (*REPLICATION, VGRS), poke, self.stop, gone,
+                    label_selector=OURS)  # fmt: skip
         log.info("registrar_started array=%s interval=%.1fs status_interval=%.1fs", self.cluster.array.address,
                  self.interval, self.status_interval)  # fmt: skip
         attempt = 0

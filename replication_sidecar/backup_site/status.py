@@ -37,8 +37,10 @@ from replication_sidecar.status import STALE_CONTACT_SECONDS
 
 SUSPENDED = {"PSUE", "PFUS", "PSUS"}
 ON_THE_WAY = frozenset({"Registering", "Copying", "NoRecoveryPoint", "PrimaryHere"})
-# Status fields that change with the clock alone: written every status interval, not every pass.
-AGES = ("recoveryPointAgeSeconds", "lastContactAgeSeconds")
+# Status fields that move by themselves while all is well (the clock, the main array's heartbeat,
+# the records in flight): written every status interval, not every pass. A change of state or
+# of a condition is written at once.
+AGES = ("recoveryPoint", "recoveryPointAgeSeconds", "lastContact", "lastContactAgeSeconds", "behindAsOfLastContact")
 
 
 def status_actions(namespace: str, svols: list[tuple[str, SVol]], seen: Observed) -> list[Action]:

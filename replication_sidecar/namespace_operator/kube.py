@@ -58,6 +58,7 @@ class Cluster:
         self.custom = client.CustomObjectsApi(api)
         self.array = array
         self.config = config
+        self.handles: dict[str, str] = {}  # PV name -> CSI volume handle (fixed for a PV's life)
 
     # -- observing ----------------------------------------------------------------------------
     def observe(self, namespace: str) -> Observed | None:
@@ -94,8 +95,7 @@ class Cluster:
         for claim in self.core.list_namespaced_persistent_volume_claim(namespace).items:
             handle = ""
             if claim.status.phase == "Bound" and claim.spec.volume_name:
-                pv = self.core.read_persistent_volume(claim.spec.volume_name)
-                handle = pv.spec.csi.volume_handle if pv.spec.csi else ""
+                handle = self.volume_handle(claim.spec.volume_name)
             out.append(
                 Pvc(
                     claim.metadata.name,
@@ -107,6 +107,19 @@ class Cluster:
                 )
             )
         return out
+
+    def volume_handle(self, pv_name: str) -> str:
+        """Read once per PV: a hundred PVCs must not cost a hundred reads every pass."""
+        if pv_name not in self.handles:
+            pv = self.core.read_persistent_volume(pv_name)
+            self.handles[pv_name] = pv.spec.csi.volume_handle if pv.spec.csi else ""
+        return self.handles[pv_name]
+
+    def refresh(self, seen: Observed) -> Observed:
+        """The last observation with the array read again: what a status pass needs (the
+        Kubernetes objects are watched; a change to them makes a full pass)."""
+        seen = dataclasses.replace(seen, now_ns=time.time_ns(), array_problem="")
+        return self.array_group(seen, seen.array.name) if seen.array is not None else seen
 
     def group_replication(self, namespace: str) -> tuple[bool, GroupReplication | None, dict | None]:
         """(csi-addons CRDs installed, our VolumeGroupReplication, its VolumeGroupReplicationContent)."""
@@ -134,8 +147,9 @@ class Cluster:
         """The journal group the sidecar made for the group (its name is in the content's
         volumeGroupAttributes), as this site's array reports it."""
         name = ((content.get("spec") or {}).get("volumeGroupAttributes") or {}).get("journalGroup")
-        if not name:
-            return seen
+        return self.array_group(seen, name) if name else seen
+
+    def array_group(self, seen: Observed, name: str) -> Observed:
         try:
             group = self.array.call("GetJournalGroup", pb.GetJournalGroupRequest(name=name))
             serial = self.array.serial

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ccopy.array_client import ArrayClient
 from ccopy.rpc import TlsFiles
-from replication_sidecar.controller_process import run_until_signalled
+from replication_sidecar.controller_process import exit_now, run_until_signalled
 from replication_sidecar.kube_client import api_client
 from replication_sidecar.namespace_operator.kube import Cluster
 from replication_sidecar.namespace_operator.model import OperatorConfig
@@ -35,3 +35,4 @@ def serve(settings: OperatorProcess) -> None:
     run_until_signalled(runner.run, runner.stop, "ready namespace-operator", "reconcile")
     array.close()
     log.info("operator_stopped")
+    exit_now()

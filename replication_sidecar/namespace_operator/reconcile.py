@@ -102,6 +102,8 @@ def status_actions(
     spec = dict(old.get("spec") or {"rpoSeconds": declared_rpo(seen, config)})
     status = consistent_copy_status(seen, config, plan, float(spec.get("rpoSeconds", 0)), stopping, unknown)
     events = condition_events((old.get("status") or {}).get("conditions", []), status["conditions"])
+    if status == old.get("status"):
+        return list(events)
     return [ApplyConsistentCopy(spec, status), *events]
 
 

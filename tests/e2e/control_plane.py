@@ -8,6 +8,7 @@ its own client certificate, so RBAC judges each one as the user it is.
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 from dataclasses import dataclass
@@ -24,6 +25,12 @@ K8S_BIN = Path(os.environ.get("CCOPY_K8S_BIN", Path.home() / ".cache" / "ccopy-k
 K8S_CRDS = Path(os.environ.get("CCOPY_K8S_CRDS", Path.home() / ".cache" / "ccopy-k8s" / "crds"))
 CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 SERVICE_RANGE = "10.96.0.0/24"
+# The service accounts our controllers run as (in the driver's namespace), whose requests are audited.
+CONTROLLER_ACCOUNTS = {
+    "namespace-operator": "consistentcopy-namespace-operator",
+    "backup-site": "consistentcopy-backup-site",
+}
+AUDITED = tuple(f"system:serviceaccount:ccopy-system:{account}" for account in CONTROLLER_ACCOUNTS.values())
 # The attach-detach controller would detach the VolumeAttachments the tests make by hand (no Pod wants
 # them); the rest are controllers a storage flow does not touch.
 CONTROLLERS = "*,-attachdetach,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route"
@@ -100,10 +107,33 @@ class ControlPlane:
                 "--client-ca-file", str(self.ca.cert), "--authorization-mode", "RBAC",
                 "--service-account-issuer", "https://kubernetes.default.svc",
                 "--service-account-key-file", str(sa_pub), "--service-account-signing-key-file", str(sa_key),
-                "--service-cluster-ip-range", SERVICE_RANGE, "--profiling=false", "--v=1"]  # fmt: skip
+                "--service-cluster-ip-range", SERVICE_RANGE, "--profiling=false", "--v=1",
+                *self._audit_flags()]  # fmt: skip
         context = ssl.create_default_context(cafile=str(self.ca.cert))
         context.load_cert_chain(str(probe.cert), str(probe.key))
         self.processes.start(f"{self.name}-kube-apiserver", argv, ready=http_ok(f"{self.url}/readyz", context))
+
+    def _audit_flags(self) -> list[str]:
+        """Every request of our controllers (their service accounts) in the audit log, nothing else:
+        how a benchmark counts the API server load they make (`audit_requests`)."""
+        policy = self.folder / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump({
+            "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+            "rules": [{"level": "Metadata", "users": list(AUDITED)}, {"level": "None"}],
+        }))  # fmt: skip
+        self.audit_log = self.folder / "audit.log"
+        return ["--audit-policy-file", str(policy), "--audit-log-path", str(self.audit_log),
+                "--audit-log-format", "json", "--audit-log-maxsize", "0"]  # fmt: skip
+
+    def audit_requests(self) -> list[dict]:
+        """Our controllers' requests so far, one entry each (a watch counts once, when it starts)."""
+        if not self.audit_log.exists():
+            return []
+        seen: dict[str, dict] = {}
+        for line in self.audit_log.read_text().splitlines():
+            event = json.loads(line)
+            seen.setdefault(event["auditID"], event)
+        return list(seen.values())
 
     def _start_controller_manager(self) -> None:
         kubeconfig = self.kubeconfig("system:kube-controller-manager", groups=("system:masters",))

@@ -12,14 +12,13 @@ from kubernetes import client
 
 from ccopy import DEFAULT_DRIVER_NAME
 from tests.e2e import rbac
-from tests.e2e.control_plane import K8S_BIN
+from tests.e2e.control_plane import CONTROLLER_ACCOUNTS, K8S_BIN
 from tests.e2e.csi_addons import DRIVER_NAMESPACE, TOKEN_SECONDS
 from tests.e2e.site import Site
 
 TOP = Path(__file__).resolve().parents[2]
 CHART_CRDS = TOP / "charts" / "consistent-copy" / "crds"
 CLASSES_MANIFEST = TOP / "docs" / "examples" / "replication-classes.yaml"
-ACCOUNT = "consistentcopy-namespace-operator"
 GROUP_CLASS, REPLICATION_CLASS = "consistentcopy-group", "consistentcopy"
 
 
@@ -80,7 +79,7 @@ def ensure_operator(site: Site, status_interval: float = 1.0) -> Site:
         return site
     apply_chart_crds(site)
     replication_classes(site)
-    kubeconfig = service_account_kubeconfig(site, "namespace-operator", ACCOUNT)
+    kubeconfig = service_account_kubeconfig(site, "namespace-operator", CONTROLLER_ACCOUNTS["namespace-operator"])
     argv = [sys.executable, "-m", "ccopy", "namespace-operator", "--kubeconfig", str(kubeconfig),
             "--array", site.array_api, "--driver-name", site.driver, "--group-class", GROUP_CLASS,
             "--replication-class", REPLICATION_CLASS, "--status-interval", str(status_interval)]  # fmt: skip
@@ -88,15 +87,15 @@ def ensure_operator(site: Site, status_interval: float = 1.0) -> Site:
     return site
 
 
-def ensure_registrar(site: Site, interval: float = 1.0) -> Site:
+def ensure_registrar(site: Site, interval: float = 1.0, status_interval: float = 1.0) -> Site:
     """The backup site with the classes and the registrar running (started once)."""
     if "backup-site" in [s.name for s in site.processes.started]:
         return site
     apply_chart_crds(site)
     replication_classes(site)
-    kubeconfig = service_account_kubeconfig(site, "backup-site", "consistentcopy-backup-site")
+    kubeconfig = service_account_kubeconfig(site, "backup-site", CONTROLLER_ACCOUNTS["backup-site"])
     argv = [sys.executable, "-m", "ccopy", "backup-site", "--kubeconfig", str(kubeconfig), "--array", site.array_api,
             "--driver-name", site.driver, "--group-class", GROUP_CLASS, "--replication-class", REPLICATION_CLASS,
-            "--interval", str(interval), "--status-interval", "1"]  # fmt: skip
+            "--interval", str(interval), "--status-interval", str(status_interval)]  # fmt: skip
     site.processes.start("backup-site", argv, ready=lambda: "registrar_started" in site.log("backup-site"))
     return site

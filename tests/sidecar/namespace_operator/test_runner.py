@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ccopy.launch import free_port
@@ -36,7 +37,7 @@ def test_due_work_comes_in_time_order():
     assert [queue.take(stop), queue.take(stop)] == ["now", "later"]
 
 
-def test_an_unreachable_api_server_is_logged_and_retried_and_sigterm_stops_it(tmp_path: Path):
+def unreachable_kubeconfig(tmp_path: Path) -> Path:
     kubeconfig = tmp_path / "kubeconfig"
     nowhere = f"https://127.0.0.1:{free_port()}"  # nothing listens there
     kubeconfig.write_text(yaml.safe_dump({
@@ -45,6 +46,25 @@ def test_an_unreachable_api_server_is_logged_and_retried_and_sigterm_stops_it(tm
         "users": [{"name": "u", "user": {"token": "t"}}],
         "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
     }))  # fmt: skip
+    return kubeconfig
+
+
+@pytest.mark.parametrize("command", ["namespace-operator", "backup-site"])
+def test_two_signals_at_once_stop_a_controller_too(tmp_path: Path, command: str):
+    """`timeout` and service managers send SIGTERM twice; a handler taking a lock the main
+    thread held deadlocked the process (seen 2 times in 16)."""
+    argv = [sys.executable, "-m", "ccopy", command, "--kubeconfig", str(unreachable_kubeconfig(tmp_path)),
+            "--array", f"127.0.0.1:{free_port()}"]  # fmt: skip
+    for _ in range(8):
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert process.stdout is not None and process.stdout.readline().startswith("ready ")
+        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+
+
+def test_an_unreachable_api_server_is_logged_and_retried_and_sigterm_stops_it(tmp_path: Path):
+    kubeconfig = unreachable_kubeconfig(tmp_path)
     log = tmp_path / "operator.log"
     argv = [sys.executable, "-m", "ccopy", "namespace-operator", "--kubeconfig", str(kubeconfig), "--array",
             f"127.0.0.1:{free_port()}"]  # fmt: skip
