@@ -71,6 +71,16 @@ def states(main: Site, backup: Site, ns: str) -> tuple[str, str]:
     return consistent_copy(main, ns).get("state", ""), consistent_copy(backup, ns).get("state", "")
 
 
+def group_snapshot_progress(custom: client.CustomObjectsApi, version: str, ns: str, name: str) -> tuple[bool, int]:
+    """(the group snapshot ready, how many member VolumeSnapshots are ready): the members move first."""
+    group = custom.get_namespaced_custom_object(GROUP_SNAPSHOTS, version, ns, "volumegroupsnapshots", name)
+    assert not (group.get("status") or {}).get("error"), group["status"]["error"]
+    members = custom.list_namespaced_custom_object(*objects.SNAPSHOT, ns, "volumesnapshots")["items"]
+    return bool((group.get("status") or {}).get("readyToUse")), sum(
+        bool((m.get("status") or {}).get("readyToUse")) for m in members
+    )
+
+
 def dr(main: Site, backup: Site, *argv: str) -> None:
     command = [sys.executable, "-m", "ccopy", "dr", *argv, "--kubeconfig", admin(backup),
                "--main-kubeconfig", admin(main), "--timeout", "1800"]  # fmt: skip
@@ -110,7 +120,8 @@ def one_size(sites: Sites, count: int) -> dict[str, float | dict[str, int]]:
     started = time.monotonic()
     custom.create_namespaced_custom_object(GROUP_SNAPSHOTS, version, ns, "volumegroupsnapshots",
                                            group_snapshot(ns, "scale", version, SC))  # fmt: skip
-    objects.ready_to_use(backup.api, GROUP_SNAPSHOTS, version, "volumegroupsnapshots", ns, "scale")
+    wait_progressing(lambda: group_snapshot_progress(custom, version, ns, "scale"), lambda p: p[0],
+                     "the group snapshot ready", progress=lambda p: p[1], stall=300)  # fmt: skip
     result["group snapshot at the backup -> ready"] = time.monotonic() - started
     custom.delete_namespaced_custom_object(GROUP_SNAPSHOTS, version, ns, "volumegroupsnapshots", "scale")
     objects.await_object(

@@ -295,7 +295,8 @@ def add_namespace_operator_parser(commands: argparse._SubParsersAction) -> None:
     operator.add_argument(
         "--replication-class",
         default=env("REPLICATION_CLASS", defaults.replication_class),
-        help="VolumeReplicationClass of the groups [CCOPY_REPLICATION_CLASS]",
+        help="VolumeReplicationClass the groups name (the csi-addons manager needs one for the volumes of a "
+        "group) [CCOPY_REPLICATION_CLASS]",
     )
     operator.add_argument(
         "--max-group-pvcs",
@@ -346,7 +347,8 @@ def add_backup_site_parser(commands: argparse._SubParsersAction) -> None:
     site.add_argument("--group-class", default=env("GROUP_CLASS", defaults.group_class),
                       help="VolumeGroupReplicationClass of the secondary groups [CCOPY_GROUP_CLASS]")
     site.add_argument("--replication-class", default=env("REPLICATION_CLASS", defaults.replication_class),
-                      help="VolumeReplicationClass of the secondary groups [CCOPY_REPLICATION_CLASS]")
+                      help="VolumeReplicationClass the secondary groups name (the csi-addons manager needs one) "
+                           "[CCOPY_REPLICATION_CLASS]")
     site.add_argument("--storage-class", default=env("STORAGE_CLASS", ""),
                       help="storageClassName of the backup PVs and PVCs; empty: none [CCOPY_STORAGE_CLASS]")
     site.add_argument("--interval", type=float, default=float(env("INTERVAL", "2")),

@@ -10,12 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
 from kubernetes import client
 
-from ccopy import ids
+from ccopy import DEFAULT_DRIVER_NAME, ids
 from ccopy.launch import free_ports
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
@@ -24,9 +25,11 @@ from tests.conftest import require_root, require_tools
 from tests.e2e import objects
 from tests.e2e.control_plane import CONTROL_PLANE_BINARIES, K8S_BIN, K8S_CRDS, missing_binaries
 from tests.e2e.csi_addons import ADDONS_BINARIES
+from tests.e2e.namespace_operator import kubectl
 from tests.e2e.site import SIDECAR_BINARIES, Site
 
 SC = "ccopy"  # the name of every class the flows use: StorageClass, snapshot classes
+CLASSES_MANIFEST = Path(__file__).resolve().parents[2] / "docs" / "examples" / "classes.yaml"
 SNAPSHOT_GROUP, SNAPSHOT_VERSION = objects.SNAPSHOT
 GROUP_SNAPSHOT_GROUP = "groupsnapshot.storage.k8s.io"
 
@@ -77,22 +80,12 @@ def site(sites: Sites) -> Site:
 
 
 def with_classes(site: Site) -> Site:
-    """The StorageClass, VolumeSnapshotClass and VolumeGroupSnapshotClass the flows use (made once)."""
+    """The StorageClass, VolumeSnapshotClass and VolumeGroupSnapshotClass the flows use (made
+    once): `kubectl apply` of the manifest the docs give users."""
     if getattr(site, "classes_made", False):
         return site
-    objects.storage_class(site.api, SC, site.driver)
-    snapshots = objects.custom(site.api)
-    snapshots.create_cluster_custom_object(
-        SNAPSHOT_GROUP, SNAPSHOT_VERSION, "volumesnapshotclasses",
-        {"apiVersion": f"{SNAPSHOT_GROUP}/{SNAPSHOT_VERSION}", "kind": "VolumeSnapshotClass",
-         "metadata": {"name": SC}, "driver": site.driver, "deletionPolicy": "Delete"},
-    )  # fmt: skip
-    version = objects.newest_served(site.api, f"volumegroupsnapshotclasses.{GROUP_SNAPSHOT_GROUP}")
-    snapshots.create_cluster_custom_object(
-        GROUP_SNAPSHOT_GROUP, version, "volumegroupsnapshotclasses",
-        {"apiVersion": f"{GROUP_SNAPSHOT_GROUP}/{version}", "kind": "VolumeGroupSnapshotClass",
-         "metadata": {"name": SC}, "driver": site.driver, "deletionPolicy": "Delete"},
-    )  # fmt: skip
+    assert site.driver == DEFAULT_DRIVER_NAME, "the manifest names the default driver"
+    kubectl(site, "apply", "-f", str(CLASSES_MANIFEST))
     site.classes_made = True  # type: ignore[attr-defined]
     return site
 
