@@ -79,8 +79,8 @@ def test_s_vols_become_bound_pvcs_at_the_backup_and_stay_as_released_pvs(site: S
         assert state == "Secondary"
         # Both sites report the namespace: the main site protected, the backup receiving, as of its own view.
         status = wait_progressing(
-            lambda: consistent_copy(backup, ns), lambda c: c.get("state") == "Receiving",
-            "the backup ConsistentCopy Receiving", progress=lambda c: c.get("message"),
+            lambda: consistent_copy(backup, ns), lambda c: c.get("state") == "Receiving" and bool(c.get("lastContact")),
+            "the backup ConsistentCopy Receiving, in contact", progress=lambda c: c.get("message"),
         )  # fmt: skip
         assert status["role"] == "Secondary" and status["volumeCount"] == 2
         assert {v["pvc"]: v["pairState"] for v in status["volumes"]} == {"stock": "PAIR", "sales": "PAIR"}
