@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from replication_sidecar.backup_site.model import Action as Action
 from replication_sidecar.backup_site.model import (
+    Action,
     ApplyConsistentCopy,
     BackupGroup,
     Event,

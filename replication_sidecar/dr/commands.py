@@ -19,8 +19,6 @@ from collections.abc import Callable
 from replication_sidecar.dr.drill import (
     DRILL_OF,
     DRILL_SNAPSHOT,
-    GROUP_SNAPSHOTS,
-    SNAPSHOTS,
     MemberSnapshot,
     drill_namespace,
     group_snapshot,
@@ -174,18 +172,15 @@ def drill_cleanup(backup: DrSite, namespace: str, into: str, timeout: float, say
     if labels.get(DRILL_OF) != namespace:
         raise DrError(f"namespace {into} is not a drill of {namespace} (label {DRILL_OF}): left alone")
     started = time.monotonic()
-    backup.core.delete_collection_namespaced_persistent_volume_claim(into)
+    backup.delete_pvcs(into)
     until(lambda: backup.pvc_phases(into), lambda phases: not phases, f"the drill's PVCs in {into} deleted", timeout)
-    backup.core.delete_namespace(into)
+    backup.delete_namespace(into)
     until(lambda: backup.namespace(into), lambda ns: ns is None, f"namespace {into} deleted", timeout)
-    group, version = SNAPSHOTS
-    backup.custom.delete_collection_cluster_custom_object(group, version, "volumesnapshotcontents",
-                                                          label_selector=f"{DRILL_OF}={into}")  # fmt: skip
+    backup.delete_snapshot_contents(f"{DRILL_OF}={into}")
     name = notes.get(DRILL_SNAPSHOT, "")
     if name:
-        snapshot_version = backup.group_snapshot_version()
-        backup.maybe(lambda: backup.custom.delete_namespaced_custom_object(
-            GROUP_SNAPSHOTS, snapshot_version, namespace, "volumegroupsnapshots", name))  # fmt: skip
-        until(lambda: backup.group_snapshot(namespace, snapshot_version, name), lambda g: g is None,
+        version = backup.group_snapshot_version()
+        backup.delete_group_snapshot(namespace, version, name)
+        until(lambda: backup.group_snapshot(namespace, version, name), lambda g: g is None,
               f"group snapshot {name} deleted", timeout)  # fmt: skip
     say(f"drill {into} removed in {time.monotonic() - started:.1f} s (its clones, namespace and group snapshot)")

@@ -97,6 +97,20 @@ class DrSite:
                 plural = {"VolumeSnapshot": "volumesnapshots", "VolumeGroupSnapshot": "volumegroupsnapshots"}[kind]
                 self.custom.create_namespaced_custom_object(group, version, namespace, plural, body)
 
+    def delete_pvcs(self, namespace: str) -> None:
+        self.core.delete_collection_namespaced_persistent_volume_claim(namespace)
+
+    def delete_namespace(self, name: str) -> None:
+        self.maybe(lambda: self.core.delete_namespace(name))
+
+    def delete_snapshot_contents(self, label_selector: str) -> None:
+        self.custom.delete_collection_cluster_custom_object(*SNAPSHOTS, "volumesnapshotcontents",
+                                                            label_selector=label_selector)  # fmt: skip
+
+    def delete_group_snapshot(self, namespace: str, version: str, name: str) -> None:
+        self.maybe(lambda: self.custom.delete_namespaced_custom_object(
+            GROUP_SNAPSHOTS, version, namespace, "volumegroupsnapshots", name))  # fmt: skip
+
     def pvc_phases(self, namespace: str) -> dict[str, str]:
         return {c.metadata.name: c.status.phase or "" for c in
                 self.core.list_namespaced_persistent_volume_claim(namespace).items}  # fmt: skip

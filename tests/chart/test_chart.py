@@ -1,0 +1,77 @@
+"""The Helm chart (charts/consistent-copy), rendered by the real helm: it lints strictly,
+renders the classes the docs' manifests hold, leaves out what is disabled, and its values
+schema turns a typo or a wrong value into a clear error before anything is installed."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.control_plane import K8S_BIN
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "consistent-copy"
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+HELM = K8S_BIN / "helm"
+
+
+@pytest.fixture(autouse=True)
+def need_helm() -> None:
+    if not HELM.exists():
+        pytest.skip(f"helm not found at {HELM}: run ../shared/k8s/install.sh (make test does) or set CCOPY_K8S_BIN")
+
+
+def helm(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(HELM), *argv], capture_output=True, text=True, timeout=120)
+
+
+def rendered(*sets: str) -> list[dict]:
+    argv = ["template", "r", str(CHART), "--namespace", "ccopy-system"]
+    for value in sets:
+        argv += ["--set", value]
+    done = helm(*argv)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def without_labels(doc: dict) -> dict:
+    return {**doc, "metadata": {k: v for k, v in doc["metadata"].items() if k != "labels"}}
+
+
+def test_the_chart_lints_strictly():
+    done = helm("lint", "--strict", str(CHART))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_by_default_it_renders_the_classes_the_docs_manifests_hold():
+    examples = [doc for path in sorted(EXAMPLES.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())]
+    expected = {(d["kind"], d["metadata"]["name"]): d for d in examples if d["kind"] != "Namespace"}
+    got = {(d["kind"], d["metadata"]["name"]): without_labels(d) for d in rendered()}
+    assert got == expected
+    assert all(d["metadata"]["labels"]["consistentcopy.io/site"] == "main" for d in rendered())
+
+
+def test_what_is_disabled_is_left_out_and_a_default_class_is_marked():
+    off = rendered("classes.replication.enabled=false", "classes.volumeSnapshotClass.enabled=false")
+    kinds = {d["kind"] for d in off}
+    assert kinds == {"StorageClass", "VolumeGroupSnapshotClass"}
+    (storage,) = [d for d in rendered("classes.storageClass.default=true") if d["kind"] == "StorageClass"]
+    assert storage["metadata"]["annotations"] == {"storageclass.kubernetes.io/is-default-class": "true"}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("site=middle", "at '/site': value must be one of 'main', 'backup'"),
+        ("sight=backup", "additional properties 'sight' not allowed"),
+        ("classes.replication.mode=later", "at '/classes/replication/mode': value must be one of 'async', 'sync'"),
+        ("classes.replication.journalCapacity=lots", "at '/classes/replication/journalCapacity'"),
+        ("classes.storageClass.name=Not_A_Name", "at '/classes/storageClass/name'"),
+        ("classes.replication.rpoSeconds=0", "at '/classes/replication/rpoSeconds'"),
+    ],
+)
+def test_a_bad_value_is_refused_by_the_schema_with_where_and_why(value, message):
+    done = helm("template", "r", str(CHART), "--set", value)
+    assert done.returncode != 0 and message in done.stderr, done.stderr
