@@ -10,6 +10,9 @@ namespace by one secondary VolumeGroupReplication.
   namespace without paired S-VOLs loses its VolumeGroupReplication.
 - Each namespace with paired S-VOLs has a ConsistentCopy saying how far behind the main
   site this copy is and, after a takeover, what it gave up (`status.py`).
+- An S-VOL of a single VolumeReplication (journal group `vr-...`) is left alone: grouping it
+  under a secondary VolumeGroupReplication made the csi-addons manager resync it back to the
+  main site once its pair ended.
 - A PVC of that name the user made, or an S-VOL without the PVC's name in its labels
   (paired outside Kubernetes): nothing is made, and a warning says why.
 
@@ -45,6 +48,7 @@ from replication_sidecar.backup_site.model import (
 )
 from replication_sidecar.backup_site.status import status_actions
 from replication_sidecar.group_replication import MEMBER_LABEL, group_replication
+from replication_sidecar.replication import SINGLE_PREFIX
 
 # The csi-addons manager's finalizer on a member PVC (deleting it waits for the group to let go).
 GROUP_FINALIZER = "replication.storage.openshift.io/vgr-protection"
@@ -63,6 +67,8 @@ def reconcile(seen: Observed, config: RegistrarConfig) -> list[Action]:
                 actions.append(Warning("", "MissingLabels", f"S-VOL {svol.volume_handle} carries no PVC namespace "
                                        "and name (paired outside Kubernetes?): no PV is made for it"))  # fmt: skip
             continue
+        if svol.paired and svol.group.startswith(SINGLE_PREFIX):
+            continue  # a PVC's own VolumeReplication, not a namespace's consistency group: not ours to group
         pvc = pvcs.get((namespace, name))
         if not svol.paired:
             actions += release(pvc, svol)

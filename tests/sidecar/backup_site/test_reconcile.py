@@ -164,3 +164,11 @@ def test_namespaces_get_one_group_each():
     actions = reconcile(seen, CONFIG)
     assert of(actions, CreateNamespace) == [CreateNamespace("bank")]
     assert sorted(a.namespace for a in of(actions, CreateGroupReplication)) == ["bank", "shop"]
+
+
+def test_the_s_vol_of_a_single_volume_replication_is_left_alone():
+    single = dataclasses.replace(svol(1, "stock"), group="vr-ccv1-1001-000001")
+    assert reconcile(Observed((single,), namespaces=frozenset({"shop"})), CONFIG) == []
+    grouped = dataclasses.replace(svol(2, "sales"), group="vgrcontent-x")
+    assert of(reconcile(Observed((single, grouped), namespaces=frozenset({"shop"})), CONFIG), CreatePvc)[0].body[
+        "metadata"]["name"] == "sales"
