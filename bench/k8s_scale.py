@@ -47,7 +47,7 @@ QUIET_SECONDS = 60.0
 
 
 def admin(site: Site) -> str:
-    return str(site.plane.kubeconfig("e2e-admin", groups=("system:masters",)))
+    return str(site.plane.admin)
 
 
 def requests_by_controller(main: Site, backup: Site, detail: bool = False) -> Counter[str]:

@@ -262,10 +262,11 @@ def run_replication(args: argparse.Namespace) -> int:
     return serve_or_fail(serve, config)
 
 
-def add_kubeconfig_argument(parser: argparse.ArgumentParser) -> None:
+def add_kubeconfig_argument(parser: argparse.ArgumentParser, whose: str = "of the cluster; empty: the Pod's "
+                            "service account") -> None:  # fmt: skip
     parser.add_argument(
         "--kubeconfig", default=env("KUBECONFIG", os.environ.get("KUBECONFIG", "")),
-        help="kubeconfig file of the cluster; empty: the Pod's service account [CCOPY_KUBECONFIG, KUBECONFIG]",
+        help=f"kubeconfig file {whose} [CCOPY_KUBECONFIG, KUBECONFIG]",
     )  # fmt: skip
 
 

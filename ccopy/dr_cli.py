@@ -5,14 +5,10 @@ kubeconfig and, optionally, its context, as kubectl takes them."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ccopy import DEFAULT_DRIVER_NAME
-
-
-def env(name: str, default: str = "") -> str:
-    return os.environ.get(f"CCOPY_{name}", default)
+from ccopy.cli import add_kubeconfig_argument, env
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -26,12 +22,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     for verb in (status, failover, failback, drill):
         verb.formatter_class = argparse.ArgumentDefaultsHelpFormatter
         verb.add_argument("--namespace", "-n", required=True, help="the protected namespace")
-        verb.add_argument("--kubeconfig", default=env("KUBECONFIG", os.environ.get("KUBECONFIG", "")),
-                          help="the backup cluster's kubeconfig [CCOPY_KUBECONFIG, KUBECONFIG]")  # fmt: skip
+        add_kubeconfig_argument(verb, whose="of the backup cluster")
         verb.add_argument("--context", default=None, help="its context (default: its current one)")
         verb.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each step")
     for verb in (status, failover, failback):
-        verb.add_argument("--main-kubeconfig", default=env("MAIN_KUBECONFIG"),
+        verb.add_argument("--main-kubeconfig", default=env("MAIN_KUBECONFIG", ""),
                           help="the main cluster's kubeconfig [CCOPY_MAIN_KUBECONFIG]")  # fmt: skip
         verb.add_argument("--main-context", default=None, help="its context")
     drill.add_argument("--into", required=True, help="the drill's namespace (made; must not exist before)")

@@ -124,8 +124,8 @@ def field(obj: Any, *path: str) -> Any:
         if isinstance(obj, dict):
             obj = obj.get(name)
         else:
-            attribute = obj.attribute_map and {v: k for k, v in obj.attribute_map.items()}.get(name, name)
-            obj = getattr(obj, attribute, None)
+            python_names = {json_name: attr for attr, json_name in obj.attribute_map.items()}
+            obj = getattr(obj, python_names.get(name, name), None)
     return obj
 
 

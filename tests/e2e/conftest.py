@@ -21,6 +21,7 @@ from ccopy.launch import free_ports
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from csi_driver.volumes import LABEL_PREFIX
+from replication_sidecar.dr.drill import GROUP_SNAPSHOTS
 from tests.conftest import require_root, require_tools
 from tests.e2e import objects
 from tests.e2e.control_plane import CONTROL_PLANE_BINARIES, K8S_BIN, K8S_CRDS, missing_binaries
@@ -31,7 +32,7 @@ from tests.e2e.site import SIDECAR_BINARIES, Site
 SC = "ccopy"  # the name of every class the flows use: StorageClass, snapshot classes
 CLASSES_MANIFEST = Path(__file__).resolve().parents[2] / "docs" / "examples" / "classes.yaml"
 SNAPSHOT_GROUP, SNAPSHOT_VERSION = objects.SNAPSHOT
-GROUP_SNAPSHOT_GROUP = "groupsnapshot.storage.k8s.io"
+GROUP_SNAPSHOT_GROUP = GROUP_SNAPSHOTS
 
 
 @dataclass

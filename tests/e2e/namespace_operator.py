@@ -41,7 +41,7 @@ def replication_classes(site: Site) -> None:
 
 def kubectl(site: Site, *args: str) -> str:
     """Run the real kubectl against the site as its administrator."""
-    kubeconfig = site.plane.kubeconfig("e2e-admin", groups=("system:masters",))
+    kubeconfig = site.plane.admin
     result = subprocess.run([str(K8S_BIN / "kubectl"), f"--kubeconfig={kubeconfig}", *args], capture_output=True,
                             text=True, timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr

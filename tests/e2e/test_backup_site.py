@@ -16,8 +16,9 @@ from ccopy import ecommerce
 from ccopy.waiting import wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from replication_sidecar.dr.site import DrSite
 from replication_sidecar.group_replication import REPLICATION, VGRS
-from replication_sidecar.namespace_operator.model import GROUP, MEMBER_LABEL, OBJECT_NAME, PLURAL, VERSION
+from replication_sidecar.namespace_operator.model import MEMBER_LABEL, OBJECT_NAME
 from tests.e2e import objects
 from tests.e2e.conftest import GROUP_SNAPSHOT_GROUP, SC, SNAPSHOT_GROUP, SNAPSHOT_VERSION, Sites, with_classes
 from tests.e2e.namespace_operator import ensure_operator, ensure_registrar, kubectl
@@ -180,13 +181,7 @@ def test_a_group_snapshot_at_the_backup_gives_consistent_clones_while_orders_flo
 
 def consistent_copy(site: Site, ns: str) -> dict:
     """The namespace's ConsistentCopy status at `site` ({} while there is none)."""
-    try:
-        found = objects.custom(site.api).get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, OBJECT_NAME)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return {}
-        raise
-    return found.get("status") or {"state": ""}
+    return DrSite(site.api, site.name).consistent_copy(ns)
 
 
 def consistent_copy_state(site: Site, ns: str) -> str:

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(1200)
 
 
 def admin(site: Site) -> str:
-    return str(site.plane.kubeconfig("e2e-admin", groups=("system:masters",)))
+    return str(site.plane.admin)
 
 
 def ccopy_dr(main: Site, backup: Site, *argv: str, both: bool = False) -> str:
