@@ -13,3 +13,8 @@ except metadata.PackageNotFoundError:  # running from a checkout that was not in
 # StorageClass provisioner, PV.spec.csi.driver and the replication classes'
 # provisioner must all say exactly this.
 DEFAULT_DRIVER_NAME = "ldev.csi.consistentcopy.io"
+
+# On every S-VOL an array makes: `<main array serial>:<P-VOL LDEV number, hex>`
+# (proto/array.proto, PrepareSecondary). It stays when the pair ends, so the kept
+# copy still says where it came from.
+SVOL_OF_LABEL = "ccopy.svol-of"

@@ -23,7 +23,7 @@ import logging
 from functools import cached_property
 
 from backend.locks import KeyLocks
-from ccopy import ids
+from ccopy import SVOL_OF_LABEL, ids
 from ccopy.array_client import ArrayClient
 from ccopy.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ccopy_api import array_pb2 as pb
@@ -133,20 +133,33 @@ class JournalGroups:
             ),
         )  # fmt: skip
 
-    def set_members(self, group: pb.JournalGroup, ldevs: list[pb.Ldev], add_only: bool = False) -> pb.JournalGroup:
-        """Pair the volumes not yet in the group, and (unless `add_only`) delete the pairs of those
-        no longer listed. A volume replicated in another group is refused before anything changes."""
-        wanted = {ldev.id: ldev for ldev in ldevs}
-        current = {p.local_ldev_id for p in group.pairs}
-        joining = [ldev for ldev_id, ldev in wanted.items() if ldev_id not in current]
+    def create_with(self, name: str, parameters: GroupParameters, ldevs: list[pb.Ldev]) -> pb.JournalGroup:
+        """The main-side group with these volumes paired into it (more may be in it already);
+        volumes that cannot join are refused before the group is made."""
+        self.check_joining(name, ldevs)
+        return self.set_members(self.ensure(name, parameters), ldevs, add_only=True)
+
+    def check_joining(self, name: str, ldevs: list[pb.Ldev]) -> None:
+        """FAILED_PRECONDITION for a volume replicated in another group, or the copy a backup
+        kept when its pair ended."""
         everyone = self.pairs_by_ldev()
-        for ldev in joining:
+        for ldev in ldevs:
             pair = everyone.get(ldev.id)
-            if pair is not None and pair.group_name != group.name:
+            if pair is not None and pair.group_name != name:
                 raise FailedPrecondition(
                     f"volume {self.volume_id(ldev.id)} is replicated in journal group {pair.group_name} already "
                     "(a volume belongs to one group)"
                 )
+            if pair is None and SVOL_OF_LABEL in ldev.labels:
+                raise FailedPrecondition(kept_copy(self.volume_id(ldev.id), ldev.labels[SVOL_OF_LABEL]))
+
+    def set_members(self, group: pb.JournalGroup, ldevs: list[pb.Ldev], add_only: bool = False) -> pb.JournalGroup:
+        """Pair the volumes not yet in the group, and (unless `add_only`) delete the pairs of those
+        no longer listed. A volume that cannot join is refused before anything changes."""
+        wanted = {ldev.id: ldev for ldev in ldevs}
+        current = {p.local_ldev_id for p in group.pairs}
+        joining = [ldev for ldev_id, ldev in wanted.items() if ldev_id not in current]
+        self.check_joining(group.name, joining)
         for ldev in joining:
             self.array.call(
                 "CreatePair",
@@ -200,3 +213,15 @@ class JournalGroups:
                 f"volume group {group.name} still has {len(group.pairs)} volume(s); remove them first"
             )
         self.array.call("DeleteJournalGroup", pb.DeleteJournalGroupRequest(name=group.name))
+
+
+def kept_copy(volume_id: str, svol_of: str) -> str:
+    """Why the copy a backup kept when its pair ended is not paired from here: the only link
+    leads back to the array it came from, so a secondary group the csi-addons manager still
+    reconciles would copy the backup's data over the main site's as a new group."""
+    serial, _, ldev = svol_of.partition(":")
+    return (
+        f"volume {volume_id} is the copy this array kept of LDEV {ldev} of array {serial} when that pair "
+        "ended; pairing it would copy it back to that array. Replicate a clone of it (a PVC with it as "
+        "dataSource) if that is meant"
+    )

@@ -87,8 +87,7 @@ class ReplicationServicer(rp_grpc.ControllerServicer):
             group = self.groups.find(name)
             if ldev is not None and (group is None or group.role != BACKUP):
                 own_group_only(name, request.replication_source)
-                group = self.groups.ensure(name, parameters)
-                self.groups.set_members(group, [ldev], add_only=True)
+                self.groups.create_with(name, parameters, [ldev])
             elif group is None:
                 raise NotFound(f"{describe(request.replication_source)} does not exist")
             elif group.role != BACKUP and "rpoSeconds" in request.parameters:

@@ -39,8 +39,7 @@ class VolumeGroupServicer(vg_grpc.ControllerServicer):
         with self.groups.locks.hold(request.name):
             group = self.groups.backup_group_of(ldevs)
             if group is None:  # the main side: the group is ours to make, its volumes ours to pair
-                group = self.groups.ensure(request.name, parameters)
-                group = self.groups.set_members(group, ldevs, add_only=True)
+                group = self.groups.create_with(request.name, parameters, ldevs)
         return vg.CreateVolumeGroupResponse(volume_group=self.message(group))
 
     def ModifyVolumeGroupMembership(

@@ -9,14 +9,13 @@ import time
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ccopy import ids
+from ccopy import SVOL_OF_LABEL, ids
 from ccopy.array_client import ArrayClient
 from ccopy.loss_words import given_up_words
 from ccopy_api import array_pb2 as pb
 from replication_sidecar.backup_site.model import (
     MANAGED_BY,
     REGISTRAR,
-    SVOL_OF,
     Action,
     ApplyConsistentCopy,
     BackupGroup,
@@ -81,7 +80,7 @@ class BackupCluster:
         while True:
             page = self.array.call("ListLdevs", pb.ListLdevsRequest(page_token=token))
             for ldev in page.ldevs:
-                if SVOL_OF in ldev.labels:
+                if SVOL_OF_LABEL in ldev.labels:
                     handle, group = ids.volume_id(serial, ldev.id), paired.get(ldev.id, "")
                     out.append(SVol(handle, ldev.size_bytes, dict(ldev.labels), ldev.id in paired, group))
             token = page.next_page_token

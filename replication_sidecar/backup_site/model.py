@@ -15,7 +15,6 @@ PVC_NAME = PVC_LABEL + "k8s-pvc/name"
 VOLUME_MODE = PVC_LABEL + "volume-mode"
 ACCESS_MODES = PVC_LABEL + "access-modes"
 FS_TYPE = PVC_LABEL + "fs-type"
-SVOL_OF = "ccopy.svol-of"  # on every S-VOL an array makes (proto/array.proto, PrepareSecondary)
 REGISTRAR = "consistentcopy-backup-site"
 
 

@@ -81,6 +81,9 @@ def test_demote(local, act):
         (BACKUP_PAIR, MAIN_PAIR, Act.NOTHING, True),
         (BACKUP_COPY, MAIN_PAIR, Act.NOTHING, False),
         (BACKUP_PFUS, MAIN_PAIR, Act.NOTHING, False),  # the main site resyncs
+        # the main site ended the pairs: nothing here copies anything anywhere, and nothing is ready
+        (view("backup"), GONE, Act.NOTHING, False),
+        (view("main", fenced=True), view("backup"), Act.NOTHING, False),
     ],
 )
 def test_resync(local, peer, act, ready):

@@ -200,3 +200,46 @@ def test_bad_parameters_and_a_grouped_volume_alone_are_refused_with_nothing_chan
     ):  # fmt: skip
         assert code_of(call, request) == grpc.StatusCode.FAILED_PRECONDITION
     assert len(sites.main_stub.ListPairs(pb.ListPairsRequest(group_name=NAME)).pairs) == 2
+
+
+def test_a_secondary_group_whose_pairs_the_main_site_ended_copies_nothing_back(sites, sidecars):
+    """The csi-addons manager keeps reconciling a secondary VolumeGroupReplication at the
+    backup after the main site ended its pairs (the registrar removes it a moment later).
+    The S-VOLs are ordinary volumes then: pairing them from the backup would copy the
+    backup's data back over the link to the main array as a new group."""
+    (stock,) = volumes(sites, "stock")
+    group_id = sidecars.main.groups.CreateVolumeGroup(
+        vg.CreateVolumeGroupRequest(name=NAME, volume_ids=[stock])
+    ).volume_group.volume_group_id
+    sidecars.main.replication.EnableVolumeReplication(rp.EnableVolumeReplicationRequest(replication_source=of_group(group_id)))
+    healthy(sidecars.main, of_group(group_id))
+    backup_serial = sites.backup_stub.GetArrayInfo(pb.GetArrayInfoRequest()).serial
+    svols = [ids.volume_id(backup_serial, p.local_ldev_id) for p in
+             sites.backup_stub.ListPairs(pb.ListPairsRequest(group_name=NAME)).pairs]  # fmt: skip
+    create_at_backup = vg.CreateVolumeGroupRequest(name="vgrcontent-at-backup", volume_ids=svols)
+    sidecars.backup.groups.CreateVolumeGroup(create_at_backup)
+
+    sidecars.main.groups.ModifyVolumeGroupMembership(vg.ModifyVolumeGroupMembershipRequest(volume_group_id=group_id))
+    sidecars.main.groups.DeleteVolumeGroup(vg.DeleteVolumeGroupRequest(volume_group_id=group_id))
+    main_ldevs = len(sites.main_stub.ListLdevs(pb.ListLdevsRequest()).ldevs)
+
+    # The manager's calls for a secondary group, as it makes them again: each is refused
+    # (the group it names is gone, or the volumes are the kept copies of ended pairs).
+    with pytest.raises(grpc.RpcError) as refused:
+        sidecars.backup.groups.CreateVolumeGroup(create_at_backup)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "would copy it back" in refused.value.details() and "clone" in refused.value.details()
+    for volume_id in svols:
+        enable_alone = rp.EnableVolumeReplicationRequest(replication_source=of_volume(volume_id))
+        assert code_of(sidecars.backup.replication.EnableVolumeReplication, enable_alone) == refused.value.code()
+    at_backup = of_group(ids.journal_group_id(backup_serial, NAME))
+    calls = sidecars.backup.replication
+    for call, request in (
+        (calls.EnableVolumeReplication, rp.EnableVolumeReplicationRequest(replication_source=at_backup)),
+        (calls.DemoteVolume, rp.DemoteVolumeRequest(replication_source=at_backup)),
+        (calls.ResyncVolume, rp.ResyncVolumeRequest(replication_source=at_backup)),
+    ):
+        assert code_of(call, request) == grpc.StatusCode.NOT_FOUND  # the group went with its pairs
+    assert not sites.backup_stub.ListJournalGroups(pb.ListJournalGroupsRequest()).groups
+    assert not sites.main_stub.ListPairs(pb.ListPairsRequest()).pairs
+    assert len(sites.main_stub.ListLdevs(pb.ListLdevsRequest()).ldevs) == main_ldevs  # nothing copied back
