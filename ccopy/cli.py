@@ -22,8 +22,17 @@ from ccopy.logfmt import setup_logging
 from ccopy.rpc import TlsFiles
 from ccopy.units import parse_size
 
+
 # The long-running commands show each flag's default (which the environment may have set).
-DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Says a flag's default where it tells something: not for a required flag, an empty or
+    unset one (its help says what empty means), or help that names its default already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        unset = action.default is None or action.default is False or action.default == ""
+        if action.required or unset or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -37,7 +46,7 @@ def optional_path(value: str | None) -> Path | None:
 def add_array_parser(commands: argparse._SubParsersAction) -> None:
     array = commands.add_parser("array", help="run a storage array")
     sub = array.add_subparsers(dest="array_command", required=True)
-    serve = sub.add_parser("serve", help="serve a pool of LDEVs over NBD and gRPC", formatter_class=DEFAULTS)
+    serve = sub.add_parser("serve", help="serve a pool of LDEVs over NBD and gRPC", formatter_class=DefaultsShown)
     serve.add_argument("--pool", default=env("POOL"), required=env("POOL") is None, help="pool folder [CCOPY_POOL]")
     serve.add_argument("--serial", type=int, default=int(env("SERIAL", "0") or 0), help="array serial [CCOPY_SERIAL]")
     serve.add_argument("--api", default=env("API", "127.0.0.1:50051"), help="management gRPC HOST:PORT [CCOPY_API]")
@@ -176,7 +185,9 @@ def array_tls(args: argparse.Namespace) -> TlsFiles:
 
 
 def add_csi_parser(commands: argparse._SubParsersAction) -> None:
-    csi = commands.add_parser("csi", help="run the CSI plugin (controller, node or both)", formatter_class=DEFAULTS)
+    csi = commands.add_parser(
+        "csi", help="run the CSI plugin (controller, node or both)", formatter_class=DefaultsShown
+    )
     csi.add_argument(
         "--endpoint", default=env("CSI_ENDPOINT", "unix:///csi/csi.sock"),
         help="gRPC endpoint the kubelet and the sidecars call [CCOPY_CSI_ENDPOINT]",
@@ -237,7 +248,7 @@ def run_csi(args: argparse.Namespace) -> int:
 def add_replication_parser(commands: argparse._SubParsersAction) -> None:
     replication = commands.add_parser(
         "replication", help="serve the csi-addons Identity, replication and volume group services for one array",
-        formatter_class=DEFAULTS,
+        formatter_class=DefaultsShown,
     )
     replication.add_argument(
         "--endpoint", default=env("REPLICATION_ENDPOINT", "unix:///csi/csi-addons.sock"),
@@ -263,11 +274,16 @@ def run_replication(args: argparse.Namespace) -> int:
 
 
 def add_kubeconfig_argument(parser: argparse.ArgumentParser, whose: str = "of the cluster; empty: the Pod's "
-                            "service account") -> None:  # fmt: skip
+                            "service account", like_kubectl: bool = False) -> None:  # fmt: skip
+    """`like_kubectl`: for commands people run, ~/.kube/config when nothing else names one."""
+    default = env("KUBECONFIG", os.environ.get("KUBECONFIG", ""))
+    home = Path.home() / ".kube" / "config"
+    if like_kubectl and not default and home.is_file():
+        default = str(home)
+    also = ", ~/.kube/config" if like_kubectl else ""
     parser.add_argument(
-        "--kubeconfig", default=env("KUBECONFIG", os.environ.get("KUBECONFIG", "")),
-        help=f"kubeconfig file {whose} [CCOPY_KUBECONFIG, KUBECONFIG]",
-    )  # fmt: skip
+        "--kubeconfig", default=default, help=f"kubeconfig file {whose} [CCOPY_KUBECONFIG, KUBECONFIG{also}]"
+    )
 
 
 def add_namespace_operator_parser(commands: argparse._SubParsersAction) -> None:
@@ -276,7 +292,7 @@ def add_namespace_operator_parser(commands: argparse._SubParsersAction) -> None:
     defaults = OperatorConfig()
     operator = commands.add_parser(
         "namespace-operator", help="copy every volume of a labelled namespace to the backup as one consistency group",
-        formatter_class=DEFAULTS,
+        formatter_class=DefaultsShown,
     )
     add_kubeconfig_argument(operator)
     add_array_client_arguments(operator)
@@ -308,8 +324,9 @@ def add_namespace_operator_parser(commands: argparse._SubParsersAction) -> None:
     operator.add_argument(
         "--rpo-seconds",
         type=float,
-        default=float(env("RPO_SECONDS", "60")),
-        help="declared RPO; a namespace's consistentcopy.io/rpo-seconds wins [CCOPY_RPO_SECONDS]",
+        default=float(env("RPO_SECONDS", "30")),
+        help="declared RPO; a namespace's consistentcopy.io/rpo-seconds wins. Keep it equal to the "
+        "replication classes' rpoSeconds: the backup site judges its copy by the class's [CCOPY_RPO_SECONDS]",
     )
     operator.add_argument(
         "--status-interval",
@@ -341,7 +358,7 @@ def add_backup_site_parser(commands: argparse._SubParsersAction) -> None:
     defaults = RegistrarConfig()
     site = commands.add_parser(
         "backup-site", help="register every S-VOL of this site's array as a PV and PVC of the main PVC's name",
-        formatter_class=DEFAULTS,
+        formatter_class=DefaultsShown,
     )
     add_kubeconfig_argument(site)
     add_array_client_arguments(site)

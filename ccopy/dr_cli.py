@@ -5,30 +5,49 @@ kubeconfig and, optionally, its context, as kubectl takes them."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from ccopy import DEFAULT_DRIVER_NAME
-from ccopy.cli import add_kubeconfig_argument, env
+from ccopy.cli import DefaultsShown, add_kubeconfig_argument, env
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    dr = commands.add_parser("dr", help="failover, failback, status and drills of a protected namespace")
+    dr = commands.add_parser(
+        "dr", help="failover, failback, status and drills of a protected namespace",
+        description="Disaster-recovery moves of a namespace the namespace operator protects, through the "
+        "Kubernetes objects of the two sites (no array credentials). The backup cluster is always needed; "
+        "the main cluster where the move changes it too.",
+    )  # fmt: skip
     verbs = dr.add_subparsers(dest="verb", required=True)
-    status = verbs.add_parser("status", help="the namespace as each site reports it")
-    failover = verbs.add_parser("failover", help="make the backup site primary (with --main-kubeconfig: planned, "
-                                "the main site demoted first)")  # fmt: skip
-    failback = verbs.add_parser("failback", help="after a failover, both sites up: back to the main site")
-    drill = verbs.add_parser("drill", help="restore a group snapshot of the backup into another namespace")
-    for verb in (status, failover, failback, drill):
-        verb.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    described = {
+        "status": ("the namespace as each site reports it",
+                   "Print the ConsistentCopy status of the namespace at the backup site, and at the main site "
+                   "too with --main-kubeconfig: state, role, volumes, recovery point, what a takeover gave up."),
+        "failover": ("make the backup site primary (with --main-kubeconfig: planned, the main site demoted first)",
+                     "Make the backup site's copy of the namespace primary: its PVCs take writes. With "
+                     "--main-kubeconfig the main site is demoted first and nothing is lost (planned); without it "
+                     "the backup takes over alone (unplanned: the main site is gone) and says what was given up."),
+        "failback": ("after a failover, both sites up: back to the main site",
+                     "After a failover, with both sites up: the main site gets the backup's writes since the "
+                     "takeover, becomes primary again, and the backup site secondary. Nothing is lost."),
+        "drill": ("restore a group snapshot of the backup into another namespace",
+                  "Take a VolumeGroupSnapshot of the backup's PVCs (one consistent point, while copying goes on) "
+                  "and restore every PVC into a new namespace for a drill or analytics; --cleanup removes it."),
+    }  # fmt: skip
+    made = {}
+    for name, (short, long) in described.items():
+        made[name] = verbs.add_parser(name, help=short, description=long, formatter_class=DefaultsShown)
+    status, failover, failback, drill = made.values()
+    for verb in made.values():
         verb.add_argument("--namespace", "-n", required=True, help="the protected namespace")
-        add_kubeconfig_argument(verb, whose="of the backup cluster")
-        verb.add_argument("--context", default=None, help="its context (default: its current one)")
+        add_kubeconfig_argument(verb, whose="of the backup cluster", like_kubectl=True)
+        verb.add_argument("--context", default=None, help="its context; unset: its current one")
         verb.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each step")
     for verb in (status, failover, failback):
         verb.add_argument("--main-kubeconfig", default=env("MAIN_KUBECONFIG", ""),
                           help="the main cluster's kubeconfig [CCOPY_MAIN_KUBECONFIG]")  # fmt: skip
-        verb.add_argument("--main-context", default=None, help="its context")
+        verb.add_argument("--main-context", default=None, help="its context; unset: its current one")
     drill.add_argument("--into", required=True, help="the drill's namespace (made; must not exist before)")
     drill.add_argument("--cleanup", action="store_true", help="remove the drill made --into that namespace")
     drill.add_argument("--driver-name", default=env("DRIVER_NAME", DEFAULT_DRIVER_NAME), help="our CSI driver")
@@ -39,10 +58,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run_dr(args: argparse.Namespace) -> int:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
     from ccopy.errors import StartupError
     from replication_sidecar.dr import commands
     from replication_sidecar.dr.site import DrError, DrSite
     from replication_sidecar.kube_client import api_client
+    from replication_sidecar.kube_watch import describe
+
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry warnings; the one error line says it all
 
     def say(text: str) -> None:
         print(text, flush=True)
@@ -55,7 +80,8 @@ def run_dr(args: argparse.Namespace) -> int:
             case "status":
                 for site in (main, backup):
                     if site is not None:
-                        print("\n".join(commands.status_lines(site, args.namespace)))
+                        status = site.consistent_copy(args.namespace)
+                        print("\n".join(commands.status_lines(site.name, args.namespace, status)))
             case "failover":
                 commands.failover(backup, args.namespace, args.timeout, say, main=main)
             case "failback":
@@ -71,5 +97,8 @@ def run_dr(args: argparse.Namespace) -> int:
                 )  # fmt: skip
     except (DrError, StartupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (ApiException, HTTPError) as exc:
+        print(f"error: {describe(exc)}", file=sys.stderr)
         return 1
     return 0

@@ -14,6 +14,7 @@ from typing import Any
 
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import MaxRetryError
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0
@@ -34,8 +35,14 @@ def api_message(exc: ApiException) -> str:
 
 
 def describe(exc: BaseException) -> str:
+    """One line a person reads: the API server's words, or why it did not answer."""
     if isinstance(exc, ApiException):
         return api_message(exc)
+    if isinstance(exc, MaxRetryError):
+        pool = exc.pool
+        where = f"{pool.host}:{pool.port}" if pool is not None else "?"
+        reason = exc.reason.__cause__ or exc.reason if exc.reason is not None else exc
+        return f"the API server at {where} does not answer: {reason}"
     return f"{type(exc).__name__}: {exc}"
 
 

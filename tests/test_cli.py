@@ -55,7 +55,7 @@ def test_every_flag_of_a_long_running_command_is_explained_with_its_default(comm
         sub = sub._subparsers._group_actions[0].choices[command.split()[1]]  # type: ignore[union-attr]
     unexplained = [a.option_strings for a in sub._actions if not a.help or a.help.startswith("[")]
     assert unexplained == []
-    assert "(default: " in sub.format_help()
+    assert "(default: " in " ".join(sub.format_help().split())  # wrapped lines joined
 
 
 @pytest.mark.parametrize("text", ["hello world", "- a list", ""])
@@ -66,3 +66,37 @@ def test_a_file_that_is_no_kubeconfig_is_one_line_not_a_traceback(text, tmp_path
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     missing = ccopy("backup-site", "--kubeconfig", str(tmp_path / "nowhere"), env={"PATH": "/usr/bin:/bin"})
     assert missing.stderr.strip() == f"error: kubeconfig {tmp_path / 'nowhere'}: no such file"
+
+
+DEAD_SERVER = """apiVersion: v1
+kind: Config
+clusters: [{name: gone, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+users: [{name: someone, user: {token: t}}]
+contexts: [{name: here, context: {cluster: gone, user: someone}}]
+current-context: here
+"""
+
+
+def dr(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ccopy", "dr", *argv], capture_output=True, text=True, env=env,
+                          timeout=60)  # fmt: skip
+
+
+@pytest.mark.parametrize("verb", ["status", "failover", "failback", "drill"])
+def test_every_dr_verb_says_what_it_does_and_explains_its_flags(verb):
+    sub = build_parser()._subparsers._group_actions[0].choices["dr"]  # type: ignore[union-attr]
+    command = sub._subparsers._group_actions[0].choices[verb]  # type: ignore[union-attr]
+    assert len(command.description or "") > 60
+    assert [a.option_strings for a in command._actions if not a.help] == []
+    text = " ".join(command.format_help().split())
+    assert "(default: 600.0)" in text and "(default: None)" not in text and ") (default:" not in text
+
+
+def test_dr_reads_the_kubeconfig_kubectl_reads_and_an_unanswering_server_is_one_line(tmp_path):
+    (tmp_path / ".kube").mkdir()
+    (tmp_path / ".kube" / "config").write_text(DEAD_SERVER)
+    done = dr("status", "--namespace", "shop", env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: the API server at 127.0.0.1:1 does not answer: [Errno 111] Connection refused"
+    ]

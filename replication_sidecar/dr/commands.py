@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ccopy.units import format_size
 from replication_sidecar.dr.drill import (
     DRILL_OF,
     DRILL_SNAPSHOT,
@@ -29,12 +30,13 @@ from replication_sidecar.dr.site import DrError, DrSite, until
 Say = Callable[[str], None]
 
 
-def status_lines(site: DrSite, namespace: str) -> list[str]:
-    """The namespace as one site reports it: state, role, volumes, recovery point, takeover."""
-    status = site.consistent_copy(namespace)
+def status_lines(site: str, namespace: str, status: dict) -> list[str]:
+    """A site's ConsistentCopy status of the namespace as lines a person reads: state, role,
+    volumes, recovery point, how far behind, what a takeover gave up. Sizes and times are
+    said as the takeover's own words say them (ccopy.loss_words)."""
     if not status:
-        return [f"{site.name}: no ConsistentCopy for namespace {namespace} here"]
-    lines = [f"{site.name}: {status.get('state', '')} (role {status.get('role', '?')}); {status.get('message', '')}"]
+        return [f"{site}: no ConsistentCopy for namespace {namespace} here"]
+    lines = [f"{site}: {status.get('state', '')} (role {status.get('role', '?')}); {status.get('message', '')}"]
     for volume in status.get("volumes") or []:
         lines.append(f"  {volume.get('pvc')}: {volume.get('volumeHandle')} {volume.get('pairState')}")
     if status.get("recoveryPoint"):
@@ -43,8 +45,8 @@ def status_lines(site: DrSite, namespace: str) -> list[str]:
                      f"{rpo})")  # fmt: skip
     behind = status.get("behindAsOfLastContact")
     if behind:
-        lines.append(f"  behind the main site as of last contact {status.get('lastContact')}: {behind['records']} "
-                     f"records, {behind['bytes']} bytes, {behind['seconds']} s")  # fmt: skip
+        amount = f"{behind['records']} records, {format_size(int(behind['bytes']))}, {float(behind['seconds']):.3f} s"
+        lines.append(f"  behind the main site as of last contact {status.get('lastContact')}: {amount} of writes")
     if status.get("takeover"):
         lines.append(f"  takeover gave up: {status['takeover']['givenUp']}")
     return lines
