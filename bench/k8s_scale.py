@@ -37,7 +37,7 @@ from ccopy.launch import free_ports
 from ccopy.waiting import wait_progressing
 from replication_sidecar.dr.drill import GROUP_SNAPSHOTS, group_snapshot
 from tests.e2e import objects
-from tests.e2e.conftest import SC, Sites, require_kubernetes, with_classes
+from tests.e2e.conftest import SC, Sites, require_kubernetes
 from tests.e2e.control_plane import CONTROLLER_ACCOUNTS
 from tests.e2e.namespace_operator import ensure_operator, ensure_registrar
 from tests.e2e.site import Site
@@ -153,8 +153,8 @@ def main() -> int:
         backup_site = Site("backup", Path(tmp) / "backup", serial=32002, array_api=backup_api, remote=main_api)
         try:
             sites = Sites(main_site.start(), backup_site.start())
-            ensure_operator(with_classes(sites.main), status_interval=10.0)
-            ensure_registrar(with_classes(sites.backup), interval=2.0, status_interval=10.0)  # the defaults
+            ensure_operator(sites.main, status_interval=10.0)
+            ensure_registrar(sites.backup, interval=2.0, status_interval=10.0)  # the defaults
             results = {n: one_size(sites, n) for n in sizes}
         finally:
             backup_site.stop()

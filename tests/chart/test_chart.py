@@ -1,5 +1,6 @@
 """The Helm chart (charts/consistent-copy), rendered by the real helm: it lints strictly,
-renders the classes the docs' manifests hold, leaves out what is disabled, and its values
+renders the classes the docs' manifests hold, leaves out what is disabled, gives each
+component the RBAC the e2e harness proves (and only at its site), and its values
 schema turns a typo or a wrong value into a clear error before anything is installed."""
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.e2e import rbac
 from tests.e2e.control_plane import K8S_BIN
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "consistent-copy"
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 HELM = K8S_BIN / "helm"
+SIDECARS = {"csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter", "csi-addons-sidecar"}
+CLASS_KINDS = {"StorageClass", "VolumeSnapshotClass", "VolumeGroupSnapshotClass", "VolumeReplicationClass",
+               "VolumeGroupReplicationClass", "Secret"}  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -48,14 +53,14 @@ def test_the_chart_lints_strictly():
 def test_by_default_it_renders_the_classes_the_docs_manifests_hold():
     examples = [doc for path in sorted(EXAMPLES.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())]
     expected = {(d["kind"], d["metadata"]["name"]): d for d in examples if d["kind"] != "Namespace"}
-    got = {(d["kind"], d["metadata"]["name"]): without_labels(d) for d in rendered()}
+    got = {(d["kind"], d["metadata"]["name"]): without_labels(d) for d in rendered() if d["kind"] in CLASS_KINDS}
     assert got == expected
     assert all(d["metadata"]["labels"]["consistentcopy.io/site"] == "main" for d in rendered())
 
 
 def test_what_is_disabled_is_left_out_and_a_default_class_is_marked():
     off = rendered("classes.replication.enabled=false", "classes.volumeSnapshotClass.enabled=false")
-    kinds = {d["kind"] for d in off}
+    kinds = {d["kind"] for d in off} & CLASS_KINDS
     assert kinds == {"StorageClass", "VolumeGroupSnapshotClass"}
     (storage,) = [d for d in rendered("classes.storageClass.default=true") if d["kind"] == "StorageClass"]
     assert storage["metadata"]["annotations"] == {"storageclass.kubernetes.io/is-default-class": "true"}
@@ -75,3 +80,27 @@ def test_what_is_disabled_is_left_out_and_a_default_class_is_marked():
 def test_a_bad_value_is_refused_by_the_schema_with_where_and_why(value, message):
     done = helm("template", "r", str(CHART), "--set", value)
     assert done.returncode != 0 and message in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(("site", "ours", "not_here"), [("main", "namespace-operator", "backup-site"),
+                                                       ("backup", "backup-site", "namespace-operator")])  # fmt: skip
+def test_each_component_gets_exactly_the_rules_the_harness_proves_and_only_at_its_site(site, ours, not_here):
+    docs = rendered(f"site={site}")
+    roles = {d["metadata"]["name"].removeprefix("r-"): d for d in docs if d["kind"] == "ClusterRole"}
+    assert set(roles) == {*SIDECARS, ours}
+    for name, role in roles.items():
+        got = [(group, tuple(r["resources"]), tuple(r["verbs"])) for r in role["rules"] for group in r["apiGroups"]]
+        assert got + ([rbac.LEASES] if f"r-{name}-leases" in names(docs, "Role") else []) == rbac.RULES[name]
+    accounts = names(docs, "ServiceAccount")
+    assert accounts == {"r-controller", "r-node", f"r-{ours}"} and f"r-{not_here}" not in accounts
+    for binding in (d for d in docs if d["kind"] in ("ClusterRoleBinding", "RoleBinding")):
+        (subject,) = binding["subjects"]
+        assert subject["name"] in accounts and subject["namespace"] == "ccopy-system"
+        assert binding["roleRef"]["name"] == binding["metadata"]["name"]
+    leases = [d for d in docs if d["kind"] == "Role"]
+    assert {d["metadata"]["name"] for d in leases} == {f"r-{s}-leases" for s in SIDECARS}
+    assert all(d["metadata"]["namespace"] == "ccopy-system" for d in leases)
+
+
+def names(docs: list[dict], kind: str) -> set[str]:
+    return {d["metadata"]["name"] for d in docs if d["kind"] == kind}

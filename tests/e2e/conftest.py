@@ -10,13 +10,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import pytest
 from kubernetes import client
 
-from ccopy import DEFAULT_DRIVER_NAME, ids
+from ccopy import ids
 from ccopy.launch import free_ports
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
@@ -26,11 +25,9 @@ from tests.conftest import require_root, require_tools
 from tests.e2e import objects
 from tests.e2e.control_plane import CONTROL_PLANE_BINARIES, K8S_BIN, K8S_CRDS, missing_binaries
 from tests.e2e.csi_addons import ADDONS_BINARIES
-from tests.e2e.namespace_operator import kubectl
 from tests.e2e.site import SIDECAR_BINARIES, Site
 
 SC = "ccopy"  # the name of every class the flows use: StorageClass, snapshot classes
-CLASSES_MANIFEST = Path(__file__).resolve().parents[2] / "docs" / "examples" / "classes.yaml"
 SNAPSHOT_GROUP, SNAPSHOT_VERSION = objects.SNAPSHOT
 GROUP_SNAPSHOT_GROUP = GROUP_SNAPSHOTS
 
@@ -48,7 +45,7 @@ class Sites:
 
 
 def require_kubernetes() -> None:
-    missing = missing_binaries(CONTROL_PLANE_BINARIES + SIDECAR_BINARIES + ADDONS_BINARIES)
+    missing = missing_binaries(CONTROL_PLANE_BINARIES + SIDECAR_BINARIES + ADDONS_BINARIES + ("helm", "kubectl"))
     if missing or not any(K8S_CRDS.glob("*.yaml")):
         pytest.skip(
             f"Kubernetes binaries or CRDs not found ({', '.join(missing) or 'CRDs'} under {K8S_BIN}, {K8S_CRDS}): "
@@ -76,19 +73,8 @@ def sites(tmp_path_factory) -> Iterator[Sites]:
 
 @pytest.fixture(scope="session")
 def site(sites: Sites) -> Site:
-    """The main site with the classes every flow uses."""
-    return with_classes(sites.main)
-
-
-def with_classes(site: Site) -> Site:
-    """The StorageClass, VolumeSnapshotClass and VolumeGroupSnapshotClass the flows use (made
-    once): `kubectl apply` of the manifest the docs give users."""
-    if getattr(site, "classes_made", False):
-        return site
-    assert site.driver == DEFAULT_DRIVER_NAME, "the manifest names the default driver"
-    kubectl(site, "apply", "-f", str(CLASSES_MANIFEST))
-    site.classes_made = True  # type: ignore[attr-defined]
-    return site
+    """The main site (the chart made the classes every flow uses when the site started)."""
+    return sites.main
 
 
 @pytest.fixture

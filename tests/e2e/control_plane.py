@@ -26,6 +26,7 @@ K8S_CRDS = Path(os.environ.get("CCOPY_K8S_CRDS", Path.home() / ".cache" / "ccopy
 CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 SERVICE_RANGE = "10.96.0.0/24"
 # The service accounts our controllers run as (in the driver's namespace), whose requests are audited.
+# The ServiceAccounts the chart makes for our controllers (tests/e2e/chart.py, account()).
 CONTROLLER_ACCOUNTS = {
     "namespace-operator": "consistentcopy-namespace-operator",
     "backup-site": "consistentcopy-backup-site",

@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from ccopy.launch import free_ports
 from ccopy.waiting import wait_progressing
-from tests.e2e import rbac
+from tests.e2e import chart
 from tests.e2e.control_plane import K8S_BIN
 from tests.e2e.processes import http_ok
 
@@ -43,16 +42,15 @@ if TYPE_CHECKING:
     from tests.e2e.site import Site
 
 ADDONS_BINARIES = ("csi-addons-sidecar", "csi-addons-manager")
-DRIVER_NAMESPACE = "ccopy-system"  # where the driver's controller Pod and its lease live
+DRIVER_NAMESPACE = chart.NAMESPACE  # where the driver's controller Pod and its lease live
 GROUP, VERSION, PLURAL = "csiaddons.openshift.io", "v1alpha1", "csiaddonsnodes"
 CREATED_BY = "sidecar.csiaddons.openshift.io/createdByPodUID"  # the annotation the sidecar stamps on its node
 DEPLOYMENT = "ccopy-controller"
-SERVICE_ACCOUNT = "ccopy-csi-addons"
+SERVICE_ACCOUNT = chart.account("controller")
 CONTAINER = "csi-addons"
 IMAGE = "quay.io/csiaddons/k8s-sidecar:latest"  # never pulled: names what the Pod stands for
 LABELS = {"app.kubernetes.io/name": "ccopy", "app.kubernetes.io/component": "controller"}
 POD_IP = "127.0.0.1"
-TOKEN_SECONDS = 24 * 3600  # longer than any run; client-go rereads the file, nothing refreshes it
 IN_POD = Path(__file__).with_name("in_pod.py")
 
 
@@ -72,24 +70,10 @@ def start_csi_addons(site: Site) -> CsiAddons:
     `ccopy replication` exist. Returns once the manager answers /readyz and the
     sidecar has registered its CSIAddonsNode; the connection between them is
     `wait_connected`'s to wait for. Everything started is in `site.processes`."""
-    core = client.CoreV1Api(site.api)
-    ensure_namespace(core, DRIVER_NAMESPACE)
-    core.create_namespaced_service_account(
-        DRIVER_NAMESPACE, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=SERVICE_ACCOUNT))
-    )
-    rbac.grant_service_account(site.api, "csi-addons-sidecar", DRIVER_NAMESPACE, SERVICE_ACCOUNT)
-    pod = run_pod(site, DRIVER_NAMESPACE)
+    pod = run_pod(site, DRIVER_NAMESPACE)  # as the chart's controller ServiceAccount, with the chart's RBAC
     manager_health = start_manager(site, DRIVER_NAMESPACE)
     endpoint = start_sidecar(site, pod)
     return CsiAddons(DRIVER_NAMESPACE, pod.metadata.name, pod.metadata.uid, endpoint, manager_health)
-
-
-def ensure_namespace(core: client.CoreV1Api, name: str) -> None:
-    try:
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    except ApiException as error:
-        if error.status != 409:  # another part of the harness made it first
-            raise
 
 
 def run_pod(site: Site, namespace: str) -> client.V1Pod:
@@ -196,7 +180,7 @@ def write_service_account(site: Site, pod: client.V1Pod) -> Path:
     request = client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(
             audiences=[],  # the API server's own
-            expiration_seconds=TOKEN_SECONDS,
+            expiration_seconds=chart.TOKEN_SECONDS,
             bound_object_ref=client.V1BoundObjectReference(
                 api_version="v1", kind="Pod", name=pod.metadata.name, uid=pod.metadata.uid
             ),

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from kubernetes import client
 
 from ccopy import DEFAULT_DRIVER_NAME
 from ccopy.launch import ArrayProcessHandle, free_port
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
-from tests.e2e import rbac
+from tests.e2e import chart, rbac
 from tests.e2e.control_plane import K8S_BIN, ControlPlane
 from tests.e2e.csi_addons import CsiAddons, start_csi_addons
 from tests.e2e.kubelet import Kubelet
@@ -62,7 +61,7 @@ class Site:
         try:
             self.plane = ControlPlane(self.name, self.folder / "k8s", self.processes).start()
             self.api = self.plane.api
-            self._register_driver()
+            self.chart_notes = chart.install(self)  # the CSIDriver, our CRD, classes, accounts, RBAC
             self._start_array()
             self._start_plugin()
             self.kubelet = Kubelet(self.api, self.socket, self.node_name, self.driver, self.folder / "kubelet")
@@ -81,17 +80,6 @@ class Site:
         self.processes.stop_all()
         if self.array is not None:
             self.array.stop()
-
-    def _register_driver(self) -> None:
-        """The CSIDriver object as the chart declares it: attach through csi-attacher, persistent
-        volumes only, file system ownership left to kubelet's fsGroup handling."""
-        spec = client.V1CSIDriverSpec(
-            attach_required=True, pod_info_on_mount=False, fs_group_policy="File",
-            volume_lifecycle_modes=["Persistent"], requires_republish=False, storage_capacity=False,
-        )  # fmt: skip
-        client.StorageV1Api(self.api).create_csi_driver(
-            client.V1CSIDriver(metadata=client.V1ObjectMeta(name=self.driver), spec=spec)
-        )
 
     def _start_array(self) -> None:
         """The data path as a secured site runs it: NBD over TLS, client certificates of the

@@ -20,7 +20,7 @@ from replication_sidecar.dr.site import DrSite
 from replication_sidecar.group_replication import REPLICATION, VGRS
 from replication_sidecar.namespace_operator.model import MEMBER_LABEL, OBJECT_NAME
 from tests.e2e import objects
-from tests.e2e.conftest import GROUP_SNAPSHOT_GROUP, SC, SNAPSHOT_GROUP, SNAPSHOT_VERSION, Sites, with_classes
+from tests.e2e.conftest import GROUP_SNAPSHOT_GROUP, SC, SNAPSHOT_GROUP, SNAPSHOT_VERSION, Sites
 from tests.e2e.namespace_operator import ensure_operator, ensure_registrar, kubectl
 from tests.e2e.site import Site
 
@@ -124,7 +124,7 @@ def test_a_group_snapshot_at_the_backup_gives_consistent_clones_while_orders_flo
     """The paper's analytics: while orders flow at the main site and copying goes on, a
     VolumeGroupSnapshot of the backup PVCs (cut at a journal sequence boundary of their
     group) restores into writable clones in which every sale has its stock change."""
-    main, backup = ensure_operator(site), with_classes(ensure_registrar(sites.backup))
+    main, backup = ensure_operator(site), ensure_registrar(sites.backup)
     mounts = {}
     for name in ("stock", "sales"):
         objects.pvc(main.api, ns, name, "64Mi", SC)

@@ -20,7 +20,7 @@ from ccopy import ecommerce
 from ccopy.waiting import wait_progressing
 from replication_sidecar.dr.drill import GROUP_SNAPSHOTS
 from tests.e2e import objects
-from tests.e2e.conftest import SC, Sites, with_classes
+from tests.e2e.conftest import SC, Sites
 from tests.e2e.namespace_operator import ensure_operator, ensure_registrar, kubectl
 from tests.e2e.site import Site
 from tests.e2e.test_backup_site import LABEL, backup_claims, consistent_copy, unlabel_and_clean_backup
@@ -58,7 +58,7 @@ def states(main: Site, backup: Site, ns: str) -> tuple[str, str]:
 
 
 def test_the_papers_demo_with_ccopy_dr_drill_failover_and_failback(site: Site, sites: Sites, ns: str):
-    main, backup = ensure_operator(site), with_classes(ensure_registrar(sites.backup))
+    main, backup = ensure_operator(site), ensure_registrar(sites.backup)
     for name in ("stock", "sales"):
         objects.pvc(main.api, ns, name, "64Mi", SC)
     mounts = mount_claims(main, ns, ("stock", "sales"))
