@@ -16,8 +16,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     dr = commands.add_parser(
         "dr", help="failover, failback, status and drills of a protected namespace",
         description="Disaster-recovery moves of a namespace the namespace operator protects, through the "
-        "Kubernetes objects of the two sites (no array credentials). The backup cluster is always needed; "
-        "the main cluster where the move changes it too.",
+        "Kubernetes objects of the two sites (no array credentials). Every verb needs the backup cluster's "
+        "kubeconfig; failback needs the main cluster's too, and status and failover use it when given.",
     )  # fmt: skip
     verbs = dr.add_subparsers(dest="verb", required=True)
     described = {
@@ -27,7 +27,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "failover": ("make the backup site primary (with --main-kubeconfig: planned, the main site demoted first)",
                      "Make the backup site's copy of the namespace primary: its PVCs take writes. With "
                      "--main-kubeconfig the main site is demoted first and nothing is lost (planned); without it "
-                     "the backup takes over alone (unplanned: the main site is gone) and says what was given up."),
+                     "the backup takes over alone (unplanned: the main site is gone) and says what was given up. "
+                     "Without --main-kubeconfig while the main site is up and still primary, the backup waits for "
+                     "it to answer no more, up to --timeout, then stops with an error."),
         "failback": ("after a failover, both sites up: back to the main site",
                      "After a failover, with both sites up: the main site gets the backup's writes since the "
                      "takeover, becomes primary again, and the backup site secondary. Nothing is lost."),
@@ -43,13 +45,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         verb.add_argument("--namespace", "-n", required=True, help="the protected namespace")
         add_kubeconfig_argument(verb, whose="of the backup cluster", like_kubectl=True)
         verb.add_argument("--context", default=None, help="its context; unset: its current one")
+    for verb in (failover, failback, drill):
         verb.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each step")
     for verb in (status, failover, failback):
+        needed = "required" if verb is failback else "optional"
         verb.add_argument("--main-kubeconfig", default=env("MAIN_KUBECONFIG", ""),
-                          help="the main cluster's kubeconfig [CCOPY_MAIN_KUBECONFIG]")  # fmt: skip
+                          help=f"the main cluster's kubeconfig, {needed} [CCOPY_MAIN_KUBECONFIG]")  # fmt: skip
         verb.add_argument("--main-context", default=None, help="its context; unset: its current one")
-    drill.add_argument("--into", required=True, help="the drill's namespace (made; must not exist before)")
-    drill.add_argument("--cleanup", action="store_true", help="remove the drill made --into that namespace")
+    drill.add_argument("--into", required=True,
+                       help="the drill's namespace: the drill makes it (it must not exist); with --cleanup, the "
+                       "drill namespace to remove")  # fmt: skip
+    drill.add_argument("--cleanup", action="store_true",
+                       help="remove the drill in --into (its PVCs, namespace and group snapshot) instead of "
+                       "making one")  # fmt: skip
     drill.add_argument("--driver-name", default=env("DRIVER_NAME", DEFAULT_DRIVER_NAME), help="our CSI driver")
     drill.add_argument("--storage-class", default="", help="of the restored PVCs; empty: the cluster's default")
     drill.add_argument("--group-snapshot-class", default="",
@@ -73,8 +81,13 @@ def run_dr(args: argparse.Namespace) -> int:
         print(text, flush=True)
 
     try:
-        backup = DrSite(api_client(args.kubeconfig, args.context), "backup")
         main_config = getattr(args, "main_kubeconfig", "")
+        if args.verb == "failback" and not main_config:
+            raise DrError("failback changes both sites: give --main-kubeconfig (or $CCOPY_MAIN_KUBECONFIG) too")
+        if not args.kubeconfig:
+            raise DrError("no kubeconfig of the backup cluster: give --kubeconfig, set $CCOPY_KUBECONFIG or "
+                          "$KUBECONFIG, or have ~/.kube/config")  # fmt: skip
+        backup = DrSite(api_client(args.kubeconfig, args.context), "backup")
         main = DrSite(api_client(main_config, args.main_context), "main") if main_config else None
         match args.verb:
             case "status":
@@ -85,8 +98,7 @@ def run_dr(args: argparse.Namespace) -> int:
             case "failover":
                 commands.failover(backup, args.namespace, args.timeout, say, main=main)
             case "failback":
-                if main is None:
-                    raise DrError("failback changes both sites: give --main-kubeconfig too")
+                assert main is not None  # checked above, before any credentials were read
                 commands.failback(main, backup, args.namespace, args.timeout, say)
             case "drill" if args.cleanup:
                 commands.drill_cleanup(backup, args.namespace, args.into, args.timeout, say)

@@ -1,31 +1,49 @@
-"""The Kubernetes credentials of the operator and the registrar: a kubeconfig file when one
-is named, else the Pod's service account. Outside a Pod without a kubeconfig there are
-none, which is a one-line error, not a traceback."""
+"""The Kubernetes credentials of the operator, the registrar and `ccopy dr`: a kubeconfig
+when one is named (a file, or a list of them as $KUBECONFIG takes it, merged as kubectl
+merges them), else the Pod's service account. Every way this fails is one line saying what
+to give, not a traceback."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from kubernetes import client, config
 
 from ccopy.errors import StartupError
 
+NO_CREDENTIALS_IN_POD = (
+    "no Kubernetes credentials: not in a Pod (no service account token) and no --kubeconfig, "
+    "$CCOPY_KUBECONFIG or $KUBECONFIG"
+)
+
 
 def api_client(kubeconfig: str, context: str | None = None) -> client.ApiClient:
     """`context`: one of the kubeconfig's contexts (None: its current one)."""
-    if kubeconfig:
-        if not Path(kubeconfig).is_file():
-            raise StartupError(f"kubeconfig {kubeconfig}: no such file")
-        try:
-            return config.new_client_from_config(config_file=kubeconfig, context=context or None)
-        except Exception as exc:  # the library raises anything on a file that is not a kubeconfig
-            why = " ".join(str(exc).split())
-            raise StartupError(f"kubeconfig {kubeconfig}: not a usable kubeconfig: {why}") from exc
+    if not kubeconfig:
+        return in_pod_client()
+    if not any(Path(path).is_file() for path in kubeconfig.split(os.pathsep) if path):
+        raise StartupError(f"kubeconfig {kubeconfig}: no such file")
+    try:
+        contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)
+    except Exception as exc:  # the library raises anything on a file that is not a kubeconfig
+        raise StartupError(f"kubeconfig {kubeconfig}: not a usable kubeconfig: {one_line(exc)}") from exc
+    names = [found.get("name", "") for found in contexts or ()]
+    if context and context not in names:
+        raise StartupError(f"context {context} is not in kubeconfig {kubeconfig} (it has: {', '.join(names)})")
+    try:
+        return config.new_client_from_config(config_file=kubeconfig, context=context or None)
+    except Exception as exc:
+        raise StartupError(f"kubeconfig {kubeconfig}: not a usable kubeconfig: {one_line(exc)}") from exc
+
+
+def in_pod_client() -> client.ApiClient:
     try:
         config.load_incluster_config()
     except config.ConfigException as exc:
-        raise StartupError(
-            "no Kubernetes credentials: not in a Pod (no service account token) and no --kubeconfig, "
-            "$CCOPY_KUBECONFIG or $KUBECONFIG"
-        ) from exc
+        raise StartupError(NO_CREDENTIALS_IN_POD) from exc
     return client.ApiClient()
+
+
+def one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())

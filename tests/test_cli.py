@@ -89,7 +89,8 @@ def test_every_dr_verb_says_what_it_does_and_explains_its_flags(verb):
     assert len(command.description or "") > 60
     assert [a.option_strings for a in command._actions if not a.help] == []
     text = " ".join(command.format_help().split())
-    assert "(default: 600.0)" in text and "(default: None)" not in text and ") (default:" not in text
+    assert ("(default: 600.0)" in text) == (verb != "status"), "--timeout where a verb waits, and only there"
+    assert "(default: None)" not in text and ") (default:" not in text
 
 
 def test_dr_reads_the_kubeconfig_kubectl_reads_and_an_unanswering_server_is_one_line(tmp_path):
@@ -100,3 +101,48 @@ def test_dr_reads_the_kubeconfig_kubectl_reads_and_an_unanswering_server_is_one_
     assert done.stderr.strip().splitlines() == [
         "error: the API server at 127.0.0.1:1 does not answer: [Errno 111] Connection refused"
     ]
+
+
+def kubeconfig_of(tmp_path, name: str, contexts: tuple[str, ...]) -> str:
+    """A kubeconfig of the DEAD_SERVER's cluster and user, with these contexts."""
+    listed = ", ".join(f"{{name: {context}, context: {{cluster: gone, user: someone}}}}" for context in contexts)
+    head = DEAD_SERVER.split("contexts:")[0]
+    path = tmp_path / name
+    path.write_text(f"{head}contexts: [{listed}]\ncurrent-context: {contexts[0]}\n")
+    return str(path)
+
+
+def test_dr_without_any_kubeconfig_says_where_one_is_looked_for(tmp_path):
+    done = dr("status", "--namespace", "shop", env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("error: no kubeconfig of the backup cluster: give --kubeconfig, set "
+                                   "$CCOPY_KUBECONFIG or $KUBECONFIG, or have ~/.kube/config")  # fmt: skip
+
+
+def test_failback_without_the_main_cluster_stops_before_reading_any_credentials(tmp_path):
+    done = dr("failback", "--namespace", "shop", "--kubeconfig", str(tmp_path / "nowhere"),
+              env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip() == ("error: failback changes both sites: give --main-kubeconfig (or "
+                                   "$CCOPY_MAIN_KUBECONFIG) too")  # fmt: skip
+
+
+def test_a_context_the_kubeconfig_lacks_is_named_with_the_ones_it_has(tmp_path):
+    config = kubeconfig_of(tmp_path, "config", contexts=("here", "there"))
+    done = dr("status", "-n", "shop", "--kubeconfig", config, "--context", "elsewhere",
+              env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})  # fmt: skip
+    assert done.stderr.strip() == f"error: context elsewhere is not in kubeconfig {config} (it has: here, there)"
+
+
+def test_a_kubeconfig_list_as_kubectl_takes_it_is_merged_and_missing_files_skipped(tmp_path):
+    first = kubeconfig_of(tmp_path, "first", contexts=("here",))
+    second = kubeconfig_of(tmp_path, "second", contexts=("there",))
+    listed = ":".join([str(tmp_path / "absent"), first, second])
+    done = dr("status", "-n", "shop", "--context", "there",
+              env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": listed})  # fmt: skip
+    assert done.stderr.strip().splitlines() == [
+        "error: the API server at 127.0.0.1:1 does not answer: [Errno 111] Connection refused"
+    ], "the context of the second file was found and its server asked"
+    none_there = dr("status", "-n", "shop", env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                                                 "KUBECONFIG": f"{tmp_path / 'a'}:{tmp_path / 'b'}"})  # fmt: skip
+    assert none_there.stderr.strip() == f"error: kubeconfig {tmp_path / 'a'}:{tmp_path / 'b'}: no such file"

@@ -36,7 +36,9 @@ def admin(site: Site) -> str:
 
 def ccopy_dr(main: Site, backup: Site, *argv: str, both: bool = False) -> str:
     """Run `ccopy dr` as a person would, with the backup cluster's (and the main's) kubeconfig."""
-    command = [sys.executable, "-m", "ccopy", "dr", *argv, "--kubeconfig", admin(backup), "--timeout", "600"]
+    command = [sys.executable, "-m", "ccopy", "dr", *argv, "--kubeconfig", admin(backup)]
+    if argv[0] != "status":  # status waits for nothing
+        command += ["--timeout", "600"]
     if both:
         command += ["--main-kubeconfig", admin(main)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
