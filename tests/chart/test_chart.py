@@ -5,40 +5,18 @@ schema turns a typo or a wrong value into a clear error before anything is insta
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.chart.helm import ARRAY, CHART, helm, rendered
 from tests.e2e import rbac
-from tests.e2e.control_plane import K8S_BIN
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "consistent-copy"
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
-HELM = K8S_BIN / "helm"
 SIDECARS = {"csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter", "csi-addons-sidecar"}
 CLASS_KINDS = {"StorageClass", "VolumeSnapshotClass", "VolumeGroupSnapshotClass", "VolumeReplicationClass",
                "VolumeGroupReplicationClass", "Secret"}  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def need_helm() -> None:
-    if not HELM.exists():
-        pytest.skip(f"helm not found at {HELM}: run ../shared/k8s/install.sh (make test does) or set CCOPY_K8S_BIN")
-
-
-def helm(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(HELM), *argv], capture_output=True, text=True, timeout=120)
-
-
-def rendered(*sets: str) -> list[dict]:
-    argv = ["template", "r", str(CHART), "--namespace", "ccopy-system"]
-    for value in sets:
-        argv += ["--set", value]
-    done = helm(*argv)
-    assert done.returncode == 0, done.stderr
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
 def without_labels(doc: dict) -> dict:
@@ -46,7 +24,7 @@ def without_labels(doc: dict) -> dict:
 
 
 def test_the_chart_lints_strictly():
-    done = helm("lint", "--strict", str(CHART))
+    done = helm("lint", "--strict", str(CHART), "--set", ARRAY)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -78,14 +56,14 @@ def test_what_is_disabled_is_left_out_and_a_default_class_is_marked():
     ],
 )
 def test_a_bad_value_is_refused_by_the_schema_with_where_and_why(value, message):
-    done = helm("template", "r", str(CHART), "--set", value)
+    done = helm("template", "r", str(CHART), "--set", ARRAY, "--set", value)
     assert done.returncode != 0 and message in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize(("site", "ours", "not_here"), [("main", "namespace-operator", "backup-site"),
                                                        ("backup", "backup-site", "namespace-operator")])  # fmt: skip
 def test_each_component_gets_exactly_the_rules_the_harness_proves_and_only_at_its_site(site, ours, not_here):
-    docs = rendered(f"site={site}")
+    docs = rendered(f"site={site}", "controller.csiAddonsAuth=false")  # as the harness runs the manager
     roles = {d["metadata"]["name"].removeprefix("r-"): d for d in docs if d["kind"] == "ClusterRole"}
     assert set(roles) == {*SIDECARS, ours}
     for name, role in roles.items():
@@ -104,3 +82,15 @@ def test_each_component_gets_exactly_the_rules_the_harness_proves_and_only_at_it
 
 def names(docs: list[dict], kind: str) -> set[str]:
     return {d["metadata"]["name"] for d in docs if d["kind"] == kind}
+
+
+def test_with_csi_addons_auth_on_the_controller_may_review_tokens_and_nothing_more():
+    """The csi-addons sidecar's default: it checks the manager's token with a TokenReview."""
+    docs = rendered()
+    auth = [d for d in docs if d["metadata"]["name"] == "r-csi-addons-auth"]
+    assert {d["kind"] for d in auth} == {"ClusterRole", "ClusterRoleBinding"}
+    role, binding = sorted(auth, key=lambda d: d["kind"])
+    assert role["rules"] == [{"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+                              "verbs": ["create"]}]  # fmt: skip
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "r-controller", "namespace": "ccopy-system"}]
+    assert not [d for d in rendered("controller.csiAddonsAuth=false") if "auth" in d["metadata"]["name"]]

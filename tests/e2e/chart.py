@@ -1,15 +1,12 @@
 """The Helm chart on a site's real API server: `helm install` makes the CSIDriver, our CRD,
-the classes, the ServiceAccounts and their RBAC; each component of ours then runs with a
-token of the ServiceAccount the chart made for it, as its Pod would."""
+the classes, the ServiceAccounts and their RBAC, and the Deployments whose Pods the harness
+then runs (pods.py) as the chart wrote them."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import yaml
-from kubernetes import client
 
 from tests.e2e.control_plane import K8S_BIN
 
@@ -39,30 +36,11 @@ def helm(site: Site, *argv: str, release: str = RELEASE) -> str:
 
 def install(site: Site, *values: str, release: str = RELEASE) -> str:
     """`helm install` of the chart for this site; returns what helm printed (NOTES.txt)."""
-    sets = [arg for value in (f"site={site.name}", f"driverName={site.driver}", *values) for arg in ("--set", value)]
+    site_values = (f"site={site.name}", f"driverName={site.driver}", f"array.address={site.array_api}",
+                   "controller.csiAddonsAuth=false")  # as the harness runs the csi-addons manager  # fmt: skip
+    sets = [arg for value in (*site_values, *values) for arg in ("--set", value)]
     return helm(site, "install", str(CHART), "--create-namespace", *sets, release=release)
 
 
 def uninstall(site: Site, release: str = RELEASE) -> None:
     helm(site, "uninstall", "--wait", release=release)
-
-
-def token_kubeconfig(site: Site, service_account: str) -> Path:
-    """A kubeconfig holding a token of the ServiceAccount, as its Pod would have it."""
-    core = client.CoreV1Api(site.api)
-    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[],
-                                                  expiration_seconds=TOKEN_SECONDS))  # fmt: skip
-    token = core.create_namespaced_service_account_token(service_account, NAMESPACE, request).status.token
-    user = f"system:serviceaccount:{NAMESPACE}:{service_account}"
-    document = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": site.name, "cluster": {"server": site.plane.url,
-                                                     "certificate-authority": str(site.plane.ca.cert)}}],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": user, "context": {"cluster": site.name, "user": user}}],
-        "current-context": user,
-    }  # fmt: skip
-    path = site.folder / f"{service_account}.kubeconfig"
-    path.write_text(yaml.safe_dump(document))
-    return path

@@ -109,6 +109,8 @@ class ControlPlane:
                 "--service-account-issuer", "https://kubernetes.default.svc",
                 "--service-account-key-file", str(sa_pub), "--service-account-signing-key-file", str(sa_key),
                 "--service-cluster-ip-range", SERVICE_RANGE, "--profiling=false", "--v=1",
+                # as every cluster that runs a CSI node plugin (kubeadm's default): its DaemonSet is privileged
+                "--allow-privileged=true",
                 *self._audit_flags()]  # fmt: skip
         context = ssl.create_default_context(cafile=str(self.ca.cert))
         context.load_cert_chain(str(probe.cert), str(probe.key))

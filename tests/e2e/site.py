@@ -1,10 +1,9 @@
-"""One site of the two-site end-to-end harness: its control plane, its array, the
-ccopy CSI plugin and replication service, and the real kubernetes-csi sidecars
-(csi-provisioner, csi-attacher, csi-resizer, csi-snapshotter, snapshot-controller),
-each a process with its own kubeconfig and log.
-
-The sidecars run with the flags a real deployment uses (`--extra-create-metadata`,
-volume group snapshots on); the plugin is what a Helm install would run.
+"""One site of the two-site end-to-end harness: its control plane with the chart installed,
+its array, the ccopy CSI plugin, and the chart's controller Pod: `ccopy replication`, the
+real kubernetes-csi sidecars (csi-provisioner, csi-attacher, csi-resizer, csi-snapshotter)
+and the csi-addons sidecar, each run with the arguments, environment and ServiceAccount
+the chart gave its container (`pods.py`); and the snapshot-controller, a prerequisite the
+chart does not own, with its own user and rules. Each is a process with its own log.
 """
 
 from __future__ import annotations
@@ -20,13 +19,14 @@ from ccopy import DEFAULT_DRIVER_NAME
 from ccopy.launch import ArrayProcessHandle, free_port
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
-from tests.e2e import chart, rbac
+from tests.e2e import chart, pods, rbac
 from tests.e2e.control_plane import K8S_BIN, ControlPlane
 from tests.e2e.csi_addons import CsiAddons, start_csi_addons
 from tests.e2e.kubelet import Kubelet
 from tests.e2e.processes import Processes, http_ok
 
 SIDECAR_BINARIES = ("csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter", "snapshot-controller")
+CONTROLLER_SIDECARS = ("csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter")  # the chart's
 GROUP_SNAPSHOTS_ON = "--feature-gates=CSIVolumeGroupSnapshot=true"  # off by default in released v8.6
 
 
@@ -56,6 +56,7 @@ class Site:
         self.array: ArrayProcessHandle | None = None
         self.kubelet: Kubelet | None = None
         self.csi_addons: CsiAddons | None = None
+        self.controller: pods.RunningPod | None = None  # the chart's controller Pod, once bound
 
     def start(self) -> Site:
         try:
@@ -66,8 +67,10 @@ class Site:
             self._start_plugin()
             self.kubelet = Kubelet(self.api, self.socket, self.node_name, self.driver, self.folder / "kubelet")
             self.kubelet.register()
-            self._start_sidecars()
-            self.csi_addons = start_csi_addons(self)
+            self.controller = pods.bind_running(self, f"{chart.RELEASE}-controller", {"/csi": self.socket.parent})
+            self._start_controller_pod(self.controller)
+            self._start_snapshot_controller()
+            self.csi_addons = start_csi_addons(self, self.controller)
         except BaseException:
             self.stop()
             raise
@@ -105,40 +108,28 @@ class Site:
              "--nbd-cert", str(node.cert), "--nbd-key", str(node.key), "--nbd-ca", str(self.plane.ca.cert)],
             ready=lambda: probe_ready(self.socket),
         )  # fmt: skip
-        self.processes.start(
-            "ccopy-replication",
-            [*ccopy, "replication", "--endpoint", f"unix://{self.addons_socket}", "--array", self.array_api,
-             "--driver-name", self.driver],
-            ready=self.addons_socket.exists,
-        )  # fmt: skip
 
-    def _start_sidecars(self) -> None:
-        """Each sidecar as its own user with its own rules; ready once its HTTP endpoint answers."""
-        common = {
-            "csi-provisioner": ["--extra-create-metadata", "--timeout=60s"],
-            "csi-attacher": ["--timeout=60s"],
-            "csi-resizer": ["--timeout=60s"],
-            "csi-snapshotter": ["--extra-create-metadata", "--timeout=120s", GROUP_SNAPSHOTS_ON],
-            # At its default client rate (5 requests/s, burst 10) a group snapshot of 100 PVCs took
-            # minutes: the controller makes several requests per member and retries the members
-            # whose content it has not made yet. The chart gives it the same.
-            "snapshot-controller": [GROUP_SNAPSHOTS_ON, "--kube-api-qps=50", "--kube-api-burst=100"],
-        }
-        for component, flags in common.items():
-            user = f"system:ccopy:{component}"
-            rbac.grant(self.api, component, user)
-            kubeconfig = self.plane.kubeconfig(user)
-            endpoint = f"127.0.0.1:{free_port()}"
-            argv = [
-                str(K8S_BIN / component),
-                f"--kubeconfig={kubeconfig}",
-                f"--http-endpoint={endpoint}",
-                "--v=4",
-                *flags,
-            ]
-            if component != "snapshot-controller":
-                argv.append(f"--csi-address={self.socket}")
-            self.processes.start(component, argv, ready=http_ok(f"http://{endpoint}/metrics"))
+    def _start_controller_pod(self, pod: pods.RunningPod) -> None:
+        """The chart's controller containers we have programs for (not the plugin's, which the
+        harness runs in `all` mode for this site's one node; not livenessprobe)."""
+        pod.run("ccopy-replication", ready=self.addons_socket.exists)
+        for sidecar in CONTROLLER_SIDECARS:
+            (port,) = [p.container_port for p in pod.container(sidecar).ports]
+            pod.run(sidecar, ready=http_ok(f"http://127.0.0.1:{pod.port(port)}/metrics"),
+                    extra=["--v=4"])  # the harness's logs say more  # fmt: skip
+
+    def _start_snapshot_controller(self) -> None:
+        """Its own user and its repository's rules. At its default client rate (5 requests/s,
+        burst 10) a group snapshot of 100 PVCs took minutes: the controller makes several
+        requests per member and retries the members whose content it has not made yet."""
+        component = "snapshot-controller"
+        user = f"system:ccopy:{component}"
+        rbac.grant(self.api, component, user)
+        endpoint = f"127.0.0.1:{free_port()}"
+        argv = [str(K8S_BIN / component), f"--kubeconfig={self.plane.kubeconfig(user)}",
+                f"--http-endpoint={endpoint}", "--v=4", GROUP_SNAPSHOTS_ON, "--kube-api-qps=50",
+                "--kube-api-burst=100"]  # fmt: skip
+        self.processes.start(component, argv, ready=http_ok(f"http://{endpoint}/metrics"))
 
     def leftovers(self) -> list[str]:
         """What of this site outlived `stop()`: processes, mounts and loop devices under its folder."""

@@ -7,3 +7,71 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 consistentcopy.io/site: {{ .Values.site }}
 {{- end -}}
+
+{{/* The one image of every ccopy role. */}}
+{{- define "consistent-copy.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* The array's management API as every ccopy process dials it. */}}
+{{- define "consistent-copy.arrayAddress" -}}
+{{- if .Values.array.inCluster.enabled -}}
+{{ .Release.Name }}-array.{{ .Release.Namespace }}.svc:50051
+{{- else -}}
+{{ required "array.address is required: the HOST:PORT of the site's array management API (or array.inCluster.enabled=true)" .Values.array.address }}
+{{- end -}}
+{{- end -}}
+
+{{/* Environment every ccopy process of the release shares: its array, the driver's name, the log level. */}}
+{{- define "consistent-copy.commonEnv" -}}
+- name: CCOPY_ARRAY
+  value: {{ include "consistent-copy.arrayAddress" . | quote }}
+- name: CCOPY_DRIVER_NAME
+  value: {{ .Values.driverName | quote }}
+- name: CCOPY_LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+{{- if .Values.array.tlsSecret }}
+- name: CCOPY_CA
+  value: /etc/ccopy/array/ca.crt
+- name: CCOPY_CERT
+  value: /etc/ccopy/array/tls.crt
+- name: CCOPY_KEY
+  value: /etc/ccopy/array/tls.key
+{{- end }}
+{{- end -}}
+
+{{/* The array client certificate's mount, where array.tlsSecret names one. */}}
+{{- define "consistent-copy.arrayTlsMount" -}}
+{{- if .Values.array.tlsSecret -}}
+- name: array-tls
+  mountPath: /etc/ccopy/array
+  readOnly: true
+{{- end -}}
+{{- end -}}
+
+{{- define "consistent-copy.arrayTlsVolume" -}}
+{{- if .Values.array.tlsSecret -}}
+- name: array-tls
+  secret:
+    secretName: {{ .Values.array.tlsSecret }}
+{{- end -}}
+{{- end -}}
+
+{{/* Selector labels of one component's Pods. */}}
+{{- define "consistent-copy.selector" -}}
+app.kubernetes.io/name: consistent-copy
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* What every container of ours runs as where the role allows: no root, nothing writable but its volumes. */}}
+{{- define "consistent-copy.unprivileged" -}}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop: [ALL]
+{{- end -}}

@@ -1,0 +1,55 @@
+"""The container image (Dockerfile) holds what the roles the chart runs need, from the one
+list of Debian packages `make deps` installs too (apt-runtime.txt), and every Python
+package of the project. No Docker engine is needed: the Dockerfile, the Makefile and the
+machine's own package database are read."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Every program the node plugin and the array run (csi_driver/attach.py, csi_driver/mounts.py).
+PROGRAMS = ("nbdfuse", "fusermount3", "losetup", "mount", "umount", "blkid", "blockdev", "mkfs.ext4", "resize2fs",
+            "mkfs.xfs", "xfs_growfs")  # fmt: skip
+
+
+def runtime_packages() -> list[str]:
+    lines = (ROOT / "apt-runtime.txt").read_text().splitlines()
+    return [word for line in lines for word in line.split("#")[0].split()]
+
+
+def test_the_image_and_make_install_the_one_list():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY apt-runtime.txt" in dockerfile and "xargs apt-get install" in dockerfile
+    assert re.search(r"^RUNTIME_PACKAGES := \$\(shell sed .* apt-runtime\.txt\)$", (ROOT / "Makefile").read_text(),
+                     flags=re.MULTILINE)  # fmt: skip
+    assert "$(RUNTIME_PACKAGES)" in (ROOT / "Makefile").read_text()
+
+
+def test_the_image_holds_every_python_package_of_the_project():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {pattern.rstrip("*") for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = set(re.findall(r"^COPY (\w+) \1$", (ROOT / "Dockerfile").read_text(), flags=re.MULTILINE))
+    assert copied == packages
+
+
+def test_every_program_the_plugin_runs_comes_from_a_listed_package():
+    if shutil.which("dpkg") is None:
+        pytest.skip("not a Debian system: dpkg cannot say which package holds a program")
+    listed = set(runtime_packages())
+    owners = {}
+    for program in PROGRAMS:
+        path = shutil.which(program, path="/usr/sbin:/usr/bin:/sbin:/bin")
+        assert path is not None, f"{program} is not installed: make deps installs apt-runtime.txt"
+        found = subprocess.run(["dpkg", "-S", str(Path(path).resolve())], capture_output=True, text=True)
+        if found.returncode != 0:  # usrmerge: dpkg knows the /sbin or /bin name
+            found = subprocess.run(["dpkg", "-S", f"/{Path(path).parent.name}/{program}"], capture_output=True,
+                                   text=True)  # fmt: skip
+        owners[program] = found.stdout.split(":")[0]
+    assert {program: owner for program, owner in owners.items() if owner not in listed} == {}
