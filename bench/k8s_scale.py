@@ -56,7 +56,9 @@ def requests_by_controller(main: Site, backup: Site, detail: bool = False) -> Co
     for site in (main, backup):
         for event in site.plane.audit_requests():
             account = event["user"]["username"].rsplit(":", 1)[-1]
-            component = next(name for name, acct in CONTROLLER_ACCOUNTS.items() if acct == account)
+            component = next((name for name, acct in CONTROLLER_ACCOUNTS.items() if acct == account), None)
+            if component is None:  # the controller Pod's sidecars: not ours to count here
+                continue
             ref = event.get("objectRef") or {}
             resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
             counts[f"{component} {event['verb']} {resource}" if detail else component] += 1

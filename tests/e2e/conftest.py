@@ -44,6 +44,13 @@ class Sites:
         return pb_grpc.ArrayStub(self._backup_channel)
 
 
+@pytest.hookimpl(trylast=True)  # after any reordering plugin (pytest-randomly shuffles)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read what the whole e2e session did run after all the others."""
+    last = [item for item in items if item.get_closest_marker("after_all_e2e")]
+    items[:] = [item for item in items if item not in last] + last
+
+
 def require_kubernetes() -> None:
     missing = missing_binaries(CONTROL_PLANE_BINARIES + SIDECAR_BINARIES + ADDONS_BINARIES + ("helm", "kubectl"))
     if missing or not any(K8S_CRDS.glob("*.yaml")):

@@ -31,7 +31,9 @@ CONTROLLER_ACCOUNTS = {
     "namespace-operator": "consistentcopy-namespace-operator",
     "backup-site": "consistentcopy-backup-site",
 }
-AUDITED = tuple(f"system:serviceaccount:ccopy-system:{account}" for account in CONTROLLER_ACCOUNTS.values())
+# Our controllers and the chart's controller Pod (its sidecars tell themselves apart by user agent).
+AUDITED = tuple(f"system:serviceaccount:ccopy-system:{account}"
+                for account in (*CONTROLLER_ACCOUNTS.values(), "consistentcopy-controller"))  # fmt: skip
 # The attach-detach controller would detach the VolumeAttachments the tests make by hand (no Pod wants
 # them); the rest are controllers a storage flow does not touch.
 CONTROLLERS = "*,-attachdetach,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route"

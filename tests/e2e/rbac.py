@@ -78,3 +78,32 @@ def grant(api: client.ApiClient, component: str, user: str) -> None:
 
 def grant_service_account(api: client.ApiClient, component: str, namespace: str, account: str) -> None:
     grant(api, component, f"system:serviceaccount:{namespace}:{account}")
+
+
+Use = tuple[str, str, str]  # API group, resource (with its subresource), verb: one audited request's
+
+
+def used(events: list[dict], user: str, agent: str = "") -> set[Use]:
+    """What `user` asked the API server for (with `agent`: only requests whose user agent names
+    that program, as each kubernetes-csi sidecar's does), from audit events."""
+    asked = set()
+    for event in events:
+        if event["user"]["username"] != user or not event.get("userAgent", "").startswith(agent):
+            continue
+        ref = event.get("objectRef") or {}
+        if ref.get("resource"):  # not discovery (/api, /version), which every user may ask for
+            resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            asked.add((ref.get("apiGroup", ""), resource, event["verb"]))
+    return asked
+
+
+def unused(rules: list[Rule], asked: set[Use]) -> list[Use]:
+    """Each (group, resource, verb) the rules grant that no request needed."""
+    return [(group, resource, verb) for group, resources, verbs in rules for resource in resources for verb in verbs
+            if (group, resource, verb) not in asked]  # fmt: skip
+
+
+def forbidden(events: list[dict]) -> list[str]:
+    """Requests the API server refused for want of a rule, said as user agent, verb and resource."""
+    return sorted({f"{e.get('userAgent', '').split(' ')[0]} {e['verb']} {(e.get('objectRef') or {}).get('resource')}"
+                   for e in events if (e.get("responseStatus") or {}).get("code") == 403})  # fmt: skip
