@@ -1,10 +1,11 @@
 """The node-side calls a kubelet makes, made by the harness (there is no kubelet here).
 
-It registers the plugin the way kubelet's plugin watcher does (NodeGetInfo, then the
-Node's CSINode entry with the node id, attach limit and topology keys the plugin
-reports), attaches through a VolumeAttachment that csi-attacher serves, stages and
-publishes with the PV's publish context at kubelet's own paths, and finishes a file
-system expansion. It remembers what it mounted so the end of a test can undo it.
+It makes the Node as a kubelet does when it starts, registers the plugin the way kubelet's
+plugin watcher does (NodeGetInfo, then the Node's topology labels and its CSINode entry
+with the node id, attach limit and topology keys the plugin reports), attaches through a
+VolumeAttachment that csi-attacher serves, stages and publishes with the PV's publish
+context at kubelet's own paths, and finishes a file system expansion. It remembers what it
+mounted so the end of a test can undo it.
 """
 
 from __future__ import annotations
@@ -53,11 +54,17 @@ class Kubelet:
         self.node = csi_grpc.NodeStub(self.channel)
         self.core, self.storage = client.CoreV1Api(self.api), client.StorageV1Api(self.api)
 
-    def register(self) -> csi.NodeGetInfoResponse:
-        """The Node (labelled with the plugin's topology) and its CSINode, from NodeGetInfo."""
+    def register_node(self) -> None:
+        """The Node, as a kubelet makes it when it starts: before any plugin, whose DaemonSet
+        Pod needs a Node to be made for."""
+        self.core.create_node(client.V1Node(metadata=client.V1ObjectMeta(name=self.node_name)))
+
+    def register_plugin(self) -> csi.NodeGetInfoResponse:
+        """What kubelet's plugin watcher does once the node plugin answers: NodeGetInfo, the
+        Node labelled with the plugin's topology, and the Node's CSINode entry."""
         info = self.node.NodeGetInfo(csi.NodeGetInfoRequest())
         segments = dict(info.accessible_topology.segments)
-        node = self.core.create_node(client.V1Node(metadata=client.V1ObjectMeta(name=self.node_name, labels=segments)))
+        node = self.core.patch_node(self.node_name, {"metadata": {"labels": segments}})
         owner = client.V1OwnerReference(api_version="v1", kind="Node", name=node.metadata.name, uid=node.metadata.uid)
         driver = client.V1CSINodeDriver(
             name=self.driver, node_id=info.node_id, topology_keys=sorted(segments),

@@ -23,7 +23,7 @@ def ensure_operator(site: Site, status_interval: float = 1.0) -> Site:
     """The main site with the operator running as the chart's Pod runs it (started once);
     the test only reads the array more often than the chart's 10 s."""
     if "namespace-operator" not in [s.name for s in site.processes.started]:
-        pod = pods.bind_running(site, chart.account("namespace-operator"), volumes={})
+        pod = pods.bind_running(site, chart.account("namespace-operator"))
         pod.run("namespace-operator", ready=lambda: "operator_started" in site.log("namespace-operator"),
                 extra=["--status-interval", str(status_interval)])  # fmt: skip
     return site
@@ -33,7 +33,7 @@ def ensure_registrar(site: Site, interval: float = 1.0, status_interval: float =
     """The backup site with the registrar running as the chart's Pod runs it (started once);
     the test only reads the array and rewrites ages more often than the chart does."""
     if "backup-site" not in [s.name for s in site.processes.started]:
-        pod = pods.bind_running(site, chart.account("backup-site"), volumes={})
+        pod = pods.bind_running(site, chart.account("backup-site"))
         pod.run("backup-site", ready=lambda: "registrar_started" in site.log("backup-site"),
                 extra=["--interval", str(interval), "--status-interval", str(status_interval)])  # fmt: skip
     return site

@@ -8,8 +8,8 @@ chart does not own, with its own user and rules. Each is a process with its own 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,24 +51,27 @@ class Site:
         self.processes = Processes(self.folder / "logs")
         self.array_api = self.array_api or f"127.0.0.1:{free_port()}"
         self.node_name = f"{self.name}-node-1"
-        self.socket = self.folder / "plugin" / "csi.sock"
-        self.addons_socket = self.folder / "plugin" / "csi-addons.sock"
+        self.kubelet_dir = self.folder / "kubelet"
+        self.socket = self.kubelet_dir / "plugins" / self.driver / "csi.sock"  # the node plugin's, as the chart puts it
         self.array: ArrayProcessHandle | None = None
         self.kubelet: Kubelet | None = None
         self.csi_addons: CsiAddons | None = None
-        self.controller: pods.RunningPod | None = None  # the chart's controller Pod, once bound
+        self.controller: pods.RunningPod | None = None  # the chart's Pods, once bound
+        self.node: pods.RunningPod | None = None
 
     def start(self) -> Site:
         try:
             self.plane = ControlPlane(self.name, self.folder / "k8s", self.processes).start()
             self.api = self.plane.api
-            self.chart_notes = chart.install(self)  # the CSIDriver, our CRD, classes, accounts, RBAC
+            self.chart_notes = chart.install(self, *self._node_values())
             self._start_array()
-            self._start_plugin()
-            self.kubelet = Kubelet(self.api, self.socket, self.node_name, self.driver, self.folder / "kubelet")
-            self.kubelet.register()
-            self.controller = pods.bind_running(self, f"{chart.RELEASE}-controller", {"/csi": self.socket.parent})
+            self.kubelet = Kubelet(self.api, self.socket, self.node_name, self.driver, self.kubelet_dir)
+            self.kubelet.register_node()
+            self.controller = pods.bind_running(self, f"{chart.RELEASE}-controller")
             self._start_controller_pod(self.controller)
+            self.node = pods.bind_running(self, f"{chart.RELEASE}-node", kind="DaemonSet")
+            self.node.run("ccopy-csi", ready=lambda: probe_ready(self.socket), process="ccopy-csi-node")
+            self.kubelet.register_plugin()
             self._start_snapshot_controller()
             self.csi_addons = start_csi_addons(self, self.controller)
         except BaseException:
@@ -96,23 +99,23 @@ class Site:
             api=self.array_api, extra_args=extra,
         ).start()  # fmt: skip
 
-    def _start_plugin(self) -> None:
-        self.socket.parent.mkdir(parents=True, exist_ok=True)
-        ccopy = [sys.executable, "-m", "ccopy"]
-        node = self.plane.ca.issue(self.node_name)
-        self.processes.start(
-            "ccopy-csi",
-            [*ccopy, "csi", "--endpoint", f"unix://{self.socket}", "--node-id", self.node_name, "--mode", "all",
-             "--site", self.name, "--array", self.array_api, "--driver-name", self.driver,
-             "--state-dir", str(self.folder / "csi-state"), "--max-volumes", "64",
-             "--nbd-cert", str(node.cert), "--nbd-key", str(node.key), "--nbd-ca", str(self.plane.ca.cert)],
-            ready=lambda: probe_ready(self.socket),
-        )  # fmt: skip
+    def _node_values(self) -> list[str]:
+        """The chart's node values for this site's one node: the kubelet's and the plugin's folders
+        under the site's, and the node's NBD client certificate (common name = node) in a folder
+        as an admin would provision it on the host."""
+        certificates = self.folder / "nbd-certificates"
+        certificates.mkdir(parents=True, exist_ok=True)
+        issued = self.plane.ca.issue(self.node_name)
+        for source, name in ((issued.cert, "tls.crt"), (issued.key, "tls.key"), (self.plane.ca.cert, "ca.crt")):
+            shutil.copyfile(source, certificates / name)
+        return [f"node.kubeletDir={self.kubelet_dir}", f"node.stateDir={self.folder / 'csi-state'}",
+                f"node.nbdCertificatesHostPath={certificates}", "node.maxVolumes=64"]  # fmt: skip
 
     def _start_controller_pod(self, pod: pods.RunningPod) -> None:
-        """The chart's controller containers we have programs for (not the plugin's, which the
-        harness runs in `all` mode for this site's one node; not livenessprobe)."""
-        pod.run("ccopy-replication", ready=self.addons_socket.exists)
+        """The chart's controller containers we have programs for (all but livenessprobe)."""
+        sockets = pod.mounts("ccopy-csi")["/csi"]
+        pod.run("ccopy-csi", ready=lambda: probe_ready(sockets / "csi.sock"))
+        pod.run("ccopy-replication", ready=(sockets / "csi-addons.sock").exists)
         for sidecar in CONTROLLER_SIDECARS:
             (port,) = [p.container_port for p in pod.container(sidecar).ports]
             pod.run(sidecar, ready=http_ok(f"http://127.0.0.1:{pod.port(port)}/metrics"),
