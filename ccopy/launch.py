@@ -66,7 +66,8 @@ class ArrayProcessHandle:
             code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            code = self.process.wait()
+            # Bounded too: a process a tracer still holds cannot be reaped; better an error than a hang.
+            code = self.process.wait(timeout)
         if self.process.stdout:
             self.process.stdout.close()
         self.process = None

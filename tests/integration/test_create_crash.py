@@ -50,7 +50,18 @@ def create_under_strace(array: ArrayProcessHandle, kill_at: int, folder: Path) -
     except grpc.RpcError:
         return False
     finally:
-        tracer.terminate()
+        stop_tracer(tracer)
+
+
+def stop_tracer(tracer: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL: once its injected SIGKILL has killed the array, strace can sit
+    waiting for the dead threads and ignore SIGTERM (seen on a fresh-clone trial, 2026-12-03),
+    and while it traces them the array is a zombie nobody may reap."""
+    tracer.terminate()
+    try:
+        tracer.wait(30)
+    except subprocess.TimeoutExpired:
+        tracer.kill()
         tracer.wait(30)
 
 
