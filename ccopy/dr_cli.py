@@ -80,6 +80,14 @@ def run_dr(args: argparse.Namespace) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 
+    def site_of(name: str, kubeconfig: str, context: str | None, flag: str, context_flag: str) -> DrSite:
+        """The site's client; each message about it names the flags that chose its cluster."""
+        where = f"{flag} {kubeconfig}" + (f" {context_flag} {context}" if context else "")
+        try:
+            return DrSite(api_client(kubeconfig, context), name, where)
+        except StartupError as exc:
+            raise StartupError(f"{name} cluster ({flag}): {exc}") from exc
+
     try:
         main_config = getattr(args, "main_kubeconfig", "")
         if args.verb == "failback" and not main_config:
@@ -87,14 +95,12 @@ def run_dr(args: argparse.Namespace) -> int:
         if not args.kubeconfig:
             raise DrError("no kubeconfig of the backup cluster: give --kubeconfig, set $CCOPY_KUBECONFIG or "
                           "$KUBECONFIG, or have ~/.kube/config")  # fmt: skip
-        backup = DrSite(api_client(args.kubeconfig, args.context), "backup")
-        main = DrSite(api_client(main_config, args.main_context), "main") if main_config else None
+        backup = site_of("backup", args.kubeconfig, args.context, "--kubeconfig", "--context")
+        main = site_of("main", main_config, getattr(args, "main_context", None), "--main-kubeconfig",
+                       "--main-context") if main_config else None  # fmt: skip
         match args.verb:
             case "status":
-                for site in (main, backup):
-                    if site is not None:
-                        status = site.consistent_copy(args.namespace)
-                        print("\n".join(commands.status_lines(site.name, args.namespace, status)))
+                return print_status([s for s in (main, backup) if s is not None], args.namespace)
             case "failover":
                 commands.failover(backup, args.namespace, args.timeout, say, main=main)
             case "failback":
@@ -114,3 +120,19 @@ def run_dr(args: argparse.Namespace) -> int:
         print(f"error: {describe(exc)}", file=sys.stderr)
         return 1
     return 0
+
+
+def print_status(sites: list, namespace: str) -> int:
+    """Each site on its own: the backup's view matters most when the main site does not answer.
+    1 when a site could not say."""
+    from replication_sidecar.dr import commands
+    from replication_sidecar.dr.site import DrError
+
+    answered = True
+    for site in sites:
+        try:
+            print("\n".join(commands.status_lines(site.name, namespace, site.require_own(namespace))), flush=True)
+        except DrError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            answered = False
+    return 0 if answered else 1

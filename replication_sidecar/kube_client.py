@@ -23,6 +23,8 @@ def api_client(kubeconfig: str, context: str | None = None) -> client.ApiClient:
     if not kubeconfig:
         return in_pod_client()
     if not any(Path(path).is_file() for path in kubeconfig.split(os.pathsep) if path):
+        if os.pathsep in kubeconfig:
+            raise StartupError(f"none of the kubeconfig files {kubeconfig} exists")
         raise StartupError(f"kubeconfig {kubeconfig}: no such file")
     try:
         contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)

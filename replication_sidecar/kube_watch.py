@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import MaxRetryError, SSLError
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0
@@ -42,6 +42,8 @@ def describe(exc: BaseException) -> str:
         pool = exc.pool
         where = f"{pool.host}:{pool.port}" if pool is not None else "?"
         reason = exc.reason.__cause__ or exc.reason if exc.reason is not None else exc
+        if isinstance(exc.reason, SSLError):  # it answered: its certificate is not the one trusted
+            return f"TLS with the API server at {where} failed: {reason}"
         return f"the API server at {where} does not answer: {reason}"
     return f"{type(exc).__name__}: {exc}"
 

@@ -99,7 +99,8 @@ def test_dr_reads_the_kubeconfig_kubectl_reads_and_an_unanswering_server_is_one_
     done = dr("status", "--namespace", "shop", env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "error: the API server at 127.0.0.1:1 does not answer: [Errno 111] Connection refused"
+        f"error: backup site (--kubeconfig {tmp_path}/.kube/config): the API server at 127.0.0.1:1 does not answer: "
+        "[Errno 111] Connection refused"
     ]
 
 
@@ -131,7 +132,8 @@ def test_a_context_the_kubeconfig_lacks_is_named_with_the_ones_it_has(tmp_path):
     config = kubeconfig_of(tmp_path, "config", contexts=("here", "there"))
     done = dr("status", "-n", "shop", "--kubeconfig", config, "--context", "elsewhere",
               env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})  # fmt: skip
-    assert done.stderr.strip() == f"error: context elsewhere is not in kubeconfig {config} (it has: here, there)"
+    assert done.stderr.strip() == (f"error: backup cluster (--kubeconfig): context elsewhere is not in kubeconfig "
+                                   f"{config} (it has: here, there)")  # fmt: skip
 
 
 def test_a_kubeconfig_list_as_kubectl_takes_it_is_merged_and_missing_files_skipped(tmp_path):
@@ -141,8 +143,10 @@ def test_a_kubeconfig_list_as_kubectl_takes_it_is_merged_and_missing_files_skipp
     done = dr("status", "-n", "shop", "--context", "there",
               env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": listed})  # fmt: skip
     assert done.stderr.strip().splitlines() == [
-        "error: the API server at 127.0.0.1:1 does not answer: [Errno 111] Connection refused"
+        f"error: backup site (--kubeconfig {listed} --context there): the API server at 127.0.0.1:1 does not "
+        "answer: [Errno 111] Connection refused"
     ], "the context of the second file was found and its server asked"
     none_there = dr("status", "-n", "shop", env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
                                                  "KUBECONFIG": f"{tmp_path / 'a'}:{tmp_path / 'b'}"})  # fmt: skip
-    assert none_there.stderr.strip() == f"error: kubeconfig {tmp_path / 'a'}:{tmp_path / 'b'}: no such file"
+    assert none_there.stderr.strip() == (f"error: backup cluster (--kubeconfig): none of the kubeconfig files "
+                                         f"{tmp_path / 'a'}:{tmp_path / 'b'} exists")  # fmt: skip

@@ -25,7 +25,7 @@ from replication_sidecar.dr.drill import (
     group_snapshot,
     restored,
 )
-from replication_sidecar.dr.site import DrError, DrSite, until
+from replication_sidecar.dr.site import DrError, DrSite, SiteUnreachable, until
 
 Say = Callable[[str], None]
 
@@ -57,7 +57,12 @@ def failover(backup: DrSite, namespace: str, timeout: float, say: Say, main: DrS
     require_registered(backup, namespace)
     started = time.monotonic()
     if main is not None:  # planned: demote the main site first, so that nothing is given up
-        set_and_wait(main, namespace, "secondary", timeout, say)
+        try:
+            main.require_own(namespace)
+            set_and_wait(main, namespace, "secondary", timeout, say)
+        except SiteUnreachable as exc:
+            raise DrError(f"{exc}; to take over without the main site, leave out --main-kubeconfig (and unset "
+                          "$CCOPY_MAIN_KUBECONFIG)") from exc  # fmt: skip
     set_and_wait(backup, namespace, "primary", timeout, say)
     status = until(lambda: backup.consistent_copy(namespace), lambda s: s.get("role") == "Primary",
                    "the backup ConsistentCopy to say Primary", timeout)  # fmt: skip
@@ -70,6 +75,7 @@ def failover(backup: DrSite, namespace: str, timeout: float, say: Say, main: DrS
 def failback(main: DrSite, backup: DrSite, namespace: str, timeout: float, say: Say) -> None:
     """Both sites up after a failover: back to the main site, nothing lost."""
     require_registered(backup, namespace)
+    main.require_own(namespace)
     started = time.monotonic()
     set_and_wait(main, namespace, "secondary", timeout, say)
     step = time.monotonic()
@@ -99,7 +105,7 @@ def set_and_wait(site: DrSite, namespace: str, state: str, timeout: float, say: 
 
 
 def require_registered(backup: DrSite, namespace: str) -> None:
-    if not backup.consistent_copy(namespace):
+    if not backup.require_own(namespace):
         raise DrError(f"{backup.name} site: namespace {namespace} has no ConsistentCopy: is it protected, and is "
                       "ccopy backup-site running here?")  # fmt: skip
 
@@ -109,7 +115,7 @@ def drill(
     group_snapshot_class: str = "",
 ) -> list[str]:  # fmt: skip
     """Restore a group snapshot of the backup PVCs into `into`; returns the PVCs made there."""
-    status = backup.consistent_copy(namespace)
+    status = backup.require_own(namespace)
     if status.get("role") != "Secondary":
         raise DrError(f"backup site: namespace {namespace} is not receiving a copy here (state "
                       f"{status.get('state') or 'none'}): a drill needs a backup that receives")  # fmt: skip

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from replication_sidecar.consistent_copy import GROUP, PLURAL, VERSION
 from replication_sidecar.dr.drill import GROUP_SNAPSHOTS, SNAPSHOTS
 from replication_sidecar.group_replication import OBJECT_NAME, REPLICATION, VGRS
+from replication_sidecar.kube_watch import describe
 
 T = TypeVar("T")
 
@@ -22,12 +24,52 @@ class DrError(Exception):
     """What stops a command, in one line for the person who ran it."""
 
 
+class SiteUnreachable(DrError):
+    """The site's API server did not answer (or its TLS failed)."""
+
+
+class NamedCalls:
+    """An API client whose failures say which site and which credentials they came from: with
+    two clusters in one command, "the API server does not answer" alone does not say which.
+    Not found stays an ApiException, which DrSite.maybe reads as absence."""
+
+    def __init__(self, api: object, site: str, where: str) -> None:
+        self._api, self._site, self._where = api, site, where
+
+    def __getattr__(self, name: str) -> Callable[..., object]:
+        method = getattr(self._api, name)
+
+        def call(*args: object, **kwargs: object) -> object:
+            try:
+                return method(*args, **kwargs)
+            except ApiException as exc:
+                if exc.status == 404:
+                    raise
+                raise DrError(f"{self._site} site ({self._where}): {describe(exc)}") from exc
+            except HTTPError as exc:
+                raise SiteUnreachable(f"{self._site} site ({self._where}): {describe(exc)}") from exc
+
+        return call
+
+
 class DrSite:
-    def __init__(self, api: client.ApiClient, name: str) -> None:
+    def __init__(self, api: client.ApiClient, name: str, where: str = "") -> None:
         self.name = name  # main or backup: how messages name this site
-        self.core = client.CoreV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
-        self.apis = client.ApisApi(api)
+        self.where = where or "its kubeconfig"  # the flags that named its cluster, for messages
+        self.core = cast(client.CoreV1Api, NamedCalls(client.CoreV1Api(api), name, self.where))
+        self.custom = cast(client.CustomObjectsApi, NamedCalls(client.CustomObjectsApi(api), name, self.where))
+        self.apis = cast(client.ApisApi, NamedCalls(client.ApisApi(api), name, self.where))
+
+    def require_own(self, namespace: str) -> dict:
+        """The namespace's ConsistentCopy status here, once it says this cluster is the site the
+        command was told it is: credentials of the other cluster would otherwise make a failover
+        report success without touching the backup."""
+        status = self.consistent_copy(namespace)
+        says = status.get("site")
+        if says and says != self.name:
+            raise DrError(f"{self.name} site ({self.where}): this cluster is the {says} site of namespace "
+                          f"{namespace}, not the {self.name} site: check the kubeconfig and context")  # fmt: skip
+        return status
 
     # -- our objects ------------------------------------------------------------------------
     def group_replication(self, namespace: str) -> dict | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -26,6 +27,7 @@ from tests.e2e.site import Site
 from tests.e2e.test_backup_site import LABEL, backup_claims, consistent_copy, unlabel_and_clean_backup
 from tests.e2e.test_failover import journal_group, write_file
 from tests.e2e.test_namespace_operator import cut_link, restore_link
+from tests.test_cli import DEAD_SERVER
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -36,15 +38,37 @@ def admin(site: Site) -> str:
 
 def ccopy_dr(main: Site, backup: Site, *argv: str, both: bool = False) -> str:
     """Run `ccopy dr` as a person would, with the backup cluster's (and the main's) kubeconfig."""
-    command = [sys.executable, "-m", "ccopy", "dr", *argv, "--kubeconfig", admin(backup)]
-    if argv[0] != "status":  # status waits for nothing
-        command += ["--timeout", "600"]
-    if both:
-        command += ["--main-kubeconfig", admin(main)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    print(f"$ ccopy dr {' '.join(argv)}{' --main-kubeconfig ...' if both else ''}\n{done.stdout}{done.stderr}")
+    done = run_dr(admin(backup), *argv, main_kubeconfig=admin(main) if both else "")
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def run_dr(kubeconfig: str, *argv: str, main_kubeconfig: str = "") -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "ccopy", "dr", *argv, "--kubeconfig", kubeconfig]
+    if argv[0] != "status":  # status waits for nothing
+        command += ["--timeout", "600"]
+    if main_kubeconfig:
+        command += ["--main-kubeconfig", main_kubeconfig]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    print(f"$ ccopy dr {' '.join(argv)}{' --main-kubeconfig ...' if main_kubeconfig else ''}\n{done.stdout}"
+          f"{done.stderr}")  # fmt: skip
+    return done
+
+
+def mistakes_change_nothing(main: Site, backup: Site, ns: str, tmp_path: Path) -> None:
+    """A person's likely mistakes, each refused with the site and flags named, nothing changed:
+    the main cluster's credentials given as the backup's (which once reported a failover that
+    never happened), and a main site that does not answer, for status and for a planned move."""
+    wrong = run_dr(admin(main), "failover", "-n", ns)
+    assert wrong.returncode == 1 and "this cluster is the main site of namespace" in wrong.stderr, wrong.stderr
+    dead = tmp_path / "dead-main.kubeconfig"
+    dead.write_text(DEAD_SERVER)
+    seen = run_dr(admin(backup), "status", "-n", ns, main_kubeconfig=str(dead))
+    assert seen.returncode == 1 and "backup: Receiving (role Secondary)" in seen.stdout  # the backup still said
+    assert f"main site (--main-kubeconfig {dead}): the API server at 127.0.0.1:1 does not answer" in seen.stderr
+    planned = run_dr(admin(backup), "failover", "-n", ns, main_kubeconfig=str(dead))
+    assert planned.returncode == 1 and "leave out --main-kubeconfig" in planned.stderr, planned.stderr
+    assert states(main, backup, ns) == ("Protected", "Receiving")
 
 
 def mount_claims(site: Site, ns: str, names: tuple[str, ...]) -> dict:
@@ -59,7 +83,7 @@ def states(main: Site, backup: Site, ns: str) -> tuple[str, str]:
     return consistent_copy(main, ns).get("state", ""), consistent_copy(backup, ns).get("state", "")
 
 
-def test_the_papers_demo_with_ccopy_dr_drill_failover_and_failback(site: Site, sites: Sites, ns: str):
+def test_the_papers_demo_with_ccopy_dr_drill_failover_and_failback(site: Site, sites: Sites, ns: str, tmp_path):
     main, backup = ensure_operator(site), ensure_registrar(sites.backup)
     for name in ("stock", "sales"):
         objects.pvc(main.api, ns, name, "64Mi", SC)
@@ -99,6 +123,7 @@ def test_the_papers_demo_with_ccopy_dr_drill_failover_and_failback(site: Site, s
         backup.kubelet.release_all()
     wait_progressing(lambda: states(main, backup, ns), lambda s: s == ("Protected", "Receiving"), "caught up")
     assert "backup: Receiving (role Secondary)" in ccopy_dr(main, backup, "status", "-n", ns, both=True)
+    mistakes_change_nothing(main, backup, ns, tmp_path)
 
     # The disaster: the main site acknowledges a write the backup never hears of, then its array dies.
     group = consistent_copy(backup, ns)["journalGroup"]

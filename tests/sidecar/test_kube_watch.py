@@ -37,3 +37,17 @@ def test_typed_objects_are_digested_by_their_json_field_names():
     assert PVC_FIELDS(pvc({"a": "1"}, ["f"])) == PVC_FIELDS(pvc({"a": "1"}, ["f"]))
     assert PVC_FIELDS(pvc({"a": "1"}, ["f"])) != PVC_FIELDS(pvc({"a": "1"}, []))  # the group let go of it
     assert PVC_FIELDS(pvc({"a": "1"}, ["f"]))[-1] == "pv-1"
+
+
+def test_a_server_that_answers_with_the_wrong_certificate_is_not_said_not_to_answer():
+    from urllib3 import HTTPConnectionPool
+    from urllib3.exceptions import MaxRetryError, NewConnectionError, SSLError
+
+    from replication_sidecar.kube_watch import describe
+
+    pool = HTTPConnectionPool("10.0.0.1", 6443)
+    tls = MaxRetryError(pool, "/api", SSLError("certificate verify failed: IP address mismatch"))
+    assert describe(tls) == ("TLS with the API server at 10.0.0.1:6443 failed: certificate verify failed: IP "
+                             "address mismatch")  # fmt: skip
+    refused = MaxRetryError(pool, "/api", NewConnectionError(pool, "[Errno 111] Connection refused"))
+    assert describe(refused).startswith("the API server at 10.0.0.1:6443 does not answer: ")
