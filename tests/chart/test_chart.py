@@ -53,6 +53,12 @@ def test_what_is_disabled_is_left_out_and_a_default_class_is_marked():
         ("classes.replication.journalCapacity=lots", "at '/classes/replication/journalCapacity'"),
         ("classes.storageClass.name=Not_A_Name", "at '/classes/storageClass/name'"),
         ("classes.replication.rpoSeconds=0", "at '/classes/replication/rpoSeconds'"),
+        ("array.address=nohost", "at '/array/address': 'nohost' does not match pattern"),
+        ("image.pullPolicy=Sometimes", "at '/image/pullPolicy': value must be one of 'IfNotPresent'"),
+        ("sidecars.provisioner=registry.k8s.io/sig-storage/csi-provisioner",
+         "at '/sidecars/provisioner': 'registry.k8s.io/sig-storage/csi-provisioner' does not match"),  # no tag
+        ("node.kubeletDir=var/lib/kubelet", "at '/node/kubeletDir'"),
+        ("logLevel=LOUD", "at '/logLevel': value must be one of 'DEBUG', 'INFO', 'WARNING', 'ERROR'"),
     ],
 )
 def test_a_bad_value_is_refused_by_the_schema_with_where_and_why(value, message):
@@ -94,3 +100,9 @@ def test_with_csi_addons_auth_on_the_controller_may_review_tokens_and_nothing_mo
                               "verbs": ["create"]}]  # fmt: skip
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "r-controller", "namespace": "ccopy-system"}]
     assert not [d for d in rendered("controller.csiAddonsAuth=false") if "auth" in d["metadata"]["name"]]
+
+
+def test_without_an_array_the_chart_says_which_value_to_set():
+    done = helm("template", "r", str(CHART))
+    assert done.returncode != 0
+    assert "array.address is required: the HOST:PORT of the site's array management API" in done.stderr
