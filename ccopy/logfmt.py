@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import time
 
 _PUBLICATION_SECRET = re.compile(r"(pub(?:/|%2F))([0-9a-f]{4})[0-9a-f]{28}", re.IGNORECASE)
 
@@ -22,6 +23,8 @@ def redact(text: str) -> str:
 
 
 class KeyValueFormatter(logging.Formatter):
+    converter = time.gmtime  # the `Z` the timestamps end with says UTC; local time would lie there
+
     def format(self, record: logging.LogRecord) -> str:
         message = redact(record.getMessage())
         line = f"ts={self.formatTime(record, '%Y-%m-%dT%H:%M:%S')}.{int(record.msecs):03d}Z"
