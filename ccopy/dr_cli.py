@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
 from ccopy import DEFAULT_DRIVER_NAME
 from ccopy.cli import DefaultsShown, add_kubeconfig_argument, env
@@ -48,9 +50,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     for verb in (failover, failback, drill):
         verb.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each step")
     for verb in (status, failover, failback):
-        needed = "required" if verb is failback else "optional"
-        verb.add_argument("--main-kubeconfig", default=env("MAIN_KUBECONFIG", ""),
-                          help=f"the main cluster's kubeconfig, {needed} [CCOPY_MAIN_KUBECONFIG]")  # fmt: skip
+        needed = verb is failback and not env("MAIN_KUBECONFIG")  # failback changes both sites
+        verb.add_argument("--main-kubeconfig", default=env("MAIN_KUBECONFIG", ""), required=needed,
+                          help=f"the main cluster's kubeconfig, {'required' if verb is failback else 'optional'} "
+                          "[CCOPY_MAIN_KUBECONFIG]")  # fmt: skip
         verb.add_argument("--main-context", default=None, help="its context; unset: its current one")
     drill.add_argument("--into", required=True,
                        help="the drill's namespace: the drill makes it (it must not exist); with --cleanup, the "
@@ -81,12 +84,13 @@ def run_dr(args: argparse.Namespace) -> int:
         print(text, flush=True)
 
     def site_of(name: str, kubeconfig: str, context: str | None, flag: str, context_flag: str) -> DrSite:
-        """The site's client; each message about it names the flags that chose its cluster."""
-        where = f"{flag} {kubeconfig}" + (f" {context_flag} {context}" if context else "")
+        """The site's client; each message about it names what chose its cluster: the flag, or the
+        variable or file it defaulted to."""
+        where = chosen_by(kubeconfig, flag) + (f" {context_flag} {context}" if context else "")
         try:
             return DrSite(api_client(kubeconfig, context), name, where)
         except StartupError as exc:
-            raise StartupError(f"{name} cluster ({flag}): {exc}") from exc
+            raise StartupError(f"{name} site ({where}): {exc}") from exc
 
     try:
         main_config = getattr(args, "main_kubeconfig", "")
@@ -136,3 +140,15 @@ def print_status(sites: list, namespace: str) -> int:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             answered = False
     return 0 if answered else 1
+
+
+def chosen_by(kubeconfig: str, flag: str) -> str:
+    """`kubeconfig` as its source gave it: the variable the flag defaults to (when equal), the
+    home's kubeconfig, or the flag."""
+    variables = ["CCOPY_MAIN_KUBECONFIG"] if flag.startswith("--main") else ["CCOPY_KUBECONFIG", "KUBECONFIG"]
+    for variable in variables:
+        if os.environ.get(variable) == kubeconfig:
+            return f"${variable}={kubeconfig}"
+    if not flag.startswith("--main") and kubeconfig == str(Path.home() / ".kube" / "config"):
+        return "~/.kube/config"
+    return f"{flag} {kubeconfig}"

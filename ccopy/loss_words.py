@@ -24,6 +24,11 @@ def given_up_words(lost: pb.DataGivenUp) -> str:
     if not lost.HasField("last_contact"):
         return f"unknown: this array never heard from the main array; {point}"
     contact = moment(lost.last_contact)
+    if not lost.records:  # "at least 0 records" was read as "nothing lost" (fresh-clone trial, 2026-12-03)
+        return (
+            f"unknown: nothing acknowledged by the main site was missing here as of last contact at {contact}, "
+            f"but writes after {contact} cannot be known (the main array did not answer); {point}"
+        )
     return (
         f"at least {amount} acknowledged by the main site are not here, as of last contact "
         f"at {contact} (the main array did not answer; writes after {contact} cannot be known); {point}"

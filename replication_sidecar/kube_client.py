@@ -25,6 +25,10 @@ def api_client(kubeconfig: str, context: str | None = None) -> client.ApiClient:
     if not any(Path(path).is_file() for path in kubeconfig.split(os.pathsep) if path):
         if os.pathsep in kubeconfig:
             raise StartupError(f"none of the kubeconfig files {kubeconfig} exists")
+        if Path(kubeconfig).is_dir():
+            raise StartupError(f"kubeconfig {kubeconfig}: a directory, not a file")
+        if Path(kubeconfig).exists():
+            raise StartupError(f"kubeconfig {kubeconfig}: not a regular file")
         raise StartupError(f"kubeconfig {kubeconfig}: no such file")
     try:
         contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)

@@ -99,8 +99,8 @@ def test_dr_reads_the_kubeconfig_kubectl_reads_and_an_unanswering_server_is_one_
     done = dr("status", "--namespace", "shop", env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"error: backup site (--kubeconfig {tmp_path}/.kube/config): the API server at 127.0.0.1:1 does not answer: "
-        "[Errno 111] Connection refused"
+        "error: backup site (~/.kube/config): the API server at 127.0.0.1:1 does not answer: [Errno 111] Connection "
+        "refused"
     ]
 
 
@@ -123,17 +123,17 @@ def test_dr_without_any_kubeconfig_says_where_one_is_looked_for(tmp_path):
 def test_failback_without_the_main_cluster_stops_before_reading_any_credentials(tmp_path):
     done = dr("failback", "--namespace", "shop", "--kubeconfig", str(tmp_path / "nowhere"),
               env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})  # fmt: skip
-    assert done.returncode == 1
-    assert done.stderr.strip() == ("error: failback changes both sites: give --main-kubeconfig (or "
-                                   "$CCOPY_MAIN_KUBECONFIG) too")  # fmt: skip
+    assert done.returncode == 2  # a usage error, as the usage line says: [--main-kubeconfig] is not optional
+    assert done.stderr.strip().endswith("error: the following arguments are required: --main-kubeconfig")
+    assert "--main-kubeconfig MAIN_KUBECONFIG" in done.stderr and "[--main-kubeconfig" not in done.stderr
 
 
 def test_a_context_the_kubeconfig_lacks_is_named_with_the_ones_it_has(tmp_path):
     config = kubeconfig_of(tmp_path, "config", contexts=("here", "there"))
     done = dr("status", "-n", "shop", "--kubeconfig", config, "--context", "elsewhere",
               env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})  # fmt: skip
-    assert done.stderr.strip() == (f"error: backup cluster (--kubeconfig): context elsewhere is not in kubeconfig "
-                                   f"{config} (it has: here, there)")  # fmt: skip
+    assert done.stderr.strip() == (f"error: backup site (--kubeconfig {config} --context elsewhere): context "
+                                   f"elsewhere is not in kubeconfig {config} (it has: here, there)")  # fmt: skip
 
 
 def test_a_kubeconfig_list_as_kubectl_takes_it_is_merged_and_missing_files_skipped(tmp_path):
@@ -143,10 +143,17 @@ def test_a_kubeconfig_list_as_kubectl_takes_it_is_merged_and_missing_files_skipp
     done = dr("status", "-n", "shop", "--context", "there",
               env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": listed})  # fmt: skip
     assert done.stderr.strip().splitlines() == [
-        f"error: backup site (--kubeconfig {listed} --context there): the API server at 127.0.0.1:1 does not "
+        f"error: backup site ($KUBECONFIG={listed} --context there): the API server at 127.0.0.1:1 does not "
         "answer: [Errno 111] Connection refused"
     ], "the context of the second file was found and its server asked"
     none_there = dr("status", "-n", "shop", env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
                                                  "KUBECONFIG": f"{tmp_path / 'a'}:{tmp_path / 'b'}"})  # fmt: skip
-    assert none_there.stderr.strip() == (f"error: backup cluster (--kubeconfig): none of the kubeconfig files "
-                                         f"{tmp_path / 'a'}:{tmp_path / 'b'} exists")  # fmt: skip
+    listed_none = f"{tmp_path / 'a'}:{tmp_path / 'b'}"
+    assert none_there.stderr.strip() == (f"error: backup site ($KUBECONFIG={listed_none}): none of the kubeconfig "
+                                         f"files {listed_none} exists")  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "said"), [("/dev/null", "not a regular file"), ("/tmp", "a directory, not a file")])
+def test_a_kubeconfig_that_is_no_file_is_said_to_be_what_it_is(path, said, tmp_path):
+    done = dr("status", "-n", "shop", env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CCOPY_KUBECONFIG": path})
+    assert done.stderr.strip() == f"error: backup site ($CCOPY_KUBECONFIG={path}): kubeconfig {path}: {said}"

@@ -150,3 +150,7 @@ def test_takeover_summary_never_reads_as_nothing_lost_when_nothing_is_known():
     assert "cannot be known" in floor
     never = given_up_words(pb.DataGivenUp())
     assert "unknown" in never and "0 records" not in never
+    nothing_then = given_up_words(pb.DataGivenUp(records=0, last_contact=contact))
+    assert nothing_then.startswith("unknown: nothing acknowledged by the main site was missing here as of last "
+                                   "contact at 2027-01-15T08:00:00.250+00:00, but writes after")  # fmt: skip
+    assert "0 records" not in nothing_then and "cannot be known" in nothing_then

@@ -24,7 +24,15 @@ def helm(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(HELM), *argv], capture_output=True, text=True, timeout=120)
 
 
-def rendered(*sets: str, values: str = "", api_versions: tuple[str, ...] = ()) -> list[dict]:
+# The prerequisites' APIs, as a cluster that has them serves them (helm template knows only built-ins).
+PREREQUISITES = (
+    "snapshot.storage.k8s.io/v1/VolumeSnapshotClass",
+    "groupsnapshot.storage.k8s.io/v1/VolumeGroupSnapshotClass",
+    "replication.storage.openshift.io/v1alpha1/VolumeGroupReplicationClass",
+)
+
+
+def rendered(*sets: str, values: str = "", api_versions: tuple[str, ...] = PREREQUISITES) -> list[dict]:
     """`values`: a file of VALUE_FILES (its own array.address); else ARRAY is set."""
     argv = ["template", "r", str(CHART), "--namespace", NAMESPACE]
     argv += ["--values", str(VALUE_FILES / values)] if values else ["--set", ARRAY]

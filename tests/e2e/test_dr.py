@@ -136,7 +136,8 @@ def test_the_papers_demo_with_ccopy_dr_drill_failover_and_failback(site: Site, s
         restore_link(sites)
     try:
         out = ccopy_dr(main, backup, "failover", "-n", ns)
-        assert "failover done" in out and "given up: at least " in out and "as of last contact" in out
+        assert "failover done" in out and "as of last contact" in out and "cannot be known" in out
+        assert "given up: at least " in out or "given up: unknown: " in out  # a floor, never "nothing"
         copy = mount_claims(backup, ns, ("stock", "sales"))
         changes, sold = ecommerce.check(copy["stock"], copy["sales"])  # the copy taken over is consistent
         assert not (copy["stock"] / "lost.txt").exists()
@@ -147,7 +148,7 @@ def test_the_papers_demo_with_ccopy_dr_drill_failover_and_failback(site: Site, s
     finally:
         main.array.start()
     truth = journal_group(main, group).main_seq - applied
-    print(f"given up: at least {taken['records']} records said; the main array's journal held {truth} more")
+    print(f"given up: {taken['givenUp']}\nthe main array's journal held {truth} more records")
     assert truth > 0 and taken["records"] <= truth
 
     out = ccopy_dr(main, backup, "failback", "-n", ns, both=True)

@@ -121,7 +121,8 @@ def test_failover_after_kill_9_then_failback_and_relocation_through_the_group_re
                                   "the takeover's record at the backup")  # fmt: skip
         taken = status["takeover"]
         assert status["state"] == "TakenOver" and status["role"] == "Primary"
-        assert taken["exact"] is False and taken["givenUp"].startswith("at least ") and taken["lastContact"]
+        assert taken["exact"] is False and taken["lastContact"]
+        assert taken["givenUp"].startswith(("at least ", "unknown: "))  # a floor, never "nothing"
         print(f"backup ConsistentCopy after the takeover: {taken['givenUp']}")
         events = client.CoreV1Api(backup.api).list_namespaced_event(ns).items
         assert any(e.reason == "TakeoverGaveUp" and e.type == "Warning" for e in events)

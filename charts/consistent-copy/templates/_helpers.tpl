@@ -16,6 +16,9 @@ consistentcopy.io/site: {{ .Values.site }}
 {{/* The array's management API as every ccopy process dials it. */}}
 {{- define "consistent-copy.arrayAddress" -}}
 {{- if .Values.array.inCluster.enabled -}}
+{{- if .Values.array.address -}}
+{{- fail (printf "array.address=%s and array.inCluster.enabled=true: choose one (the in-cluster array is dialled at its Service)" .Values.array.address) -}}
+{{- end -}}
 {{ .Release.Name }}-array.{{ .Release.Namespace }}.svc:50051
 {{- else -}}
 {{ required "array.address is required: the HOST:PORT of the site's array management API (or array.inCluster.enabled=true)" .Values.array.address }}
