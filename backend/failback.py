@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from backend.errors import FailedPrecondition
 from backend.journal import Journal
-from backend.metadata import JournalGroupRecord, PairState
+from backend.metadata import JournalGroupRecord
 from backend.pair_states import PairOp, next_state
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ class Failbacks:
         with self.array.name_locks.hold(f"journal-group:{group_name}"):
             group = self.array.pairs.group(group_name, "main")
             pairs = self.store.list_pairs(group.id)
+            targets = {p.id: next_state(p.state, PairOp.DEMOTE) for p in pairs}  # refused before anything changes
             for pair in pairs:
                 if self.array.open_sessions(pair.local_ldev) or self.store.list_publications(pair.local_ldev):
                     raise FailedPrecondition(f"P-VOL {pair.local_ldev:06x} is still used by hosts here")
@@ -101,7 +102,7 @@ class Failbacks:
             journal.reopen()
             self.store.reverse_roles(group.id, "backup", their_last_seq)
             for pair in pairs:
-                self.store.update_pair(pair.id, state=PairState.COPY, clear_base=True)
+                self.store.update_pair(pair.id, state=targets[pair.id], clear_base=True)
             self.array.replicators.ensure(group.id)
             regions = sum(bin(b).count("1") for v in bits.values() for b in v)
             log.warning("demoted group=%s regions_handed_over=%d", group_name, regions)

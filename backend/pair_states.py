@@ -29,6 +29,7 @@ class PairOp(StrEnum):
     RESYNC = "resync"
     TAKEOVER = "takeover"
     FAILBACK = "failback"
+    DEMOTE = "demote"  # in a failback, at the old main array: its pairs become the copying side
     DELETE = "delete"
 
 
@@ -55,6 +56,7 @@ _ALLOWED: dict[tuple[PairState, PairOp], PairState] = {
     (S.COPY, PairOp.RESYNC): S.COPY,
     (S.SSWS, PairOp.TAKEOVER): S.SSWS,
     (S.SSWS, PairOp.FAILBACK): S.COPY,
+    **{(state, PairOp.DEMOTE): S.COPY for state in (S.COPY, S.PAIR, *SUSPENDED)},
     **{(state, PairOp.SPLIT): state for state in SUSPENDED},  # already suspended: stays as it is
     **{(state, PairOp.SUSPEND_ERROR): state for state in SUSPENDED},
     **{(state, PairOp.JOURNAL_FULL): state for state in SUSPENDED},
@@ -74,6 +76,7 @@ _REFUSALS: dict[tuple[PairState, PairOp], str] = {
     (S.SSWS, PairOp.JOURNAL_FULL): "the S-VOL took over: it is not replicating",
     (S.SSWS, PairOp.CREATE): "the S-VOL took over: fail back or delete the pair first",
     (S.SSWS, PairOp.COPY_DONE): "the S-VOL took over: it is not copying",
+    (S.SSWS, PairOp.DEMOTE): "the S-VOL took over here: this array fails back, the other one is demoted",
 }
 _REFUSED_IN_ANY_OTHER_STATE = {
     PairOp.FAILBACK: "only a pair whose S-VOL took over (SSWS) fails back",

@@ -10,17 +10,17 @@ from backend.pair_states import PairOp, UnsafeTransition, next_state
 
 OPS = [
     PairOp.CREATE, PairOp.COPY_DONE, PairOp.SPLIT, PairOp.SUSPEND_ERROR, PairOp.JOURNAL_FULL,
-    PairOp.RESYNC, PairOp.TAKEOVER, PairOp.FAILBACK, PairOp.DELETE,
+    PairOp.RESYNC, PairOp.TAKEOVER, PairOp.FAILBACK, PairOp.DEMOTE, PairOp.DELETE,
 ]  # fmt: skip
 # One row per state, one column per operation above; "-" is a refusal.
 TABLE = """
-SMPL  COPY  -     -     -     -     -     -     -     SMPL
-COPY  COPY  PAIR  -     PSUE  PFUS  COPY  -     -     SMPL
-PAIR  PAIR  PAIR  PSUS  PSUE  PFUS  PAIR  -     -     SMPL
-PSUS  -     -     PSUS  PSUS  PSUS  COPY  SSWS  -     SMPL
-PSUE  -     -     PSUE  PSUE  PSUE  COPY  SSWS  -     SMPL
-PFUS  -     -     PFUS  PFUS  PFUS  COPY  SSWS  -     SMPL
-SSWS  -     -     -     -     -     -     SSWS  COPY  SMPL
+SMPL  COPY  -     -     -     -     -     -     -     -     SMPL
+COPY  COPY  PAIR  -     PSUE  PFUS  COPY  -     -     COPY  SMPL
+PAIR  PAIR  PAIR  PSUS  PSUE  PFUS  PAIR  -     -     COPY  SMPL
+PSUS  -     -     PSUS  PSUS  PSUS  COPY  SSWS  -     COPY  SMPL
+PSUE  -     -     PSUE  PSUE  PSUE  COPY  SSWS  -     COPY  SMPL
+PFUS  -     -     PFUS  PFUS  PFUS  COPY  SSWS  -     COPY  SMPL
+SSWS  -     -     -     -     -     -     SSWS  COPY  -     SMPL
 """
 CASES = [
     (PairState(row.split()[0]), op, cell)
