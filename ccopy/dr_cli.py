@@ -5,7 +5,6 @@ kubeconfig and, optionally, its context, as kubectl takes them."""
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -78,8 +77,6 @@ def run_dr(args: argparse.Namespace) -> int:
     from replication_sidecar.kube_client import api_client
     from replication_sidecar.kube_watch import describe
 
-    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry warnings; the one error line says it all
-
     def say(text: str) -> None:
         print(text, flush=True)
 
@@ -94,8 +91,6 @@ def run_dr(args: argparse.Namespace) -> int:
 
     try:
         main_config = getattr(args, "main_kubeconfig", "")
-        if args.verb == "failback" and not main_config:
-            raise DrError("failback changes both sites: give --main-kubeconfig (or $CCOPY_MAIN_KUBECONFIG) too")
         if not args.kubeconfig:
             raise DrError("no kubeconfig of the backup cluster: give --kubeconfig, set $CCOPY_KUBECONFIG or "
                           "$KUBECONFIG, or have ~/.kube/config")  # fmt: skip
@@ -108,7 +103,7 @@ def run_dr(args: argparse.Namespace) -> int:
             case "failover":
                 commands.failover(backup, args.namespace, args.timeout, say, main=main)
             case "failback":
-                assert main is not None  # checked above, before any credentials were read
+                assert main is not None  # argparse requires --main-kubeconfig for failback
                 commands.failback(main, backup, args.namespace, args.timeout, say)
             case "drill" if args.cleanup:
                 commands.drill_cleanup(backup, args.namespace, args.into, args.timeout, say)

@@ -19,9 +19,6 @@ def run_until_signalled(
 
     The handler only notes the signal: taking a lock in it (Event.set does) can deadlock when
     a second signal arrives while the main thread holds that lock, as `timeout` sends two."""
-    # urllib3 warns of every retry while the API server is down; the watch's own `watch_failed`
-    # line with its backoff says it once, in our format.
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
     signalled: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda number, _frame: signalled.append(number))

@@ -5,6 +5,7 @@ to give, not a traceback."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -20,6 +21,9 @@ NO_CREDENTIALS_IN_POD = (
 
 def api_client(kubeconfig: str, context: str | None = None) -> client.ApiClient:
     """`context`: one of the kubeconfig's contexts (None: its current one)."""
+    # urllib3 warns of every retry while the API server is down; our own line says it once (the
+    # controllers' `watch_failed` with its backoff, ccopy dr's one error line).
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     if not kubeconfig:
         return in_pod_client()
     if not any(Path(path).is_file() for path in kubeconfig.split(os.pathsep) if path):

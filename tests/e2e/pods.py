@@ -62,7 +62,7 @@ class RunningPod:
 
     site: Site
     pod: client.V1Pod
-    ports: dict[int, int] = field(default_factory=dict)  # containerPort -> the free port used instead
+    ports: dict[int, int] = field(init=False)  # containerPort -> the free port used instead
 
     def __post_init__(self) -> None:
         declared = sorted({p.container_port for c in self.pod.spec.containers for p in c.ports or ()})

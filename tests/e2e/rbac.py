@@ -76,10 +76,6 @@ def grant(api: client.ApiClient, component: str, user: str) -> None:
     )
 
 
-def grant_service_account(api: client.ApiClient, component: str, namespace: str, account: str) -> None:
-    grant(api, component, f"system:serviceaccount:{namespace}:{account}")
-
-
 Use = tuple[str, str, str]  # API group, resource (with its subresource), verb: one audited request's
 
 

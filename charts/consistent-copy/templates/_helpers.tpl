@@ -78,3 +78,13 @@ securityContext:
   capabilities:
     drop: [ALL]
 {{- end -}}
+
+{{/* The Pod's pull Secrets, where the values name any. */}}
+{{- define "consistent-copy.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets -}}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end -}}
+{{- end -}}
