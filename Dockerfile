@@ -17,6 +17,7 @@ COPY pyproject.toml README.md ./
 COPY backend backend
 COPY ccopy ccopy
 COPY ccopy_api ccopy_api
+COPY ccopy_common ccopy_common
 COPY csi_driver csi_driver
 COPY replication_sidecar replication_sidecar
 RUN pip install --no-cache-dir . && rm -rf /src

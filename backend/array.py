@@ -1,11 +1,10 @@
 """The array: the pool's LDEVs, their snapshots and the host sessions open on them.
 
 This is the object both servers share. The gRPC API calls the lifecycle
-methods; the NBD server opens a `Session` per connection. Every LDEV in use has
-one `LdevRuntime`: one open backing file (so a FLUSH on any connection makes
-the writes of every connection durable and NBD_FLAG_CAN_MULTI_CONN is honest),
-one write lock (snapshot barriers take it) and, once it has snapshots, its
-copy-on-write store.
+methods; the NBD server opens a `Session` per connection. The array composes
+the managers (snapshots, clones, the replication package): each gets the
+shared services below it (backend.services) and the peers it calls, never the
+array. The LDEVs in use are in the runtimes' registry (backend.runtimes).
 
 Snapshot exports are named `snapshots/<snapshot name>`; LDEV names cannot
 contain '/', so the two never collide.
@@ -14,39 +13,40 @@ contain '/', so the two never collide.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 
-from backend.cow_store import CowStore
-from backend.diff_bitmap import DiffBitmap
+from backend.clone import Cloner
 from backend.errors import AlreadyExists, Busy, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from backend.host_access import ANONYMOUS, refusal_by_name, refusal_by_publication
-from backend.journal import Journal
-from backend.ldev_id import format_ldev_id
-from backend.ldev_io import Extent, LdevFile
-from backend.locks import KeyLocks
+from backend.ldev_io import Extent
 from backend.metadata import (
     HostRecord,
     LdevRecord,
     LdevState,
-    PairState,
     Publication,
     SnapshotRecord,
     SnapshotState,
 )
 from backend.pool import Pool, PoolCapacity, validate_labels
-from backend.qos import QosLimiter
-from backend.write_path import HostWrite, WritePath, WriteRefused, WriteTarget
+from backend.replication.failback import Failbacks
+from backend.replication.journal_groups import JournalGroups
+from backend.replication.pair_ops import PairOperations
+from backend.replication.pairs import Pairs
+from backend.replication.path_watch import PathWatch
+from backend.replication.remote import RemoteLink
+from backend.replication.replicator import Replicators
+from backend.replication.takeover import Takeovers
+from backend.runtimes import LdevRuntime, Runtimes
+from backend.services import ArrayServices
+from backend.snapshots import Snapshots
+from backend.write_path import HostWrite, WritePath, WriteRefused
+from ccopy_common.ldev_id import format_ldev_id
+from ccopy_common.locks import KeyLocks
 
 log = logging.getLogger(__name__)
-
-# How long a barrier waits for in-flight writes to an LDEV to finish.
-BARRIER_TIMEOUT = 5.0
 
 SNAPSHOT_EXPORT_PREFIX = "snapshots/"
 PUBLICATION_EXPORT_PREFIX = "pub/"
@@ -56,36 +56,6 @@ def check_host_id(host_id: str) -> None:
     """Hosts are named by the node plugin (CSI node id) or a certificate: 1 to 256 bytes."""
     if not host_id or len(host_id.encode()) > 256:
         raise InvalidArgument("host id must be 1 to 256 bytes")
-
-
-@dataclass
-class LdevRuntime:
-    """An LDEV open in this process."""
-
-    ldev_id: int
-    file: LdevFile
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    cow: CowStore | None = None
-    sessions: int = 0
-    # Sessions per snapshot id: a snapshot in use cannot be deleted.
-    snapshot_sessions: dict[int, int] = field(default_factory=dict)
-    # Set while an operation (restore) needs the LDEV to itself.
-    busy: str | None = None
-    qos: QosLimiter = field(default_factory=QosLimiter)
-    # The LDEV's current size; expansion updates it for sessions that may grow.
-    size: int = 0
-    # A P-VOL of a fenced (demoted) journal group: host writes are refused (backend.pair_ops.fence).
-    fenced: bool = False
-    # Set while the LDEV is a P-VOL of a journal group: its writes are journaled.
-    journal: Journal | None = None
-    # Set while its pair is suspended or its S-VOL took over: writes mark regions for resync.
-    diff: DiffBitmap | None = None
-    # Sessions opened through each publication token, revoked on unpublish.
-    by_token: dict[str, list[Session]] = field(default_factory=dict)
-
-    @property
-    def has_snapshots(self) -> bool:
-        return self.cow is not None and bool(self.cow.live_gens)
 
 
 @dataclass(frozen=True)
@@ -218,16 +188,6 @@ class SnapshotSession(Session):
 
 class Array:
     def __init__(self, pool: Pool, chunk_size: int = 64 * 1024, hosts_by_certificate: bool = False) -> None:
-        from backend.clone import Cloner
-        from backend.failback import Failbacks
-        from backend.journal_groups import JournalGroups
-        from backend.pair_ops import PairOperations
-        from backend.pairs import Pairs
-        from backend.path_watch import PathWatch
-        from backend.replicator import Replicators
-        from backend.snapshots import Snapshots
-        from backend.takeover import Takeovers
-
         if chunk_size & (chunk_size - 1) or not 4096 <= chunk_size <= 1 << 20:
             raise InvalidArgument(f"snapshot chunk size must be a power of two from 4 KiB to 1 MiB, not {chunk_size}")
         self.pool = pool
@@ -236,20 +196,30 @@ class Array:
         self.chunk_size = chunk_size
         # The data path requires client certificates: a host opens its publications by name.
         self.hosts_by_certificate = hosts_by_certificate
-        self.write_path = WritePath(self.track_changes)
-        self._runtimes: dict[int, LdevRuntime] = {}
-        self._runtimes_lock = threading.RLock()
-        self.name_locks = KeyLocks("name")
-        self.id_locks = KeyLocks("LDEV")
-        self.snapshots = Snapshots(self)
-        self.cloner = Cloner(self)
-        self.journal_groups = JournalGroups(self)
-        self.pairs = Pairs(self)
-        self.pair_ops = PairOperations(self)
-        self.takeovers = Takeovers(self)
-        self.failbacks = Failbacks(self)
-        self.path_watch = PathWatch(self)
-        self.replicators = Replicators(self)
+        # The runtimes ask the journal groups, and the write path tells them, about journaling:
+        # both exist before the groups, which need them.
+        self.runtimes = Runtimes(pool, lambda ldev_id: self.journal_groups.journal_on_open(ldev_id))
+        self.write_path = WritePath(lambda target: self.journal_groups.journal_full(target))
+        self.name_locks = KeyLocks("name", Busy)
+        self.id_locks = KeyLocks("LDEV", Busy)
+        services = ArrayServices(pool, self.runtimes, self.write_path, self.name_locks, self.id_locks)
+        self.link = RemoteLink()
+        self.snapshots = Snapshots(services)
+        self.cloner = Cloner(services, self.snapshots)
+        self.journal_groups = JournalGroups(services, self.link)
+        self.pairs = Pairs(services, self.link, self.journal_groups, self.snapshots, ldevs=self)
+        self.pair_ops = PairOperations(services, self.link, self.pairs, self.journal_groups, self.snapshots)
+        self.replicators = Replicators(services, self.link, self.pair_ops)
+        self.takeovers = Takeovers(services, self.link, self.pairs, self.pair_ops, self.replicators)
+        self.failbacks = Failbacks(
+            services, self.link, self.pairs, self.pair_ops, self.journal_groups, self.replicators
+        )
+        self.path_watch = PathWatch(self.store, self.pair_ops)
+        # The calls down the modules' tree that go up: the journal groups and pairs start, wake
+        # and stop the backup's apply loops, and every pull or base read is contact for the watch.
+        self.journal_groups.replicators = self.replicators
+        self.pairs.replicators = self.replicators
+        self.pairs.contact = self.path_watch
         self.snapshots.recover()
         self.cloner.resume()
 
@@ -258,102 +228,8 @@ class Array:
         self.replicators.stop()
         self.cloner.stop()
         self.journal_groups.close()
-        with self._runtimes_lock:
-            for runtime in self._runtimes.values():
-                runtime.file.sync()
-                runtime.file.close()
-                if runtime.cow is not None:
-                    runtime.cow.close()
-                if runtime.diff is not None:
-                    runtime.diff.close()
-            self._runtimes.clear()
+        self.runtimes.close()
         self.pool.close()
-
-    # -- runtimes --------------------------------------------------------------
-    def runtime(self, ldev_id: int) -> LdevRuntime:
-        """The open runtime of an LDEV, opening its file and CoW store if needed."""
-        with self._runtimes_lock:
-            runtime = self._runtimes.get(ldev_id)
-            if runtime is None:
-                record = self.store.get_ldev(ldev_id)
-                runtime = LdevRuntime(ldev_id, LdevFile(self.pool.ldev_path(ldev_id), writable=True))
-                runtime.qos.update(record.max_iops, record.max_mbps)  # clones get theirs at creation
-                runtime.size = record.size
-                group = self.store.journal_group_of(ldev_id)
-                pair = self.store.find_pair_by_ldev(ldev_id)
-                copying = pair is None or pair.state in (PairState.COPY, PairState.PAIR)  # else: split
-                runtime.journal = self.journal_groups.journals.get(group) if group is not None and copying else None
-                if pair is not None and pair.role == "main":
-                    runtime.fenced = self.store.get_journal_group(pair.group_id).fenced
-                live = [
-                    s.id
-                    for s in self.store.list_snapshots(ldev_id=ldev_id, include_hidden=True)
-                    if s.state is SnapshotState.NORMAL  # CREATING ones join at their barrier
-                ]
-                if live or self.cow_path(ldev_id).exists():
-                    runtime.cow = CowStore(self.cow_path(ldev_id), record.chunk_size, live)
-                if self.bitmap_path(ldev_id).exists():
-                    runtime.diff = DiffBitmap(self.bitmap_path(ldev_id), record.size)
-                self._runtimes[ldev_id] = runtime
-            return runtime
-
-    @contextmanager
-    def hold_writes(self, ldev_ids: Iterable[int]) -> Iterator[list[LdevRuntime]]:
-        """A write barrier: new writes to every LDEV wait while in-flight ones finish.
-
-        The write locks are taken in LDEV id order (no deadlock between two
-        barriers); inside, nothing is written to any of them: one instant.
-        """
-        runtimes = [self.runtime(i) for i in sorted(set(ldev_ids))]
-        with ExitStack() as held:
-            for runtime in runtimes:
-                if not runtime.lock.acquire(timeout=BARRIER_TIMEOUT):
-                    raise Busy(f"writes to LDEV {runtime.ldev_id:06x} did not drain in {BARRIER_TIMEOUT}s")
-                held.callback(runtime.lock.release)
-            yield runtimes
-
-    def cow_path(self, ldev_id: int):
-        return self.pool.ldev_dir / f"{ldev_id:06x}.cow"
-
-    def bitmap_path(self, ldev_id: int):
-        return self.pool.ldev_dir / f"{ldev_id:06x}.bits"
-
-    def resync_path(self, ldev_id: int):
-        """The regions a running resync copies (a bitmap set aside when it started)."""
-        return self.pool.ldev_dir / f"{ldev_id:06x}.resync"
-
-    def track_changes(self, runtime: WriteTarget) -> DiffBitmap:
-        """From now on writes to the LDEV mark its differential bitmap (call under its write lock)."""
-        if runtime.diff is None:
-            runtime.diff = DiffBitmap(self.bitmap_path(runtime.ldev_id), self.get_ldev(runtime.ldev_id).size)
-        return runtime.diff
-
-    def set_aside_for_resync(self, runtime: LdevRuntime) -> None:
-        """The bitmap becomes the set of regions a resync copies; writes stop marking it (under the write lock)."""
-        os.replace(self.bitmap_path(runtime.ldev_id), self.resync_path(runtime.ldev_id))
-        if runtime.diff is not None:
-            runtime.diff.close()
-            runtime.diff = None
-
-    def stop_tracking_changes(self, runtime: LdevRuntime) -> None:
-        if runtime.diff is not None:
-            runtime.diff.discard()
-            runtime.diff = None
-
-    def ensure_cow(self, runtime: LdevRuntime, chunk_size: int) -> CowStore:
-        if runtime.cow is None:
-            runtime.cow = CowStore(self.cow_path(runtime.ldev_id), chunk_size, [])
-        return runtime.cow
-
-    def _forget_runtime(self, ldev_id: int) -> None:
-        with self._runtimes_lock:
-            runtime = self._runtimes.pop(ldev_id, None)
-        if runtime is not None:
-            runtime.file.close()
-            if runtime.cow is not None:
-                runtime.cow.close()
-            if runtime.diff is not None:
-                runtime.diff.close()
 
     # -- LDEV lifecycle (control path) -----------------------------------------
     def create_ldev(
@@ -382,7 +258,7 @@ class Array:
         with self.id_locks.hold(ldev_id):
             self.get_ldev(ldev_id)
             record = self.store.set_ldev_access(ldev_id, qos=(max_iops, max_mbps))
-            self.runtime(ldev_id).qos.update(max_iops, max_mbps)
+            self.runtimes.get(ldev_id).qos.update(max_iops, max_mbps)
         log.info("ldev_qos ldev=%s max_iops=%d max_mbps=%d", record.display_id, max_iops, max_mbps)
         return record
 
@@ -451,8 +327,8 @@ class Array:
             publication = self.store.delete_publication(ldev_id, host_id)
             if publication is None:
                 return
-            with self._runtimes_lock:
-                runtime = self._runtimes.get(ldev_id)
+            with self.runtimes.guard:
+                runtime = self.runtimes.find(ldev_id)
                 sessions = runtime.by_token.pop(publication.token, []) if runtime else []
             for session in sessions:
                 session.revoke()
@@ -486,8 +362,8 @@ class Array:
                         f"{snapshot.group_id}; delete the group first"
                     )
                 self.snapshots.check_unused(snapshot)
-            with self._runtimes_lock:
-                runtime = self._runtimes.get(ldev_id)
+            with self.runtimes.guard:
+                runtime = self.runtimes.find(ldev_id)
                 if runtime is not None and (runtime.sessions or any(runtime.snapshot_sessions.values())):
                     raise FailedPrecondition(f"LDEV {record.display_id} has open NBD sessions")
                 if record.state is LdevState.COPYING:
@@ -496,10 +372,7 @@ class Array:
                 self.store.update_ldev(ldev_id, state=LdevState.DELETING)
             for snapshot in snapshots:
                 self.snapshots.delete_for_cascade(snapshot)
-            self._forget_runtime(ldev_id)
-            self.cow_path(ldev_id).unlink(missing_ok=True)
-            self.bitmap_path(ldev_id).unlink(missing_ok=True)
-            self.resync_path(ldev_id).unlink(missing_ok=True)
+            self.runtimes.forget(ldev_id)
             self.pool.delete_ldev(record)
         log.info("ldev_deleted ldev=%s name=%s snapshots=%d", record.display_id, record.name, len(snapshots))
 
@@ -509,9 +382,7 @@ class Array:
             if record.state is not LdevState.NORMAL:
                 raise FailedPrecondition(f"LDEV {record.display_id} is {record.state.value}")
             record = self.pool.expand_ldev(record, new_size)
-            with self._runtimes_lock:
-                if ldev_id in self._runtimes:
-                    self._runtimes[ldev_id].size = record.size
+            self.runtimes.set_size(ldev_id, record.size)
         log.info("ldev_expanded ldev=%s size=%d", record.display_id, record.size)
         return record
 
@@ -536,11 +407,6 @@ class Array:
     ) -> list[LdevRecord]:
         return self.store.list_ldevs(after_id, limit, label_selector)
 
-    def open_runtimes(self) -> list[LdevRuntime]:
-        """The LDEVs with open files (in use since the array started): what metrics read."""
-        with self._runtimes_lock:
-            return list(self._runtimes.values())
-
     def capacity(self) -> PoolCapacity:
         return self.pool.capacity()
 
@@ -550,14 +416,9 @@ class Array:
     def snapshot_bytes(self, ldev_id: int) -> int:
         """Pool space the LDEV's snapshots hold (its copy-on-write store)."""
         try:
-            return self.cow_path(ldev_id).stat().st_blocks * 512
+            return self.runtimes.cow_path(ldev_id).stat().st_blocks * 512
         except FileNotFoundError:
             return 0
-
-    def open_sessions(self, ldev_id: int) -> int:
-        with self._runtimes_lock:
-            runtime = self._runtimes.get(ldev_id)
-            return 0 if runtime is None else runtime.sessions
 
     # -- sessions (data path) --------------------------------------------------
     def export_names(self, host: str = ANONYMOUS) -> list[str]:
@@ -620,9 +481,9 @@ class Array:
         return grant
 
     def open_session(self, name: str, host: str = ANONYMOUS) -> Session:
-        with self._runtimes_lock:
+        with self.runtimes.guard:
             grant = self._grant(name, host)
-            runtime = self.runtime(grant.ldev.id)
+            runtime = self.runtimes.get(grant.ldev.id)
             if grant.snapshot is not None:
                 runtime.snapshot_sessions[grant.snapshot.id] = runtime.snapshot_sessions.get(grant.snapshot.id, 0) + 1
                 session: Session = SnapshotSession(self, runtime, grant.ldev, grant.snapshot)
@@ -641,7 +502,7 @@ class Array:
         return session
 
     def _close_session(self, runtime: LdevRuntime, snapshot_id: int | None, session: Session) -> None:
-        with self._runtimes_lock:
+        with self.runtimes.guard:
             if snapshot_id is None:
                 runtime.sessions -= 1
             else:

@@ -18,14 +18,12 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from backend.errors import FailedPrecondition, InvalidArgument, OutOfRange
 from backend.metadata import LdevRecord, LdevState, SnapshotRecord, SnapshotState
+from backend.services import ArrayServices
+from backend.snapshots import Snapshots
 from backend.write_path import HostWrite, WriteKind
-
-if TYPE_CHECKING:
-    from backend.array import Array
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +42,13 @@ class CopyProgress:
 
 
 class Cloner:
-    def __init__(self, array: Array) -> None:
-        self.array = array
-        self.store = array.store
+    def __init__(self, services: ArrayServices, snapshots: Snapshots) -> None:
+        self.store = services.store
+        self.pool = services.pool
+        self.runtimes = services.runtimes
+        self.write_path = services.write_path
+        self.name_locks = services.name_locks
+        self.snapshots = snapshots
         self._progress: dict[int, CopyProgress] = {}
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
@@ -64,12 +66,12 @@ class Cloner:
         """Start cloning; returns the new LDEV (COPYING, or NORMAL for a repeat call)."""
         if (source_snapshot is None) == (source_ldev is None):
             raise InvalidArgument("give exactly one clone source: a snapshot or an LDEV")
-        with self.array.name_locks.hold(name):  # checked under the lock the create below takes
+        with self.name_locks.hold(name):  # checked under the lock the create below takes
             existing = self.store.find_ldev_by_name(name)
             if existing is not None:  # idempotent by name, like create
-                return self.array.pool.create_ldev(name, size or existing.size, labels, False, open_to_all=open_to_all)
+                return self.pool.create_ldev(name, size or existing.size, labels, False, open_to_all=open_to_all)
         if source_ldev is not None:
-            snapshot = self.array.snapshots.create_snapshot(
+            snapshot = self.snapshots.create_snapshot(
                 f"clone-source-{uuid.uuid4().hex}", source_ldev, hidden=True
             )
         else:
@@ -81,10 +83,10 @@ class Cloner:
         if size < snapshot.size:
             self._drop_hidden(snapshot)
             raise OutOfRange(f"clone of {size} bytes is smaller than its source's {snapshot.size}")
-        source = self.array.get_ldev(snapshot.ldev_id)
+        source = self.store.get_ldev(snapshot.ldev_id)
         try:
-            with self.array.name_locks.hold(name):
-                record = self.array.pool.create_ldev(
+            with self.name_locks.hold(name):
+                record = self.pool.create_ldev(
                     name, size, labels, False, source.chunk_size, snapshot.id, open_to_all, qos
                 )
         except BaseException:
@@ -152,8 +154,8 @@ class Cloner:
                 self._threads.pop(record.id, None)
 
     def _copy(self, record: LdevRecord, snapshot: SnapshotRecord, progress: CopyProgress) -> None:
-        source = self.array.runtime(snapshot.ldev_id)
-        target = self.array.runtime(record.id)
+        source = self.runtimes.get(snapshot.ldev_id)
+        target = self.runtimes.get(record.id)
         cow = source.cow
         assert cow is not None
         with source.lock:
@@ -168,7 +170,7 @@ class Cloner:
             with source.lock:
                 data = cow.read(source.file, snapshot.id, offset, length)
             if data.count(0) != len(data):  # zeroes stay holes in the clone
-                self.array.write_path.apply(target, HostWrite(WriteKind.DATA, offset, length, data), record.size, False)
+                self.write_path.apply(target, HostWrite(WriteKind.DATA, offset, length, data), record.size, False)
             progress.copied_bytes += run_chunks * cow.chunk_size
             if time.monotonic() - last_report > PROGRESS_EVERY:
                 last_report = time.monotonic()
@@ -180,7 +182,7 @@ class Cloner:
 
     def _drop_hidden(self, snapshot: SnapshotRecord) -> None:
         if snapshot.hidden and self.store.find_snapshot(snapshot.id) is not None:
-            self.array.snapshots._drop([snapshot], None)
+            self.snapshots.drop([snapshot], None)
 
 
 def _runs(chunks: list[int], max_run: int):

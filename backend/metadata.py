@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from backend.errors import AlreadyExists, NotFound, ResourceExhausted
-from backend.ldev_id import MAX_LDEV_ID, format_ldev_id
+from ccopy_common.ldev_id import MAX_LDEV_ID, format_ldev_id
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: LDEVs and their labels.
@@ -155,7 +155,7 @@ MIGRATIONS: tuple[str, ...] = (
         registered_at REAL NOT NULL
     );
     """,
-    # 14: the backup's own view of its lag (backend/lag.py): journal bytes applied in all
+    # 14: the backup's own view of its lag (backend/replication/lag.py): journal bytes applied in all
     #     and the main-site time of the newest write applied (the recovery point), made
     #     durable with applied_seq; and the main array's latest account (JSON of Heard).
     """
@@ -539,7 +539,7 @@ class MetadataStore:
     def set_applied(self, group_id: int, seq: int, nbytes: int, write_ns: int, heard: str) -> None:
         """Durable record of what the backup applied (after the S-VOLs were synced): the
         sequence, the journal bytes applied in all, the newest write's main-site time, and
-        the main array's latest account (backend.lag), all in one transaction."""
+        the main array's latest account (backend.replication.lag), all in one transaction."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE journal_group SET applied_seq=MAX(applied_seq, ?), applied_bytes=?, applied_write_ns=?, "
@@ -801,15 +801,15 @@ class JournalGroupRecord:
     remote_serial: int = 0
     split_seq: int | None = None  # None: not split
     svol_writable: bool = False
-    given_up: str | None = None  # JSON of the last takeover's DataGivenUp (backend.takeover)
+    given_up: str | None = None  # JSON of the last takeover's DataGivenUp (backend.replication.takeover)
     synchronous: bool = False
     inflow_control: bool = False
     overflow_watch: float = 60.0
     rpo_seconds: float = 0.0  # declared objective, for status and metrics; 0: none
     fenced: bool = False  # main side demoted: hosts may not write its P-VOLs
-    applied_bytes: int = 0  # backup: journal bytes applied in all (backend.lag.Applied)
+    applied_bytes: int = 0  # backup: journal bytes applied in all (backend.replication.lag.Applied)
     applied_write_ns: int = 0  # backup: main-site time of the newest write applied
-    heard: str | None = None  # backup: JSON of the main array's latest account (backend.lag.Heard)
+    heard: str | None = None  # backup: JSON of the main array's latest account (backend.replication.lag.Heard)
 
 
 def _journal_group(row: sqlite3.Row) -> JournalGroupRecord:

@@ -22,16 +22,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from backend.ldev_id import format_ldev_id
 from backend.metadata import LdevRecord, LdevState, SnapshotGroupRecord, SnapshotRecord, SnapshotState
 from backend.pool import validate_labels, validate_name
+from backend.services import ArrayServices
 from backend.write_path import HostWrite, WriteKind
-
-if TYPE_CHECKING:
-    from backend.array import Array
+from ccopy_common.ldev_id import format_ldev_id
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +86,12 @@ def page_of(extents: list[tuple[int, int]], start: int, max_results: int) -> tup
 
 
 class Snapshots:
-    def __init__(self, array: Array) -> None:
-        self.array = array
-        self.store = array.store
+    def __init__(self, services: ArrayServices) -> None:
+        self.store = services.store
+        self.runtimes = services.runtimes
+        self.write_path = services.write_path
+        self.name_locks = services.name_locks
+        self.id_locks = services.id_locks
 
     def recover(self) -> None:
         """Drop snapshots and groups a crash left CREATING: nobody was told they exist."""
@@ -120,7 +120,7 @@ class Snapshots:
             if existing.ldev_id != ldev_id or existing.group_id is not None:
                 raise AlreadyExists(f"snapshot {name!r} exists for another source")
             return existing
-        ldev = self.array.get_ldev(ldev_id)
+        ldev = self.store.get_ldev(ldev_id)
         return self._take("", [(name, ldev)], labels or {}, hidden, during_barrier).snapshots[0]
 
     def create_group(self, name: str, ldev_ids: list[int], labels: Mapping[str, str] | None = None) -> TakenGroup:
@@ -137,7 +137,7 @@ class Snapshots:
             if sorted(s.ldev_id for s in members) != sorted(ldev_ids):
                 raise AlreadyExists(f"snapshot group {name!r} exists with other LDEVs")
             return TakenGroup(existing, members, 0.0)
-        ldevs = [self.array.get_ldev(i) for i in ldev_ids]
+        ldevs = [self.store.get_ldev(i) for i in ldev_ids]
         return self._take(name, [(group_member_name(name, ldev), ldev) for ldev in ldevs], labels or {}, False)
 
     def _take(
@@ -149,10 +149,10 @@ class Snapshots:
         during_barrier: Callable[[], None] | None = None,
     ) -> TakenGroup:
         with ExitStack() as held:
-            held.enter_context(self.array.name_locks.hold(f"snapshot:{group_name or members[0][0]}"))
+            held.enter_context(self.name_locks.hold(f"snapshot:{group_name or members[0][0]}"))
             for _, ldev in sorted(members, key=lambda m: m[1].id):
-                held.enter_context(self.array.id_locks.hold(ldev.id))
-            ldevs = [self.array.get_ldev(ldev.id) for _, ldev in members]  # fresh, under the locks
+                held.enter_context(self.id_locks.hold(ldev.id))
+            ldevs = [self.store.get_ldev(ldev.id) for _, ldev in members]  # fresh, under the locks
             for ldev in ldevs:
                 self._check_can_snapshot(ldev)
             group, snapshots = self.store.insert_snapshot_group(
@@ -196,11 +196,11 @@ class Snapshots:
         journaling exactly where the base snapshot of the initial copy is cut).
         """
         for ldev in ldevs:
-            self.array.ensure_cow(self.array.runtime(ldev.id), ldev.chunk_size)
+            self.runtimes.ensure_cow(self.runtimes.get(ldev.id), ldev.chunk_size)
         start = time.perf_counter()
-        with self.array.hold_writes(ldev.id for ldev in ldevs):
+        with self.runtimes.hold_writes(ldev.id for ldev in ldevs):
             for ldev, snap in zip(ldevs, snapshots, strict=True):
-                cow = self.array.runtime(ldev.id).cow
+                cow = self.runtimes.get(ldev.id).cow
                 assert cow is not None
                 cow.add_gen(snap.id)
             if during_barrier is not None:
@@ -212,34 +212,34 @@ class Snapshots:
         snapshot = self.store.get_snapshot(snapshot_id)
         if snapshot.group_id is not None:
             raise FailedPrecondition(f"snapshot {snapshot_id} belongs to snapshot group {snapshot.group_id}")
-        with self.array.id_locks.hold(snapshot.ldev_id):
-            self._drop([snapshot], None)
+        with self.id_locks.hold(snapshot.ldev_id):
+            self.drop([snapshot], None)
 
     def delete_group(self, group_id: int) -> None:
         group = self.store.get_snapshot_group(group_id)
         members = self.store.list_snapshots(group_id=group_id)
         with ExitStack() as held:
             for ldev_id in sorted({s.ldev_id for s in members}):
-                held.enter_context(self.array.id_locks.hold(ldev_id))
-            self._drop(members, group.id)
+                held.enter_context(self.id_locks.hold(ldev_id))
+            self.drop(members, group.id)
 
     def delete_for_cascade(self, snapshot: SnapshotRecord) -> None:
         """Forget a snapshot of an LDEV that is being deleted (its CoW file goes too)."""
         self.store.delete_snapshots([snapshot.id], None)
 
-    def _drop(self, snapshots: list[SnapshotRecord], group_id: int | None) -> None:
+    def drop(self, snapshots: list[SnapshotRecord], group_id: int | None) -> None:
         for snapshot in snapshots:
             self.check_unused(snapshot)
         # Rows first: a crash after this frees the CoW space on restart.
         self.store.delete_snapshots([s.id for s in snapshots], group_id)
         for snapshot in snapshots:
-            runtime = self.array.runtime(snapshot.ldev_id)
+            runtime = self.runtimes.get(snapshot.ldev_id)
             with runtime.lock:
                 freed = runtime.cow.drop_gen(snapshot.id) if runtime.cow else 0
             log.info("snapshot_deleted snapshot=%d ldev=%06x slots_freed=%d", snapshot.id, snapshot.ldev_id, freed)
 
     def check_unused(self, snapshot: SnapshotRecord) -> None:
-        runtime = self.array.runtime(snapshot.ldev_id)
+        runtime = self.runtimes.get(snapshot.ldev_id)
         if runtime.snapshot_sessions.get(snapshot.id):
             raise FailedPrecondition(f"snapshot {snapshot.id} has open NBD sessions")
         for ldev in self.store.list_ldevs():
@@ -253,15 +253,15 @@ class Snapshots:
         Every chunk written since the snapshot is written back through the write
         path, so newer snapshots of the LDEV keep their own contents.
         """
-        with self.array.id_locks.hold(ldev_id):
+        with self.id_locks.hold(ldev_id):
             snapshot = self.store.get_snapshot(snapshot_id)
             if snapshot.ldev_id != ldev_id:
                 raise InvalidArgument(f"snapshot {snapshot_id} is of LDEV {format_ldev_id(snapshot.ldev_id)}")
-            record = self.array.get_ldev(ldev_id)
+            record = self.store.get_ldev(ldev_id)
             if record.state is not LdevState.NORMAL or record.read_only:
                 raise FailedPrecondition(f"LDEV {record.display_id} is {record.state.value}/read-only")
-            runtime = self.array.runtime(ldev_id)
-            with self.array._runtimes_lock:
+            runtime = self.runtimes.get(ldev_id)
+            with self.runtimes.guard:
                 if runtime.sessions:
                     raise FailedPrecondition(f"LDEV {record.display_id} has {runtime.sessions} open NBD session(s)")
                 runtime.busy = f"restoring snapshot {snapshot_id}"
@@ -270,7 +270,7 @@ class Snapshots:
             finally:
                 runtime.busy = None
         log.info("ldev_restored ldev=%s snapshot=%d", record.display_id, snapshot_id)
-        return self.array.get_ldev(ldev_id)
+        return self.store.get_ldev(ldev_id)
 
     def _write_back(self, runtime, record: LdevRecord, snapshot: SnapshotRecord) -> None:
         cow = runtime.cow
@@ -291,12 +291,12 @@ class Snapshots:
                 if version is not None and version.hole
                 else HostWrite(WriteKind.DATA, start, length, data)
             )
-            self.array.write_path.apply(runtime, op, record.size, False)
+            self.write_path.apply(runtime, op, record.size, False)
             if time.monotonic() - last_report > PROGRESS_EVERY:
                 last_report = time.monotonic()
                 log.info("restore_progress ldev=%s chunks=%d/%d", record.display_id, done, len(chunks))
         if record.size > snapshot.size:  # grown since the snapshot: the new space reads as zeroes
-            self.array.write_path.apply(
+            self.write_path.apply(
                 runtime, HostWrite(WriteKind.TRIM, snapshot.size, record.size - snapshot.size), record.size, False
             )
         runtime.file.sync()
@@ -308,7 +308,7 @@ class Snapshots:
     def allocated(self, snapshot_id: int, start: int, max_results: int) -> ExtentPage:
         """Extents of the snapshot that may hold data (chunk granular), from `start`."""
         snapshot = self._normal(snapshot_id)
-        runtime = self.array.runtime(snapshot.ldev_id)
+        runtime = self.runtimes.get(snapshot.ldev_id)
         assert runtime.cow is not None
         with runtime.lock:
             chunks = [c for c, _ in runtime.cow.chunk_states(runtime.file, snapshot.id, snapshot.size)]
@@ -321,7 +321,7 @@ class Snapshots:
         base, target = self._normal(base_id), self._normal(target_id)
         if base.ldev_id != target.ldev_id:
             raise InvalidArgument(f"snapshots {base_id} and {target_id} are of different LDEVs")
-        runtime = self.array.runtime(base.ldev_id)
+        runtime = self.runtimes.get(base.ldev_id)
         cow = runtime.cow
         assert cow is not None
         with runtime.lock:

@@ -79,9 +79,10 @@ class WriteTarget(Protocol):
 
 
 class WritePath:
-    def __init__(self, track_changes: Callable[[WriteTarget], DiffBitmap]) -> None:
-        # Starts an LDEV's differential bitmap when its journal is full (the array's).
-        self.track_changes = track_changes
+    def __init__(self, journal_full: Callable[[WriteTarget], None]) -> None:
+        # When an LDEV's journal takes no more: it stops journaling and starts its
+        # differential bitmap (the journal groups decide, backend.replication.journal_groups).
+        self.journal_full = journal_full
 
     def apply(self, target: WriteTarget, op: HostWrite, size: int, read_only: bool) -> int | None:
         """Run the steps above; the write's journal sequence (None: not journaled).
@@ -120,8 +121,8 @@ class WritePath:
                 kind = _RECORD_KINDS[op.kind]
                 seq = journal.append(kind, target.ldev_id, op.offset, op.length, payload, op.keep_allocated)
                 if seq is None:
-                    target.journal = journal = None
-                    self.track_changes(target)
+                    self.journal_full(target)
+                    journal = None
             if target.diff is not None:
                 target.diff.mark(op.offset, op.length)
             # 4. data

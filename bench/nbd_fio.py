@@ -37,10 +37,10 @@ from pathlib import Path
 import grpc
 
 from ccopy.launch import ArrayProcessHandle, free_port
-from ccopy.pki import CertificateAuthority
-from ccopy.units import parse_size
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from ccopy_common.pki import CertificateAuthority
+from ccopy_common.units import parse_size
 
 EXPORT = "bench"
 WORKLOADS = {

@@ -11,36 +11,16 @@ typed config per process.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ccopy import DEFAULT_DRIVER_NAME, __version__
-from ccopy.logfmt import setup_logging
-from ccopy.rpc import TlsFiles
-from ccopy.units import parse_size
-
-
-# The long-running commands show each flag's default (which the environment may have set).
-class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
-    """Says a flag's default where it tells something: not for a required flag, an empty or
-    unset one (its help says what empty means), or help that names its default already."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        unset = action.default is None or action.default is False or action.default == ""
-        if action.required or unset or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
-
-def env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(f"CCOPY_{name}", default)
-
-
-def optional_path(value: str | None) -> Path | None:
-    return Path(value) if value else None
+from ccopy.arguments import DefaultsShown, add_kubeconfig_argument, env, optional_path
+from ccopy_common import DEFAULT_DRIVER_NAME, __version__
+from ccopy_common.logfmt import setup_logging
+from ccopy_common.rpc import TlsFiles
+from ccopy_common.units import parse_size
 
 
 def add_array_parser(commands: argparse._SubParsersAction) -> None:
@@ -273,19 +253,6 @@ def run_replication(args: argparse.Namespace) -> int:
     return serve_or_fail(serve, config)
 
 
-def add_kubeconfig_argument(parser: argparse.ArgumentParser, whose: str = "of the cluster; empty: the Pod's "
-                            "service account", like_kubectl: bool = False) -> None:  # fmt: skip
-    """`like_kubectl`: for commands people run, ~/.kube/config when nothing else names one."""
-    default = env("KUBECONFIG", os.environ.get("KUBECONFIG", ""))
-    home = Path.home() / ".kube" / "config"
-    if like_kubectl and not default and home.is_file():
-        default = str(home)
-    also = ", ~/.kube/config" if like_kubectl else ""
-    parser.add_argument(
-        "--kubeconfig", default=default, help=f"kubeconfig file {whose} [CCOPY_KUBECONFIG, KUBECONFIG{also}]"
-    )
-
-
 def add_namespace_operator_parser(commands: argparse._SubParsersAction) -> None:
     from replication_sidecar.namespace_operator.model import OperatorConfig
 
@@ -395,7 +362,7 @@ def run_backup_site(args: argparse.Namespace) -> int:
 def serve_or_fail(serve: Callable[[Any], None], config: Any) -> int:
     """Serve until signalled; a socket that cannot be bound, or missing credentials, is a
     one-line error and status 1."""
-    from ccopy.errors import StartupError
+    from ccopy_common.errors import StartupError
 
     try:
         serve(config)

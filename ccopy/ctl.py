@@ -7,33 +7,28 @@ Tables for people, `-o json` for scripts. Any failure is one line on stderr
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from collections.abc import Callable, Sequence
 from typing import Any
 
-import grpc
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
-
-from backend.errors import InvalidArgument
-from backend.ldev_id import parse_ldev_id
-from ccopy.rpc import TlsFiles, client_channel
-from ccopy.units import format_size, parse_size
+from ccopy import ctl_replication, ctl_snapshots
+from ccopy.arguments import env, optional_path
+from ccopy.ctl_base import (
+    CALL_TIMEOUT,
+    LDEV_HEADERS,
+    UsageError,
+    key_values,
+    ldev_ref,
+    ldev_row,
+    one_ldev,
+    table,
+    to_dict,
+    wrap,
+)
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
-
-CALL_TIMEOUT = 60.0
-
-
-class UsageError(Exception):
-    pass
+from ccopy_common.units import format_size, parse_size
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from ccopy import ctl_replication, ctl_snapshots
-    from ccopy.cli import env, optional_path
-
     ctl = commands.add_parser("ctl", help="administer an array")
     ctl.add_argument("--array", default=env("ARRAY", "127.0.0.1:50051"), help="array API HOST:PORT [CCOPY_ARRAY]")
     ctl.add_argument("--ca", default=env("CA"), type=optional_path, help="CA of the array's certificate [CCOPY_CA]")
@@ -95,94 +90,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run_ctl(args: argparse.Namespace) -> int:
     raise UsageError("choose an object: ldev, pool or array")
-
-
-def wrap(action: Callable[[argparse.Namespace, pb_grpc.ArrayStub], Any]) -> Callable[[argparse.Namespace], int]:
-    """Open the channel, run one verb, print its result, turn failures into one line."""
-
-    def run(args: argparse.Namespace) -> int:
-        tls = TlsFiles(cert=args.cert, key=args.key, ca=args.ca)
-        try:
-            with client_channel(args.array, tls) as channel:
-                result = action(args, pb_grpc.ArrayStub(channel))
-        except grpc.RpcError as exc:
-            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
-            return 1
-        except (UsageError, InvalidArgument, ValueError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        if result is not None:
-            emit(args.output, *result)
-        return 0
-
-    return run
-
-
-def emit(output: str, data: Any, render: Callable[[], str]) -> None:
-    if output == "json":
-        print(json.dumps(data, indent=2, sort_keys=True))
-    else:
-        print(render())
-
-
-def to_dict(message: Message) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-
-
-def key_values(pairs: Sequence[str], what: str) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"{what} {pair!r} is not KEY=VALUE")
-        out[key] = value
-    return out
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in [headers, *rows]]
-    return "\n".join(lines)
-
-
-def ldev_ref(stub: pb_grpc.ArrayStub, ref: str) -> pb.Ldev:
-    try:
-        request = pb.GetLdevRequest(id=parse_ldev_id(ref))
-    except InvalidArgument:
-        request = pb.GetLdevRequest(name=ref)
-    return stub.GetLdev(request, timeout=CALL_TIMEOUT)
-
-
-_STATE_NAMES = {v: k.removeprefix("LDEV_STATE_") for k, v in pb.LdevState.items()}
-LDEV_HEADERS = ("ID", "NAME", "SIZE", "ALLOCATED", "SNAPSHOTS", "STATE", "RO", "HOSTS", "SESSIONS", "LABELS")
-
-
-def hosts_cell(ldev: pb.Ldev) -> str:
-    """Who may open the LDEV over NBD."""
-    hosts = ",".join(ldev.published_hosts)
-    if ldev.open_to_all:
-        return f"all,{hosts}" if hosts else "all"
-    return hosts or "none"
-
-
-def ldev_row(ldev: pb.Ldev) -> list[str]:
-    labels = ",".join(f"{k}={v}" for k, v in sorted(ldev.labels.items()))
-    return [
-        ldev.display_id,
-        ldev.name,
-        format_size(ldev.size_bytes),
-        format_size(ldev.allocated_bytes),
-        str(ldev.snapshot_count),
-        _STATE_NAMES[ldev.state],
-        "yes" if ldev.read_only else "no",
-        hosts_cell(ldev),
-        str(ldev.open_sessions),
-        labels or "-",
-    ]
-
-
-def one_ldev(ldev: pb.Ldev) -> tuple[dict[str, Any], Callable[[], str]]:
-    return to_dict(ldev), lambda: table(LDEV_HEADERS, [ldev_row(ldev)])
 
 
 @wrap

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ccopy.ctl import CALL_TIMEOUT, ldev_ref, table, to_dict, wrap
-from ccopy.loss_words import given_up_words, moment
-from ccopy.units import format_size, parse_size
+from ccopy.ctl_base import CALL_TIMEOUT, ldev_ref, table, to_dict, wrap
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from ccopy_common.loss_words import given_up_words, moment
+from ccopy_common.units import format_size, parse_size
 
 PAIR_HEADERS = ("ID", "GROUP", "ROLE", "LDEV", "NAME", "EXPORT", "REMOTE LDEV", "REMOTE SERIAL", "STATE")
 

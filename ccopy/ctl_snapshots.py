@@ -7,10 +7,10 @@ import sys
 import time
 from typing import Any
 
-from ccopy.ctl import CALL_TIMEOUT, UsageError, key_values, ldev_ref, one_ldev, table, to_dict, wrap
-from ccopy.units import format_size, parse_size
+from ccopy.ctl_base import CALL_TIMEOUT, UsageError, key_values, ldev_ref, one_ldev, table, to_dict, wrap
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from ccopy_common.units import format_size, parse_size
 
 SNAPSHOT_HEADERS = ("ID", "NAME", "LDEV", "SIZE", "GROUP", "READY", "EXPORT")
 

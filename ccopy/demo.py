@@ -28,12 +28,12 @@ from pathlib import Path
 from ccopy import ecommerce
 from ccopy.ecommerce import Collapsed, check
 from ccopy.launch import ArrayProcessHandle, free_port
-from ccopy.pki import CertificateAuthority
-from ccopy.rpc import TlsFiles, client_channel
-from ccopy.units import format_size
 from ccopy.waiting import Stalled, replication_progress, wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from ccopy_common.pki import CertificateAuthority
+from ccopy_common.rpc import TlsFiles, client_channel
+from ccopy_common.units import format_size
 from csi_driver.attach import attached, mounted, nbd_uri
 
 VOLUME = 256 << 20

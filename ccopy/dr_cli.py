@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from ccopy import DEFAULT_DRIVER_NAME
-from ccopy.cli import DefaultsShown, add_kubeconfig_argument, env
+from ccopy.arguments import DefaultsShown, add_kubeconfig_argument, env
+from ccopy_common import DEFAULT_DRIVER_NAME
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -71,7 +71,7 @@ def run_dr(args: argparse.Namespace) -> int:
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
-    from ccopy.errors import StartupError
+    from ccopy_common.errors import StartupError
     from replication_sidecar.dr import commands
     from replication_sidecar.dr.site import DrError, DrSite
     from replication_sidecar.kube_client import api_client

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ccopy import DEFAULT_DRIVER_NAME
-from ccopy.rpc import TlsFiles
+from ccopy_common import DEFAULT_DRIVER_NAME
+from ccopy_common.rpc import TlsFiles
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import grpc
 
-from backend.locks import KeyLocks
-from ccopy import ids
-from ccopy.array_client import ArrayClient
-from ccopy.errors import (
+from ccopy_api import array_pb2 as pb
+from ccopy_api import csi_pb2 as csi
+from ccopy_api import csi_pb2_grpc as csi_grpc
+from ccopy_common import ids
+from ccopy_common.array_client import ArrayClient
+from ccopy_common.errors import (
     Aborted,
     AlreadyExists,
     FailedPrecondition,
@@ -22,9 +24,7 @@ from ccopy.errors import (
     OutOfRange,
     ResourceExhausted,
 )
-from ccopy_api import array_pb2 as pb
-from ccopy_api import csi_pb2 as csi
-from ccopy_api import csi_pb2_grpc as csi_grpc
+from ccopy_common.locks import KeyLocks
 from csi_driver.config import CsiConfig
 from csi_driver.controller_snapshots import SnapshotRpcs
 from csi_driver.volumes import (
@@ -75,7 +75,7 @@ class ControllerServicer(SnapshotRpcs, csi_grpc.ControllerServicer):
     def __init__(self, config: CsiConfig, array: ArrayClient) -> None:
         self.config = config
         self.array = array
-        self.locks = KeyLocks("volume")
+        self.locks = KeyLocks("volume", Aborted)
 
     # -- helpers -------------------------------------------------------------------
     def volume_id(self, ldev: pb.Ldev) -> str:

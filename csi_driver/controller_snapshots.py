@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from ccopy import ids
-from ccopy.errors import Aborted, InvalidArgument, NotFound
 from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
+from ccopy_common import ids
+from ccopy_common.errors import Aborted, InvalidArgument, NotFound
 from csi_driver.volumes import LABEL_PREFIX, check_name, ldev_name, parse_parameters
 
 if TYPE_CHECKING:
-    from ccopy.array_client import ArrayClient
+    from ccopy_common.array_client import ArrayClient
     from csi_driver.config import CsiConfig
 
 SNAPSHOT_NAME_LABEL = LABEL_PREFIX + "snapshot-name"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import grpc
 
-from backend.locks import KeyLocks
-from ccopy import ids
-from ccopy.array_client import ArrayClient
-from ccopy.errors import InvalidArgument, NotFound
 from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
+from ccopy_common import ids
+from ccopy_common.array_client import ArrayClient
+from ccopy_common.errors import Aborted, InvalidArgument, NotFound
+from ccopy_common.locks import KeyLocks
 from csi_driver.config import CsiConfig
 from csi_driver.controller import ControllerServicer
 from csi_driver.volumes import check_name, ldev_name, parse_parameters
@@ -24,7 +24,7 @@ class GroupControllerServicer(csi_grpc.GroupControllerServicer):
         self.config = config
         self.array = array
         self.controller = controller
-        self.locks = KeyLocks("group snapshot")
+        self.locks = KeyLocks("group snapshot", Aborted)
 
     def group_message(self, group: pb.SnapshotGroup) -> csi.VolumeGroupSnapshot:
         return csi.VolumeGroupSnapshot(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import grpc
 from google.protobuf.wrappers_pb2 import BoolValue
 
-from ccopy import __version__
-from ccopy.array_client import ArrayClient
-from ccopy.errors import FailedPrecondition, ServiceError
 from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
+from ccopy_common import __version__
+from ccopy_common.array_client import ArrayClient
+from ccopy_common.errors import FailedPrecondition, ServiceError
 from csi_driver.config import CsiConfig
 
 Service = csi.PluginCapability.Service

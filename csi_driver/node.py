@@ -18,14 +18,22 @@ from pathlib import Path
 
 import grpc
 
-from backend.locks import KeyLocks
-from ccopy import ids
-from ccopy.array_client import ArrayClient
-from ccopy.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, OutOfRange, Unavailable
-from ccopy.pki import Issued, x509_folder
 from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
+from ccopy_common import ids
+from ccopy_common.array_client import ArrayClient
+from ccopy_common.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    Unavailable,
+)
+from ccopy_common.locks import KeyLocks
+from ccopy_common.pki import Issued, x509_folder
 from csi_driver.attach import AttachError, Attachment, attach, detach, grow, nbd_uri
 from csi_driver.config import CsiConfig
 from csi_driver.mounts import (
@@ -80,7 +88,7 @@ class NodeServicer(csi_grpc.NodeServicer):
         self.config = config
         self.array = array
         self.state = NodeState(config.state_dir)
-        self.locks = KeyLocks("volume")
+        self.locks = KeyLocks("volume", Aborted)
         self.tls_certificates = node_certificates(config)
 
     # -- stage / unstage -----------------------------------------------------------

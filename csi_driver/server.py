@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from ccopy.array_client import ArrayClient, ServerOverArray
-from ccopy.errors import ERROR_TABLE
-from ccopy.rpc import ErrorMappingInterceptor, bind, run_until_signalled
 from ccopy_api import csi_pb2_grpc as csi_grpc
+from ccopy_common.array_client import ArrayClient, ServerOverArray
+from ccopy_common.errors import ERROR_TABLE
+from ccopy_common.rpc import ErrorMappingInterceptor, bind, run_until_signalled
 from csi_driver.config import CsiConfig
 from csi_driver.controller import ControllerServicer
 from csi_driver.group_controller import GroupControllerServicer

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 
 import grpc
 
-from ccopy.array_client import ArrayClient
-from ccopy.errors import InvalidArgument, OutOfRange
 from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
+from ccopy_common.array_client import ArrayClient
+from ccopy_common.errors import InvalidArgument, OutOfRange
 from csi_driver.controller import ControllerServicer
 
 DEFAULT_RESULTS = 1000

@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ccopy.errors import InvalidArgument, OutOfRange
 from ccopy_api import csi_pb2 as csi
+from ccopy_common.errors import InvalidArgument, OutOfRange
 
 MIB = 1 << 20
 DEFAULT_SIZE = 1 << 30

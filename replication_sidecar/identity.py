@@ -12,12 +12,12 @@ from __future__ import annotations
 import grpc
 from google.protobuf.wrappers_pb2 import BoolValue
 
-from ccopy import __version__
-from ccopy.array_client import ArrayClient
-from ccopy.errors import ServiceError
 from ccopy_api import array_pb2 as pb
 from ccopy_api.csiaddons import identity_pb2 as identity
 from ccopy_api.csiaddons import identity_pb2_grpc as identity_grpc
+from ccopy_common import __version__
+from ccopy_common.array_client import ArrayClient
+from ccopy_common.errors import ServiceError
 from replication_sidecar.config import ReplicationConfig
 
 Capability = identity.Capability

@@ -22,11 +22,11 @@ from __future__ import annotations
 import logging
 from functools import cached_property
 
-from backend.locks import KeyLocks
-from ccopy import SVOL_OF_LABEL, ids
-from ccopy.array_client import ArrayClient
-from ccopy.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ccopy_api import array_pb2 as pb
+from ccopy_common import SVOL_OF_LABEL, ids
+from ccopy_common.array_client import ArrayClient
+from ccopy_common.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from ccopy_common.locks import KeyLocks
 from replication_sidecar.decisions import BACKUP
 from replication_sidecar.parameters import GroupParameters
 
@@ -40,7 +40,7 @@ FAILBACK_TIMEOUT = 150.0
 class JournalGroups:
     def __init__(self, array: ArrayClient) -> None:
         self.array = array
-        self.locks = KeyLocks("journal group")  # a second call on the same group: ABORTED, the manager retries
+        self.locks = KeyLocks("journal group", Aborted)  # a second call on the same group: ABORTED, the manager retries
 
     @cached_property
     def serial(self) -> int:

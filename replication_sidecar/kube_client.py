@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from ccopy.errors import StartupError
+from ccopy_common.errors import StartupError
 
 NO_CREDENTIALS_IN_POD = (
     "no Kubernetes credentials: not in a Pod (no service account token) and no --kubeconfig, "

@@ -22,8 +22,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ccopy.errors import InvalidArgument
-from ccopy.units import parse_size
+from ccopy_common.errors import InvalidArgument
+from ccopy_common.units import parse_size
 
 DEFAULT_JOURNAL_CAPACITY = 1 << 30
 MIN_JOURNAL_CAPACITY = 1 << 20

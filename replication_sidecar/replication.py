@@ -35,11 +35,11 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ccopy import ids
-from ccopy.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from ccopy_api import array_pb2 as pb
 from ccopy_api.csiaddons import replication_pb2 as rp
 from ccopy_api.csiaddons import replication_pb2_grpc as rp_grpc
+from ccopy_common import ids
+from ccopy_common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from replication_sidecar import decisions
 from replication_sidecar.decisions import BACKUP, Act
 from replication_sidecar.journal_groups import JournalGroups

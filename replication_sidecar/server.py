@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from prometheus_client import CollectorRegistry
 
-from ccopy.array_client import ArrayClient, ServerOverArray
-from ccopy.errors import ERROR_TABLE
-from ccopy.rpc import ErrorMappingInterceptor, RpcMetrics, bind, run_until_signalled, serve_metrics
 from ccopy_api.csiaddons import identity_pb2_grpc as identity_grpc
 from ccopy_api.csiaddons import replication_pb2_grpc as replication_grpc
 from ccopy_api.csiaddons import volumegroup_pb2_grpc as vg_grpc
+from ccopy_common.array_client import ArrayClient, ServerOverArray
+from ccopy_common.errors import ERROR_TABLE
+from ccopy_common.rpc import ErrorMappingInterceptor, RpcMetrics, bind, run_until_signalled, serve_metrics
 from replication_sidecar.config import ReplicationConfig
 from replication_sidecar.identity import IdentityServicer
 from replication_sidecar.journal_groups import JournalGroups

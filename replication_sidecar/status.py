@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ccopy.loss_words import given_up_words, moment
-from ccopy.units import format_size
 from ccopy_api import array_pb2 as pb
+from ccopy_common.loss_words import given_up_words, moment
+from ccopy_common.units import format_size
 
 HEALTHY, DEGRADED, ERROR = "HEALTHY", "DEGRADED", "ERROR"
 # The backup hears from the main array at least every half second while the link works.

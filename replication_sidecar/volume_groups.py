@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import grpc
 
-from ccopy.errors import Aborted, InvalidArgument
 from ccopy_api import array_pb2 as pb
 from ccopy_api import csi_pb2 as csi
 from ccopy_api.csiaddons import volumegroup_pb2 as vg
 from ccopy_api.csiaddons import volumegroup_pb2_grpc as vg_grpc
+from ccopy_common.errors import Aborted, InvalidArgument
 from replication_sidecar.decisions import BACKUP
 from replication_sidecar.journal_groups import JournalGroups
 from replication_sidecar.parameters import parse_parameters

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from ccopy.launch import ArrayProcessHandle
-from ccopy.pki import CertificateAuthority
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from ccopy_common.pki import CertificateAuthority
 
 # Property tests check what the code does, not how fast the machine is: a
 # deadline or a "too slow" health check fails them on a loaded CI machine.

@@ -139,8 +139,8 @@ def test_publish_unpublish_and_qos_from_the_cli(array_proc):
 def test_takeover_summary_never_reads_as_nothing_lost_when_nothing_is_known():
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    from ccopy.loss_words import given_up_words
     from ccopy_api import array_pb2 as pb
+    from ccopy_common.loss_words import given_up_words
 
     contact = Timestamp(seconds=1_800_000_000, nanos=250_000_000)
     exact = given_up_words(pb.DataGivenUp(records=0, exact=True, last_contact=contact))

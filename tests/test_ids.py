@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ccopy import ids
+from ccopy_common import ids
 
 
 @given(st.integers(0, 2**32), st.integers(0, 2**24 - 1))

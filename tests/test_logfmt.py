@@ -7,7 +7,7 @@ import os
 import time
 from datetime import UTC, datetime
 
-from ccopy.logfmt import KeyValueFormatter
+from ccopy_common.logfmt import KeyValueFormatter
 
 
 def test_the_timestamp_is_utc_in_any_time_zone(monkeypatch):

@@ -1,6 +1,6 @@
 import pytest
 
-from ccopy.units import format_size, parse_size
+from ccopy_common.units import format_size, parse_size
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from backend import errors
 from backend.array import SNAPSHOT_EXPORT_PREFIX, Array
-from backend.ldev_id import format_ldev_id
 from backend.metadata import (
     HostRecord,
     LdevRecord,
@@ -19,6 +18,7 @@ from backend.metadata import (
     SnapshotState,
 )
 from ccopy_api import array_pb2 as pb
+from ccopy_common.ldev_id import format_ldev_id
 
 _STATES = {
     LdevState.CREATING: pb.LDEV_STATE_CREATING,
@@ -62,7 +62,7 @@ def ldev_message(array: Array, record: LdevRecord) -> pb.Ldev:
         labels=dict(record.labels),
         read_only=record.read_only,
         export_name=array.export_by_name(record),
-        open_sessions=array.open_sessions(record.id),
+        open_sessions=array.runtimes.open_sessions(record.id),
         created_at=timestamp(record.created_at),
         updated_at=timestamp(record.updated_at),
         chunk_size_bytes=record.chunk_size,

@@ -23,10 +23,10 @@ from prometheus_client.registry import Collector
 
 from backend.api.replication import group_message
 from backend.array import Array
-from backend.ldev_id import format_ldev_id
 from backend.nbd.constants import Command
-from ccopy.rpc import serve_metrics, stop_metrics
 from ccopy_api import array_pb2 as pb
+from ccopy_common.ldev_id import format_ldev_id
+from ccopy_common.rpc import serve_metrics, stop_metrics
 
 # From 50 us (a write to the page cache) to 10 s (a write held by inflow control).
 LATENCY_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -143,7 +143,7 @@ class ArrayStateCollector(Collector):
             "ccopy_cow_chunks_copied", "Chunks preserved for snapshots before host writes (since start)",
             labels=["ldev"],
         )
-        for runtime in self.array.open_runtimes():
+        for runtime in self.array.runtimes.all():
             if runtime.cow is not None:
                 family.add_metric([format_ldev_id(runtime.ldev_id)], runtime.cow.chunks_copied)
         yield family

@@ -1,4 +1,4 @@
-"""The link to the other array: backend.remote.RemoteArray over its management API."""
+"""The link to the other array: backend.replication.remote.RemoteArray over its management API."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from functools import cached_property
 import grpc
 
 from backend import errors
+from backend.api.error_table import ERROR_TABLE
 from backend.api.lag_messages import unapplied_from
-from backend.api.servicer import ERROR_TABLE
 from backend.journal import Unapplied
-from backend.remote import BaseChunk, JournalBatch, LinkDown, PVolFacts
-from ccopy.rpc import TlsFiles, client_channel
+from backend.replication.remote import BaseChunk, JournalBatch, LinkDown, PVolFacts
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from ccopy_common.rpc import TlsFiles, client_channel
 
 MESSAGE_BYTES = 64 << 20
 CHANNEL_OPTIONS = [

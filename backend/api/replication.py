@@ -13,11 +13,11 @@ import grpc
 from backend import errors
 from backend.api.lag_messages import stamp, unapplied_message
 from backend.array import Array
-from backend.ldev_id import format_ldev_id
 from backend.metadata import JournalGroupRecord, PairRecord
-from backend.remote import PVolFacts
-from backend.takeover import DataGivenUp
+from backend.replication.remote import PVolFacts
+from backend.replication.takeover import DataGivenUp
 from ccopy_api import array_pb2 as pb
+from ccopy_common.ldev_id import format_ldev_id
 
 if TYPE_CHECKING:
     from backend.api.remote_client import RemoteClient
@@ -129,7 +129,7 @@ class ReplicationRpcs:
         return group_message(self.array, self.array.pair_ops.fence(request.name, request.fenced))
 
     def GetPeerJournalGroup(self, request: pb.GetJournalGroupRequest, context: grpc.ServicerContext) -> pb.JournalGroup:
-        remote = cast("RemoteClient", self.array.pairs.link())  # the API process links with a RemoteClient
+        remote = cast("RemoteClient", self.array.link.get())  # the API process links with a RemoteClient
         return remote.group_view(request.name)
 
     def RequestFailback(self, request: pb.FailbackRequest, context: grpc.ServicerContext) -> pb.JournalGroup:

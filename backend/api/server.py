@@ -18,16 +18,17 @@ from pathlib import Path
 
 import grpc
 
+from backend.api.error_table import ERROR_TABLE
 from backend.api.metrics import ArrayMetrics
 from backend.api.remote_client import CHANNEL_OPTIONS, RemoteClient
-from backend.api.servicer import ERROR_TABLE, ArrayServicer
+from backend.api.servicer import ArrayServicer
 from backend.array import Array
 from backend.nbd.handshake import TlsMode
 from backend.nbd.server import NbdConfig, NbdServer
-from backend.path_watch import DEFAULT_WATCH_SECONDS
 from backend.pool import Pool
-from ccopy.rpc import ErrorMappingInterceptor, TlsFiles, add_port
+from backend.replication.path_watch import DEFAULT_WATCH_SECONDS
 from ccopy_api import array_pb2_grpc as pb_grpc
+from ccopy_common.rpc import ErrorMappingInterceptor, TlsFiles, add_port
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ async def start_array(config: ArrayConfig) -> ArrayProcess:
     server.start()
     api_address = f"{api_host}:{api_port}"
     if config.remote:
-        array.pairs.remote = RemoteClient(config.remote, config.remote_tls, delay=config.link_delay)
+        array.link.remote = RemoteClient(config.remote, config.remote_tls, delay=config.link_delay)
         array.replicators.start()
         array.path_watch.watch_seconds = config.path_watch
         array.path_watch.start()

@@ -1,12 +1,10 @@
 """ccopy.array.v1.Array servicer: validate, translate, call the array.
 
-Domain errors propagate as exceptions; `ERROR_TABLE` (used by the
+Domain errors propagate as exceptions; `error_table.ERROR_TABLE` (used by the
 interceptor) turns them into status codes in one place.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import grpc
 
@@ -22,26 +20,13 @@ from backend.api.convert import (
 )
 from backend.api.replication import ReplicationRpcs
 from backend.array import Array
-from backend.ldev_id import MAX_LDEV_ID
 from backend.metadata import LdevRecord
 from backend.nbd.constants import MAX_REQUEST_BYTES
-from backend.remote import LinkDown
 from backend.snapshots import ExtentPage
-from ccopy import __version__
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
-
-ERROR_TABLE: Mapping[type[BaseException], grpc.StatusCode] = {
-    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.NotFound: grpc.StatusCode.NOT_FOUND,
-    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
-    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
-    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.Busy: grpc.StatusCode.ABORTED,
-    LinkDown: grpc.StatusCode.UNAVAILABLE,
-}
+from ccopy_common import __version__
+from ccopy_common.ldev_id import MAX_LDEV_ID
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000

@@ -25,7 +25,6 @@ from typing import Protocol
 from backend.array import Array, Session
 from backend.errors import ArrayError, PermissionDenied
 from backend.host_access import ANONYMOUS
-from backend.ldev_id import format_ldev_id
 from backend.nbd.constants import BASE_ALLOCATION_ID, Command, CommandFlag, Errno
 from backend.nbd.handshake import ExportInfo, ExportRefused, HandshakeError, Negotiated, ServerHandshake, TlsMode
 from backend.nbd.transmission import (
@@ -41,6 +40,7 @@ from backend.nbd.transmission import (
     structured_read_header,
 )
 from backend.write_path import HostWrite, WriteKind, WriteRefused
+from ccopy_common.ldev_id import format_ldev_id
 
 log = logging.getLogger(__name__)
 _connection_ids = itertools.count(1)

@@ -9,10 +9,10 @@ import time
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ccopy import SVOL_OF_LABEL, ids
-from ccopy.array_client import ArrayClient
-from ccopy.loss_words import given_up_words
 from ccopy_api import array_pb2 as pb
+from ccopy_common import SVOL_OF_LABEL, ids
+from ccopy_common.array_client import ArrayClient
+from ccopy_common.loss_words import given_up_words
 from replication_sidecar.backup_site.model import (
     MANAGED_BY,
     REGISTRAR,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ccopy.array_client import ArrayClient
-from ccopy.rpc import TlsFiles
+from ccopy_common.array_client import ArrayClient
+from ccopy_common.rpc import TlsFiles
 from replication_sidecar.backup_site.kube import BackupCluster
 from replication_sidecar.backup_site.model import RegistrarConfig
 from replication_sidecar.backup_site.runner import Registrar

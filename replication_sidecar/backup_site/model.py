@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ccopy import DEFAULT_DRIVER_NAME
+from ccopy_common import DEFAULT_DRIVER_NAME
 from replication_sidecar.group_replication import MANAGED_BY as MANAGED_BY  # re-exported for the registrar
 
 PVC_LABEL = "csi.consistentcopy.io/"  # the CSI plugin's LDEV label prefix (csi_driver.volumes)
@@ -66,7 +66,7 @@ class GivenUp:
     exact: bool  # counted by the main array; else a floor as of the last contact
     last_contact_ns: int | None
     recovery_point_ns: int | None
-    words: str  # as `ccopy ctl` and the VolumeReplication's message say it (ccopy.loss_words)
+    words: str  # as `ccopy ctl` and the VolumeReplication's message say it (ccopy_common.loss_words)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ccopy.units import format_size
+from ccopy_common.units import format_size
 from replication_sidecar.dr.drill import (
     DRILL_OF,
     DRILL_SNAPSHOT,
@@ -33,7 +33,7 @@ Say = Callable[[str], None]
 def status_lines(site: str, namespace: str, status: dict) -> list[str]:
     """A site's ConsistentCopy status of the namespace as lines a person reads: state, role,
     volumes, recovery point, how far behind, what a takeover gave up. Sizes and times are
-    said as the takeover's own words say them (ccopy.loss_words)."""
+    said as the takeover's own words say them (ccopy_common.loss_words)."""
     if not status:
         return [f"{site}: no ConsistentCopy for namespace {namespace} here"]
     lines = [f"{site}: {status.get('state', '')} (role {status.get('role', '?')}); {status.get('message', '')}"]

@@ -10,11 +10,11 @@ import time
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from backend.ldev_id import format_ldev_id
-from ccopy import ids
-from ccopy.array_client import ArrayClient
-from ccopy.errors import ServiceError
 from ccopy_api import array_pb2 as pb
+from ccopy_common import ids
+from ccopy_common.array_client import ArrayClient
+from ccopy_common.errors import ServiceError
+from ccopy_common.ldev_id import format_ldev_id
 from replication_sidecar.consistent_copy import delete_consistent_copy, write_consistent_copy
 from replication_sidecar.group_replication import REPLICATION, VGRS
 from replication_sidecar.kube_events import namespace_event

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ccopy.array_client import ArrayClient
-from ccopy.rpc import TlsFiles
+from ccopy_common.array_client import ArrayClient
+from ccopy_common.rpc import TlsFiles
 from replication_sidecar.controller_process import exit_now, run_until_signalled
 from replication_sidecar.kube_client import api_client
 from replication_sidecar.namespace_operator.kube import Cluster

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ccopy import DEFAULT_DRIVER_NAME
+from ccopy_common import DEFAULT_DRIVER_NAME
 from replication_sidecar.consistent_copy import GROUP as GROUP
 from replication_sidecar.consistent_copy import KIND as KIND
 from replication_sidecar.consistent_copy import PLURAL as PLURAL

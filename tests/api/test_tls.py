@@ -10,9 +10,9 @@ import grpc
 import pytest
 
 from ccopy.launch import ArrayProcessHandle
-from ccopy.rpc import TlsFiles, client_channel
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from ccopy_common.rpc import TlsFiles, client_channel
 
 
 def start(tmp_path: Path, pki: Path, mtls: bool) -> ArrayProcessHandle:

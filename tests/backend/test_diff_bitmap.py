@@ -71,9 +71,9 @@ def test_the_bit_is_durable_before_the_write_touches_the_data(tmp_path: Path, mo
     try:
         ldev = array.create_ldev("p", 8 * MIB, open_to_all=True)
         session = array.open_session("p")
-        runtime = array.runtime(ldev.id)
+        runtime = array.runtimes.get(ldev.id)
         with runtime.lock:
-            array.track_changes(runtime)
+            array.runtimes.track_changes(runtime)
         events: list[str] = []
         real_sync, real_write = os.fdatasync, ldev_io.LdevFile.write
         bitmap_fd = runtime.diff.fd if runtime.diff else -1
@@ -96,9 +96,9 @@ def test_the_bit_is_durable_before_the_write_touches_the_data(tmp_path: Path, mo
         session.close()
         array.close()
         array = Array(Pool(tmp_path / "pool", serial=1))  # tracking goes on after a restart
-        assert array.runtime(ldev.id).diff is not None
-        assert array.runtime(ldev.id).diff.extents() == [(3 * R, R), (6 * R, R)]
+        assert array.runtimes.get(ldev.id).diff is not None
+        assert array.runtimes.get(ldev.id).diff.extents() == [(3 * R, R), (6 * R, R)]
         array.delete_ldev(ldev.id)
-        assert not array.bitmap_path(ldev.id).exists()
+        assert not array.runtimes.bitmap_path(ldev.id).exists()
     finally:
         array.close()

@@ -1,4 +1,4 @@
-"""The backup's own view of its lag (backend/lag.py) against the truth, on a real journal.
+"""The backup's own view of its lag (backend/replication/lag.py) against the truth, on a real journal.
 
 The main array's journal answers a pull made at applied sequence A0; the backup then
 applies on to A1 and the main array is lost. What the backup reports from that answer
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from backend.journal import Journal
 from backend.journal_record import HEADER_BYTES, RecordKind
-from backend.lag import Applied, BackupLag, Heard, backup_lag, heard_from
+from backend.replication.lag import Applied, BackupLag, Heard, backup_lag, heard_from
 
 
 @st.composite

@@ -6,21 +6,21 @@ import pytest
 
 from backend.errors import FailedPrecondition
 from backend.metadata import PairState
-from backend.pair_states import PairOp, UnsafeTransition, next_state
+from backend.replication.pair_states import PairOp, UnsafeTransition, next_state
 
 OPS = [
     PairOp.CREATE, PairOp.COPY_DONE, PairOp.SPLIT, PairOp.SUSPEND_ERROR, PairOp.JOURNAL_FULL,
-    PairOp.RESYNC, PairOp.TAKEOVER, PairOp.FAILBACK, PairOp.DEMOTE, PairOp.DELETE,
+    PairOp.RESYNC, PairOp.TAKEOVER, PairOp.FAILBACK, PairOp.DEMOTE, PairOp.RESYNC_TARGET, PairOp.DELETE,
 ]  # fmt: skip
 # One row per state, one column per operation above; "-" is a refusal.
 TABLE = """
-SMPL  COPY  -     -     -     -     -     -     -     -     SMPL
-COPY  COPY  PAIR  -     PSUE  PFUS  COPY  -     -     COPY  SMPL
-PAIR  PAIR  PAIR  PSUS  PSUE  PFUS  PAIR  -     -     COPY  SMPL
-PSUS  -     -     PSUS  PSUS  PSUS  COPY  SSWS  -     COPY  SMPL
-PSUE  -     -     PSUE  PSUE  PSUE  COPY  SSWS  -     COPY  SMPL
-PFUS  -     -     PFUS  PFUS  PFUS  COPY  SSWS  -     COPY  SMPL
-SSWS  -     -     -     -     -     -     SSWS  COPY  -     SMPL
+SMPL  COPY  -     -     -     -     -     -     -     -     -     SMPL
+COPY  COPY  PAIR  -     PSUE  PFUS  COPY  -     -     COPY  COPY  SMPL
+PAIR  PAIR  PAIR  PSUS  PSUE  PFUS  PAIR  -     -     COPY  COPY  SMPL
+PSUS  -     -     PSUS  PSUS  PSUS  COPY  SSWS  -     COPY  COPY  SMPL
+PSUE  -     -     PSUE  PSUE  PSUE  COPY  SSWS  -     COPY  COPY  SMPL
+PFUS  -     -     PFUS  PFUS  PFUS  COPY  SSWS  -     COPY  COPY  SMPL
+SSWS  -     -     -     -     -     -     SSWS  COPY  -     -     SMPL
 """
 CASES = [
     (PairState(row.split()[0]), op, cell)

@@ -88,7 +88,7 @@ def test_deleting_an_ldev_with_snapshots_needs_cascade(array: Array):
         array.delete_ldev(ldev.id)
     array.delete_ldev(ldev.id, cascade=True)
     assert array.store.find_snapshot_by_name("s") is None
-    assert not array.cow_path(ldev.id).exists()
+    assert not array.runtimes.cow_path(ldev.id).exists()
 
 
 def test_snapshot_in_use_cannot_be_deleted_and_deleting_frees_space(array: Array):
@@ -190,7 +190,7 @@ def test_snapshot_being_cloned_cannot_be_deleted(array: Array):
     # Holding the source's lock keeps the copy from starting, so the clone is
     # certainly still COPYING when the delete is tried (an empty source would
     # otherwise finish before the next line runs).
-    with array.runtime(ldev.id).lock:
+    with array.runtimes.get(ldev.id).lock:
         clone = array.cloner.clone("copy", None, {}, source_snapshot=snap.id, open_to_all=True)
         assert array.get_ldev(clone.id).state is LdevState.COPYING
         with pytest.raises(FailedPrecondition, match="being cloned"):

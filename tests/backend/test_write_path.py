@@ -65,7 +65,7 @@ def test_refusals_touch_nothing(array: Array):
 def test_ldev_with_open_sessions_cannot_be_deleted(array: Array):
     record = array.create_ldev("vol", MIB, open_to_all=True)
     session = array.open_session("vol")
-    assert array.open_sessions(record.id) == 1
+    assert array.runtimes.open_sessions(record.id) == 1
     with pytest.raises(FailedPrecondition):
         array.delete_ldev(record.id)
     session.close()

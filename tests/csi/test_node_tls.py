@@ -12,9 +12,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from ccopy.rpc import TlsFiles
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
+from ccopy_common.rpc import TlsFiles
 from csi_driver.attach import AttachError, nbdfuse_argv
 from csi_driver.config import CsiConfig
 from csi_driver.server import create_server

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ccopy.errors import InvalidArgument, OutOfRange
 from ccopy_api import csi_pb2 as csi
+from ccopy_common.errors import InvalidArgument, OutOfRange
 from csi_driver.volumes import (
     MIB,
     capability_labels,

@@ -15,10 +15,10 @@ import grpc
 import pytest
 from kubernetes import client
 
-from ccopy import ids
 from ccopy.launch import free_ports
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from ccopy_common import ids
 from csi_driver.volumes import LABEL_PREFIX
 from replication_sidecar.dr.drill import GROUP_SNAPSHOTS
 from tests.conftest import require_root, require_tools

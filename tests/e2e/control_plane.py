@@ -18,7 +18,7 @@ import yaml
 from kubernetes import client, config
 
 from ccopy.launch import free_port
-from ccopy.pki import CertificateAuthority, openssl
+from ccopy_common.pki import CertificateAuthority, openssl
 from tests.e2e.processes import Processes, http_ok
 
 K8S_BIN = Path(os.environ.get("CCOPY_K8S_BIN", Path.home() / ".cache" / "ccopy-k8s" / "bin"))

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import grpc
 
-from ccopy import DEFAULT_DRIVER_NAME
 from ccopy.launch import ArrayProcessHandle, free_port
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
+from ccopy_common import DEFAULT_DRIVER_NAME
 from tests.e2e import chart, pods, rbac
 from tests.e2e.control_plane import K8S_BIN, ControlPlane
 from tests.e2e.csi_addons import CsiAddons, start_csi_addons

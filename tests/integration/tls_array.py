@@ -17,9 +17,9 @@ from pathlib import Path
 import grpc
 
 from ccopy.launch import ArrayProcessHandle
-from ccopy.pki import CertificateAuthority
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from ccopy_common.pki import CertificateAuthority
 
 MIB = 1 << 20
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import grpc
 
 from ccopy.launch import ArrayProcessHandle, free_port
-from ccopy.rpc import TlsFiles, client_channel
 from ccopy.waiting import replication_progress, wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from ccopy_common.rpc import TlsFiles, client_channel
 from tests.api.test_array_api import code_of
 from tests.replication.conftest import export_of, read_all
 from tests.replication.test_remote_copy import write

@@ -9,10 +9,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from ccopy.array_client import ServerOverArray
 from ccopy_api.csiaddons import identity_pb2_grpc as identity_grpc
 from ccopy_api.csiaddons import replication_pb2_grpc as replication_grpc
 from ccopy_api.csiaddons import volumegroup_pb2_grpc as vg_grpc
+from ccopy_common.array_client import ServerOverArray
 from replication_sidecar.config import ReplicationConfig
 from replication_sidecar.server import create_server
 from tests.replication.conftest import sites  # noqa: F401 (a fixture: two linked arrays)

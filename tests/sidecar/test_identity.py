@@ -9,10 +9,10 @@ import sys
 
 import grpc
 
-from ccopy import DEFAULT_DRIVER_NAME
 from ccopy.launch import _read_line
 from ccopy_api.csiaddons import identity_pb2 as identity
 from ccopy_api.csiaddons import identity_pb2_grpc as identity_grpc
+from ccopy_common import DEFAULT_DRIVER_NAME
 from tests.conftest import wait_for
 from tests.sidecar.conftest import sidecar_for
 

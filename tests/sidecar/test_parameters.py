@@ -2,7 +2,7 @@
 
 import pytest
 
-from ccopy.errors import InvalidArgument
+from ccopy_common.errors import InvalidArgument
 from replication_sidecar.parameters import DEFAULT_JOURNAL_CAPACITY, GroupParameters, parse_parameters
 
 

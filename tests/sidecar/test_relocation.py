@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import grpc
 
-from ccopy import ids
 from ccopy.waiting import replication_progress, wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api.csiaddons import replication_pb2 as rp
 from ccopy_api.csiaddons import volumegroup_pb2 as vg
+from ccopy_common import ids
 from tests.api.test_array_api import code_of
 from tests.replication.conftest import export_of, read_all
 from tests.replication.test_ordering_under_faults import Writer, prefix

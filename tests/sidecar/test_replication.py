@@ -11,11 +11,11 @@ import time
 import grpc
 import pytest
 
-from ccopy import ids
 from ccopy.waiting import wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api.csiaddons import replication_pb2 as rp
 from ccopy_api.csiaddons import volumegroup_pb2 as vg
+from ccopy_common import ids
 from tests.api.test_array_api import code_of
 from tests.replication.test_remote_copy import write
 from tests.sidecar.test_volume_groups import NAME, volumes
@@ -145,9 +145,9 @@ def test_promotion_at_the_backup_waits_while_the_main_site_is_primary_and_is_for
 
 def test_a_second_call_on_a_busy_group_is_aborted_and_changes_nothing(sites):
     from backend.errors import Busy
-    from ccopy.array_client import ArrayClient
-    from ccopy.errors import ERROR_TABLE
-    from ccopy.rpc import status_for
+    from ccopy_common.array_client import ArrayClient
+    from ccopy_common.errors import ERROR_TABLE
+    from ccopy_common.rpc import status_for
     from replication_sidecar.journal_groups import JournalGroups
     from replication_sidecar.volume_groups import VolumeGroupServicer
 

@@ -10,9 +10,9 @@ import threading
 import grpc
 import pytest
 
-from ccopy import ids
 from ccopy_api import array_pb2 as pb
 from ccopy_api.csiaddons import volumegroup_pb2 as vg
+from ccopy_common import ids
 from tests.api.test_array_api import code_of
 from tests.integration.nbd_raw import RawClient
 from tests.replication.conftest import export_of, read_all

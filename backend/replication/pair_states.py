@@ -27,6 +27,7 @@ class PairOp(StrEnum):
     SUSPEND_ERROR = "suspend-error"
     JOURNAL_FULL = "journal-full"
     RESYNC = "resync"
+    RESYNC_TARGET = "resync-target"  # in a resync, at the backup: its S-VOLs take the differences
     TAKEOVER = "takeover"
     FAILBACK = "failback"
     DEMOTE = "demote"  # in a failback, at the old main array: its pairs become the copying side
@@ -57,6 +58,8 @@ _ALLOWED: dict[tuple[PairState, PairOp], PairState] = {
     (S.SSWS, PairOp.TAKEOVER): S.SSWS,
     (S.SSWS, PairOp.FAILBACK): S.COPY,
     **{(state, PairOp.DEMOTE): S.COPY for state in (S.COPY, S.PAIR, *SUSPENDED)},
+    # The backup may not have applied the main side's split yet: PAIR and COPY are copied over too.
+    **{(state, PairOp.RESYNC_TARGET): S.COPY for state in (S.COPY, S.PAIR, *SUSPENDED)},
     **{(state, PairOp.SPLIT): state for state in SUSPENDED},  # already suspended: stays as it is
     **{(state, PairOp.SUSPEND_ERROR): state for state in SUSPENDED},
     **{(state, PairOp.JOURNAL_FULL): state for state in SUSPENDED},
@@ -71,6 +74,7 @@ _REFUSALS: dict[tuple[PairState, PairOp], str] = {
     (S.COPY, PairOp.TAKEOVER): "the S-VOL holds an unfinished copy: it is not consistent and cannot take over",
     (S.PAIR, PairOp.TAKEOVER): "the pair is PAIR: take over with force, or split first",
     (S.SSWS, PairOp.RESYNC): "the S-VOL took over: resync in the reverse direction with failback",
+    (S.SSWS, PairOp.RESYNC_TARGET): "the S-VOL took over: resync in the reverse direction with failback",
     (S.SSWS, PairOp.SPLIT): "the S-VOL took over: it is not replicating",
     (S.SSWS, PairOp.SUSPEND_ERROR): "the S-VOL took over: it is not replicating",
     (S.SSWS, PairOp.JOURNAL_FULL): "the S-VOL took over: it is not replicating",

@@ -9,7 +9,7 @@ sequence; `complete_initial_copy` drops the base and the pair is PAIR.
 
 Backup side (S-VOL): `prepare_secondary` creates the S-VOL (read-only to
 hosts while paired) and the backup's journal group; the replicator
-(backend.replicator) does the copying and applying.
+(backend.replication.replicator) does the copying and applying.
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 from backend.diff_bitmap import DiffBitmap
 from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from backend.journal import Unapplied
-from backend.lag import Heard, applied_of, backup_lag
 from backend.metadata import JournalGroupRecord, LdevRecord, LdevState, PairRecord, PairState
-from backend.pair_states import PairOp, next_state
-from backend.remote import BaseChunk, JournalBatch, PVolFacts, RemoteArray
-
-if TYPE_CHECKING:
-    from backend.array import Array
+from backend.replication.journal_groups import JournalGroups
+from backend.replication.lag import Heard, applied_of, backup_lag
+from backend.replication.pair_states import PairOp, next_state
+from backend.replication.ports import Contact, LdevMaker, ReplicatorControl
+from backend.replication.remote import BaseChunk, JournalBatch, PVolFacts, RemoteLink
+from backend.services import ArrayServices
+from backend.snapshots import Snapshots
 
 # On every S-VOL this array creates: `<main serial>:<P-VOL number, hex>` (part of the API, proto/array.proto).
 SVOL_OF_LABEL = "ccopy.svol-of"
@@ -38,15 +38,24 @@ MAX_PULL_BYTES = 8 << 20
 
 
 class Pairs:
-    def __init__(self, array: Array) -> None:
-        self.array = array
-        self.store = array.store
-        self.remote: RemoteArray | None = None
-
-    def link(self) -> RemoteArray:
-        if self.remote is None:
-            raise FailedPrecondition("this array has no remote array linked (--remote)")
-        return self.remote
+    def __init__(
+        self,
+        services: ArrayServices,
+        link: RemoteLink,
+        journal_groups: JournalGroups,
+        snapshots: Snapshots,
+        ldevs: LdevMaker,
+    ) -> None:
+        self.store = services.store
+        self.pool = services.pool
+        self.runtimes = services.runtimes
+        self.link = link
+        self.journal_groups = journal_groups
+        self.snapshots = snapshots
+        self.ldevs = ldevs
+        # Above this module, wired by the array once they exist.
+        self.replicators: ReplicatorControl | None = None
+        self.contact: Contact | None = None
 
     def group(self, name: str, role: str) -> JournalGroupRecord:
         group = self.store.find_journal_group_by_name(name)
@@ -65,8 +74,8 @@ class Pairs:
         Refused before anything changes when the backup array does not answer
         (LinkDown), or when a given S-VOL differs in size or is in use.
         """
-        remote = self.link()
-        pvol = self.array.get_ldev(pvol_id)
+        remote = self.link.get()
+        pvol = self.store.get_ldev(pvol_id)
         if pvol.state is not LdevState.NORMAL:
             raise FailedPrecondition(f"LDEV {pvol.display_id} is {pvol.state.value}")
         existing = self.store.find_pair_by_ldev(pvol_id)
@@ -81,20 +90,21 @@ class Pairs:
             raise FailedPrecondition(f"journal group {group_name!r} is fenced (demoted): no volume joins it")
         # The backup first: if it is unreachable or refuses the S-VOL, nothing changed here.
         facts = PVolFacts(pvol.id, pvol.name, pvol.size, pvol.open_to_all, dict(pvol.labels))
-        svol_id = remote.prepare_secondary(group_name, capacity, self.array.serial, facts, svol_id)
-        group = group or self.array.journal_groups.create(
+        svol_id = remote.prepare_secondary(group_name, capacity, self.pool.serial, facts, svol_id)
+        group = group or self.journal_groups.create(
             group_name, capacity, role="main", remote_serial=remote.serial, synchronous=synchronous
         )
-        journal_groups = self.array.journal_groups
+        journal_groups = self.journal_groups
 
         def join_journal() -> None:  # at the instant of the base snapshot
             self.store.add_journal_member(group.id, pvol.id)
-            self.array.runtime(pvol.id).journal = journal_groups.journals[group.id]
+            journal_groups.start_journaling(self.runtimes.get(pvol.id), group.id)
 
-        base = self.array.snapshots.create_snapshot(
+        base = self.snapshots.create_snapshot(
             f"pair-base-{uuid.uuid4().hex}", pvol.id, hidden=True, during_barrier=join_journal
         )
-        pair = self.store.insert_pair(group.id, "main", pvol.id, svol_id, remote.serial, PairState.COPY, base.id)
+        created = next_state(PairState.SMPL, PairOp.CREATE)
+        pair = self.store.insert_pair(group.id, "main", pvol.id, svol_id, remote.serial, created, base.id)
         remote.start_copy(group_name, pvol.id, base.id)
         log.info(
             "pair_created pair=%d group=%s pvol=%s svol=%06x remote=%d base=%d",
@@ -110,22 +120,22 @@ class Pairs:
             raise NotFound(f"no pair of LDEV {pvol_id:06x} in {group_name!r}")
         self.drop_base(pair)
         self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.COPY_DONE), clear_base=True)
-        self.array.resync_path(pvol_id).unlink(missing_ok=True)
+        self.runtimes.resync_path(pvol_id).unlink(missing_ok=True)
         log.info("pair_copied pair=%d pvol=%06x", pair.id, pvol_id)
 
     def drop_base(self, pair: PairRecord) -> None:
         """The hidden snapshot an initial copy or resync copied from is no longer needed."""
         if pair.base_snapshot is not None and (base := self.store.find_snapshot(pair.base_snapshot)):
-            self.array.snapshots._drop([base], None)
+            self.snapshots.drop([base], None)
 
     def pull_journal(
         self, group_name: str, from_seq: int, applied_seq: int, max_bytes: int, wait: float
     ) -> JournalBatch:
         group = self.group(group_name, "main")
-        self.array.path_watch.heard_from(group.id)
-        journal = self.array.journal_groups.journals[group.id]
+        self.contact.heard_from(group.id)
+        journal = self.journal_groups.journals[group.id]
         if applied_seq > journal.confirmed_seq:
-            self.array.journal_groups.confirm(group.id, applied_seq)
+            self.journal_groups.confirm(group.id, applied_seq)
         if from_seq <= journal.confirmed_seq:
             from_seq = journal.confirmed_seq + 1  # already trimmed: the backup has it
         if journal.next_seq <= from_seq and wait > 0:
@@ -143,18 +153,18 @@ class Pairs:
     def describe_unapplied(self, group_name: str, applied_seq: int) -> Unapplied:
         """What a takeover at `applied_seq` gives up: the writes acknowledged here and not applied there."""
         group = self.group(group_name, "main")
-        return self.array.journal_groups.journals[group.id].unapplied(applied_seq)
+        return self.journal_groups.journals[group.id].unapplied(applied_seq)
 
     def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:
         """Allocated data of the base snapshot from `offset`, about `max_bytes` of it."""
         pair = self.store.find_pair_by_ldev(pvol_id)
         if pair is not None:
-            self.array.path_watch.heard_from(pair.group_id)  # an initial copy is contact too
+            self.contact.heard_from(pair.group_id)  # an initial copy is contact too
         snapshot = self.store.get_snapshot(snapshot_id)
         if snapshot.ldev_id != pvol_id:
             raise InvalidArgument(f"snapshot {snapshot_id} is not of LDEV {pvol_id:06x}")
         extents, next_offset, total = self._base_extents(pvol_id, snapshot_id, snapshot.size, offset)
-        runtime = self.array.runtime(pvol_id)
+        runtime = self.runtimes.get(pvol_id)
         assert runtime.cow is not None
         pieces: list[tuple[int, bytes]] = []
         size = 0
@@ -177,17 +187,17 @@ class Pairs:
         """What the backup copies from `offset` on: (extents, next offset, total bytes when offset is 0).
 
         The initial copy takes the base's allocated extents; a resync only the
-        regions set aside when it started (backend.pair_ops), holes included.
+        regions set aside when it started (backend.replication.pair_ops), holes included.
         """
-        resync = self.array.resync_path(pvol_id)
+        resync = self.runtimes.resync_path(pvol_id)
         if resync.exists():
             bitmap = DiffBitmap(resync, size)
             regions = bitmap.extents()
             bitmap.close()
             extents = [(max(s, offset), s + n - max(s, offset)) for s, n in regions if s + n > offset]
             return extents, 0, sum(n for _, n in regions) if not offset else 0
-        page = self.array.snapshots.allocated(snapshot_id, offset, 4096)
-        total = sum(n for _, n in self.array.snapshots.allocated(snapshot_id, 0, 1 << 30).extents) if not offset else 0
+        page = self.snapshots.allocated(snapshot_id, offset, 4096)
+        total = sum(n for _, n in self.snapshots.allocated(snapshot_id, 0, 1 << 30).extents) if not offset else 0
         return page.extents, page.next_offset, total
 
     # -- backup side ---------------------------------------------------------------
@@ -210,29 +220,30 @@ class Pairs:
         if existing:
             return existing[0].local_ldev
         svol = self._given_svol(svol_id, size) if svol_id else None
-        group = group or self.array.journal_groups.create(
+        group = group or self.journal_groups.create(
             group_name, capacity, role="backup", remote_serial=main_serial
         )
         if svol is None:
             name = f"svol-{main_serial}-{pvol_id:06x}-{pvol.name}"[:128]
             taken = self.store.find_ldev_by_name(name)
-            if taken is not None and (self.store.find_pair_by_ldev(taken.id) or self.array.open_sessions(taken.id)):
+            if taken is not None and (self.store.find_pair_by_ldev(taken.id) or self.runtimes.open_sessions(taken.id)):
                 raise FailedPrecondition(f"S-VOL {name!r} is in use")
             labels = {**pvol.labels, SVOL_OF_LABEL: f"{main_serial}:{pvol_id:06x}"}
-            svol = self.array.create_ldev(name, size, labels, read_only=True, open_to_all=pvol.open_to_all)
+            svol = self.ldevs.create_ldev(name, size, labels, read_only=True, open_to_all=pvol.open_to_all)
             if svol.size != size:
                 raise FailedPrecondition(f"S-VOL {svol.display_id} has {svol.size} bytes, the P-VOL {size}")
-        self.store.insert_pair(group.id, "backup", svol.id, pvol_id, main_serial, PairState.COPY)
+        created = next_state(PairState.SMPL, PairOp.CREATE)
+        self.store.insert_pair(group.id, "backup", svol.id, pvol_id, main_serial, created)
         log.info("svol_prepared group=%s svol=%s pvol=%06x main=%d", group_name, svol.display_id, pvol_id, main_serial)
         return svol.id
 
     def _given_svol(self, svol_id: int, size: int) -> LdevRecord:
-        svol = self.array.get_ldev(svol_id)
+        svol = self.store.get_ldev(svol_id)
         if svol.size != size:
             raise FailedPrecondition(f"S-VOL {svol.display_id} has {svol.size} bytes, the P-VOL {size}")
         if self.store.find_pair_by_ldev(svol.id) is not None:
             raise FailedPrecondition(f"S-VOL {svol.display_id} is already in a pair")
-        if self.array.open_sessions(svol.id) or self.store.list_publications(svol.id):
+        if self.runtimes.open_sessions(svol.id) or self.store.list_publications(svol.id):
             raise FailedPrecondition(f"S-VOL {svol.display_id} is in use by hosts")
         if self.store.list_snapshots(ldev_id=svol.id, include_hidden=True):
             raise FailedPrecondition(f"S-VOL {svol.display_id} has snapshots")
@@ -245,14 +256,14 @@ class Pairs:
             if pair.remote_ldev == pvol_id:
                 with self.store.transaction() as db:
                     db.execute("UPDATE pair SET base_snapshot=? WHERE id=?", (base_snapshot, pair.id))
-                self.array.replicators.wake(group.id)
+                self.replicators.wake(group.id)
                 return
         raise NotFound(f"no S-VOL prepared for P-VOL {pvol_id:06x} in {group_name!r}")
 
     # -- status -----------------------------------------------------------------------
     def group_status(self, group: JournalGroupRecord) -> dict[str, float]:
         """Sequence numbers, pending work and lag of a journal group, as this side sees it."""
-        journal = self.array.journal_groups.journals[group.id]
+        journal = self.journal_groups.journals[group.id]
         if group.role == "main":
             records, nbytes = journal.pending()
             oldest = journal.oldest_pending_ns()
@@ -265,7 +276,7 @@ class Pairs:
                 "recovery_point_ns": journal.confirmed_write_ns,
             }
         lag = backup_lag(Heard.from_json(group.heard), applied_of(group))
-        replicator = self.array.replicators.get(group.id)
+        replicator = self.replicators.get(group.id)
         return {
             "applied_seq": group.applied_seq,
             "main_seq": group.applied_seq + lag.records,

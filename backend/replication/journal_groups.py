@@ -10,16 +10,16 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from backend.errors import AlreadyExists, ArrayError, FailedPrecondition, InvalidArgument
 from backend.journal import Journal
-from backend.metadata import JournalGroupRecord
-from backend.pair_states import PairOp, next_state
+from backend.metadata import JournalGroupRecord, PairState
 from backend.pool import validate_name
-
-if TYPE_CHECKING:
-    from backend.array import Array
+from backend.replication.pair_states import PairOp, next_state
+from backend.replication.ports import ReplicatorControl
+from backend.replication.remote import RemoteLink
+from backend.services import ArrayServices
+from backend.write_path import WriteTarget
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,15 @@ CONFIRM_PERSIST_SECONDS = 1.0
 
 
 class JournalGroups:
-    def __init__(self, array: Array) -> None:
-        self.array = array
-        self.store = array.store
+    def __init__(self, services: ArrayServices, link: RemoteLink) -> None:
+        self.store = services.store
+        self.pool = services.pool
+        self.runtimes = services.runtimes
+        self.name_locks = services.name_locks
+        self.id_locks = services.id_locks
+        self.link = link
+        # The backup's apply loops, above this module: wired by the array once they exist.
+        self.replicators: ReplicatorControl | None = None
         self.journals: dict[int, Journal] = {}
         self._confirm_persisted: dict[int, float] = {}  # group id -> monotonic time
         for group in self.store.list_journal_groups():
@@ -49,6 +55,31 @@ class JournalGroups:
         )  # fmt: skip
         journal.on_full = lambda last_seq: self._suspend_when_full(group.id, last_seq)
         return journal
+
+    # -- the one owner of "this LDEV's writes are journaled" ------------------------------
+    def journal_on_open(self, ldev_id: int) -> Journal | None:
+        """Where an LDEV opened now journals its writes: its group's journal while its pair
+        copies (COPY, PAIR); nowhere once split or suspended, or out of any group."""
+        group_id = self.store.journal_group_of(ldev_id)
+        if group_id is None:
+            return None
+        pair = self.store.find_pair_by_ldev(ldev_id)
+        copying = pair is None or pair.state in (PairState.COPY, PairState.PAIR)
+        return self.journals.get(group_id) if copying else None
+
+    def start_journaling(self, runtime: WriteTarget, group_id: int) -> None:
+        """From the next write on, the LDEV's writes take the group's sequence (call under its write lock)."""
+        runtime.journal = self.journals[group_id]
+
+    def stop_journaling(self, runtime: WriteTarget) -> None:
+        """From the next write on, the LDEV's writes are not journaled (call under its write lock)."""
+        runtime.journal = None
+
+    def journal_full(self, runtime: WriteTarget) -> None:
+        """The write path's call when the journal took no more (under the write lock): the LDEV
+        stops journaling and marks its differential bitmap instead, for the resync."""
+        self.stop_journaling(runtime)
+        self.runtimes.track_changes(runtime)
 
     def set_inflow_control(
         self, group_id: int, inflow_control: bool, overflow_watch: float | None = None
@@ -83,7 +114,7 @@ class JournalGroups:
         log.warning("journal_group_suspended group=%d state=PFUS last_seq=%d", group_id, last_seq)
 
     def path(self, group_id: int) -> Path:
-        return self.array.pool.root / "journals" / f"{group_id:06x}"
+        return self.pool.root / "journals" / f"{group_id:06x}"
 
     def create(
         self, name: str, capacity: int, role: str = "main", remote_serial: int = 0, synchronous: bool = False
@@ -92,7 +123,7 @@ class JournalGroups:
         validate_name(name)
         if capacity < MIN_CAPACITY:
             raise InvalidArgument("a journal needs at least 1 MiB")
-        with self.array.name_locks.hold(f"journal:{name}"):
+        with self.name_locks.hold(f"journal:{name}"):
             existing = self.store.find_journal_group_by_name(name)
             if existing is not None:
                 if existing.capacity != capacity:
@@ -104,7 +135,7 @@ class JournalGroups:
             group = self.store.insert_journal_group(name, capacity, role, remote_serial, synchronous)
             self.journals[group.id] = self._open(group)
         if role == "backup":
-            self.array.replicators.ensure(group.id)
+            self.replicators.ensure(group.id)
         log.info("journal_group_created group=%d name=%s capacity=%d", group.id, name, capacity)
         return group
 
@@ -115,7 +146,7 @@ class JournalGroups:
         if self.store.list_pairs(group_id) or self.store.journal_members(group_id):
             raise FailedPrecondition(f"journal group {group.name!r} still has pairs")
         if group.role == "backup":
-            self.array.replicators.halt(group_id)
+            self.replicators.halt(group_id)
         journal = self.journals.pop(group_id, None)
         if journal is not None:
             journal.close()
@@ -126,7 +157,7 @@ class JournalGroups:
         if folder.exists():
             folder.rmdir()
         log.info("journal_group_deleted group=%d name=%s", group_id, group.name)
-        remote = self.array.pairs.remote
+        remote = self.link.remote
         if group.role == "main" and remote is not None:
             try:
                 remote.delete_group(group.name)
@@ -135,20 +166,20 @@ class JournalGroups:
 
     def add_member(self, group_id: int, ldev_id: int) -> None:
         """From the next write on, the LDEV's writes are journaled in the group's sequence."""
-        with self.array.id_locks.hold(ldev_id):
+        with self.id_locks.hold(ldev_id):
             self.store.get_journal_group(group_id)
-            self.array.get_ldev(ldev_id)
+            self.store.get_ldev(ldev_id)
             self.store.add_journal_member(group_id, ldev_id)
-            runtime = self.array.runtime(ldev_id)
+            runtime = self.runtimes.get(ldev_id)
             with runtime.lock:
-                runtime.journal = self.journals[group_id]
+                self.start_journaling(runtime, group_id)
         log.info("journal_member_added group=%d ldev=%06x", group_id, ldev_id)
 
     def remove_member(self, ldev_id: int) -> None:
-        with self.array.id_locks.hold(ldev_id):
-            runtime = self.array.runtime(ldev_id)
+        with self.id_locks.hold(ldev_id):
+            runtime = self.runtimes.get(ldev_id)
             with runtime.lock:
-                runtime.journal = None
+                self.stop_journaling(runtime)
             self.store.remove_journal_member(ldev_id)
 
     def confirm(self, group_id: int, seq: int) -> None:

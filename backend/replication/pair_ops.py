@@ -13,7 +13,7 @@ makes them read-only again and hands over its bitmaps; the main array merges
 them into its own, then, per P-VOL, at one barrier, cuts a hidden base
 snapshot, rejoins the journal and sets the merged bitmap aside as the resync
 set. The backup copies exactly those regions from the base (the initial copy
-path, backend.replicator), then applies the journal: PAIR, and the backup
+path, backend.replication.replicator), then applies the journal: PAIR, and the backup
 drops its snapshot group.
 """
 
@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import TYPE_CHECKING
 
 from backend.errors import FailedPrecondition, NotFound
 from backend.journal import Journal
 from backend.metadata import JournalGroupRecord, PairRecord, PairState
-from backend.pair_states import PairOp, next_state
-
-if TYPE_CHECKING:
-    from backend.array import Array
+from backend.replication.journal_groups import JournalGroups
+from backend.replication.pair_states import PairOp, next_state
+from backend.replication.pairs import Pairs
+from backend.replication.remote import RemoteLink
+from backend.services import ArrayServices
+from backend.snapshots import Snapshots
 
 log = logging.getLogger(__name__)
 
@@ -41,27 +42,39 @@ def resync_snapshot_group(group_name: str) -> str:
 
 
 class PairOperations:
-    def __init__(self, array: Array) -> None:
-        self.array = array
-        self.store = array.store
+    def __init__(
+        self,
+        services: ArrayServices,
+        link: RemoteLink,
+        pairs: Pairs,
+        journal_groups: JournalGroups,
+        snapshots: Snapshots,
+    ) -> None:
+        self.store = services.store
+        self.runtimes = services.runtimes
+        self.name_locks = services.name_locks
+        self.link = link
+        self.pairs = pairs
+        self.journal_groups = journal_groups
+        self.snapshots = snapshots
 
     # -- main side ---------------------------------------------------------------------
     def split(self, group_name: str, svol_writable: bool = False, why: PairOp = PairOp.SPLIT) -> JournalGroupRecord:
         """Split (PSUS) or, when `why` is SUSPEND_ERROR, suspend (PSUE) every pair of the group at one sequence."""
-        with self.array.name_locks.hold(f"journal-group:{group_name}"):
-            group = self.array.pairs.group(group_name, "main")
+        with self.name_locks.hold(f"journal-group:{group_name}"):
+            group = self.pairs.group(group_name, "main")
             pairs = self.store.list_pairs(group.id)
             if not pairs:
                 raise FailedPrecondition(f"journal group {group_name!r} has no pairs")
             targets = {p.id: next_state(p.state, why) for p in pairs}  # SPLIT refuses COPY
             if group.split_seq is not None:
                 return group  # split already
-            journal = self.array.journal_groups.journals[group.id]
+            journal = self.journal_groups.journals[group.id]
             copying = {p.local_ldev for p in pairs if p.state is PairState.COPY}
-            with self.array.hold_writes(p.local_ldev for p in pairs) as runtimes:
+            with self.runtimes.hold_writes(p.local_ldev for p in pairs) as runtimes:
                 for runtime in runtimes:
-                    diff = self.array.track_changes(runtime)
-                    runtime.journal = None
+                    diff = self.runtimes.track_changes(runtime)
+                    self.journal_groups.stop_journaling(runtime)
                     if runtime.ldev_id in copying:  # the S-VOL never got all of it: a resync copies everything
                         diff.mark(0, diff.size)
                 split_seq = journal.next_seq - 1
@@ -69,7 +82,7 @@ class PairOperations:
                 for pair in pairs:
                     self.store.update_pair(pair.id, state=targets[pair.id], clear_base=pair.base_snapshot is not None)
             for pair in pairs:  # an unfinished copy's base goes; the resync cuts a new one
-                self.array.pairs.drop_base(pair)
+                self.pairs.drop_base(pair)
             log.info("group_split group=%s split_seq=%d svol_writable=%s", group_name, split_seq, svol_writable)
             return self.store.get_journal_group(group.id)
 
@@ -78,10 +91,10 @@ class PairOperations:
         P-VOLs refuse host writes (EPERM) from one barrier on, durably, while replication
         goes on: the backup gets every write ever acknowledged, so the other site can take
         over losing nothing. Idempotent."""
-        with self.array.name_locks.hold(f"journal-group:{group_name}"):
-            group = self.array.pairs.group(group_name, "main")
+        with self.name_locks.hold(f"journal-group:{group_name}"):
+            group = self.pairs.group(group_name, "main")
             pvols = [p.local_ldev for p in self.store.list_pairs(group.id)]
-            with self.array.hold_writes(pvols) as runtimes:
+            with self.runtimes.hold_writes(pvols) as runtimes:
                 self.store.set_fenced(group.id, fenced)
                 for runtime in runtimes:
                     runtime.fenced = fenced
@@ -101,16 +114,16 @@ class PairOperations:
             self.split(group.name, why=PairOp.SUSPEND_ERROR)
 
     def resync(self, group_name: str) -> JournalGroupRecord:
-        with self.array.name_locks.hold(f"journal-group:{group_name}"):
-            group = self.array.pairs.group(group_name, "main")
+        with self.name_locks.hold(f"journal-group:{group_name}"):
+            group = self.pairs.group(group_name, "main")
             pairs = self.store.list_pairs(group.id)
             targets = {p.id: next_state(p.state, PairOp.RESYNC) for p in pairs}
             if group.split_seq is None:
                 return group  # copying or PAIR already
-            remote = self.array.pairs.link()
+            remote = self.link.get()
             # The backup first: unreachable, or its S-VOLs still used by hosts, and nothing changed here.
             their_bits = remote.prepare_resync(group_name)
-            journal = self.array.journal_groups.journals[group.id]
+            journal = self.journal_groups.journals[group.id]
             journal.reopen()  # after a journal-full suspension
             for pair in pairs:
                 self.start_differential_copy(group_name, pair, their_bits.get(pair.local_ldev), targets[pair.id])
@@ -127,23 +140,22 @@ class PairOperations:
         to copy and the P-VOL journals again. The other array copies those
         regions from the base (the initial-copy path), then applies the journal.
         """
-        journal = self.array.journal_groups.journals[pair.group_id]
-        runtime = self.array.runtime(pair.local_ldev)
+        runtime = self.runtimes.get(pair.local_ldev)
         with runtime.lock:
-            diff = self.array.track_changes(runtime)
+            diff = self.runtimes.track_changes(runtime)
         if their_bits is not None:
             diff.merge(their_bits)
         regions = diff.marked()
 
         def rejoin() -> None:  # at the instant of the base snapshot
-            self.array.set_aside_for_resync(runtime)
-            runtime.journal = journal
+            self.runtimes.set_aside_for_resync(runtime)
+            self.journal_groups.start_journaling(runtime, pair.group_id)
 
-        base = self.array.snapshots.create_snapshot(
+        base = self.snapshots.create_snapshot(
             f"diff-base-{uuid.uuid4().hex}", pair.local_ldev, hidden=True, during_barrier=rejoin
         )
         self.store.update_pair(pair.id, state=state, base=base.id)
-        self.array.pairs.link().start_copy(group_name, pair.local_ldev, base.id)
+        self.link.get().start_copy(group_name, pair.local_ldev, base.id)
         log.info("differential_copy_started pair=%d pvol=%06x regions=%d", pair.id, pair.local_ldev, regions)
 
     def delete_pair(self, pvol_id: int) -> None:
@@ -157,28 +169,28 @@ class PairOperations:
         if pair is None or pair.role != "main":
             raise NotFound(f"LDEV {pvol_id:06x} is not a P-VOL here")
         group = self.store.get_journal_group(pair.group_id)
-        with self.array.name_locks.hold(f"journal-group:{group.name}"):
+        with self.name_locks.hold(f"journal-group:{group.name}"):
             next_state(pair.state, PairOp.DELETE)
-            self.array.pairs.link().delete_secondary(group.name, pvol_id)
-            with self.array.hold_writes([pvol_id]) as (runtime,):
-                runtime.journal = None  # records journaled before this instant are skipped at the backup
+            self.link.get().delete_secondary(group.name, pvol_id)
+            with self.runtimes.hold_writes([pvol_id]) as (runtime,):
+                self.journal_groups.stop_journaling(runtime)  # records journaled before are skipped at the backup
                 runtime.fenced = False  # out of the group, out of its fence
-                self.array.stop_tracking_changes(runtime)
+                self.runtimes.stop_tracking_changes(runtime)
                 self.store.remove_journal_member(pvol_id)
                 self.store.delete_pair(pair.id)
-            self.array.resync_path(pvol_id).unlink(missing_ok=True)
-            self.array.pairs.drop_base(pair)
+            self.runtimes.resync_path(pvol_id).unlink(missing_ok=True)
+            self.pairs.drop_base(pair)
             log.info("pair_deleted pair=%d group=%s pvol=%06x", pair.id, group.name, pvol_id)
 
     # -- backup side -------------------------------------------------------------------
     def delete_secondary(self, group_name: str, pvol_id: int) -> None:
-        group = self.array.pairs.group(group_name, "backup")
+        group = self.pairs.group(group_name, "backup")
         for pair in self.store.list_pairs(group.id):
             if pair.remote_ldev == pvol_id:
                 self.store.delete_pair(pair.id)
-                runtime = self.array.runtime(pair.local_ldev)
+                runtime = self.runtimes.get(pair.local_ldev)
                 with runtime.lock:
-                    self.array.stop_tracking_changes(runtime)
+                    self.runtimes.stop_tracking_changes(runtime)
                 self.store.set_ldev_access(pair.local_ldev, read_only=False)
                 log.info("svol_released pair=%d svol=%06x", pair.id, pair.local_ldev)
 
@@ -198,33 +210,32 @@ class PairOperations:
 
     def open_svol_to_writes(self, svol_id: int) -> None:
         """Hosts may write the S-VOL from now on; its writes mark its bitmap first, for resync or failback."""
-        runtime = self.array.runtime(svol_id)
+        runtime = self.runtimes.get(svol_id)
         with runtime.lock:
-            self.array.track_changes(runtime)
+            self.runtimes.track_changes(runtime)
         self.store.set_ldev_access(svol_id, read_only=False)
 
     def prepare_resync(self, group_name: str) -> dict[int, bytes]:
         """Keep a consistent copy, close the S-VOLs to hosts, hand over their bitmaps (by P-VOL id)."""
-        group = self.array.pairs.group(group_name, "backup")
+        group = self.pairs.group(group_name, "backup")
         pairs = self.store.list_pairs(group.id)
+        targets = {p.id: next_state(p.state, PairOp.RESYNC_TARGET) for p in pairs}  # refused before anything changes
         for pair in pairs:
-            if pair.state is PairState.SSWS:
-                next_state(pair.state, PairOp.RESYNC)  # refused: fail back instead
-            in_use = self.array.open_sessions(pair.local_ldev) or self.store.list_publications(pair.local_ldev)
+            in_use = self.runtimes.open_sessions(pair.local_ldev) or self.store.list_publications(pair.local_ldev)
             if in_use and not self.store.get_ldev(pair.local_ldev).read_only:
                 raise FailedPrecondition(f"S-VOL {pair.local_ldev:06x} is written by hosts: unpublish it first")
         name = resync_snapshot_group(group_name)
         if self.store.find_snapshot_group_by_name(name) is None:
-            self.array.snapshots.create_group(name, [p.local_ldev for p in pairs])
+            self.snapshots.create_group(name, [p.local_ldev for p in pairs])
         bits: dict[int, bytes] = {}
         for pair in pairs:
             self.store.set_ldev_access(pair.local_ldev, read_only=True)
-            runtime = self.array.runtime(pair.local_ldev)
+            runtime = self.runtimes.get(pair.local_ldev)
             with runtime.lock:
                 if runtime.diff is not None:
                     bits[pair.remote_ldev] = runtime.diff.snapshot_bits()
-                    self.array.stop_tracking_changes(runtime)
-            self.store.update_pair(pair.id, state=PairState.COPY, clear_base=True)
+                    self.runtimes.stop_tracking_changes(runtime)
+            self.store.update_pair(pair.id, state=targets[pair.id], clear_base=True)
         log.info("resync_prepared group=%s snapshot_group=%s bitmaps=%d", group_name, name, len(bits))
         return bits
 
@@ -233,5 +244,5 @@ class PairOperations:
         group = self.store.get_journal_group(group_id)
         kept = self.store.find_snapshot_group_by_name(resync_snapshot_group(group.name))
         if kept is not None:
-            self.array.snapshots.delete_group(kept.id)
+            self.snapshots.delete_group(kept.id)
             log.info("resync_finished group=%s snapshot_group_dropped=%s", group.name, kept.name)

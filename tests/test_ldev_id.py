@@ -2,8 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend.errors import InvalidArgument
-from backend.ldev_id import MAX_LDEV_ID, format_ldev_id, parse_ldev_id
+from ccopy_common.ldev_id import MAX_LDEV_ID, format_ldev_id, parse_ldev_id
 
 
 def test_display_form_is_hitachi_style():
@@ -19,11 +18,11 @@ def test_round_trip(ldev_id):
 
 @pytest.mark.parametrize("text", ["", "2A", "00:2A", "00:00:2G", "-1", "16777216", "00:00:2A:00", "x"])
 def test_rejects_what_is_not_an_id(text):
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(ValueError):
         parse_ldev_id(text)
 
 
 @pytest.mark.parametrize("value", [-1, MAX_LDEV_ID + 1])
 def test_format_rejects_out_of_range(value):
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(ValueError):
         format_ldev_id(value)

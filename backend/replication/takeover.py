@@ -13,7 +13,7 @@ and seconds of writes the main site acknowledged that the backup never
 applied, and the recovery point (main-site time of the newest write the
 S-VOLs hold). Exact when the main array answers (it counts its journal past
 the applied sequence). Otherwise it is the backup's own account as of its
-last contact with the main array (backend/lag.py): a floor, since writes the
+last contact with the main array (backend/replication/lag.py): a floor, since writes the
 main site acknowledged after that contact cannot be known here; the report
 says so and gives the time of that contact.
 
@@ -27,15 +27,15 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
-from backend.lag import Heard, applied_of, backup_lag
 from backend.metadata import JournalGroupRecord, PairState
-from backend.pair_states import PairOp, next_state
-from backend.remote import LinkDown
-
-if TYPE_CHECKING:
-    from backend.array import Array
+from backend.replication.lag import Heard, applied_of, backup_lag
+from backend.replication.pair_ops import PairOperations
+from backend.replication.pair_states import PairOp, next_state
+from backend.replication.pairs import Pairs
+from backend.replication.remote import LinkDown, RemoteLink
+from backend.replication.replicator import Replicators
+from backend.services import ArrayServices
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +60,24 @@ class DataGivenUp:
 
 
 class Takeovers:
-    def __init__(self, array: Array) -> None:
-        self.array = array
-        self.store = array.store
+    def __init__(
+        self,
+        services: ArrayServices,
+        link: RemoteLink,
+        pairs: Pairs,
+        pair_ops: PairOperations,
+        replicators: Replicators,
+    ) -> None:
+        self.store = services.store
+        self.name_locks = services.name_locks
+        self.link = link
+        self.pairs = pairs
+        self.pair_ops = pair_ops
+        self.replicators = replicators
 
     def takeover(self, group_name: str, force: bool = False) -> tuple[JournalGroupRecord, DataGivenUp]:
-        with self.array.name_locks.hold(f"journal-group:{group_name}"):
-            group = self.array.pairs.group(group_name, "backup")
+        with self.name_locks.hold(f"journal-group:{group_name}"):
+            group = self.pairs.group(group_name, "backup")
             pairs = self.store.list_pairs(group.id)
             for pair in pairs:
                 next_state(pair.state, PairOp.TAKEOVER, force)  # refusals first: nothing changed
@@ -76,7 +87,7 @@ class Takeovers:
             given_up = self._stop_replication(group)
             applied = self.store.get_journal_group(group.id).applied_seq
             for pair in self.store.list_pairs(group.id):
-                self.array.pair_ops.open_svol_to_writes(pair.local_ldev)
+                self.pair_ops.open_svol_to_writes(pair.local_ldev)
                 self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.TAKEOVER, force=True))
             self.store.set_given_up(group.id, given_up.to_json())
             log.warning(
@@ -87,9 +98,9 @@ class Takeovers:
 
     def _stop_replication(self, group: JournalGroupRecord) -> DataGivenUp:
         """Drain what the main array has (if it answers), then stop applying; what was given up."""
-        remote = self.array.pairs.remote
+        remote = self.link.remote
         if remote is None:
-            self.array.replicators.halt(group.id)
+            self.replicators.halt(group.id)
             return self._estimate(group)
         try:
             # Fenced first: the main side may not go on taking host writes once this side is
@@ -98,14 +109,14 @@ class Takeovers:
             split_seq = remote.split(group.name)
             deadline = time.monotonic() + DRAIN_TIMEOUT
             while self.store.get_journal_group(group.id).applied_seq < split_seq and time.monotonic() < deadline:
-                self.array.replicators.wake(group.id)
+                self.replicators.wake(group.id)
                 time.sleep(0.02)
-            self.array.replicators.halt(group.id)
+            self.replicators.halt(group.id)
             held = applied_of(self.store.get_journal_group(group.id))
             missing = remote.describe_unapplied(group.name, held.seq)
             return DataGivenUp(missing.records, missing.bytes, missing.seconds, True, time.time_ns(), held.write_ns)
         except LinkDown:
-            self.array.replicators.halt(group.id)
+            self.replicators.halt(group.id)
             return self._estimate(group)
 
     def _estimate(self, group: JournalGroupRecord) -> DataGivenUp:

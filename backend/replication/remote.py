@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from backend.errors import ArrayError
+from backend.errors import ArrayError, FailedPrecondition
 from backend.journal import Unapplied
 
 
@@ -107,3 +107,15 @@ class RemoteArray(Protocol):
         ...
 
     def complete_initial_copy(self, group_name: str, pvol_id: int) -> None: ...
+
+
+class RemoteLink:
+    """The other array, once the API process links one (`--remote`); tests put a fake here."""
+
+    def __init__(self) -> None:
+        self.remote: RemoteArray | None = None
+
+    def get(self) -> RemoteArray:
+        if self.remote is None:
+            raise FailedPrecondition("this array has no remote array linked (--remote)")
+        return self.remote

@@ -13,7 +13,7 @@ base does it apply the journal, strictly in sequence order:
    boundary);
 3. make the touched S-VOLs durable (fdatasync);
 4. record applied_seq, with the journal bytes applied, the newest write's
-   main-site time and the main array's latest account (backend/lag.py), in
+   main-site time and the main array's latest account (backend/replication/lag.py), in
    one SQLite transaction (durable); the next pull confirms it.
 
 A crash between 3 and 4 re-applies records the S-VOLs already hold: writes
@@ -29,18 +29,16 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from backend.errors import NotFound
 from backend.journal_record import JournalRecord, RecordKind, decode_all
-from backend.lag import Applied, Heard, applied_of, heard_from
 from backend.metadata import PairRecord, PairState
-from backend.pair_states import PairOp, next_state
-from backend.remote import JournalBatch, RemoteArray
+from backend.replication.lag import Applied, Heard, applied_of, heard_from
+from backend.replication.pair_ops import PairOperations
+from backend.replication.pair_states import PairOp, next_state
+from backend.replication.remote import JournalBatch, RemoteArray, RemoteLink
+from backend.services import ArrayServices
 from backend.write_path import HostWrite, WriteKind
-
-if TYPE_CHECKING:
-    from backend.array import Array
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +59,13 @@ _KINDS = {RecordKind.WRITE: WriteKind.DATA, RecordKind.TRIM: WriteKind.TRIM, Rec
 
 
 class Replicator(threading.Thread):
-    def __init__(self, array: Array, group_id: int) -> None:
+    def __init__(self, services: ArrayServices, link: RemoteLink, pair_ops: PairOperations, group_id: int) -> None:
         super().__init__(name=f"replicator-{group_id}", daemon=True)
-        self.array = array
-        self.store = array.store
+        self.store = services.store
+        self.runtimes = services.runtimes
+        self.write_path = services.write_path
+        self.link = link
+        self.pair_ops = pair_ops
         self.group_id = group_id
         self.stopping = threading.Event()
         self.kick = threading.Event()
@@ -82,7 +83,7 @@ class Replicator(threading.Thread):
         self.kick.set()
 
     def status(self) -> dict[str, float]:
-        """The transfer rate of this loop; the lag itself is the store's (backend.lag)."""
+        """The transfer rate of this loop; the lag itself is the store's (backend.replication.lag)."""
         elapsed = max(time.monotonic() - self.started_at, 1e-6)
         return {"transfer_bytes_per_second": self.transferred_bytes / elapsed}
 
@@ -108,7 +109,7 @@ class Replicator(threading.Thread):
 
     def round(self) -> bool:
         """One step of work; False when there was nothing to do."""
-        remote = self.array.pairs.link()
+        remote = self.link.get()
         group = self.store.get_journal_group(self.group_id)
         if group.role != "backup":
             return False  # this array became the main side (failback)
@@ -120,7 +121,7 @@ class Replicator(threading.Thread):
                 if not self.initial_copy(group.name, pair):
                     return True  # the main array suspended the group mid-copy: followed
             if ready and all(p.state is not PairState.COPY for p in self.store.list_pairs(self.group_id)):
-                self.array.pair_ops.resync_finished(self.group_id)
+                self.pair_ops.resync_finished(self.group_id)
             return bool(ready)
         by_pvol = {p.remote_ldev: p for p in pairs if p.state is PairState.PAIR}
         if not by_pvol:
@@ -191,13 +192,13 @@ class Replicator(threading.Thread):
             if pair is None:  # its pair was deleted after the record was journaled: nothing to apply it to
                 applied = record.seq
                 continue
-            runtime = self.array.runtime(pair.local_ldev)
+            runtime = self.runtimes.get(pair.local_ldev)
             op = HostWrite(
                 _KINDS[record.kind], record.offset, record.length, record.data or None,
                 keep_allocated=record.keep_allocated,
             )  # fmt: skip
             # Replication writes reach the S-VOL although hosts may only read it.
-            self.array.write_path.apply(runtime, op, runtime.size or self.array.get_ldev(pair.local_ldev).size, False)
+            self.write_path.apply(runtime, op, runtime.size or self.store.get_ldev(pair.local_ldev).size, False)
             touched[pair.local_ldev] = runtime
             applied = record.seq
             self.transferred_bytes += record.length if record.kind is RecordKind.WRITE else 0
@@ -207,10 +208,10 @@ class Replicator(threading.Thread):
 
     def initial_copy(self, group_name: str, pair: PairRecord) -> bool:
         """Copy the P-VOL's base snapshot; False if the main array suspended the group meanwhile."""
-        remote = self.array.pairs.link()
+        remote = self.link.get()
         assert pair.base_snapshot is not None
-        runtime = self.array.runtime(pair.local_ldev)
-        size = self.array.get_ldev(pair.local_ldev).size
+        runtime = self.runtimes.get(pair.local_ldev)
+        size = self.store.get_ldev(pair.local_ldev).size
         offset, copied, total, last_report = 0, 0, 0, time.monotonic()
         while True:
             try:
@@ -221,7 +222,7 @@ class Replicator(threading.Thread):
                 raise
             total = chunk.total_bytes or total  # told with the first chunk
             for start, data in chunk.pieces:
-                self.array.write_path.apply(runtime, HostWrite(WriteKind.DATA, start, len(data), data), size, False)
+                self.write_path.apply(runtime, HostWrite(WriteKind.DATA, start, len(data), data), size, False)
                 copied += len(data)
             self.copy_progress[pair.id] = (copied, total)
             if time.monotonic() - last_report > 2.0:
@@ -251,25 +252,28 @@ class Replicator(threading.Thread):
     def split_like_main(self, batch: JournalBatch) -> None:
         """Split or suspend this side's pairs the way the main array did (PSUS, PSUE, PFUS)."""
         why = SUSPENSIONS.get(batch.split_state, PairOp.SPLIT)
-        self.array.pair_ops.split_secondary(self.group_id, batch.svol_writable, why)
+        self.pair_ops.split_secondary(self.group_id, batch.svol_writable, why)
 
 
 class Replicators:
     """The apply loops of this array's backup journal groups."""
 
-    def __init__(self, array: Array) -> None:
-        self.array = array
+    def __init__(self, services: ArrayServices, link: RemoteLink, pair_ops: PairOperations) -> None:
+        self.services = services
+        self.store = services.store
+        self.link = link
+        self.pair_ops = pair_ops
         self.threads: dict[int, Replicator] = {}
 
     def start(self) -> None:
-        for group in self.array.store.list_journal_groups():
+        for group in self.store.list_journal_groups():
             if group.role == "backup":
                 self.ensure(group.id)
 
     def ensure(self, group_id: int) -> Replicator:
         thread = self.threads.get(group_id)
         if thread is None or not thread.is_alive():
-            thread = Replicator(self.array, group_id)
+            thread = Replicator(self.services, self.link, self.pair_ops, group_id)
             self.threads[group_id] = thread
             thread.start()
         return thread

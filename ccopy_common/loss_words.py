@@ -11,8 +11,8 @@ from datetime import UTC
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ccopy.units import format_size
 from ccopy_api import array_pb2 as pb
+from ccopy_common.units import format_size
 
 
 def given_up_words(lost: pb.DataGivenUp) -> str:

@@ -1,5 +1,5 @@
 """The view of the array that the CSI plugin and the replication sidecar share: its
-management API, with the array's errors made theirs (`ccopy.errors`)."""
+management API, with the array's errors made theirs (`ccopy_common.errors`)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from wsgiref.simple_server import WSGIServer
 
 import grpc
 
-from ccopy.errors import Aborted, from_array
-from ccopy.rpc import TlsFiles, client_channel, stop_metrics
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from ccopy_common.errors import Aborted, from_array
+from ccopy_common.rpc import TlsFiles, client_channel, stop_metrics
 
 CALL_TIMEOUT = 30.0
 

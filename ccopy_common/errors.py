@@ -12,8 +12,6 @@ from collections.abc import Mapping
 
 import grpc
 
-from backend.errors import Busy
-
 
 class ServiceError(Exception):
     code = grpc.StatusCode.INTERNAL
@@ -55,10 +53,7 @@ class Unavailable(ServiceError):
 
 _BY_CODE = {cls.code: cls for cls in ServiceError.__subclasses__()}
 
-ERROR_TABLE: Mapping[type[BaseException], grpc.StatusCode] = {
-    **{cls: cls.code for cls in ServiceError.__subclasses__()},
-    Busy: grpc.StatusCode.ABORTED,
-}
+ERROR_TABLE: Mapping[type[BaseException], grpc.StatusCode] = {cls: cls.code for cls in ServiceError.__subclasses__()}
 
 
 def from_array(exc: grpc.RpcError) -> ServiceError:

@@ -12,13 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
 
-from backend.metadata import PairState
-from backend.pair_states import PairOp
-
-if TYPE_CHECKING:
-    from backend.array import Array
+from backend.metadata import MetadataStore, PairState
+from backend.replication.pair_ops import PairOperations
+from backend.replication.pair_states import PairOp
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +23,12 @@ DEFAULT_WATCH_SECONDS = 60.0
 
 
 class PathWatch(threading.Thread):
-    def __init__(self, array: Array, watch_seconds: float = DEFAULT_WATCH_SECONDS) -> None:
+    def __init__(
+        self, store: MetadataStore, pair_ops: PairOperations, watch_seconds: float = DEFAULT_WATCH_SECONDS
+    ) -> None:
         super().__init__(name="path-watch", daemon=True)
-        self.array = array
+        self.store = store
+        self.pair_ops = pair_ops
         self.watch_seconds = watch_seconds
         self.stopping = threading.Event()
         # Group id -> when the backup last asked for anything of it (a pull, a piece of
@@ -47,7 +47,7 @@ class PathWatch(threading.Thread):
                 log.warning("path_watch_failed error=%s", exc)
 
     def check(self) -> None:
-        store = self.array.store
+        store = self.store
         now = time.monotonic()
         for group in store.list_journal_groups():
             pairs = store.list_pairs(group.id) if group.role == "main" and group.split_seq is None else []
@@ -57,7 +57,7 @@ class PathWatch(threading.Thread):
             silent = now - self.last_contact.setdefault(group.id, now)
             if silent > self.watch_seconds:
                 log.warning("path_watch_expired group=%s silent_seconds=%.1f: suspending", group.name, silent)
-                self.array.pair_ops.split(group.name, why=PairOp.SUSPEND_ERROR)
+                self.pair_ops.split(group.name, why=PairOp.SUSPEND_ERROR)
 
     def stop(self) -> None:
         self.stopping.set()

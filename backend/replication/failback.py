@@ -17,38 +17,54 @@ force while both arrays answer (lossless, it drains first), then a failback.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from backend.errors import FailedPrecondition
 from backend.journal import Journal
 from backend.metadata import JournalGroupRecord
-from backend.pair_states import PairOp, next_state
-
-if TYPE_CHECKING:
-    from backend.array import Array
+from backend.replication.journal_groups import JournalGroups
+from backend.replication.pair_ops import PairOperations
+from backend.replication.pair_states import PairOp, next_state
+from backend.replication.pairs import Pairs
+from backend.replication.remote import RemoteLink
+from backend.replication.replicator import Replicators
+from backend.services import ArrayServices
 
 log = logging.getLogger(__name__)
 
 
 class Failbacks:
-    def __init__(self, array: Array) -> None:
-        self.array = array
-        self.store = array.store
+    def __init__(
+        self,
+        services: ArrayServices,
+        link: RemoteLink,
+        pairs: Pairs,
+        pair_ops: PairOperations,
+        journal_groups: JournalGroups,
+        replicators: Replicators,
+    ) -> None:
+        self.store = services.store
+        self.runtimes = services.runtimes
+        self.name_locks = services.name_locks
+        self.link = link
+        self.pairs = pairs
+        self.pair_ops = pair_ops
+        self.journal_groups = journal_groups
+        self.replicators = replicators
 
     def failback(self, group_name: str) -> JournalGroupRecord:
         """At the array that took over: demote the old main array and copy the differences to it."""
-        with self.array.name_locks.hold(f"journal-group:{group_name}"):
-            group = self.array.pairs.group(group_name, "backup")
+        with self.name_locks.hold(f"journal-group:{group_name}"):
+            group = self.pairs.group(group_name, "backup")
             pairs = self.store.list_pairs(group.id)
             if not pairs:
                 raise FailedPrecondition(f"journal group {group_name!r} has no pairs")
             targets = {p.id: next_state(p.state, PairOp.FAILBACK) for p in pairs}  # only SSWS
-            remote = self.array.pairs.link()
-            journal = self.array.journal_groups.journals[group.id]
+            remote = self.link.get()
+            journal = self.journal_groups.journals[group.id]
             # The old main array first: unreachable or still used by its hosts, and nothing changed here.
             their_bits = remote.demote(group_name, group.applied_seq, journal.next_seq - 1)
             self.store.reverse_roles(group.id, "main", 0)
-            pair_ops = self.array.pair_ops
+            pair_ops = self.pair_ops
             for pair in pairs:
                 self.store.add_journal_member(group.id, pair.local_ldev)
                 pair_ops.start_differential_copy(group_name, pair, their_bits.get(pair.local_ldev), targets[pair.id])
@@ -60,12 +76,12 @@ class Failbacks:
         The other array runs `failback`, which calls `demote` here; no lock of ours is
         held meanwhile. Afterwards this array holds the backup side.
         """
-        group = self.array.pairs.group(group_name, "main")
+        group = self.pairs.group(group_name, "main")
         if not group.fenced:
             raise FailedPrecondition(
                 f"journal group {group_name!r} is not fenced here: demote it before the other site fails back to it"
             )
-        self.array.pairs.link().failback(group_name)
+        self.link.get().failback(group_name)
         return self.store.get_journal_group(group.id)
 
     def demote(self, group_name: str, their_applied: int, their_last_seq: int) -> dict[int, bytes]:
@@ -75,26 +91,26 @@ class Failbacks:
         before it took over: the regions of every later record differ.
         `their_last_seq` is its journal's last sequence: ours apply from the next.
         """
-        with self.array.name_locks.hold(f"journal-group:{group_name}"):
-            group = self.array.pairs.group(group_name, "main")
+        with self.name_locks.hold(f"journal-group:{group_name}"):
+            group = self.pairs.group(group_name, "main")
             pairs = self.store.list_pairs(group.id)
             targets = {p.id: next_state(p.state, PairOp.DEMOTE) for p in pairs}  # refused before anything changes
             for pair in pairs:
-                if self.array.open_sessions(pair.local_ldev) or self.store.list_publications(pair.local_ldev):
+                if self.runtimes.open_sessions(pair.local_ldev) or self.store.list_publications(pair.local_ldev):
                     raise FailedPrecondition(f"P-VOL {pair.local_ldev:06x} is still used by hosts here")
-            journal = self.array.journal_groups.journals[group.id]
+            journal = self.journal_groups.journals[group.id]
             by_ldev = {p.local_ldev: p for p in pairs}
             bits: dict[int, bytes] = {}
-            with self.array.hold_writes(by_ldev) as runtimes:
+            with self.runtimes.hold_writes(by_ldev) as runtimes:
                 for runtime in runtimes:
-                    self.array.track_changes(runtime)
-                    runtime.journal = None
+                    self.runtimes.track_changes(runtime)
+                    self.journal_groups.stop_journaling(runtime)
                 self._mark_given_up(journal, their_applied)
                 for runtime in runtimes:
                     diff = runtime.diff
                     assert diff is not None
                     bits[by_ldev[runtime.ldev_id].remote_ldev] = diff.snapshot_bits()
-                    self.array.stop_tracking_changes(runtime)
+                    self.runtimes.stop_tracking_changes(runtime)
                     self.store.remove_journal_member(runtime.ldev_id)
                     self.store.set_ldev_access(runtime.ldev_id, read_only=True)
                     runtime.fenced = False  # an S-VOL now: read-only to hosts, written by the replicator
@@ -103,7 +119,7 @@ class Failbacks:
             self.store.reverse_roles(group.id, "backup", their_last_seq)
             for pair in pairs:
                 self.store.update_pair(pair.id, state=targets[pair.id], clear_base=True)
-            self.array.replicators.ensure(group.id)
+            self.replicators.ensure(group.id)
             regions = sum(bin(b).count("1") for v in bits.values() for b in v)
             log.warning("demoted group=%s regions_handed_over=%d", group_name, regions)
             return bits
@@ -116,7 +132,7 @@ class Failbacks:
             if not records:
                 return
             for record in records:
-                diff = self.array.runtime(record.ldev_id).diff
+                diff = self.runtimes.get(record.ldev_id).diff
                 if diff is not None:
                     diff.mark(record.offset, record.length)
             seq = records[-1].seq + 1
