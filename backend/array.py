@@ -22,14 +22,7 @@ from backend.clone import Cloner
 from backend.errors import AlreadyExists, Busy, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from backend.host_access import ANONYMOUS, refusal_by_name, refusal_by_publication
 from backend.ldev_io import Extent
-from backend.metadata import (
-    HostRecord,
-    LdevRecord,
-    LdevState,
-    Publication,
-    SnapshotRecord,
-    SnapshotState,
-)
+from backend.model import HostRecord, LdevRecord, LdevState, Publication, SnapshotRecord, SnapshotState
 from backend.pool import Pool, PoolCapacity, validate_labels
 from backend.replication.failback import Failbacks
 from backend.replication.journal_groups import JournalGroups

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from backend.errors import FailedPrecondition, InvalidArgument, OutOfRange
-from backend.metadata import LdevRecord, LdevState, SnapshotRecord, SnapshotState
+from backend.model import LdevRecord, LdevState, SnapshotRecord, SnapshotState
 from backend.services import ArrayServices
 from backend.snapshots import Snapshots
 from backend.write_path import HostWrite, WriteKind

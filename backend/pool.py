@@ -1,7 +1,7 @@
 """The LDEV pool: a folder of sparse backing files plus the metadata store.
 
 Layout of a pool folder:
-    pool.db           SQLite metadata (backend.metadata owns the schema)
+    pool.db           SQLite metadata (backend.store owns the schema)
     ldevs/NNNNNN.ldev one sparse file per LDEV, named by its number in hex
 
 Creating and deleting an LDEV are two-step (metadata state, then file) so a
@@ -21,7 +21,8 @@ from pathlib import Path
 
 from backend import ldev_io
 from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, OutOfRange, ResourceExhausted
-from backend.metadata import LdevRecord, LdevState, MetadataStore
+from backend.model import LdevRecord, LdevState
+from backend.store import MetadataStore
 
 log = logging.getLogger(__name__)
 

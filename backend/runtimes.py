@@ -23,7 +23,7 @@ from backend.diff_bitmap import DiffBitmap
 from backend.errors import Busy
 from backend.journal import Journal
 from backend.ldev_io import LdevFile
-from backend.metadata import SnapshotState
+from backend.model import SnapshotState
 from backend.pool import Pool
 from backend.qos import QosLimiter
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend.metadata import MetadataStore
 from backend.pool import Pool
 from backend.runtimes import Runtimes
+from backend.store import MetadataStore
 from backend.write_path import WritePath
 from ccopy_common.locks import KeyLocks
 

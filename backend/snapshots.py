@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
-from backend.metadata import LdevRecord, LdevState, SnapshotGroupRecord, SnapshotRecord, SnapshotState
+from backend.model import LdevRecord, LdevState, SnapshotGroupRecord, SnapshotRecord, SnapshotState
 from backend.pool import validate_labels, validate_name
 from backend.services import ArrayServices
 from backend.write_path import HostWrite, WriteKind

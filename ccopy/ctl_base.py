@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
+from ccopy_common import request_ids
 from ccopy_common.ldev_id import parse_ldev_id
 from ccopy_common.rpc import TlsFiles, client_channel
 from ccopy_common.units import format_size
@@ -32,7 +33,8 @@ def wrap(action: Callable[[argparse.Namespace, pb_grpc.ArrayStub], Any]) -> Call
     def run(args: argparse.Namespace) -> int:
         tls = TlsFiles(cert=args.cert, key=args.key, ca=args.ca)
         try:
-            with client_channel(args.array, tls) as channel:
+            # One id for the verb's calls (a name looked up, then the change), in the array's log too.
+            with request_ids.use(request_ids.new_id()), client_channel(args.array, tls) as channel:
                 result = action(args, pb_grpc.ArrayStub(channel))
         except grpc.RpcError as exc:
             print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]

@@ -15,7 +15,6 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,8 @@ from wsgiref.simple_server import WSGIServer
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+from ccopy_common import request_ids
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,17 @@ def add_port(server: grpc.Server, address: str, tls: TlsFiles) -> int:
 
 
 def client_channel(address: str, tls: TlsFiles | None = None, options: list | None = None) -> grpc.Channel:
+    """A channel whose every call carries the current request id (ccopy_common.request_ids)."""
     if tls is None or not tls.enabled:
-        return grpc.insecure_channel(address, options=options)
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=tls.ca.read_bytes() if tls.ca else None,
-        private_key=tls.key.read_bytes() if tls.key else None,
-        certificate_chain=tls.cert.read_bytes() if tls.cert else None,
-    )
-    return grpc.secure_channel(address, creds, options=options)
+        channel = grpc.insecure_channel(address, options=options)
+    else:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=tls.ca.read_bytes() if tls.ca else None,
+            private_key=tls.key.read_bytes() if tls.key else None,
+            certificate_chain=tls.cert.read_bytes() if tls.cert else None,
+        )
+        channel = grpc.secure_channel(address, creds, options=options)
+    return grpc.intercept_channel(channel, request_ids.SendRequestId())
 
 
 def listen_address(endpoint: str) -> str:
@@ -156,46 +160,25 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
             return handler
         method = details.method.rsplit("/", 1)[-1]
         if handler.unary_stream is not None:
-            return self._stream(handler, method)
+            return self._stream(handler, method, details)
         if handler.unary_unary is None:
             return handler
-        metadata = dict(details.invocation_metadata or ())
         inner = handler.unary_unary
 
         def call(request: Any, context: grpc.ServicerContext) -> Any:
-            request_id = metadata.get("x-request-id") or uuid.uuid4().hex[:12]
             start = time.monotonic()
-            try:
-                response = inner(request, context)
-            except Exception as exc:
-                if context.code() not in (None, grpc.StatusCode.OK):  # the servicer aborted itself
-                    raise
-                code = status_for(exc, self.table)
+            with request_ids.use(request_ids.from_metadata(details.invocation_metadata)):
+                try:
+                    response = inner(request, context)
+                except Exception as exc:
+                    if context.code() not in (None, grpc.StatusCode.OK):  # the servicer aborted itself
+                        raise
+                    self._failed(method, exc, start, context)
                 if self.metrics is not None:
-                    self.metrics.done(method, code, time.monotonic() - start)
-                level = logging.ERROR if code is grpc.StatusCode.INTERNAL else logging.INFO
-                log.log(
-                    level,
-                    "rpc server=%s method=%s request=%s code=%s ms=%.1f error=%r",
-                    self.server_name,
-                    method,
-                    request_id,
-                    code.name,
-                    (time.monotonic() - start) * 1000,
-                    str(exc),
-                    exc_info=code is grpc.StatusCode.INTERNAL,
-                )
-                context.abort(code, str(exc) if code is not grpc.StatusCode.INTERNAL else f"internal error: {exc}")
-            if self.metrics is not None:
-                self.metrics.done(method, grpc.StatusCode.OK, time.monotonic() - start)
-            log.debug(
-                "rpc server=%s method=%s request=%s code=OK ms=%.1f",
-                self.server_name,
-                method,
-                request_id,
-                (time.monotonic() - start) * 1000,
-            )
-            return response
+                    self.metrics.done(method, grpc.StatusCode.OK, time.monotonic() - start)
+                elapsed_ms = (time.monotonic() - start) * 1000
+                log.debug("rpc server=%s method=%s code=OK ms=%.1f", self.server_name, method, elapsed_ms)
+                return response
 
         return grpc.unary_unary_rpc_method_handler(
             call,
@@ -203,19 +186,41 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
-    def _stream(self, handler: Any, method: str) -> Any:
-        """Server-streaming methods: errors raised while streaming get the same table."""
+    def _failed(self, method: str, exc: Exception, start: float, context: grpc.ServicerContext) -> None:
+        """One line for the failed call, and the status its error maps to (raises, via abort)."""
+        code = status_for(exc, self.table)
+        if self.metrics is not None:
+            self.metrics.done(method, code, time.monotonic() - start)
+        level = logging.ERROR if code is grpc.StatusCode.INTERNAL else logging.INFO
+        log.log(
+            level,
+            "rpc server=%s method=%s code=%s ms=%.1f error=%r",
+            self.server_name,
+            method,
+            code.name,
+            (time.monotonic() - start) * 1000,
+            str(exc),
+            exc_info=code is grpc.StatusCode.INTERNAL,
+        )
+        context.abort(code, str(exc) if code is not grpc.StatusCode.INTERNAL else f"internal error: {exc}")
+
+    def _stream(self, handler: Any, method: str, details: Any) -> Any:
+        """Server-streaming methods: the same table and request id, for every message they send."""
         inner = handler.unary_stream
 
         def call(request: Any, context: grpc.ServicerContext) -> Any:
-            try:
-                yield from inner(request, context)
-            except Exception as exc:
-                if context.code() not in (None, grpc.StatusCode.OK):
-                    raise
-                code = status_for(exc, self.table)
-                log.info("rpc server=%s method=%s code=%s error=%r", self.server_name, method, code.name, str(exc))
-                context.abort(code, str(exc))
+            start = time.monotonic()
+            # The worker thread serves this stream alone until it ends, so the id stays current
+            # between messages too; `use` puts the thread's previous id back at the end.
+            with request_ids.use(request_ids.from_metadata(details.invocation_metadata)):
+                try:
+                    yield from inner(request, context)
+                except Exception as exc:
+                    if context.code() not in (None, grpc.StatusCode.OK):
+                        raise
+                    self._failed(method, exc, start, context)
+                if self.metrics is not None:
+                    self.metrics.done(method, grpc.StatusCode.OK, time.monotonic() - start)
 
         return grpc.unary_stream_rpc_method_handler(
             call,

@@ -8,7 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from backend import errors
 from backend.array import SNAPSHOT_EXPORT_PREFIX, Array
-from backend.metadata import (
+from backend.model import (
     HostRecord,
     LdevRecord,
     LdevState,

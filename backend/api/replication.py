@@ -13,7 +13,7 @@ import grpc
 from backend import errors
 from backend.api.lag_messages import stamp, unapplied_message
 from backend.array import Array
-from backend.metadata import JournalGroupRecord, PairRecord
+from backend.model import JournalGroupRecord, PairRecord
 from backend.replication.remote import PVolFacts
 from backend.replication.takeover import DataGivenUp
 from ccopy_api import array_pb2 as pb

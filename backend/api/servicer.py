@@ -20,7 +20,7 @@ from backend.api.convert import (
 )
 from backend.api.replication import ReplicationRpcs
 from backend.array import Array
-from backend.metadata import LdevRecord
+from backend.model import LdevRecord
 from backend.nbd.constants import MAX_REQUEST_BYTES
 from backend.snapshots import ExtentPage
 from ccopy_api import array_pb2 as pb

@@ -20,7 +20,7 @@ import logging
 
 from backend.errors import FailedPrecondition
 from backend.journal import Journal
-from backend.metadata import JournalGroupRecord
+from backend.model import JournalGroupRecord
 from backend.replication.journal_groups import JournalGroups
 from backend.replication.pair_ops import PairOperations
 from backend.replication.pair_states import PairOp, next_state
@@ -63,10 +63,12 @@ class Failbacks:
             journal = self.journal_groups.journals[group.id]
             # The old main array first: unreachable or still used by its hosts, and nothing changed here.
             their_bits = remote.demote(group_name, group.applied_seq, journal.next_seq - 1)
-            self.store.reverse_roles(group.id, "main", 0)
+            with self.store.transaction():  # the main side now, with every P-VOL a member, at once
+                self.store.reverse_roles(group.id, "main", 0)
+                for pair in pairs:
+                    self.store.add_journal_member(group.id, pair.local_ldev)
             pair_ops = self.pair_ops
             for pair in pairs:
-                self.store.add_journal_member(group.id, pair.local_ldev)
                 pair_ops.start_differential_copy(group_name, pair, their_bits.get(pair.local_ldev), targets[pair.id])
             return self.store.get_journal_group(group.id)
 
@@ -111,14 +113,19 @@ class Failbacks:
                     assert diff is not None
                     bits[by_ldev[runtime.ldev_id].remote_ldev] = diff.snapshot_bits()
                     self.runtimes.stop_tracking_changes(runtime)
-                    self.store.remove_journal_member(runtime.ldev_id)
-                    self.store.set_ldev_access(runtime.ldev_id, read_only=True)
+                # One transaction: a crash leaves the group the fenced main side, whole, and the
+                # other array's retry finds the same differences in the journal, still untrimmed.
+                with self.store.transaction():
+                    for runtime in runtimes:
+                        self.store.remove_journal_member(runtime.ldev_id)
+                        self.store.set_ldev_access(runtime.ldev_id, read_only=True)
+                    self.store.reverse_roles(group.id, "backup", their_last_seq)
+                    for pair in pairs:
+                        self.store.update_pair(pair.id, state=targets[pair.id], clear_base=True)
+                for runtime in runtimes:
                     runtime.fenced = False  # an S-VOL now: read-only to hosts, written by the replicator
             journal.trim_through(journal.next_seq - 1)  # nothing of it will ever be sent
             journal.reopen()
-            self.store.reverse_roles(group.id, "backup", their_last_seq)
-            for pair in pairs:
-                self.store.update_pair(pair.id, state=targets[pair.id], clear_base=True)
             self.replicators.ensure(group.id)
             regions = sum(bin(b).count("1") for v in bits.values() for b in v)
             log.warning("demoted group=%s regions_handed_over=%d", group_name, regions)

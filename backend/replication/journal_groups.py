@@ -13,7 +13,7 @@ from pathlib import Path
 
 from backend.errors import AlreadyExists, ArrayError, FailedPrecondition, InvalidArgument
 from backend.journal import Journal
-from backend.metadata import JournalGroupRecord, PairState
+from backend.model import JournalGroupRecord, PairState
 from backend.pool import validate_name
 from backend.replication.pair_states import PairOp, next_state
 from backend.replication.ports import ReplicatorControl
@@ -108,9 +108,10 @@ class JournalGroups:
         never failed nor slowed; they mark differential bitmaps from now on
         and a resync copies those regions.
         """
-        self.store.set_split(group_id, last_seq)
-        for pair in self.store.list_pairs(group_id):
-            self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.JOURNAL_FULL))
+        with self.store.transaction():
+            self.store.set_split(group_id, last_seq)
+            for pair in self.store.list_pairs(group_id):
+                self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.JOURNAL_FULL))
         log.warning("journal_group_suspended group=%d state=PFUS last_seq=%d", group_id, last_seq)
 
     def path(self, group_id: int) -> Path:

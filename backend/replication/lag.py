@@ -19,7 +19,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from backend.journal import Unapplied
-from backend.metadata import JournalGroupRecord
+from backend.model import JournalGroupRecord
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import uuid
 
 from backend.errors import FailedPrecondition, NotFound
 from backend.journal import Journal
-from backend.metadata import JournalGroupRecord, PairRecord, PairState
+from backend.model import JournalGroupRecord, PairRecord, PairState
 from backend.replication.journal_groups import JournalGroups
 from backend.replication.pair_states import PairOp, next_state
 from backend.replication.pairs import Pairs
@@ -78,9 +78,12 @@ class PairOperations:
                     if runtime.ldev_id in copying:  # the S-VOL never got all of it: a resync copies everything
                         diff.mark(0, diff.size)
                 split_seq = journal.next_seq - 1
-                self.store.set_split(group.id, split_seq, svol_writable)
-                for pair in pairs:
-                    self.store.update_pair(pair.id, state=targets[pair.id], clear_base=pair.base_snapshot is not None)
+                with self.store.transaction():  # the split point and every pair's state, at once
+                    self.store.set_split(group.id, split_seq, svol_writable)
+                    for pair in pairs:
+                        self.store.update_pair(
+                            pair.id, state=targets[pair.id], clear_base=pair.base_snapshot is not None
+                        )
             for pair in pairs:  # an unfinished copy's base goes; the resync cuts a new one
                 self.pairs.drop_base(pair)
             log.info("group_split group=%s split_seq=%d svol_writable=%s", group_name, split_seq, svol_writable)
@@ -176,8 +179,9 @@ class PairOperations:
                 self.journal_groups.stop_journaling(runtime)  # records journaled before are skipped at the backup
                 runtime.fenced = False  # out of the group, out of its fence
                 self.runtimes.stop_tracking_changes(runtime)
-                self.store.remove_journal_member(pvol_id)
-                self.store.delete_pair(pair.id)
+                with self.store.transaction():
+                    self.store.remove_journal_member(pvol_id)
+                    self.store.delete_pair(pair.id)
             self.runtimes.resync_path(pvol_id).unlink(missing_ok=True)
             self.pairs.drop_base(pair)
             log.info("pair_deleted pair=%d group=%s pvol=%06x", pair.id, group.name, pvol_id)
@@ -187,11 +191,12 @@ class PairOperations:
         group = self.pairs.group(group_name, "backup")
         for pair in self.store.list_pairs(group.id):
             if pair.remote_ldev == pvol_id:
-                self.store.delete_pair(pair.id)
+                with self.store.transaction():  # out of the pair and open to hosts again, at once
+                    self.store.delete_pair(pair.id)
+                    self.store.set_ldev_access(pair.local_ldev, read_only=False)
                 runtime = self.runtimes.get(pair.local_ldev)
                 with runtime.lock:
                     self.runtimes.stop_tracking_changes(runtime)
-                self.store.set_ldev_access(pair.local_ldev, read_only=False)
                 log.info("svol_released pair=%d svol=%06x", pair.id, pair.local_ldev)
 
     def split_secondary(self, group_id: int, svol_writable: bool, why: PairOp = PairOp.SPLIT) -> None:
@@ -200,20 +205,23 @@ class PairOperations:
         A pair still in its initial copy is suspended too (its S-VOL is not consistent,
         so it never opens to writes); its resync copies it whole.
         """
-        for pair in self.store.list_pairs(group_id):
-            if pair.state not in (PairState.PAIR, PairState.COPY):
-                continue
+        pairs = [p for p in self.store.list_pairs(group_id) if p.state in (PairState.PAIR, PairState.COPY)]
+        for pair in pairs:
             if svol_writable and pair.state is PairState.PAIR:
-                self.open_svol_to_writes(pair.local_ldev)
-            self.store.update_pair(pair.id, state=next_state(pair.state, why))
+                self.track_svol_writes(pair.local_ldev)
+        with self.store.transaction():  # every pair split, and its S-VOL writable, at once
+            for pair in pairs:
+                if svol_writable and pair.state is PairState.PAIR:
+                    self.store.set_ldev_access(pair.local_ldev, read_only=False)
+                self.store.update_pair(pair.id, state=next_state(pair.state, why))
+        for pair in pairs:
             log.info("svol_split pair=%d svol=%06x writable=%s", pair.id, pair.local_ldev, svol_writable)
 
-    def open_svol_to_writes(self, svol_id: int) -> None:
-        """Hosts may write the S-VOL from now on; its writes mark its bitmap first, for resync or failback."""
+    def track_svol_writes(self, svol_id: int) -> None:
+        """Before hosts may write the S-VOL: its writes mark its bitmap first, for resync or failback."""
         runtime = self.runtimes.get(svol_id)
         with runtime.lock:
             self.runtimes.track_changes(runtime)
-        self.store.set_ldev_access(svol_id, read_only=False)
 
     def prepare_resync(self, group_name: str) -> dict[int, bytes]:
         """Keep a consistent copy, close the S-VOLs to hosts, hand over their bitmaps (by P-VOL id)."""
@@ -228,20 +236,27 @@ class PairOperations:
         if self.store.find_snapshot_group_by_name(name) is None:
             self.snapshots.create_group(name, [p.local_ldev for p in pairs])
         bits: dict[int, bytes] = {}
+        with self.store.transaction():  # closed to hosts and copying, every S-VOL at once
+            for pair in pairs:
+                self.store.set_ldev_access(pair.local_ldev, read_only=True)
+                self.store.update_pair(pair.id, state=targets[pair.id], clear_base=True)
         for pair in pairs:
-            self.store.set_ldev_access(pair.local_ldev, read_only=True)
             runtime = self.runtimes.get(pair.local_ldev)
             with runtime.lock:
+                # Kept until the resync ends (resync_finished): if this answer is lost, the main
+                # array's retry gets the same regions again, not none.
                 if runtime.diff is not None:
                     bits[pair.remote_ldev] = runtime.diff.snapshot_bits()
-                    self.runtimes.stop_tracking_changes(runtime)
-            self.store.update_pair(pair.id, state=targets[pair.id], clear_base=True)
         log.info("resync_prepared group=%s snapshot_group=%s bitmaps=%d", group_name, name, len(bits))
         return bits
 
     def resync_finished(self, group_id: int) -> None:
-        """Every pair is PAIR again: the snapshot group kept during the resync goes."""
+        """Every pair is PAIR again: the S-VOLs' bitmaps and the snapshot group kept during the resync go."""
         group = self.store.get_journal_group(group_id)
+        for pair in self.store.list_pairs(group_id):  # the regions handed over are copied now
+            runtime = self.runtimes.get(pair.local_ldev)
+            with runtime.lock:
+                self.runtimes.stop_tracking_changes(runtime)
         kept = self.store.find_snapshot_group_by_name(resync_snapshot_group(group.name))
         if kept is not None:
             self.snapshots.delete_group(kept.id)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from backend.errors import FailedPrecondition
-from backend.metadata import PairState
+from backend.model import PairState
 
 
 class PairOp(StrEnum):

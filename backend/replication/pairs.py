@@ -21,7 +21,7 @@ import uuid
 from backend.diff_bitmap import DiffBitmap
 from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from backend.journal import Unapplied
-from backend.metadata import JournalGroupRecord, LdevRecord, LdevState, PairRecord, PairState
+from backend.model import JournalGroupRecord, LdevRecord, LdevState, PairRecord, PairState
 from backend.replication.journal_groups import JournalGroups
 from backend.replication.lag import Heard, applied_of, backup_lag
 from backend.replication.pair_states import PairOp, next_state
@@ -254,8 +254,7 @@ class Pairs:
         group = self.group(group_name, "backup")
         for pair in self.store.list_pairs(group.id):
             if pair.remote_ldev == pvol_id:
-                with self.store.transaction() as db:
-                    db.execute("UPDATE pair SET base_snapshot=? WHERE id=?", (base_snapshot, pair.id))
+                self.store.update_pair(pair.id, base=base_snapshot)
                 self.replicators.wake(group.id)
                 return
         raise NotFound(f"no S-VOL prepared for P-VOL {pvol_id:06x} in {group_name!r}")

@@ -13,9 +13,10 @@ import logging
 import threading
 import time
 
-from backend.metadata import MetadataStore, PairState
+from backend.model import PairState
 from backend.replication.pair_ops import PairOperations
 from backend.replication.pair_states import PairOp
+from backend.store import MetadataStore
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from backend.metadata import LdevRecord
+from backend.model import LdevRecord
 
 
 class ReplicatorControl(Protocol):

@@ -32,7 +32,7 @@ from dataclasses import replace
 
 from backend.errors import NotFound
 from backend.journal_record import JournalRecord, RecordKind, decode_all
-from backend.metadata import PairRecord, PairState
+from backend.model import PairRecord, PairState
 from backend.replication.lag import Applied, Heard, applied_of, heard_from
 from backend.replication.pair_ops import PairOperations
 from backend.replication.pair_states import PairOp, next_state

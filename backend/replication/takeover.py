@@ -28,7 +28,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 
-from backend.metadata import JournalGroupRecord, PairState
+from backend.model import JournalGroupRecord, PairState
 from backend.replication.lag import Heard, applied_of, backup_lag
 from backend.replication.pair_ops import PairOperations
 from backend.replication.pair_states import PairOp, next_state
@@ -86,10 +86,15 @@ class Takeovers:
                 return group, DataGivenUp.from_json(group.given_up)  # taken over already
             given_up = self._stop_replication(group)
             applied = self.store.get_journal_group(group.id).applied_seq
-            for pair in self.store.list_pairs(group.id):
-                self.pair_ops.open_svol_to_writes(pair.local_ldev)
-                self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.TAKEOVER, force=True))
-            self.store.set_given_up(group.id, given_up.to_json())
+            pairs = self.store.list_pairs(group.id)
+            for pair in pairs:
+                self.pair_ops.track_svol_writes(pair.local_ldev)
+            # One transaction: every S-VOL writable and SSWS with what was given up, or none of it.
+            with self.store.transaction():
+                for pair in pairs:
+                    self.store.set_ldev_access(pair.local_ldev, read_only=False)
+                    self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.TAKEOVER, force=True))
+                self.store.set_given_up(group.id, given_up.to_json())
             log.warning(
                 "takeover group=%s applied_seq=%d given_up_records=%d given_up_bytes=%d given_up_seconds=%.3f exact=%s",
                 group_name, applied, given_up.records, given_up.bytes, given_up.seconds, given_up.exact,

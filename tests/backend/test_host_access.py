@@ -11,8 +11,9 @@ import pytest
 from backend.array import Array
 from backend.errors import NotFound, PermissionDenied
 from backend.host_access import ANONYMOUS, refusal_by_name, refusal_by_publication
-from backend.metadata import MIGRATIONS, MetadataStore
 from backend.pool import Pool
+from backend.store import MetadataStore
+from backend.store.schema import MIGRATIONS
 from backend.write_path import HostWrite, WriteKind
 
 MIB = 1 << 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.errors import FailedPrecondition
-from backend.metadata import PairState
+from backend.model import PairState
 from backend.replication.pair_states import PairOp, UnsafeTransition, next_state
 
 OPS = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, OutOfRange
-from backend.metadata import LdevState
+from backend.model import LdevState
 from backend.pool import Pool
 
 TIB = 1 << 40

@@ -10,7 +10,7 @@ import pytest
 
 from backend.array import Array
 from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, OutOfRange
-from backend.metadata import LdevState
+from backend.model import LdevState
 from backend.pool import Pool
 from backend.write_path import HostWrite, WriteKind
 
