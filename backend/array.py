@@ -1,28 +1,22 @@
 """The array: the pool's LDEVs, their snapshots and the host sessions open on them.
 
 This is the object both servers share. The gRPC API calls the lifecycle
-methods; the NBD server opens a `Session` per connection. The array composes
-the managers (snapshots, clones, the replication package): each gets the
-shared services below it (backend.services) and the peers it calls, never the
-array. The LDEVs in use are in the runtimes' registry (backend.runtimes).
-
-Snapshot exports are named `snapshots/<snapshot name>`; LDEV names cannot
-contain '/', so the two never collide.
+methods; the NBD server opens a session per connection (backend.sessions).
+The array composes the managers (snapshots, clones, the replication
+package, the sessions): each gets the shared services below it
+(backend.services) and the peers it calls, never the array. The LDEVs in use
+are in the runtimes' registry (backend.runtimes).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 from backend.clone import Cloner
-from backend.errors import AlreadyExists, Busy, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from backend.host_access import ANONYMOUS, refusal_by_name, refusal_by_publication
-from backend.ldev_io import Extent
-from backend.model import HostRecord, LdevRecord, LdevState, Publication, SnapshotRecord, SnapshotState
+from backend.errors import AlreadyExists, Busy, FailedPrecondition, InvalidArgument, NotFound
+from backend.model import HostRecord, LdevRecord, LdevState, Publication
 from backend.pool import Pool, PoolCapacity, validate_labels
 from backend.replication.failback import Failbacks
 from backend.replication.journal_groups import JournalGroups
@@ -32,151 +26,20 @@ from backend.replication.path_watch import PathWatch
 from backend.replication.remote import RemoteLink
 from backend.replication.replicator import Replicators
 from backend.replication.takeover import Takeovers
-from backend.runtimes import LdevRuntime, Runtimes
+from backend.runtimes import Runtimes
 from backend.services import ArrayServices
+from backend.sessions import PUBLICATION_EXPORT_PREFIX, Sessions
 from backend.snapshots import Snapshots
-from backend.write_path import HostWrite, WritePath, WriteRefused
-from ccopy_common.ldev_id import format_ldev_id
+from backend.write_path import WritePath
 from ccopy_common.locks import KeyLocks
 
 log = logging.getLogger(__name__)
-
-SNAPSHOT_EXPORT_PREFIX = "snapshots/"
-PUBLICATION_EXPORT_PREFIX = "pub/"
 
 
 def check_host_id(host_id: str) -> None:
     """Hosts are named by the node plugin (CSI node id) or a certificate: 1 to 256 bytes."""
     if not host_id or len(host_id.encode()) > 256:
         raise InvalidArgument("host id must be 1 to 256 bytes")
-
-
-@dataclass(frozen=True)
-class ExportView:
-    """What a host is told about an export at handshake time."""
-
-    name: str
-    size: int
-    read_only: bool
-    description: str
-
-
-@dataclass(frozen=True)
-class ExportGrant:
-    """An export a host may open: the LDEV, and the snapshot or the publication it goes through."""
-
-    ldev: LdevRecord
-    snapshot: SnapshotRecord | None = None
-    publication: Publication | None = None
-
-    @property
-    def read_only(self) -> bool:
-        return self.snapshot is not None or self.ldev.read_only or bool(self.publication and self.publication.read_only)
-
-    @property
-    def size(self) -> int:
-        if self.snapshot is not None:
-            return self.snapshot.size
-        return max(self.ldev.size, self.publication.max_size if self.publication else 0)
-
-
-class Session:
-    """One host's view of one LDEV, fixed at open: size and protection do not
-    change under a connected host (an expanded LDEV shows on the next open)."""
-
-    def __init__(self, array: Array, runtime: LdevRuntime, record: LdevRecord, read_only: bool = False) -> None:
-        self.array = array
-        self.runtime = runtime
-        self.ldev_id = record.id
-        self.name = record.name
-        self.size = record.size
-        self.read_only = record.read_only or read_only
-        self.closed = False
-        self.token: str | None = None
-        # Publications with headroom: the host was told a larger size and
-        # writes reach as far as the LDEV has grown by now.
-        self.growable = False
-        # Set by the transport: ends the host's connection when access is revoked.
-        self.on_revoke: Callable[[], None] | None = None
-
-    def throttle(self, nbytes: int, now: float) -> float:
-        """Seconds to hold a request so the LDEV stays within its QoS limits."""
-        return self.runtime.qos.reserve(nbytes, now)
-
-    def revoke(self) -> None:
-        if self.on_revoke is not None:
-            self.on_revoke()
-
-    def must_wait(self, op: HostWrite) -> bool:
-        """True when the write may block: on stable storage (FUA, a copy-on-write) or on the backup
-        (synchronous, or inflow control holding writes while the journal is full)."""
-        journal = self.runtime.journal
-        waits = journal is not None and (journal.synchronous or journal.inflow_control)
-        return op.fua or self.runtime.has_snapshots or waits
-
-    def read(self, offset: int, length: int) -> bytes:
-        return self.runtime.file.read(offset, length)
-
-    def write(self, op: HostWrite) -> None:
-        size = self.runtime.size if self.growable else self.size
-        journal = self.runtime.journal
-        seq = self.array.write_path.apply(self.runtime, op, size, self.read_only)
-        if seq is not None and journal is not None and journal.synchronous:
-            self.array.pair_ops.await_backup(journal, seq, self.runtime.ldev_id)
-
-    def flush(self) -> None:
-        self.runtime.file.sync()
-        journal = self.runtime.journal
-        if journal is not None:  # FLUSH covers the journal records of the writes too
-            journal.sync()
-
-    def extents(self, offset: int, length: int) -> Iterator[Extent]:
-        end = offset
-        for extent in self.runtime.file.extents(offset, length):
-            end = extent.offset + extent.length
-            yield extent
-        if end < offset + length:  # headroom past the LDEV reads as zeroes
-            yield Extent(end, offset + length - end, True)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.array._close_session(self.runtime, None, self)
-
-
-class SnapshotSession(Session):
-    """A read-only view of an LDEV at a snapshot's instant."""
-
-    def __init__(self, array: Array, runtime: LdevRuntime, record: LdevRecord, snapshot: SnapshotRecord) -> None:
-        super().__init__(array, runtime, record)
-        self.snapshot_id = snapshot.id
-        self.name = SNAPSHOT_EXPORT_PREFIX + snapshot.name
-        self.size = snapshot.size
-        self.read_only = True
-
-    def must_wait(self, op: HostWrite) -> bool:
-        return False
-
-    def read(self, offset: int, length: int) -> bytes:
-        with self.runtime.lock:
-            assert self.runtime.cow is not None
-            return self.runtime.cow.read(self.runtime.file, self.snapshot_id, offset, length)
-
-    def write(self, op: HostWrite) -> None:
-        raise WriteRefused(1, f"snapshot {self.snapshot_id} is read-only")
-
-    def flush(self) -> None:
-        return None
-
-    def extents(self, offset: int, length: int) -> Iterator[Extent]:
-        with self.runtime.lock:
-            assert self.runtime.cow is not None
-            return iter(list(self.runtime.cow.extents(self.runtime.file, self.snapshot_id, offset, length)))
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.array._close_session(self.runtime, self.snapshot_id, self)
 
 
 class Array:
@@ -208,6 +71,7 @@ class Array:
             services, self.link, self.pairs, self.pair_ops, self.journal_groups, self.replicators
         )
         self.path_watch = PathWatch(self.store, self.pair_ops)
+        self.sessions = Sessions(self.store, self.runtimes, self.write_path, self.pair_ops.await_backup)
         # The calls down the modules' tree that go up: the journal groups and pairs start, wake
         # and stop the backup's apply loops, and every pull or base read is contact for the watch.
         self.journal_groups.replicators = self.replicators
@@ -320,22 +184,9 @@ class Array:
             publication = self.store.delete_publication(ldev_id, host_id)
             if publication is None:
                 return
-            with self.runtimes.guard:
-                runtime = self.runtimes.find(ldev_id)
-                sessions = runtime.by_token.pop(publication.token, []) if runtime else []
-            for session in sessions:
-                session.revoke()
-            self._await_closed(sessions)
-        log.info("ldev_unpublished ldev=%06x host=%s sessions_cut=%d", ldev_id, host_id, len(sessions))
+            cut = self.sessions.cut(ldev_id, publication.token)
+        log.info("ldev_unpublished ldev=%06x host=%s sessions_cut=%d", ldev_id, host_id, cut)
 
-    def _await_closed(self, sessions: list[Session], seconds: float = 30.0) -> None:
-        """The data path closes cut sessions on its own loop: wait for them, so that whoever
-        unpublished may delete the LDEV at once (a request still in flight finishes first)."""
-        deadline = time.monotonic() + seconds
-        while any(not s.closed for s in sessions):
-            if time.monotonic() > deadline:
-                raise Busy(f"sessions cut by the unpublish did not close in {seconds:g} s")
-            time.sleep(0.005)
 
     def publications(self, ldev_id: int | None = None) -> list[Publication]:
         return self.store.list_publications(ldev_id)
@@ -413,95 +264,4 @@ class Array:
         except FileNotFoundError:
             return 0
 
-    # -- sessions (data path) --------------------------------------------------
-    def export_names(self, host: str = ANONYMOUS) -> list[str]:
-        """The exports `host` may open by name (NBD_OPT_LIST): others' LDEVs are not shown."""
-        published: dict[int, list[str]] = {}
-        for publication in self.store.list_publications():
-            published.setdefault(publication.ldev_id, []).append(publication.host_id)
-        open_ldevs = {
-            r.id: r.name
-            for r in self.store.list_ldevs()
-            if r.state is LdevState.NORMAL and refusal_by_name("", r.open_to_all, published.get(r.id, ()), host) is None
-        }
-        snapshots = [
-            SNAPSHOT_EXPORT_PREFIX + s.name
-            for s in self.store.list_snapshots()
-            if s.state is SnapshotState.NORMAL and not s.hidden and s.ldev_id in open_ldevs
-        ]
-        return [*open_ldevs.values(), *snapshots]
 
-    def describe_export(self, name: str, host: str = ANONYMOUS) -> ExportView:
-        """What `host` (its client certificate's name, or ANONYMOUS) would get for an export
-        name, without opening it: NotFound for no such export, PermissionDenied for one that
-        is not the host's (backend/host_access.py)."""
-        grant = self._grant(name, host)
-        if grant.snapshot is not None:
-            description = f"snapshot {grant.snapshot.id} of LDEV {grant.ldev.display_id}"
-        elif grant.publication is not None:
-            description = f"LDEV {grant.ldev.display_id} for {grant.publication.host_id}"
-        else:
-            description = f"LDEV {grant.ldev.display_id}"
-        return ExportView(name, grant.size, grant.read_only, description)
-
-    def _grant(self, name: str, host: str) -> ExportGrant:
-        if name.startswith(PUBLICATION_EXPORT_PREFIX):
-            publication = self.store.find_publication(name.removeprefix(PUBLICATION_EXPORT_PREFIX))
-            if publication is None:
-                raise NotFound(f"no export named {name!r}")
-            grant = ExportGrant(self.store.get_ldev(publication.ldev_id), publication=publication)
-            refusal = refusal_by_publication(publication.host_id, host)
-        elif name.startswith(SNAPSHOT_EXPORT_PREFIX):
-            snapshot = self.store.find_snapshot_by_name(name.removeprefix(SNAPSHOT_EXPORT_PREFIX))
-            if snapshot is None or snapshot.state is not SnapshotState.NORMAL or snapshot.hidden:
-                raise NotFound(f"no export named {name!r}")
-            grant = ExportGrant(self.store.get_ldev(snapshot.ldev_id), snapshot=snapshot)
-            hosts = [p.host_id for p in self.store.list_publications(snapshot.ldev_id)]
-            refusal = refusal_by_name(f"the LDEV of snapshot {snapshot.name!r}", grant.ldev.open_to_all, hosts, host)
-        else:
-            record = self.store.find_ldev_by_name(name)
-            if record is None:
-                raise NotFound(f"no export named {name!r}")
-            publications = self.store.list_publications(record.id)
-            mine = next((p for p in publications if host != ANONYMOUS and p.host_id == host), None)
-            grant = ExportGrant(record, publication=mine)
-            hosts = [p.host_id for p in publications]
-            refusal = refusal_by_name(f"LDEV {record.display_id}", record.open_to_all, hosts, host)
-        if grant.ldev.state is not LdevState.NORMAL:
-            raise NotFound(f"no export named {name!r}")
-        if refusal is not None:
-            raise PermissionDenied(refusal)
-        return grant
-
-    def open_session(self, name: str, host: str = ANONYMOUS) -> Session:
-        with self.runtimes.guard:
-            grant = self._grant(name, host)
-            runtime = self.runtimes.get(grant.ldev.id)
-            if grant.snapshot is not None:
-                runtime.snapshot_sessions[grant.snapshot.id] = runtime.snapshot_sessions.get(grant.snapshot.id, 0) + 1
-                session: Session = SnapshotSession(self, runtime, grant.ldev, grant.snapshot)
-            else:
-                if runtime.busy:
-                    raise FailedPrecondition(f"LDEV {grant.ldev.display_id} is busy: {runtime.busy}")
-                runtime.sessions += 1
-                publication = grant.publication
-                session = Session(self, runtime, grant.ldev, read_only=grant.read_only)
-                if publication is not None:  # unpublishing cuts the session, however it was opened
-                    session.token = publication.token
-                    session.growable = publication.max_size > grant.ldev.size
-                    session.size = grant.size
-                    runtime.by_token.setdefault(publication.token, []).append(session)
-        log.info("session_opened ldev=%s export=%s host=%s", format_ldev_id(runtime.ldev_id), name, host or "-")
-        return session
-
-    def _close_session(self, runtime: LdevRuntime, snapshot_id: int | None, session: Session) -> None:
-        with self.runtimes.guard:
-            if snapshot_id is None:
-                runtime.sessions -= 1
-            else:
-                runtime.snapshot_sessions[snapshot_id] -= 1
-            if session.token and session in runtime.by_token.get(session.token, []):
-                runtime.by_token[session.token].remove(session)
-        # Closing must not lose acknowledged writes, whoever flushes next.
-        runtime.file.sync()
-        log.info("session_closed ldev=%06x snapshot=%s sessions=%d", runtime.ldev_id, snapshot_id, runtime.sessions)

@@ -107,7 +107,7 @@ class WritePath:
             if target.fenced:
                 raise WriteRefused(errno.EPERM, f"LDEV {target.ldev_id} is fenced: its journal group was demoted")
             # 2. snapshot copy-on-write: old chunks are durable in the CoW store
-            #    before step 3 may overwrite them.
+            #    before step 4 may overwrite them.
             if target.cow is not None:
                 target.cow.preserve(target.file, op.offset, op.length)
             # 3. journal append: a P-VOL's write gets its group's next sequence,

@@ -7,7 +7,7 @@ import base64
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from backend import errors
-from backend.array import SNAPSHOT_EXPORT_PREFIX, Array
+from backend.array import Array
 from backend.model import (
     HostRecord,
     LdevRecord,
@@ -17,6 +17,7 @@ from backend.model import (
     SnapshotRecord,
     SnapshotState,
 )
+from backend.sessions import SNAPSHOT_EXPORT_PREFIX
 from ccopy_api import array_pb2 as pb
 from ccopy_common.ldev_id import format_ldev_id
 

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from backend.array import Array, Session
+from backend.array import Array
 from backend.errors import ArrayError, PermissionDenied
 from backend.host_access import ANONYMOUS
 from backend.nbd.constants import BASE_ALLOCATION_ID, Command, CommandFlag, Errno
@@ -39,6 +39,7 @@ from backend.nbd.transmission import (
     simple_reply,
     structured_read_header,
 )
+from backend.sessions import Session
 from backend.write_path import HostWrite, WriteKind, WriteRefused
 from ccopy_common.ldev_id import format_ldev_id
 
@@ -180,7 +181,7 @@ class NbdConnection(asyncio.BufferedProtocol):
     # -- handshake -------------------------------------------------------------
     def _lookup(self, name: str) -> ExportInfo | None:
         try:
-            view = self.array.describe_export(name, self.peer_certificate_name)
+            view = self.array.sessions.describe(name, self.peer_certificate_name)
         except PermissionDenied as exc:
             log.warning("nbd_refused conn=%d peer=%s host=%s reason=%r", self.id, self.peer,
                         self.peer_certificate_name or "-", str(exc))  # fmt: skip
@@ -190,7 +191,7 @@ class NbdConnection(asyncio.BufferedProtocol):
         return ExportInfo(view.name, view.size, view.read_only, view.description)
 
     def _list(self) -> list[str]:
-        return self.array.export_names(self.peer_certificate_name)
+        return self.array.sessions.export_names(self.peer_certificate_name)
 
     def _handshake(self, data: bytes) -> None:
         out = self.handshake.receive(data)
@@ -209,7 +210,7 @@ class NbdConnection(asyncio.BufferedProtocol):
         # The session is open before the client hears its NBD_OPT_GO answer: once a host is
         # told it is connected, the array counts it (a delete is refused from then on).
         try:
-            self.session = self.array.open_session(negotiated.export.name, self.peer_certificate_name)
+            self.session = self.array.sessions.open(negotiated.export.name, self.peer_certificate_name)
         except ArrayError as exc:  # deleted between the option and now: the client hears nothing more
             self._hang_up(f"export_gone reason={exc}")
             return

@@ -70,7 +70,7 @@ def test_the_bit_is_durable_before_the_write_touches_the_data(tmp_path: Path, mo
     array = Array(Pool(tmp_path / "pool", serial=1))
     try:
         ldev = array.create_ldev("p", 8 * MIB, open_to_all=True)
-        session = array.open_session("p")
+        session = array.sessions.open("p")
         runtime = array.runtimes.get(ldev.id)
         with runtime.lock:
             array.runtimes.track_changes(runtime)

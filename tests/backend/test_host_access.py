@@ -52,19 +52,19 @@ def test_a_certificate_host_opens_its_ldev_by_name_with_its_publications_mode(ar
     ldev = array.create_ldev("vol", 4 * MIB)
     assert not ldev.open_to_all  # deny by default
     with pytest.raises(PermissionDenied):
-        array.open_session("vol", "node-1")
+        array.sessions.open("vol", "node-1")
     array.publish(ldev.id, "node-1", read_only=True)
-    session = array.open_session("vol", "node-1")
+    session = array.sessions.open("vol", "node-1")
     assert session.read_only  # the publication's mode applies, however the host came in
     with pytest.raises(PermissionDenied):
-        array.open_session("vol", "node-2")
+        array.sessions.open("vol", "node-2")
     with pytest.raises(PermissionDenied):
-        array.open_session("vol")
+        array.sessions.open("vol")
     session.on_revoke = session.close  # what the NBD server does: hang up
     array.unpublish(ldev.id, "node-1")  # cuts the session it opened by name
     assert session.closed
     with pytest.raises(NotFound):
-        array.describe_export("no-such-ldev", "node-1")
+        array.sessions.describe("no-such-ldev", "node-1")
 
 
 def test_a_leaked_publication_name_opens_nothing_for_another_certificate(array: Array):
@@ -72,22 +72,22 @@ def test_a_leaked_publication_name_opens_nothing_for_another_certificate(array: 
     publication = array.publish(ldev.id, "node-1", read_only=False)
     secret = array.publication_export(publication)
     assert secret.startswith("pub/")
-    array.open_session(secret).close()  # no certificate: the secret name is the proof
+    array.sessions.open(secret).close()  # no certificate: the secret name is the proof
     with pytest.raises(PermissionDenied, match="for host 'node-1', not for 'node-2'"):
-        array.open_session(secret, "node-2")
+        array.sessions.open(secret, "node-2")
 
 
 def test_opening_and_closing_an_ldev_to_every_host(array: Array):
     ldev = array.create_ldev("vol", 4 * MIB)
-    assert "vol" not in array.export_names()
+    assert "vol" not in array.sessions.export_names()
     array.set_open_to_all(ldev.id, True)
-    assert array.export_names() == ["vol"]
-    session = array.open_session("vol")
+    assert array.sessions.export_names() == ["vol"]
+    session = array.sessions.open("vol")
     session.write(HostWrite(WriteKind.DATA, 0, 512, b"x" * 512, fua=True))
     array.set_open_to_all(ldev.id, False)
-    assert array.export_names() == [] and array.export_names("node-1") == []
+    assert array.sessions.export_names() == [] and array.sessions.export_names("node-1") == []
     with pytest.raises(PermissionDenied):
-        array.open_session("vol")
+        array.sessions.open("vol")
     session.close()
 
 

@@ -30,7 +30,7 @@ def test_writes_to_two_pvols_share_one_sequence_in_order(array: Array):
     group = array.journal_groups.create("shop", 64 * MIB)
     array.journal_groups.add_member(group.id, stock.id)
     array.journal_groups.add_member(group.id, sales.id)
-    a, b = array.open_session("stock"), array.open_session("sales")
+    a, b = array.sessions.open("stock"), array.sessions.open("sales")
     a.write(HostWrite(WriteKind.DATA, 0, 5, b"-1 wd"))
     b.write(HostWrite(WriteKind.DATA, 512, 4, b"sale"))
     a.write(HostWrite(WriteKind.TRIM, MIB, MIB))
@@ -52,7 +52,7 @@ def test_non_members_are_not_journaled_and_membership_is_exclusive(array: Array)
     plain = array.create_ldev("plain", MIB, open_to_all=True)
     group = array.journal_groups.create("g", 8 * MIB)
     other = array.journal_groups.create("h", 8 * MIB)
-    session = array.open_session("plain")
+    session = array.sessions.open("plain")
     session.write(HostWrite(WriteKind.DATA, 0, 3, b"abc"))
     assert array.journal_groups.journals[group.id].pending() == (0, 0)
     array.journal_groups.add_member(group.id, plain.id)
@@ -74,7 +74,7 @@ def test_flush_and_fua_make_the_journal_durable(array: Array):
     group = array.journal_groups.create("g", 8 * MIB)
     array.journal_groups.add_member(group.id, ldev.id)
     journal = array.journal_groups.journals[group.id]
-    session = array.open_session("d")
+    session = array.sessions.open("d")
     session.write(HostWrite(WriteKind.DATA, 0, 4, b"data"))
     assert journal._dirty
     session.flush()
@@ -89,7 +89,7 @@ def test_journal_survives_reopening_and_confirmation_trims(tmp_path: Path):
     ldev = array.create_ldev("p", 4 * MIB, open_to_all=True)
     group = array.journal_groups.create("g", 64 * MIB)
     array.journal_groups.add_member(group.id, ldev.id)
-    session = array.open_session("p")
+    session = array.sessions.open("p")
     for i in range(6):
         session.write(HostWrite(WriteKind.DATA, i * 4096, 4096, os.urandom(4096)))
     session.flush()
@@ -99,7 +99,7 @@ def test_journal_survives_reopening_and_confirmation_trims(tmp_path: Path):
     array = Array(Pool(tmp_path / "pool", serial=1))
     journal = array.journal_groups.journals[group.id]
     assert [r.seq for r in journal.read(1, 1 << 20)] == [5, 6]
-    session = array.open_session("p")  # still a member after the restart
+    session = array.sessions.open("p")  # still a member after the restart
     session.write(HostWrite(WriteKind.DATA, 0, 1, b"x"))
     assert journal.read(7, 100)[0].seq == 7
     session.close()

@@ -26,13 +26,13 @@ def array(tmp_path: Path):
 
 
 def write(array: Array, name: str, offset: int, data: bytes) -> None:
-    session = array.open_session(name)
+    session = array.sessions.open(name)
     session.write(HostWrite(WriteKind.DATA, offset, len(data), data))
     session.close()
 
 
 def read(array: Array, export: str, offset: int, length: int) -> bytes:
-    session = array.open_session(export)
+    session = array.sessions.open(export)
     data = session.read(offset, length)
     session.close()
     return data
@@ -50,7 +50,7 @@ def test_snapshot_reads_its_instant_while_the_ldev_moves_on(array: Array):
     write(array, "vol", 0, b"B" * MIB)
     assert read(array, "snapshots/s1", 0, MIB) == b"A" * MIB
     assert read(array, "vol", 0, MIB) == b"B" * MIB
-    assert snap.size == 4 * MIB and array.describe_export("snapshots/s1").read_only
+    assert snap.size == 4 * MIB and array.sessions.describe("snapshots/s1").read_only
 
 
 def test_creation_is_instant_whatever_the_size(array: Array):
@@ -97,14 +97,14 @@ def test_snapshot_in_use_cannot_be_deleted_and_deleting_frees_space(array: Array
     snap = array.snapshots.create_snapshot("s", ldev.id)
     write(array, "vol", 0, os.urandom(4 * MIB))
     assert array.snapshot_bytes(ldev.id) >= 4 * MIB
-    session = array.open_session("snapshots/s")
+    session = array.sessions.open("snapshots/s")
     with pytest.raises(FailedPrecondition):
         array.snapshots.delete_snapshot(snap.id)
     session.close()
     array.snapshots.delete_snapshot(snap.id)
     assert array.snapshot_bytes(ldev.id) < MIB
     with pytest.raises(NotFound):
-        array.open_session("snapshots/s")
+        array.sessions.open("snapshots/s")
 
 
 def test_group_members_are_taken_together_and_deleted_as_a_unit(array: Array):
@@ -132,7 +132,7 @@ def test_restore_rolls_back_and_keeps_newer_snapshots(array: Array):
     write(array, "vol", MIB, b"2" * MIB)
     array.snapshots.create_snapshot("s2", ldev.id)
     write(array, "vol", 0, b"3" * 100)
-    session = array.open_session("vol")
+    session = array.sessions.open("vol")
     with pytest.raises(FailedPrecondition):
         array.snapshots.restore(ldev.id, s1.id)
     session.close()

@@ -25,7 +25,7 @@ def array(tmp_path: Path):
 
 def test_write_read_trim_zero(array: Array):
     array.create_ldev("vol", 8 * MIB, open_to_all=True)
-    session = array.open_session("vol")
+    session = array.sessions.open("vol")
     data = os.urandom(MIB)
     session.write(HostWrite(WriteKind.DATA, MIB, MIB, data, fua=True))
     assert session.read(MIB, MIB) == data
@@ -45,7 +45,7 @@ def test_write_read_trim_zero(array: Array):
 def test_refusals_touch_nothing(array: Array):
     array.create_ldev("ro", 4 * MIB, read_only=True, open_to_all=True)
     array.create_ldev("rw", 4 * MIB, open_to_all=True)
-    ro, rw = array.open_session("ro"), array.open_session("rw")
+    ro, rw = array.sessions.open("ro"), array.sessions.open("rw")
     with pytest.raises(WriteRefused) as refused:
         ro.write(HostWrite(WriteKind.DATA, 0, 4096, bytes(4096)))
     assert refused.value.errno == errno.EPERM
@@ -64,7 +64,7 @@ def test_refusals_touch_nothing(array: Array):
 
 def test_ldev_with_open_sessions_cannot_be_deleted(array: Array):
     record = array.create_ldev("vol", MIB, open_to_all=True)
-    session = array.open_session("vol")
+    session = array.sessions.open("vol")
     assert array.runtimes.open_sessions(record.id) == 1
     with pytest.raises(FailedPrecondition):
         array.delete_ldev(record.id)
@@ -72,12 +72,12 @@ def test_ldev_with_open_sessions_cannot_be_deleted(array: Array):
     session.close()  # closing twice is harmless
     array.delete_ldev(record.id)
     with pytest.raises(NotFound):
-        array.open_session("vol")
+        array.sessions.open("vol")
 
 
 def test_sessions_share_one_file_so_any_flush_covers_all(array: Array):
     array.create_ldev("vol", MIB, open_to_all=True)
-    a, b = array.open_session("vol"), array.open_session("vol")
+    a, b = array.sessions.open("vol"), array.sessions.open("vol")
     assert a.runtime.file is b.runtime.file
     a.write(HostWrite(WriteKind.DATA, 0, 3, b"abc"))
     assert b.read(0, 3) == b"abc"

@@ -111,7 +111,7 @@ def run(main: Array, backup: Array, seed: int) -> None:
     rng = random.Random(seed)
     _, to_main = link(main, backup, seed)
     pvols = [main.create_ldev(name, SIZE, open_to_all=True).id for name in ("sales", "stock")]
-    sessions = {ldev: main.open_session(name) for ldev, name in zip(pvols, ("sales", "stock"), strict=True)}
+    sessions = {ldev: main.sessions.open(name) for ldev, name in zip(pvols, ("sales", "stock"), strict=True)}
     for session in sessions.values():  # data before the pairs exist: the initial copy takes it
         session.write(HostWrite(WriteKind.DATA, 0, SIZE, rng.randbytes(SIZE)))
     model = Model({ldev: main.runtimes.get(ldev).file.read(0, SIZE) for ldev in pvols})
@@ -160,12 +160,12 @@ def test_a_resync_whose_answer_was_lost_still_takes_back_what_the_backup_wrote(a
     main, backup = arrays
     to_backup, _ = link(main, backup)
     pvol = main.create_ldev("sales", SIZE, open_to_all=True)
-    main.open_session("sales").write(HostWrite(WriteKind.DATA, 0, SIZE, random.Random(5).randbytes(SIZE)))
+    main.sessions.open("sales").write(HostWrite(WriteKind.DATA, 0, SIZE, random.Random(5).randbytes(SIZE)))
     pair = main.pairs.create_pair("shop", pvol.id, 16 << 20)
     wait_caught_up(main, backup, "shop")
     main.pair_ops.split("shop", svol_writable=True)
     wait_progressing(lambda: backup_states(backup), lambda s: s == {PairState.PSUS}, "the backup splitting")
-    svol = backup.open_session(backup.store.get_ldev(pair.remote_ldev).name)
+    svol = backup.sessions.open(backup.store.get_ldev(pair.remote_ldev).name)
     svol.write(HostWrite(WriteKind.DATA, 8 * BLOCK, BLOCK, b"\xee" * BLOCK))  # a test run at the backup site
     svol.close()
     to_backup.lose_answers = 1.0

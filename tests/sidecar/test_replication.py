@@ -144,9 +144,8 @@ def test_promotion_at_the_backup_waits_while_the_main_site_is_primary_and_is_for
 
 
 def test_a_second_call_on_a_busy_group_is_aborted_and_changes_nothing(sites):
-    from backend.errors import Busy
     from ccopy_common.array_client import ArrayClient
-    from ccopy_common.errors import ERROR_TABLE
+    from ccopy_common.errors import ERROR_TABLE, Aborted
     from ccopy_common.rpc import status_for
     from replication_sidecar.journal_groups import JournalGroups
     from replication_sidecar.volume_groups import VolumeGroupServicer
@@ -156,7 +155,7 @@ def test_a_second_call_on_a_busy_group_is_aborted_and_changes_nothing(sites):
     groups = JournalGroups(array)
     servicer = VolumeGroupServicer(groups)
     try:
-        with groups.locks.hold(NAME), pytest.raises(Busy) as busy:  # another call holds the group
+        with groups.locks.hold(NAME), pytest.raises(Aborted) as busy:  # another call holds the group
             servicer.CreateVolumeGroup(vg.CreateVolumeGroupRequest(name=NAME, volume_ids=[stock]), None)
         assert status_for(busy.value, ERROR_TABLE) == grpc.StatusCode.ABORTED
         assert not sites.main_stub.ListJournalGroups(pb.ListJournalGroupsRequest()).groups
