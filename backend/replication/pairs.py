@@ -29,9 +29,8 @@ from backend.replication.ports import Contact, LdevMaker, ReplicatorControl
 from backend.replication.remote import BaseChunk, JournalBatch, PVolFacts, RemoteLink
 from backend.services import ArrayServices
 from backend.snapshots import Snapshots
+from ccopy_common import SVOL_OF_LABEL
 
-# On every S-VOL this array creates: `<main serial>:<P-VOL number, hex>` (part of the API, proto/array.proto).
-SVOL_OF_LABEL = "ccopy.svol-of"
 log = logging.getLogger(__name__)
 
 MAX_PULL_BYTES = 8 << 20

@@ -12,6 +12,7 @@ import time
 
 from kubernetes import client
 
+from ccopy_common import request_ids
 from replication_sidecar.backup_site.kube import OURS, BackupCluster
 from replication_sidecar.backup_site.model import (
     Action,
@@ -81,7 +82,12 @@ class Registrar:
     def one_pass(self, woke: bool) -> None:
         """Read the array (no watch there); list this cluster only when something changed.
         A pass with nothing new in the cluster still rewrites statuses that changed (a
-        takeover, a pair state) and, every status interval, their ages."""
+        takeover, a pair state) and, every status interval, their ages. One request id
+        for the pass, here and in the array's log."""
+        with request_ids.use(request_ids.new_id()):
+            self._one_pass(woke)
+
+    def _one_pass(self, woke: bool) -> None:
         svols = self.cluster.svols()
         groups = self.cluster.journal_groups({s.group for s in svols if s.group})
         now_ns = time.time_ns()

@@ -20,6 +20,7 @@ from typing import Any
 
 from kubernetes import client
 
+from ccopy_common import request_ids
 from replication_sidecar.group_replication import REPLICATION, VGRS
 from replication_sidecar.kube_watch import backoff, describe, fields_digest, start_watch
 from replication_sidecar.namespace_operator.kube import Cluster
@@ -132,7 +133,12 @@ class Runner:
 
     def reconcile(self, namespace: str) -> None:
         """A full pass when a watch saw the namespace change (or it is new here); else a
-        status pass: the array read again, the status written if it changed."""
+        status pass: the array read again, the status written if it changed. One request
+        id for the pass: on its log lines here and the array's for its calls."""
+        with request_ids.use(request_ids.new_id()):
+            self._reconcile(namespace)
+
+    def _reconcile(self, namespace: str) -> None:
         full = namespace in self.changed or namespace not in self.last_seen
         try:
             if full:
