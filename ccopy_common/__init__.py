@@ -1,4 +1,5 @@
-"""Consistent Copy: the `ccopy` command and what every process shares."""
+"""What every Consistent Copy process shares, the bottom layer: the version, the driver's
+name, and (in its modules) gRPC plumbing, errors, ids, locks, logging and the array client."""
 
 from __future__ import annotations
 
