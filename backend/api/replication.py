@@ -114,9 +114,7 @@ class ReplicationRpcs:
     def DeleteJournalGroup(
         self, request: pb.DeleteJournalGroupRequest, context: grpc.ServicerContext
     ) -> pb.DeleteJournalGroupResponse:
-        group = self.array.store.find_journal_group_by_name(request.name)
-        if group is not None:  # gone already: success
-            self.array.journal_groups.delete(group.id)
+        self.array.journal_groups.delete_named(request.name)
         return pb.DeleteJournalGroupResponse()
 
     def ListJournalGroups(

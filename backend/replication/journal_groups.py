@@ -140,6 +140,12 @@ class JournalGroups:
         log.info("journal_group_created group=%d name=%s capacity=%d", group.id, name, capacity)
         return group
 
+    def delete_named(self, name: str) -> None:
+        """`delete` by name; a group gone already is success (the main side retries after a lost answer)."""
+        group = self.store.find_journal_group_by_name(name)
+        if group is not None:
+            self.delete(group.id)
+
     def delete(self, group_id: int) -> None:
         """Delete a group with no pair left; the main side also deletes the backup's empty side
         (if the link is down it stays there, empty, and says so in the log)."""

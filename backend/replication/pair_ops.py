@@ -206,13 +206,13 @@ class PairOperations:
         so it never opens to writes); its resync copies it whole.
         """
         pairs = [p for p in self.store.list_pairs(group_id) if p.state in (PairState.PAIR, PairState.COPY)]
-        for pair in pairs:
-            if svol_writable and pair.state is PairState.PAIR:
-                self.track_svol_writes(pair.local_ldev)
+        opened = [p.local_ldev for p in pairs if svol_writable and p.state is PairState.PAIR]
+        for svol_id in opened:
+            self.track_svol_writes(svol_id)
         with self.store.transaction():  # every pair split, and its S-VOL writable, at once
+            for svol_id in opened:
+                self.store.set_ldev_access(svol_id, read_only=False)
             for pair in pairs:
-                if svol_writable and pair.state is PairState.PAIR:
-                    self.store.set_ldev_access(pair.local_ldev, read_only=False)
                 self.store.update_pair(pair.id, state=next_state(pair.state, why))
         for pair in pairs:
             log.info("svol_split pair=%d svol=%06x writable=%s", pair.id, pair.local_ldev, svol_writable)

@@ -65,12 +65,7 @@ class Loopback:
         self._call("delete_secondary", lambda: self.other.pair_ops.delete_secondary(group_name, pvol_id))
 
     def delete_group(self, group_name: str) -> None:
-        def delete() -> None:
-            group = self.other.store.find_journal_group_by_name(group_name)
-            if group is not None:
-                self.other.journal_groups.delete(group.id)
-
-        self._call("delete_group", delete)
+        self._call("delete_group", lambda: self.other.journal_groups.delete_named(group_name))
 
     def demote(self, group_name: str, applied_seq: int, last_seq: int) -> dict[int, bytes]:
         return self._call("demote", lambda: self.other.failbacks.demote(group_name, applied_seq, last_seq))
