@@ -141,12 +141,17 @@ class Pairs:
             journal.wait_for(from_seq, min(wait, 5.0))
         records = journal.read_raw(from_seq, min(max_bytes, MAX_PULL_BYTES))
         # A split during the wait shows on the next pull: these records are all before it.
-        how = PairState.PSUS
-        if group.split_seq is not None:
+        how, split_seq = PairState.PSUS, group.split_seq
+        if split_seq is not None:
             states = {p.state for p in self.store.list_pairs(group.id)}
             how = next((s for s in (PairState.PFUS, PairState.PSUE) if s in states), PairState.PSUS)
+            # A resync restarts the pairs one by one and clears the split point after the last:
+            # once none is suspended the group is not split, whatever the row still says (else a
+            # backup done copying would split again on this answer, while the main side is PAIR).
+            if not states & {PairState.PSUS, PairState.PSUE, PairState.PFUS}:
+                split_seq = None
         return JournalBatch(
-            records, group.split_seq, group.svol_writable, how.value, group.synchronous, journal.unapplied(applied_seq)
+            records, split_seq, group.svol_writable, how.value, group.synchronous, journal.unapplied(applied_seq)
         )
 
     def describe_unapplied(self, group_name: str, applied_seq: int) -> Unapplied:
