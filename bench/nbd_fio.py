@@ -174,6 +174,21 @@ def prefill(uri: str, size: int, tls: Tls | None = None) -> None:
     )  # fmt: skip
 
 
+def dd_fdatasync_mib_s(folder: Path, mib: int) -> float:
+    """What the file system under `folder` sustains for one sequential writer that ends
+    with fdatasync (`dd conv=fdatasync`): the peer every copy of ours is measured against."""
+    target = folder / "dd-peer"
+    try:
+        start = time.perf_counter()
+        subprocess.run(
+            ["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={mib}", "conv=fdatasync"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        return mib / (time.perf_counter() - start)
+    finally:
+        target.unlink(missing_ok=True)
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.nbd_fio import fio, machine, prefill
+from bench.nbd_fio import dd_fdatasync_mib_s, fio, machine, prefill
 from ccopy.launch import ArrayProcessHandle
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
@@ -37,10 +37,20 @@ WORKLOADS = {
 }
 
 
+SECTIONS = {
+    "throughput": "Host writes with live snapshots (fio --ioengine=nbd, 1 GiB LDEV)",
+    "creation": "Snapshot creation time (30 snapshots each)",
+    "stall": "Snapshot group stall",
+    "clone": "Clone time",
+}
+
+
 def write_throughput(stub, nbd: str, runtime: int) -> list[str]:
-    rows = []
+    rows: list[str] = []
+    iops: list[list[float]] = []
     for count in (0, 1, 8):
-        cells = []
+        cells: list[str] = []
+        per_workload: list[float] = []
         for workload, params in WORKLOADS.items():
             name = f"tp-{count}-{len(cells)}"
             ldev = stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=name, size_bytes=GIB))
@@ -52,10 +62,15 @@ def write_throughput(stub, nbd: str, runtime: int) -> list[str]:
                     fio(uri, "burst", {"rw": "randwrite", "bs": "64k", "iodepth": "8"}, GIB, 1)
             result = fio(uri, workload, params, GIB, runtime)
             cells.append(f"{result.mib_s:.0f} MiB/s, {result.iops:.0f} IOPS")
+            per_workload.append(result.iops)
             snap_bytes = stub.GetLdev(pb.GetLdevRequest(id=ldev.id)).snapshot_bytes
             cells[-1] += f" (CoW {snap_bytes / MIB:.0f} MiB)"
             stub.DeleteLdev(pb.DeleteLdevRequest(id=ldev.id, cascade=True))
         rows.append(f"| {count} | " + " | ".join(cells) + " |")
+        iops.append(per_workload)
+    if len(iops) > 1:  # issue 18's measure: what one live snapshot leaves of the writes
+        ratios = (f"{one / none:.2f}" for one, none in zip(iops[1], iops[0], strict=True))
+        rows.append("| 1 / 0 (IOPS) | " + " | ".join(ratios) + " |")
     return ["| live snapshots | " + " | ".join(WORKLOADS) + " |", "| --- | --- | --- |", *rows]
 
 
@@ -136,8 +151,13 @@ def _quantiles(values: list[float]) -> str:
     return f"{ordered[len(ordered) // 2]:.2f} ms | {p99:.2f} ms | {ordered[-1]:.2f} ms"
 
 
-def clone_time(stub, nbd: str) -> list[str]:
-    rows = ["| source | data | clone time (until NORMAL) | clone allocated |", "| --- | --- | --- | --- |"]
+def clone_time(stub, nbd: str, folder: Path) -> list[str]:
+    """Clones against `dd conv=fdatasync` of the same amount on the same file system (issue 18:
+    a copy should reach at least 0.8 of it)."""
+    rows = [
+        "| source | data | clone time (until NORMAL) | clone allocated | MiB/s of data | dd MiB/s | clone / dd |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for size, data, label in ((10 * GIB, 100 * MIB, "10 GiB"), (GIB, GIB, "1 GiB")):
         name = f"cl-{label.replace(' ', '')}"
         ldev = stub.CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=name, size_bytes=size))
@@ -153,7 +173,12 @@ def clone_time(stub, nbd: str) -> list[str]:
             time.sleep(0.005)
         seconds = time.perf_counter() - start
         allocated = stub.GetLdev(pb.GetLdevRequest(id=clone.id)).allocated_bytes
-        rows.append(f"| {label} | {data // MIB} MiB | {seconds * 1000:.0f} ms | {allocated / MIB:.0f} MiB |")
+        rate = data / MIB / seconds
+        peer = dd_fdatasync_mib_s(folder, data // MIB)
+        rows.append(
+            f"| {label} | {data // MIB} MiB | {seconds * 1000:.0f} ms | {allocated / MIB:.0f} MiB "
+            f"| {rate:.0f} | {peer:.0f} | {rate / peer:.2f} |"
+        )
         stub.DeleteLdev(pb.DeleteLdevRequest(id=clone.id))
         stub.DeleteLdev(pb.DeleteLdevRequest(id=ldev.id, cascade=True))
     return rows
@@ -163,20 +188,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runtime", type=int, default=10, help="seconds per fio workload")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp"))
+    parser.add_argument(
+        "--only", action="append", choices=SECTIONS, help="run only this part (repeatable); default: all"
+    )
     args = parser.parse_args()
+    parts = args.only or list(SECTIONS)
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="ccopy-snapbench-") as tmp:
         handle = ArrayProcessHandle(pool=Path(tmp) / "pool", serial=1, log_path=Path(tmp) / "array.log").start()
         try:
             with grpc.insecure_channel(handle.api_address) as channel:
                 stub = pb_grpc.ArrayStub(channel)
-                sections = {
-                    "Host writes with live snapshots (fio --ioengine=nbd, 1 GiB LDEV)": write_throughput(
-                        stub, handle.nbd_address, args.runtime
-                    ),
-                    "Snapshot creation time (30 snapshots each)": creation_time(stub, handle.nbd_address),
-                    "Snapshot group stall": group_stall(stub, handle.nbd_address),
-                    "Clone time": clone_time(stub, handle.nbd_address),
+                nbd = handle.nbd_address
+                runs = {
+                    "throughput": lambda: write_throughput(stub, nbd, args.runtime),
+                    "creation": lambda: creation_time(stub, nbd),
+                    "stall": lambda: group_stall(stub, nbd),
+                    "clone": lambda: clone_time(stub, nbd, Path(tmp)),
                 }
+                sections = {SECTIONS[part]: runs[part]() for part in SECTIONS if part in parts}
         finally:
             handle.stop()
     print(f"{time.strftime('%Y-%m-%d')}, {machine()}\n")
