@@ -20,8 +20,14 @@ before its LDEV write could happen (the slot is synced first) and is freed, as
 is every version that no live snapshot needs any more.
 
 Durability order, the reason this module exists: slot data and header are
-written and fdatasync'ed before `preserve` returns, and the write path
-overwrites the LDEV only after that.
+written and fdatasync'ed before the write path overwrites the LDEV. The write
+path stages its copies under the LDEV's lock (`stage`), then makes them
+durable outside it (`make_durable`): one fdatasync covers the copies of every
+write staged before it began (group commit), so writers queued on one LDEV
+share a sync instead of taking one each. Each copy gets an epoch, the store
+remembers the newest epoch it made durable, and a write may touch a chunk
+only once the epoch of the chunk's newest copy is durable; the write path
+checks that under the lock, right before it writes.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import bisect
 import errno
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -98,6 +105,13 @@ class CowStore:
         self.free_slots: list[int] = []
         self.slot_count = 0
         self.chunks_copied = 0
+        # Group commit: epochs of copies written (under the LDEV lock) and made durable;
+        # the epoch of each chunk's newest copy; one syncing writer at a time.
+        self._staged_epoch = 0
+        self._durable_epoch = 0
+        self._copy_epoch: dict[int, int] = {}
+        self._sync_lock = threading.Lock()
+        self.syncs = 0
         self._scan()
 
     def close(self) -> None:
@@ -131,6 +145,7 @@ class CowStore:
                 self.versions[chunk] = kept
             else:
                 del self.versions[chunk]
+                self._copy_epoch.pop(chunk, None)
         return freed
 
     def _needed(self, version: Version) -> bool:
@@ -148,18 +163,50 @@ class CowStore:
     def preserve(self, ldev: LdevFile, offset: int, length: int) -> int:
         """Preserve every chunk of [offset, offset+length) that a snapshot still sees
         in the live LDEV. Durable when it returns. Returns the number of chunks copied."""
+        before = self.chunks_copied
+        self.make_durable(self.stage(ldev, offset, length))
+        return self.chunks_copied - before
+
+    def stage(self, ldev: LdevFile, offset: int, length: int) -> int:
+        """Copy every chunk of the range a snapshot still sees in the live LDEV, without
+        syncing. The epoch `make_durable` must reach before the range may be overwritten
+        (copies by other writers included), or 0 when every copy it needs is durable."""
         if not self.live_gens or length <= 0:
             return 0
         first, last = offset // self.chunk_size, (offset + length - 1) // self.chunk_size
-        copied = 0
+        copied = ticket = 0
         for chunk in range(first, last + 1):
             if self.needs_copy(chunk):
                 self._copy(ldev, chunk)
                 copied += 1
-        if copied:
-            os.fdatasync(self.fd)
-            self.chunks_copied += copied  # since the array started (metrics)
-        return copied
+            ticket = max(ticket, self._copy_epoch.get(chunk, 0))
+        self.chunks_copied += copied  # since the array started (metrics)
+        return ticket if ticket > self._durable_epoch else 0
+
+    def must_stage(self, offset: int, length: int) -> bool:
+        """Whether a write of the range would copy or wait for a copy's sync. Read without
+        the LDEV's lock, so only a hint: the NBD server keeps writes that need no copy on
+        its event loop; `stage` under the lock decides."""
+        if not self.live_gens or length <= 0:
+            return False
+        first, last = offset // self.chunk_size, (offset + length - 1) // self.chunk_size
+        durable = self._durable_epoch
+        return any(
+            self.needs_copy(chunk) or self._copy_epoch.get(chunk, 0) > durable for chunk in range(first, last + 1)
+        )
+
+    def make_durable(self, ticket: int) -> None:
+        """Sync the store until `ticket` is durable. Called without the LDEV's lock: the
+        writer that gets here first syncs for every copy staged so far, and those queued
+        behind it find their copies durable or sync once for all of them."""
+        while self._durable_epoch < ticket:
+            with self._sync_lock:
+                if self._durable_epoch >= ticket:
+                    return
+                covered = self._staged_epoch  # every copy up to here finished its pwrite
+                os.fdatasync(self.fd)
+                self.syncs += 1
+                self._durable_epoch = covered
 
     def _copy(self, ldev: LdevFile, chunk: int) -> None:
         versions = self.versions.setdefault(chunk, [])
@@ -180,6 +227,8 @@ class CowStore:
                 del self.versions[chunk]
             raise
         versions.append(version)
+        self._staged_epoch += 1
+        self._copy_epoch[chunk] = self._staged_epoch
 
     def _new_slot(self) -> int:
         slot = self.slot_count

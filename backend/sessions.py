@@ -87,11 +87,12 @@ class Session:
             self.on_revoke()
 
     def must_wait(self, op: HostWrite) -> bool:
-        """True when the write may block: on stable storage (FUA, a copy-on-write) or on the backup
-        (synchronous, or inflow control holding writes while the journal is full)."""
-        journal = self.runtime.journal
+        """True when the write may block: on stable storage (FUA, a copy-on-write to make durable)
+        or on the backup (synchronous, or inflow control holding writes while the journal is full).
+        A write to chunks whose copies are durable already does not wait."""
+        journal, cow = self.runtime.journal, self.runtime.cow
         waits = journal is not None and (journal.synchronous or journal.inflow_control)
-        return op.fua or self.runtime.has_snapshots or waits
+        return op.fua or waits or (cow is not None and cow.must_stage(op.offset, op.length))
 
     def read(self, offset: int, length: int) -> bytes:
         return self.runtime.file.read(offset, length)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import errno
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -84,6 +85,30 @@ class WritePath:
         # differential bitmap (the journal groups decide, backend.replication.journal_groups).
         self.journal_full = journal_full
 
+    @contextmanager
+    def _locked_with_copies_durable(self, target: WriteTarget, op: HostWrite) -> Iterator[None]:
+        """Hold the LDEV's lock with every copy the write needs durable.
+
+        The copies are written under the lock and synced outside it, where one
+        fdatasync serves every writer waiting (group commit, backend.cow_store);
+        then the lock is taken again and the check repeated, so the write goes on
+        under the very lock that saw its copies durable (a snapshot taken in
+        between only means one more round).
+        """
+        while True:
+            with target.lock:
+                # A fenced P-VOL (its group demoted, being handed to the other site) takes no host
+                # write: checked under the lock, so a write either finished before the fence or is refused.
+                if target.fenced:
+                    raise WriteRefused(errno.EPERM, f"LDEV {target.ldev_id} is fenced: its journal group was demoted")
+                cow = target.cow
+                ticket = cow.stage(target.file, op.offset, op.length) if cow is not None else 0
+                if not ticket:
+                    yield
+                    return
+            assert cow is not None
+            cow.make_durable(ticket)
+
     def apply(self, target: WriteTarget, op: HostWrite, size: int, read_only: bool) -> int | None:
         """Run the steps above; the write's journal sequence (None: not journaled).
 
@@ -99,17 +124,11 @@ class WritePath:
             raise WriteRefused(errno.ENOSPC, f"{op.kind.value} past the end of LDEV {target.ldev_id}")
         if op.kind is WriteKind.DATA and (op.data is None or len(op.data) != op.length):
             raise WriteRefused(errno.EINVAL, "write payload length differs from the request length")
-        # The LDEV's write lock orders this write against snapshot barriers and
-        # against other writes' copy-on-write of the same chunks.
-        with target.lock:
-            # A fenced P-VOL (its group demoted, being handed to the other site) takes no host
-            # write: checked under the lock, so a write either finished before the fence or is refused.
-            if target.fenced:
-                raise WriteRefused(errno.EPERM, f"LDEV {target.ldev_id} is fenced: its journal group was demoted")
-            # 2. snapshot copy-on-write: old chunks are durable in the CoW store
-            #    before step 4 may overwrite them.
-            if target.cow is not None:
-                target.cow.preserve(target.file, op.offset, op.length)
+        # 2. snapshot copy-on-write: old chunks are durable in the CoW store
+        #    before step 4 may overwrite them. The LDEV's write lock, held from
+        #    here to step 4, orders this write against snapshot barriers and
+        #    against other writes' copy-on-write of the same chunks.
+        with self._locked_with_copies_durable(target, op):
             # 3. journal append: a P-VOL's write gets its group's next sequence,
             #    in the order writes land (under the LDEV lock, so overlapping
             #    writes are journaled in the order they reach the data). A full
