@@ -42,7 +42,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.ldev_io import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, Extent, LdevFile, _fallocate
+from backend.ldev_io import FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, Extent, LdevFile, _fallocate, read_range
 
 HEADER_BYTES = 4096
 MAGIC = b"CCOW"
@@ -266,8 +266,17 @@ class CowStore:
         return bytes(out)
 
     def _slot_data(self, slot: int, within: int, length: int) -> bytes:
-        data = os.pread(self.fd, length, slot * self.slot_bytes + HEADER_BYTES + within)
-        return data + bytes(length - len(data))
+        return read_range(self.fd, slot * self.slot_bytes + HEADER_BYTES + within, length)
+
+    def located(self, ldev: LdevFile, gen: int, chunk: int) -> tuple[int, int] | None:
+        """Where snapshot `gen`'s chunk is, as (open file, offset): the live LDEV or a
+        preserved copy; None when it reads as zeroes. Valid while the LDEV's lock is held."""
+        version = self.version_for(chunk, gen)
+        if version is None:
+            return ldev.fd, chunk * self.chunk_size
+        if version.hole:
+            return None
+        return self.fd, version.slot * self.slot_bytes + HEADER_BYTES
 
     def extents(self, ldev: LdevFile, gen: int, offset: int, length: int) -> Iterator[Extent]:
         """Data and hole runs of snapshot `gen`'s view, for NBD block status."""

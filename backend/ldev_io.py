@@ -58,10 +58,7 @@ class LdevFile:
         return os.fstat(self.fd).st_blocks * 512
 
     def read(self, offset: int, length: int) -> bytes:
-        data = os.pread(self.fd, length, offset)
-        if len(data) < length:  # a short read only happens past EOF: zeroes
-            data += bytes(length - len(data))
-        return data
+        return read_range(self.fd, offset, length)
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
@@ -71,6 +68,25 @@ class LdevFile:
                 raise OSError(errno.ENOSPC, "no progress writing to the LDEV file")
             view = view[written:]
             offset += written
+
+    def copy_from(self, source_fd: int, source_offset: int, offset: int, length: int) -> None:
+        """Copy a range of another open file here, inside the kernel (copy_file_range: a
+        reflink or an in-kernel copy; Python never touches the bytes). Past the source's
+        end it reads as zeroes, like `read`."""
+        end = offset + length
+        while offset < end:
+            try:
+                copied = os.copy_file_range(source_fd, self.fd, end - offset, source_offset, offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                self.write(offset, read_range(source_fd, source_offset, end - offset))
+                return
+            if copied == 0:  # the source ends here
+                self.write(offset, bytes(end - offset))
+                return
+            offset += copied
+            source_offset += copied
 
     def is_hole(self, offset: int, length: int) -> bool:
         """True when [offset, offset+length) holds no allocated data at all."""
@@ -123,6 +139,14 @@ class LdevFile:
             data_end = min(os.lseek(self.fd, pos, os.SEEK_HOLE), end)
             yield Extent(pos, data_end - pos, False)
             pos = data_end
+
+
+def read_range(fd: int, offset: int, length: int) -> bytes:
+    """`length` bytes of an open file from `offset`; past its end, zeroes."""
+    data = os.pread(fd, length, offset)
+    if len(data) < length:
+        data += bytes(length - len(data))
+    return data
 
 
 def create_sparse(path: Path, size: int) -> None:

@@ -32,16 +32,32 @@ from backend.diff_bitmap import DiffBitmap
 from backend.errors import ArrayError
 from backend.journal import Journal
 from backend.journal_record import RecordKind
-from backend.ldev_io import LdevFile
+from backend.ldev_io import LdevFile, read_range
 
 
 class WriteKind(Enum):
     DATA = "write"
     TRIM = "trim"
     ZEROES = "write_zeroes"
+    # Data taken from another open file (a clone's or a restore's source): the
+    # kernel copies it, and Python never holds the bytes unless a journal needs them.
+    COPY = "copy"
 
 
-_RECORD_KINDS = {WriteKind.DATA: RecordKind.WRITE, WriteKind.TRIM: RecordKind.TRIM, WriteKind.ZEROES: RecordKind.ZEROES}
+_RECORD_KINDS = {
+    WriteKind.DATA: RecordKind.WRITE,
+    WriteKind.COPY: RecordKind.WRITE,
+    WriteKind.TRIM: RecordKind.TRIM,
+    WriteKind.ZEROES: RecordKind.ZEROES,
+}
+
+
+@dataclass(frozen=True)
+class CopySource:
+    """Where a COPY write's bytes are: an open file and the offset of the first byte."""
+
+    fd: int
+    offset: int
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,8 @@ class HostWrite:
     fua: bool = False
     # WRITE_ZEROES with NBD_CMD_FLAG_NO_HOLE: the range stays allocated.
     keep_allocated: bool = False
+    # COPY: the file range the bytes come from.
+    source: CopySource | None = None
 
 
 class WriteRefused(ArrayError):
@@ -124,6 +142,8 @@ class WritePath:
             raise WriteRefused(errno.ENOSPC, f"{op.kind.value} past the end of LDEV {target.ldev_id}")
         if op.kind is WriteKind.DATA and (op.data is None or len(op.data) != op.length):
             raise WriteRefused(errno.EINVAL, "write payload length differs from the request length")
+        if (op.kind is WriteKind.COPY) != (op.source is not None):
+            raise WriteRefused(errno.EINVAL, "a copy names its source, and only a copy does")
         # 2. snapshot copy-on-write: old chunks are durable in the CoW store
         #    before step 4 may overwrite them. The LDEV's write lock, held from
         #    here to step 4, orders this write against snapshot barriers and
@@ -136,7 +156,7 @@ class WritePath:
             #    this write on the LDEV's writes mark its differential bitmap.
             journal, seq = target.journal, None
             if journal is not None:
-                payload = op.data if op.kind is WriteKind.DATA and op.data is not None else b""
+                payload = _payload(op)
                 kind = _RECORD_KINDS[op.kind]
                 seq = journal.append(kind, target.ldev_id, op.offset, op.length, payload, op.keep_allocated)
                 if seq is None:
@@ -148,6 +168,8 @@ class WritePath:
             if op.kind is WriteKind.DATA:
                 assert op.data is not None
                 target.file.write(op.offset, op.data)
+            elif op.source is not None:
+                target.file.copy_from(op.source.fd, op.source.offset, op.offset, op.length)
             elif op.kind is WriteKind.TRIM or not op.keep_allocated:
                 target.file.punch_hole(op.offset, op.length)
             else:
@@ -158,3 +180,10 @@ class WritePath:
             if journal is not None:
                 journal.sync()
         return seq
+
+
+def _payload(op: HostWrite) -> bytes | memoryview:
+    """The bytes a journal record of the write carries (none for TRIM and WRITE_ZEROES)."""
+    if op.source is not None:
+        return read_range(op.source.fd, op.source.offset, op.length)
+    return op.data if op.kind is WriteKind.DATA and op.data is not None else b""

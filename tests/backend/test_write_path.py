@@ -10,8 +10,10 @@ import pytest
 
 from backend.array import Array
 from backend.errors import FailedPrecondition, NotFound
+from backend.journal_record import RecordKind
+from backend.ldev_io import LdevFile, create_sparse
 from backend.pool import Pool
-from backend.write_path import HostWrite, WriteKind, WriteRefused
+from backend.write_path import CopySource, HostWrite, WriteKind, WriteRefused
 
 MIB = 1 << 20
 
@@ -83,3 +85,55 @@ def test_sessions_share_one_file_so_any_flush_covers_all(array: Array):
     assert b.read(0, 3) == b"abc"
     a.close()
     b.close()
+
+
+def test_a_copy_takes_its_bytes_from_another_file_and_is_journaled_as_a_write(array: Array, tmp_path: Path):
+    """A clone's or restore's copy (WriteKind.COPY) lands like a write of the same bytes,
+    and a journal, when there is one, records those bytes."""
+    ldev = array.create_ldev("vol", 8 * MIB, open_to_all=True)
+    group = array.journal_groups.create("g", 64 * MIB)
+    array.journal_groups.add_member(group.id, ldev.id)
+    source = tmp_path / "source"
+    data = os.urandom(3 * MIB)
+    source.write_bytes(data)
+    fd = os.open(source, os.O_RDONLY)
+    session = array.sessions.open("vol")
+    try:
+        session.write(HostWrite(WriteKind.COPY, 2 * MIB, 2 * MIB, source=CopySource(fd, MIB)))
+        with pytest.raises(WriteRefused) as refused:
+            session.write(HostWrite(WriteKind.COPY, 0, MIB))
+        assert refused.value.errno == errno.EINVAL
+        with pytest.raises(WriteRefused) as refused:
+            session.write(HostWrite(WriteKind.DATA, 0, 4, b"data", source=CopySource(fd, 0)))
+        assert refused.value.errno == errno.EINVAL
+    finally:
+        os.close(fd)
+        session.close()
+    (record,) = array.journal_groups.journals[group.id].read(1, 1 << 30)
+    assert (record.kind, record.offset, record.length, record.data) == (RecordKind.WRITE, 2 * MIB, 2 * MIB, data[MIB:])
+    session = array.sessions.open("vol")
+    assert session.read(0, 8 * MIB) == bytes(2 * MIB) + data[MIB:] + bytes(4 * MIB)
+    session.close()
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False], ids=["copy_file_range", "without it"])
+def test_copy_from_reads_zeroes_past_the_source_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_copy):
+    """Past its end a source reads as zeroes, whether the kernel copies or (EXDEV, ENOSYS)
+    Python does: the old bytes of the target range never show through."""
+    if not kernel_copy:
+
+        def refuse(*_args):
+            raise OSError(errno.EXDEV, "cross-device copy")
+
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    (tmp_path / "source").write_bytes(b"s" * 5000)
+    create_sparse(tmp_path / "target", 3 * 4096)
+    target = LdevFile(tmp_path / "target")
+    target.write(0, b"t" * (3 * 4096))
+    fd = os.open(tmp_path / "source", os.O_RDONLY)
+    try:
+        target.copy_from(fd, 1000, 100, 3 * 4096 - 200)
+    finally:
+        os.close(fd)
+    assert target.read(0, 3 * 4096) == b"t" * 100 + b"s" * 4000 + bytes(3 * 4096 - 4200) + b"t" * 100
+    target.close()
