@@ -248,8 +248,9 @@ class CowStore:
         return None
 
     def read(self, ldev: LdevFile, gen: int, offset: int, length: int) -> bytes:
-        """Snapshot `gen`'s view of [offset, offset+length)."""
-        out = bytearray()
+        """Snapshot `gen`'s view of [offset, offset+length). Chunks side by side that the live
+        LDEV serves are read in one go, and a range served by one place is returned as read."""
+        parts: list[bytes] = []
         pos, end = offset, offset + length
         while pos < end:
             chunk = pos // self.chunk_size
@@ -257,13 +258,15 @@ class CowStore:
             step = min(self.chunk_size - within, end - pos)
             version = self.version_for(chunk, gen)
             if version is None:
-                out += ldev.read(pos, step)
+                while pos + step < end and self.version_for((pos + step) // self.chunk_size, gen) is None:
+                    step = min(step + self.chunk_size, end - pos)
+                parts.append(ldev.read(pos, step))
             elif version.hole:
-                out += bytes(step)
+                parts.append(bytes(step))
             else:
-                out += self._slot_data(version.slot, within, step)
+                parts.append(self._slot_data(version.slot, within, step))
             pos += step
-        return bytes(out)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _slot_data(self, slot: int, within: int, length: int) -> bytes:
         return read_range(self.fd, slot * self.slot_bytes + HEADER_BYTES + within, length)

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import errno
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -103,9 +102,8 @@ class WritePath:
         # differential bitmap (the journal groups decide, backend.replication.journal_groups).
         self.journal_full = journal_full
 
-    @contextmanager
-    def _locked_with_copies_durable(self, target: WriteTarget, op: HostWrite) -> Iterator[None]:
-        """Hold the LDEV's lock with every copy the write needs durable.
+    def _lock_with_copies_durable(self, target: WriteTarget, op: HostWrite) -> None:
+        """Take the LDEV's lock with every copy the write needs durable; the caller releases it.
 
         The copies are written under the lock and synced outside it, where one
         fdatasync serves every writer waiting (group commit, backend.cow_store);
@@ -114,16 +112,20 @@ class WritePath:
         between only means one more round).
         """
         while True:
-            with target.lock:
+            target.lock.acquire()
+            try:
                 # A fenced P-VOL (its group demoted, being handed to the other site) takes no host
                 # write: checked under the lock, so a write either finished before the fence or is refused.
                 if target.fenced:
                     raise WriteRefused(errno.EPERM, f"LDEV {target.ldev_id} is fenced: its journal group was demoted")
                 cow = target.cow
                 ticket = cow.stage(target.file, op.offset, op.length) if cow is not None else 0
-                if not ticket:
-                    yield
-                    return
+            except BaseException:
+                target.lock.release()
+                raise
+            if not ticket:
+                return
+            target.lock.release()
             assert cow is not None
             cow.make_durable(ticket)
 
@@ -148,7 +150,8 @@ class WritePath:
         #    before step 4 may overwrite them. The LDEV's write lock, held from
         #    here to step 4, orders this write against snapshot barriers and
         #    against other writes' copy-on-write of the same chunks.
-        with self._locked_with_copies_durable(target, op):
+        self._lock_with_copies_durable(target, op)
+        try:
             # 3. journal append: a P-VOL's write gets its group's next sequence,
             #    in the order writes land (under the LDEV lock, so overlapping
             #    writes are journaled in the order they reach the data). A full
@@ -174,6 +177,8 @@ class WritePath:
                 target.file.punch_hole(op.offset, op.length)
             else:
                 target.file.zero_allocated(op.offset, op.length)
+        finally:
+            target.lock.release()
         # 5. durability
         if op.fua:
             target.file.sync()

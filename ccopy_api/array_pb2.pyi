@@ -961,16 +961,18 @@ class Unapplied(_message.Message):
     def __init__(self, records: _Optional[int] = ..., bytes: _Optional[int] = ..., oldest_write: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., newest_write: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., newest_seq: _Optional[int] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReadBaseRequest(_message.Message):
-    __slots__ = ("pvol_id", "snapshot_id", "offset", "max_bytes")
+    __slots__ = ("pvol_id", "snapshot_id", "offset", "max_bytes", "end_offset")
     PVOL_ID_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    END_OFFSET_FIELD_NUMBER: _ClassVar[int]
     pvol_id: int
     snapshot_id: int
     offset: int
     max_bytes: int
-    def __init__(self, pvol_id: _Optional[int] = ..., snapshot_id: _Optional[int] = ..., offset: _Optional[int] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+    end_offset: int
+    def __init__(self, pvol_id: _Optional[int] = ..., snapshot_id: _Optional[int] = ..., offset: _Optional[int] = ..., max_bytes: _Optional[int] = ..., end_offset: _Optional[int] = ...) -> None: ...
 
 class BasePiece(_message.Message):
     __slots__ = ("offset", "data")

@@ -125,8 +125,10 @@ class RemoteClient:
             answer.synchronous, unapplied_from(answer.unapplied),  # type: ignore[attr-defined]
         )  # fmt: skip
 
-    def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:
-        request = pb.ReadBaseRequest(pvol_id=pvol_id, snapshot_id=snapshot_id, offset=offset, max_bytes=max_bytes)
+    def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int, end: int = 0) -> BaseChunk:
+        request = pb.ReadBaseRequest(
+            pvol_id=pvol_id, snapshot_id=snapshot_id, offset=offset, max_bytes=max_bytes, end_offset=end
+        )
         answer = self._call("ReadBase", request)
         pieces = [(p.offset, p.data) for p in answer.pieces]  # type: ignore[attr-defined]
         return BaseChunk(pieces, answer.next_offset, answer.total_bytes)  # type: ignore[attr-defined]

@@ -236,7 +236,7 @@ class ReplicationRpcs:
 
     def ReadBase(self, request: pb.ReadBaseRequest, context: grpc.ServicerContext) -> pb.ReadBaseResponse:
         chunk = self.array.pairs.read_base(
-            request.pvol_id, request.snapshot_id, request.offset, request.max_bytes or 4 << 20
+            request.pvol_id, request.snapshot_id, request.offset, request.max_bytes or 4 << 20, request.end_offset
         )
         return pb.ReadBaseResponse(
             pieces=[pb.BasePiece(offset=o, data=d) for o, d in chunk.pieces],

@@ -17,16 +17,18 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 
 from backend.diff_bitmap import DiffBitmap
 from backend.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from backend.journal import Unapplied
-from backend.model import JournalGroupRecord, LdevRecord, LdevState, PairRecord, PairState
+from backend.model import JournalGroupRecord, LdevRecord, LdevState, PairRecord, PairState, SnapshotRecord
 from backend.replication.journal_groups import JournalGroups
 from backend.replication.lag import Heard, applied_of, backup_lag
 from backend.replication.pair_states import PairOp, next_state
 from backend.replication.ports import Contact, LdevMaker, ReplicatorControl
 from backend.replication.remote import BaseChunk, JournalBatch, PVolFacts, RemoteLink
+from backend.runtimes import LdevRuntime
 from backend.services import ArrayServices
 from backend.snapshots import Snapshots
 from ccopy_common import SVOL_OF_LABEL
@@ -34,6 +36,8 @@ from ccopy_common import SVOL_OF_LABEL
 log = logging.getLogger(__name__)
 
 MAX_PULL_BYTES = 8 << 20
+# How much of a base snapshot's address space one look at its extents covers.
+BASE_WINDOW = 64 << 20
 
 
 class Pairs:
@@ -159,17 +163,19 @@ class Pairs:
         group = self.group(group_name, "main")
         return self.journal_groups.journals[group.id].unapplied(applied_seq)
 
-    def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:
-        """Allocated data of the base snapshot from `offset`, about `max_bytes` of it."""
+    def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int, end: int = 0) -> BaseChunk:
+        """Allocated data of the base snapshot from `offset` up to `end` (0: its end), about
+        `max_bytes` of it. The total to copy comes with the answer for offset 0."""
         pair = self.store.find_pair_by_ldev(pvol_id)
         if pair is not None:
             self.contact.heard_from(pair.group_id)  # an initial copy is contact too
         snapshot = self.store.get_snapshot(snapshot_id)
         if snapshot.ldev_id != pvol_id:
             raise InvalidArgument(f"snapshot {snapshot_id} is not of LDEV {pvol_id:06x}")
-        extents, next_offset, total = self._base_extents(pvol_id, snapshot_id, snapshot.size, offset)
         runtime = self.runtimes.get(pvol_id)
         assert runtime.cow is not None
+        end = min(end or snapshot.size, snapshot.size)
+        extents, total = self._base_extents(runtime, snapshot, offset, end)
         pieces: list[tuple[int, bytes]] = []
         size = 0
         for start, length in extents:
@@ -183,26 +189,25 @@ class Pairs:
                 pieces.append((start, data))
                 size += step
                 start += step
-        return BaseChunk(pieces, next_offset, total)
+        return BaseChunk(pieces, 0, total)
 
     def _base_extents(
-        self, pvol_id: int, snapshot_id: int, size: int, offset: int
-    ) -> tuple[list[tuple[int, int]], int, int]:
-        """What the backup copies from `offset` on: (extents, next offset, total bytes when offset is 0).
+        self, runtime: LdevRuntime, snapshot: SnapshotRecord, offset: int, end: int
+    ) -> tuple[Iterable[tuple[int, int]], int]:
+        """What the backup copies in [offset, end): (extents, total bytes in all when offset is 0).
 
         The initial copy takes the base's allocated extents; a resync only the
         regions set aside when it started (backend.replication.pair_ops), holes included.
         """
-        resync = self.runtimes.resync_path(pvol_id)
+        resync = self.runtimes.resync_path(runtime.ldev_id)
         if resync.exists():
-            bitmap = DiffBitmap(resync, size)
+            bitmap = DiffBitmap(resync, snapshot.size)
             regions = bitmap.extents()
             bitmap.close()
-            extents = [(max(s, offset), s + n - max(s, offset)) for s, n in regions if s + n > offset]
-            return extents, 0, sum(n for _, n in regions) if not offset else 0
-        page = self.snapshots.allocated(snapshot_id, offset, 4096)
-        total = sum(n for _, n in self.snapshots.allocated(snapshot_id, 0, 1 << 30).extents) if not offset else 0
-        return page.extents, page.next_offset, total
+            clipped = ((max(s, offset), min(s + n, end)) for s, n in regions)
+            return [(s, e - s) for s, e in clipped if e > s], sum(n for _, n in regions) if not offset else 0
+        total = sum(n for _, n in _allocated_in(runtime, snapshot, 0, snapshot.size)) if not offset else 0
+        return _allocated_in(runtime, snapshot, offset, end), total
 
     # -- backup side ---------------------------------------------------------------
     def prepare_secondary(
@@ -290,3 +295,18 @@ class Pairs:
             "recovery_point_ns": lag.recovery_point_ns,
             **(replicator.status() if replicator else {}),
         }
+
+
+def _allocated_in(runtime: LdevRuntime, snapshot: SnapshotRecord, offset: int, end: int) -> Iterator[tuple[int, int]]:
+    """The snapshot's data extents in [offset, end), found a window at a time as the copy goes:
+    a call that sends 4 MiB looks at the extents near them, not at the whole LDEV."""
+    assert runtime.cow is not None
+    position = offset
+    while position < end:
+        length = min(BASE_WINDOW, end - position)
+        with runtime.lock:
+            runs = list(runtime.cow.extents(runtime.file, snapshot.id, position, length))
+        for run in runs:
+            if not run.is_hole:
+                yield run.offset, run.length
+        position += length

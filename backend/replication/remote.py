@@ -86,7 +86,9 @@ class RemoteArray(Protocol):
         """Records from `from_seq` on; the backup applied (durably) through `applied_seq`, trimmable."""
         ...
 
-    def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk: ...
+    def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int, end: int = 0) -> BaseChunk:
+        """About `max_bytes` of the base's data from `offset` up to `end` (0: its end)."""
+        ...
 
     def split(self, group_name: str) -> int:
         """Split the group at the main array (a takeover drains up to it); the split sequence."""

@@ -24,6 +24,7 @@ batch in flight and starts again from the durable applied_seq.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -36,13 +37,16 @@ from backend.model import PairRecord, PairState
 from backend.replication.lag import Applied, Heard, applied_of, heard_from
 from backend.replication.pair_ops import PairOperations
 from backend.replication.pair_states import PairOp, next_state
-from backend.replication.remote import JournalBatch, RemoteArray, RemoteLink
+from backend.replication.remote import BaseChunk, JournalBatch, RemoteArray, RemoteLink
 from backend.services import ArrayServices
 from backend.write_path import HostWrite, WriteKind
 
 log = logging.getLogger(__name__)
 
 PULL_BYTES = 4 << 20
+# An initial copy or resync reads the base in parts this big, this many reads at once.
+PART_BYTES = 64 << 20
+READ_AHEAD = 3
 MIN_PULL_BYTES = 64 << 10  # enough to learn the main side's state
 POLL_WAIT = 0.5
 # After a small batch the next pull waits this long, so that records travel
@@ -56,6 +60,46 @@ HEARD_EVERY = 1.0
 # How the main side was split -> the operation that splits the backup's side the same way.
 SUSPENSIONS = {"PSUS": PairOp.SPLIT, "PSUE": PairOp.SUSPEND_ERROR, "PFUS": PairOp.JOURNAL_FULL}
 _KINDS = {RecordKind.WRITE: WriteKind.DATA, RecordKind.TRIM: WriteKind.TRIM, RecordKind.ZEROES: WriteKind.ZEROES}
+
+
+class BaseReader:
+    """Reads of a base snapshot for the initial copy or a resync, READ_AHEAD at a time, so the
+    main array reads and sends while this array writes. The base is cut into parts of
+    PART_BYTES read side by side (each in order, PULL_BYTES per call); answers come back in
+    the order asked, which is not the order of the offsets: a copy's order does not matter,
+    only that it ends whole."""
+
+    def __init__(
+        self, executor: ThreadPoolExecutor, remote: RemoteArray, pvol_id: int, snapshot_id: int, size: int
+    ) -> None:
+        self.executor, self.remote = executor, remote
+        self.pvol_id, self.snapshot_id, self.size = pvol_id, snapshot_id, size
+        self.parts = iter(range(0, size, PART_BYTES))
+        self.asked: collections.deque[Future[tuple[int, BaseChunk]]] = collections.deque()
+        self._fill()
+
+    def next(self) -> BaseChunk | None:
+        """The next answer; None once every part was read to its end."""
+        if not self.asked:
+            return None
+        end, chunk = self.asked.popleft().result()
+        if chunk.next_offset:
+            self._ask(chunk.next_offset, end)  # the rest of that part
+        self._fill()
+        return chunk
+
+    def _fill(self) -> None:
+        while len(self.asked) < READ_AHEAD:
+            start = next(self.parts, None)
+            if start is None:
+                return
+            self._ask(start, min(start + PART_BYTES, self.size))
+
+    def _ask(self, offset: int, end: int) -> None:
+        def read() -> tuple[int, BaseChunk]:
+            return end, self.remote.read_base(self.pvol_id, self.snapshot_id, offset, PULL_BYTES, end)
+
+        self.asked.append(self.executor.submit(read))
 
 
 class Replicator(threading.Thread):
@@ -76,6 +120,8 @@ class Replicator(threading.Thread):
         # Pair id -> (bytes copied, bytes to copy) of its latest initial copy or resync.
         self.copy_progress: dict[int, tuple[int, int]] = {}
         self.puller = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pull-{group_id}")
+        # Reads of a base snapshot (initial copy, resync), ahead of the one being written.
+        self.reader = ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix=f"base-{group_id}")
         self.in_flight: tuple[int, Applied, Future[JournalBatch]] | None = None  # (from_seq, applied then, pull)
 
     def stop(self) -> None:
@@ -106,6 +152,7 @@ class Replicator(threading.Thread):
                 self.kick.clear()
                 backoff = min(backoff * 2, BACKOFF_MAX)
         self.puller.shutdown(wait=False, cancel_futures=True)
+        self.reader.shutdown(wait=False, cancel_futures=True)
 
     def round(self) -> bool:
         """One step of work; False when there was nothing to do."""
@@ -212,15 +259,18 @@ class Replicator(threading.Thread):
         assert pair.base_snapshot is not None
         runtime = self.runtimes.get(pair.local_ldev)
         size = self.store.get_ldev(pair.local_ldev).size
-        offset, copied, total, last_report = 0, 0, 0, time.monotonic()
+        copied, total, last_report = 0, 0, time.monotonic()
+        reader = BaseReader(self.reader, remote, pair.remote_ldev, pair.base_snapshot, size)
         while True:
             try:
-                chunk = remote.read_base(pair.remote_ldev, pair.base_snapshot, offset, PULL_BYTES)
+                chunk = reader.next()
             except NotFound:
                 if self.follow_suspension(remote, group_name):
                     return False
                 raise
-            total = chunk.total_bytes or total  # told with the first chunk
+            if chunk is None:
+                break
+            total = chunk.total_bytes or total  # told with the answer for offset 0
             for start, data in chunk.pieces:
                 self.write_path.apply(runtime, HostWrite(WriteKind.DATA, start, len(data), data), size, False)
                 copied += len(data)
@@ -228,9 +278,6 @@ class Replicator(threading.Thread):
             if time.monotonic() - last_report > 2.0:
                 last_report = time.monotonic()
                 log.info("initial_copy_progress pair=%d copied=%d total=%d", pair.id, copied, total)
-            if not chunk.next_offset:
-                break
-            offset = chunk.next_offset
         runtime.file.sync()
         self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.COPY_DONE))
         remote.complete_initial_copy(group_name, pair.remote_ldev)

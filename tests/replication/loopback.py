@@ -85,8 +85,8 @@ class Loopback:
             batch = dataclasses.replace(batch, records=bytes(damaged))
         return batch
 
-    def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int) -> BaseChunk:
-        return self._call("read_base", lambda: self.other.pairs.read_base(pvol_id, snapshot_id, offset, max_bytes))
+    def read_base(self, pvol_id: int, snapshot_id: int, offset: int, max_bytes: int, end: int = 0) -> BaseChunk:
+        return self._call("read_base", lambda: self.other.pairs.read_base(pvol_id, snapshot_id, offset, max_bytes, end))
 
     def complete_initial_copy(self, group_name: str, pvol_id: int) -> None:
         self._call("complete_initial_copy", lambda: self.other.pairs.complete_initial_copy(group_name, pvol_id))

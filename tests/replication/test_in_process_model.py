@@ -120,6 +120,13 @@ def run(main: Array, backup: Array, seed: int) -> None:
     to_main.lose_answers = to_main.damage_batches = 0.1  # the backup's pulls and base reads
 
     seen_k, checks, split_at = [], 0, rng.randrange(STEPS // 3, STEPS // 2)
+
+    def tries() -> int:
+        """The backup's tries to reach the main array: pulls, and base reads while it copies
+        (an initial copy or a resync), without which a link that went down then would stay
+        down: this loop toggles it only between tries."""
+        return to_main.calls["pull_journal"] + to_main.calls["read_base"]
+
     for step in range(STEPS):
         ldev = rng.choice(pvols)
         offset = rng.randrange(SIZE // BLOCK) * BLOCK
@@ -130,8 +137,8 @@ def run(main: Array, backup: Array, seed: int) -> None:
             to_main.down = not to_main.down
         if step % 3 == 0:  # the backup pulls (or tries to) between the hosts' writes, until it is split
             backup.replicators.wake(backup.store.find_journal_group_by_name("shop").id)
-            wait_progressing(lambda: (to_main.calls["pull_journal"], backup_states(backup) - COPYING),
-                             partial(pulled_or_split, to_main.calls["pull_journal"]), "a pull")  # fmt: skip
+            wait_progressing(lambda: (tries(), backup_states(backup) - COPYING),
+                             partial(pulled_or_split, tries()), "a pull")  # fmt: skip
         if step == split_at:  # a split needs the initial copies done
             to_main.down = False
             wait_progressing(lambda: {p.state for p in main.store.list_pairs()}, lambda s: s == {PairState.PAIR},
