@@ -16,13 +16,14 @@ Run as: python -m bench.pair_ops [--runtime 10] [--only host-writes|resync]
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.nbd_fio import prefill
+from bench.nbd_fio import dd_fdatasync_mib_s, prefill
 from bench.replication import GIB, Sites, host_fio, print_report
 from ccopy_api import array_pb2 as pb
 from tests.integration.nbd_raw import RawClient
@@ -68,6 +69,7 @@ def resync(work: Path) -> list[str]:
         ldevs = [sites.ldev(f"vol{i}", 5 * GIB) for i in range(2)]
         for ldev in ldevs:
             sites.write_sequentially(ldev.name, "5G")
+        os.sync()  # the copy starts on a quiet disk, as dd does: not behind the volumes' own writeback
         start = time.monotonic()
         for ldev in ldevs:
             sites.main_stub.CreatePair(
@@ -94,16 +96,20 @@ def resync(work: Path) -> list[str]:
         seconds = time.monotonic() - start
         pairs = sites.backup_stub.ListPairs(pb.ListPairsRequest(group_name="big")).pairs
         moved = sum(p.copied_bytes for p in pairs)
+        peer = dd_fdatasync_mib_s(sites.backup_fs, 2048)  # the S-VOLs' file system
     finally:
         sites.close()
     changed = regions * REGION
+    full_rate, resync_rate = full_moved / MIB / full_seconds, moved / MIB / seconds
     return [
-        "| 10 GiB group (2 x 5 GiB, written in full) | seconds | MiB moved |",
-        "| --- | --- | --- |",
-        f"| full copy (pairing) | {full_seconds:.2f} | {full_moved / MIB:.0f} |",
+        "| 10 GiB group (2 x 5 GiB, written in full) | seconds | MiB moved | MiB/s | / dd |",
+        "| --- | --- | --- | --- | --- |",
+        f"| full copy (pairing) | {full_seconds:.2f} | {full_moved / MIB:.0f} | {full_rate:.0f} "
+        f"| {full_rate / peer:.2f} |",
         f"| resync after {changed / MIB:.0f} MiB changed in {regions} regions of 64 KiB | {seconds:.2f} | "
-        f"{moved / MIB:.0f} |",
-        f"| resync / full copy | {seconds / full_seconds:.3f} | {moved / full_moved:.3f} |",
+        f"{moved / MIB:.0f} | {resync_rate:.0f} | {resync_rate / peer:.2f} |",
+        f"| resync / full copy | {seconds / full_seconds:.3f} | {moved / full_moved:.3f} | | |",
+        f"| dd conv=fdatasync of 2 GiB on the backup's file system | {2048 / peer:.2f} | 2048 | {peer:.0f} | 1.00 |",
     ]
 
 
