@@ -59,6 +59,7 @@ class _Segment:
     last_seq: int = 0
     fd: int = -1
     sealed: bool = False  # written before a restart: read only
+    readers: int = 0  # pulls reading it outside the journal's lock: it is not closed under them
 
     def open(self) -> int:
         if self.fd < 0:
@@ -123,6 +124,7 @@ class Journal:
     _trimmed_bytes: int = 0  # of those, bytes of the records trimmed
     _appended: threading.Condition = field(init=False)  # new records: the backup's long poll
     _confirmed: threading.Condition = field(init=False)  # records confirmed: room, synchronous writers
+    _read_done: threading.Condition = field(init=False)  # a pull finished reading segments
     segment_bytes: int = field(init=False)
     on_full: Callable[[int], None] | None = None
     # Synchronous group: writers wait in wait_confirmed for the backup to apply their record.
@@ -142,6 +144,7 @@ class Journal:
         self.segment_bytes = min(SEGMENT_BYTES, max(64 << 10, self.capacity // 8))
         self._appended = threading.Condition(self.lock)
         self._confirmed = threading.Condition(self.lock)
+        self._read_done = threading.Condition(self.lock)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._recover()
 
@@ -320,10 +323,11 @@ class Journal:
         with self.lock:
             if not self.entries or from_seq >= self.next_seq:
                 return b""
-            start = max(0, from_seq - self.entries[0].seq)
+            entries = self.entries
             runs: list[tuple[_Segment, int, int]] = []  # segment, offset, bytes
             total = 0
-            for entry in self.entries[start:]:
+            for i in range(max(0, from_seq - entries[0].seq), len(entries)):
+                entry = entries[i]
                 if total and total + entry.size > max_bytes:
                     break
                 if runs and runs[-1][0] is entry.segment:
@@ -332,7 +336,18 @@ class Journal:
                 else:
                     runs.append((entry.segment, entry.offset, entry.size))
                 total += entry.size
-            return b"".join(os.pread(segment.open(), size, offset) for segment, offset, size in runs)
+            for segment, _, _ in runs:
+                segment.open()
+                segment.readers += 1
+        # Read outside the lock: host writes append meanwhile (records are never rewritten
+        # in place, and a segment is not closed while a pull reads it).
+        try:
+            return b"".join(os.pread(segment.fd, size, offset) for segment, offset, size in runs)
+        finally:
+            with self.lock:
+                for segment, _, _ in runs:
+                    segment.readers -= 1
+                self._read_done.notify_all()
 
     def trim_through(self, seq: int, before_retiring: Callable[[int], None] | None = None) -> None:
         """The backup has applied (durably) every record up to `seq`: drop what it no longer needs.
@@ -378,8 +393,9 @@ class Journal:
 
     def _retire(self, segments: list[_Segment]) -> None:
         for segment in segments:
-            segment.close()
             with self.lock:
+                self._read_done.wait_for(lambda segment=segment: segment.readers == 0)
+                segment.close()
                 keep = len(self._spares) < SPARE_SEGMENTS and segment.path.stat().st_size == self.segment_bytes
             if keep:
                 os.rename(segment.path, segment.path.with_suffix(".spare"))
@@ -399,13 +415,14 @@ class Journal:
         main site acknowledged that the backup had not applied."""
         with self.lock:  # appends stamp their time under this lock: none before as_of is missing
             as_of = time.time_ns()
-            start = max(0, seq + 1 - self.entries[0].seq) if self.entries else 0
-            chosen = self.entries[start:]
+            entries = self.entries
+            start = max(0, seq + 1 - entries[0].seq) if entries else 0
             newest = self.next_seq - 1
-            if not chosen:
+            if start >= len(entries):
                 return Unapplied(newest_seq=newest, newest_write_ns=self.newest_write_ns, as_of_ns=as_of)
-            nbytes = chosen[-1].through_bytes - (chosen[0].through_bytes - chosen[0].size)
-            return Unapplied(len(chosen), nbytes, newest, chosen[0].timestamp_ns, self.newest_write_ns, as_of)
+            first, last = entries[start], entries[-1]  # no copy of the backlog under the lock
+            nbytes = last.through_bytes - (first.through_bytes - first.size)
+            return Unapplied(len(entries) - start, nbytes, newest, first.timestamp_ns, self.newest_write_ns, as_of)
 
     def pending(self) -> tuple[int, int]:
         """(records, bytes) appended but not yet confirmed by the backup."""

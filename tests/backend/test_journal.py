@@ -205,3 +205,42 @@ def test_inflow_control_gives_up_after_the_watch_time_and_the_journal_overflows(
     assert journal.append(RecordKind.WRITE, 7, 0, 200 << 10, os.urandom(200 << 10)) is None
     assert journal.overflowed and full == [first]
     journal.close()
+
+
+def test_a_pull_reads_outside_the_lock_and_no_segment_closes_under_it(tmp_path: Path, monkeypatch):
+    """A pull's pread does not hold the journal's lock (host writes append meanwhile), and a
+    trim that retires the segment being read waits for the read to end."""
+    import threading
+
+    from backend.journal_record import decode_all
+
+    journal = Journal(tmp_path / "j", capacity=1 << 20)  # 128 KiB segments
+    fill(journal, 300)  # several segments
+    first_segment_fd = journal.segments[0].fd
+    reading, release = threading.Event(), threading.Event()
+    real_pread = os.pread
+
+    def slow_pread(fd: int, size: int, offset: int) -> bytes:
+        data = real_pread(fd, size, offset)
+        if fd == first_segment_fd and not reading.is_set():
+            reading.set()
+            assert release.wait(30)
+        return data
+
+    monkeypatch.setattr(os, "pread", slow_pread)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(journal.read_raw(1, 1 << 30)))
+    reader.start()
+    assert reading.wait(30)
+    journal.append(RecordKind.WRITE, 7, 0, 3, b"new")  # not held up by the read
+    trimmer = threading.Thread(target=journal.trim_through, args=(300,))
+    trimmer.start()
+    trimmer.join(0.5)  # a trim that did not wait would be done by now (a slow machine only hides it)
+    assert trimmer.is_alive(), "the segment being read was retired under the read"
+    release.set()
+    reader.join(30)
+    trimmer.join(30)
+    assert not trimmer.is_alive()
+    assert [r.seq for r in decode_all(got[0])] == list(range(1, 301))
+    assert journal.read(301, 100)[0].data == b"new"
+    journal.close()
