@@ -17,6 +17,7 @@ tracked.
 from __future__ import annotations
 
 import os
+import re
 import struct
 import threading
 from pathlib import Path
@@ -26,6 +27,7 @@ from backend.ldev_io import fsync_dir
 REGION_BYTES = 64 << 10
 _MAGIC = b"CCDB"
 _HEADER = struct.Struct(">4sIQ")
+_NONZERO = re.compile(rb"[^\x00]")
 
 
 class BitmapMismatch(Exception):
@@ -88,9 +90,7 @@ class DiffBitmap:
         """Marked byte ranges, adjacent regions merged, clipped to the LDEV's size."""
         out: list[tuple[int, int]] = []
         with self.lock:
-            for region in range(self.regions):
-                if not self.bits[region >> 3] & (1 << (region & 7)):
-                    continue
+            for region in self._marked_regions():
                 start = region * self.region_bytes
                 end = min(start + self.region_bytes, self.size)
                 if out and out[-1][0] + out[-1][1] == start:
@@ -98,6 +98,15 @@ class DiffBitmap:
                 else:
                     out.append((start, end - start))
         return out
+
+    def _marked_regions(self) -> list[int]:
+        """The marked regions in order. A resync asks for them once per part of the LDEV and
+        a bitmap is mostly zeroes, so the zero bytes are skipped by the regex engine, in C."""
+        regions: list[int] = []
+        for match in _NONZERO.finditer(self.bits):
+            byte, first = match.group()[0], match.start() << 3
+            regions += [first + bit for bit in range(8) if byte >> bit & 1 and first + bit < self.regions]
+        return regions
 
     def snapshot_bits(self) -> bytes:
         with self.lock:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import errno
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -101,6 +101,20 @@ class WritePath:
         # When an LDEV's journal takes no more: it stops journaling and starts its
         # differential bitmap (the journal groups decide, backend.replication.journal_groups).
         self.journal_full = journal_full
+
+    def copy_ahead(self, target: WriteTarget, ranges: Iterable[tuple[int, int]]) -> None:
+        """Make durable, with one sync, the copies a run of writes to the LDEV is about to need
+        (a copy loop's answer, a batch of journal records, written one after the other): each
+        write's step 2 then finds its copies durable instead of syncing alone."""
+        cow = target.cow
+        if cow is None or not cow.live_gens:
+            return
+        ticket = 0
+        with target.lock:
+            end = target.file.size()
+            for offset, length in ranges:
+                ticket = max(ticket, cow.stage(target.file, offset, min(length, end - offset)))
+        cow.make_durable(ticket)
 
     def _lock_with_copies_durable(self, target: WriteTarget, op: HostWrite) -> None:
         """Take the LDEV's lock with every copy the write needs durable; the caller releases it.

@@ -231,6 +231,7 @@ class Replicator(threading.Thread):
         (every record counts, applied or not: the main array counts them so)."""
         touched = {}
         journal_bytes = 0
+        self._copy_ahead(records, by_pvol)
         for record in records:
             if record.seq != applied + 1:
                 raise RuntimeError(f"journal gap: expected {applied + 1}, got {record.seq}")
@@ -253,6 +254,17 @@ class Replicator(threading.Thread):
             runtime.file.sync()
         return journal_bytes
 
+    def _copy_ahead(self, records: list[JournalRecord], by_pvol: dict[int, PairRecord]) -> None:
+        """S-VOLs with snapshots (consistent copies taken at the backup while replication goes
+        on) preserve what the batch overwrites with one sync each, not one per record."""
+        ranges: dict[int, list[tuple[int, int]]] = {}
+        for record in records:
+            pair = by_pvol.get(record.ldev_id)
+            if pair is not None:
+                ranges.setdefault(pair.local_ldev, []).append((record.offset, record.length))
+        for svol, svol_ranges in ranges.items():
+            self.write_path.copy_ahead(self.runtimes.get(svol), svol_ranges)
+
     def initial_copy(self, group_name: str, pair: PairRecord) -> bool:
         """Copy the P-VOL's base snapshot; False if the main array suspended the group meanwhile."""
         remote = self.link.get()
@@ -271,6 +283,8 @@ class Replicator(threading.Thread):
             if chunk is None:
                 break
             total = chunk.total_bytes or total  # told with the answer for offset 0
+            # A resync writes over S-VOLs that a snapshot keeps (the backup's point to go back to).
+            self.write_path.copy_ahead(runtime, ((start, len(data)) for start, data in chunk.pieces))
             for start, data in chunk.pieces:
                 self.write_path.apply(runtime, HostWrite(WriteKind.DATA, start, len(data), data), size, False)
                 copied += len(data)

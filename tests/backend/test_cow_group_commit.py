@@ -217,3 +217,24 @@ def test_only_writes_that_copy_or_wait_for_a_copy_leave_the_event_loop(tmp_path:
     assert cow.must_stage(CHUNK - 1, 2), "a write across two chunks needs the second one's copy"
     snapshot(target, 2)
     assert cow.must_stage(0, 4096), "a newer snapshot needs a newer copy"
+
+
+def test_a_run_of_writes_copied_ahead_takes_one_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A copy loop's answer or a batch of journal records: copy_ahead preserves every chunk the
+    run will overwrite with one sync, and the writes after it sync nothing more."""
+    target = make_target(tmp_path)
+    cow = target.cow
+    assert cow is not None
+    log = SyscallLog(monkeypatch, target.file.fd, cow.fd)
+    old = snapshot(target, 1)
+    path = WritePath(journal_full=lambda _target: None)
+    ranges = [(chunk * CHUNK + 512, 4096) for chunk in (3, 9, 10, 40)] + [(SIZE - 100, 100)]
+    path.copy_ahead(target, ranges)
+    assert (log.count("copy"), log.count("sync_end")) == (5, 1)
+    for offset, length in ranges:
+        path.apply(target, HostWrite(WriteKind.DATA, offset, length, b"w" * length), SIZE, False)
+    monkeypatch.undo()
+    assert (log.count("copy"), log.count("sync_end")) == (5, 1)
+    assert log.writes_before_their_copy_was_durable() == []
+    assert cow.read(target.file, 1, 0, SIZE) == old
+    path.copy_ahead(Target(2, target.file, None), ranges)  # no snapshots kept: nothing to do

@@ -29,6 +29,28 @@ def test_marks_become_merged_extents_clipped_to_the_ldev(tmp_path: Path):
     bitmap.close()
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_extents_are_exactly_the_marked_regions(tmp_path: Path, seed: int):
+    """Against the plain definition: a region is in an extent iff one of its bytes was written."""
+    import random
+
+    rng = random.Random(seed)
+    regions = rng.randrange(1, 300)
+    size = (regions - 1) * R + rng.randrange(1, R + 1)
+    bitmap = DiffBitmap(tmp_path / "m.bits", size=size)
+    written = set()
+    for _ in range(rng.randrange(0, 60)):
+        offset = rng.randrange(size)
+        length = rng.randrange(1, min(3 * R, size - offset) + 1)
+        bitmap.mark(offset, length)
+        written.update(range(offset // R, (offset + length - 1) // R + 1))
+    covered = {r for start, length in bitmap.extents() for r in range(start // R, -(-(start + length) // R))}
+    assert covered == written
+    assert all(start + length <= size for start, length in bitmap.extents())
+    assert bitmap.marked() == len(written)
+    bitmap.close()
+
+
 def test_marks_survive_a_restart_and_the_file_must_match_the_ldev(tmp_path: Path):
     bitmap = DiffBitmap(tmp_path / "a.bits", size=MIB)
     bitmap.mark(5 * R, 3 * R)
