@@ -19,12 +19,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from backend.cow_store import CowStore
 from backend.errors import FailedPrecondition, InvalidArgument, OutOfRange
-from backend.ldev_io import LdevFile
 from backend.model import LdevRecord, LdevState, SnapshotRecord, SnapshotState
 from backend.services import ArrayServices
 from backend.snapshots import Snapshots
@@ -170,11 +168,14 @@ class Cloner:
         for run_start, run_chunks in _runs(chunks, BATCH_BYTES // cow.chunk_size):
             if progress.cancelled:
                 return
+            offset = run_start * cow.chunk_size
+            length = min(run_chunks * cow.chunk_size, snapshot.size - offset)
             # Under the source's lock no host write changes what the snapshot sees there.
             with source.lock:
-                for offset, length, where in _pieces(cow, source.file, snapshot, run_start, run_chunks):
-                    op = HostWrite(WriteKind.COPY, offset, length, source=CopySource(*where))
-                    self.write_path.apply(target, op, record.size, False)
+                for start, step, where in cow.located_runs(source.file, snapshot.id, offset, length):
+                    if where is not None:  # zeroes stay holes in the clone
+                        op = HostWrite(WriteKind.COPY, start, step, source=CopySource(*where))
+                        self.write_path.apply(target, op, record.size, False)
             progress.copied_bytes += run_chunks * cow.chunk_size
             if time.monotonic() - last_report > PROGRESS_EVERY:
                 last_report = time.monotonic()
@@ -187,27 +188,6 @@ class Cloner:
     def _drop_hidden(self, snapshot: SnapshotRecord) -> None:
         if snapshot.hidden and self.store.find_snapshot(snapshot.id) is not None:
             self.snapshots.drop([snapshot], None)
-
-
-def _pieces(
-    cow: CowStore, ldev: LdevFile, snapshot: SnapshotRecord, first: int, count: int
-) -> Iterator[tuple[int, int, tuple[int, int]]]:
-    """(offset, length, where its bytes are) for chunks first..first+count-1 of the snapshot:
-    chunks read from the live LDEV side by side make one piece; chunks reading as zeroes none."""
-    size = cow.chunk_size
-    piece: list[int] | None = None  # offset, length, source fd, source offset
-    for chunk in range(first, first + count):
-        offset = chunk * size
-        length = min(size, snapshot.size - offset)
-        where = cow.located(ldev, snapshot.id, chunk)
-        if piece is not None and where is not None and where[0] == piece[2] == ldev.fd and where[1] == offset:
-            piece[1] += length
-            continue
-        if piece is not None:
-            yield piece[0], piece[1], (piece[2], piece[3])
-        piece = None if where is None else [offset, length, *where]
-    if piece is not None:
-        yield piece[0], piece[1], (piece[2], piece[3])
 
 
 def _runs(chunks: list[int], max_run: int):

@@ -248,9 +248,25 @@ class CowStore:
         return None
 
     def read(self, ldev: LdevFile, gen: int, offset: int, length: int) -> bytes:
-        """Snapshot `gen`'s view of [offset, offset+length). Chunks side by side that the live
-        LDEV serves are read in one go, and a range served by one place is returned as read."""
-        parts: list[bytes] = []
+        """Snapshot `gen`'s view of [offset, offset+length); a range served by one place is
+        returned as read."""
+        parts = [
+            bytes(step) if where is None else read_range(where[0], where[1], step)
+            for _, step, where in self.located_runs(ldev, gen, offset, length)
+        ]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _slot_data(self, slot: int, within: int, length: int) -> bytes:
+        return read_range(self.fd, slot * self.slot_bytes + HEADER_BYTES + within, length)
+
+    def located_runs(
+        self, ldev: LdevFile, gen: int, offset: int, length: int
+    ) -> Iterator[tuple[int, int, tuple[int, int] | None]]:
+        """Snapshot `gen`'s view of the range as runs (offset, length, where its bytes are:
+        an open file and an offset, or None for zeroes): the live LDEV, a preserved copy or
+        a preserved hole. Chunks the live LDEV serves side by side make one run, so a
+        reader reads them in one go and a clone copies them in one call. Valid while the
+        LDEV's lock is held."""
         pos, end = offset, offset + length
         while pos < end:
             chunk = pos // self.chunk_size
@@ -260,26 +276,12 @@ class CowStore:
             if version is None:
                 while pos + step < end and self.version_for((pos + step) // self.chunk_size, gen) is None:
                     step = min(step + self.chunk_size, end - pos)
-                parts.append(ldev.read(pos, step))
+                yield pos, step, (ldev.fd, pos)
             elif version.hole:
-                parts.append(bytes(step))
+                yield pos, step, None
             else:
-                parts.append(self._slot_data(version.slot, within, step))
+                yield pos, step, (self.fd, version.slot * self.slot_bytes + HEADER_BYTES + within)
             pos += step
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def _slot_data(self, slot: int, within: int, length: int) -> bytes:
-        return read_range(self.fd, slot * self.slot_bytes + HEADER_BYTES + within, length)
-
-    def located(self, ldev: LdevFile, gen: int, chunk: int) -> tuple[int, int] | None:
-        """Where snapshot `gen`'s chunk is, as (open file, offset): the live LDEV or a
-        preserved copy; None when it reads as zeroes. Valid while the LDEV's lock is held."""
-        version = self.version_for(chunk, gen)
-        if version is None:
-            return ldev.fd, chunk * self.chunk_size
-        if version.hole:
-            return None
-        return self.fd, version.slot * self.slot_bytes + HEADER_BYTES
 
     def extents(self, ldev: LdevFile, gen: int, offset: int, length: int) -> Iterator[Extent]:
         """Data and hole runs of snapshot `gen`'s view, for NBD block status."""

@@ -257,11 +257,14 @@ class Replicator(threading.Thread):
     def _copy_ahead(self, records: list[JournalRecord], by_pvol: dict[int, PairRecord]) -> None:
         """S-VOLs with snapshots (consistent copies taken at the backup while replication goes
         on) preserve what the batch overwrites with one sync each, not one per record."""
+        kept = {pvol: pair.local_ldev for pvol, pair in by_pvol.items()
+                if self.runtimes.get(pair.local_ldev).has_snapshots}  # fmt: skip
+        if not kept:  # the usual case: no work per record
+            return
         ranges: dict[int, list[tuple[int, int]]] = {}
         for record in records:
-            pair = by_pvol.get(record.ldev_id)
-            if pair is not None:
-                ranges.setdefault(pair.local_ldev, []).append((record.offset, record.length))
+            if record.ldev_id in kept:
+                ranges.setdefault(kept[record.ldev_id], []).append((record.offset, record.length))
         for svol, svol_ranges in ranges.items():
             self.write_path.copy_ahead(self.runtimes.get(svol), svol_ranges)
 
