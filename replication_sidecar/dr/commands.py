@@ -20,7 +20,9 @@ from ccopy_common.units import format_size
 from replication_sidecar.dr.drill import (
     DRILL_OF,
     DRILL_SNAPSHOT,
+    GroupSnapshotWatch,
     MemberSnapshot,
+    SnapshotFailed,
     drill_namespace,
     group_snapshot,
     restored,
@@ -128,10 +130,11 @@ def drill(
     name = f"drill-{into}"[:63]
     backup.create(group_snapshot(namespace, name, version, snapshot_class))
     say(f"backup: VolumeGroupSnapshot {namespace}/{name} (class {snapshot_class}) over the group's PVCs")
-    made = until(lambda: backup.group_snapshot(namespace, version, name) or {}, group_snapshot_done,
-                 f"group snapshot {name} ready", timeout)  # fmt: skip
-    if error := (made.get("status") or {}).get("error"):
-        raise DrError(f"group snapshot {namespace}/{name} failed: {error}")
+    try:
+        made = until(lambda: backup.group_snapshot(namespace, version, name) or {}, GroupSnapshotWatch(say).ready,
+                     f"group snapshot {name} ready", timeout)  # fmt: skip
+    except SnapshotFailed as failed:
+        raise DrError(f"group snapshot {namespace}/{name} failed: {failed}") from failed
     cut = (made.get("status") or {}).get("creationTime", "")
     say(f"backup: group snapshot ready after {time.monotonic() - started:.1f} s, cut at {cut}")
     members = until(lambda: backup.snapshots_of_group(namespace, name), lambda s: len(s) == status["volumeCount"],
@@ -150,11 +153,6 @@ def drill(
         f"({', '.join(sorted(claims))}) restored from the group snapshot cut at {cut}; the copy goes on "
         f"(backup state {copying})")  # fmt: skip
     return sorted(claims)
-
-
-def group_snapshot_done(found: dict) -> bool:
-    status = found.get("status") or {}
-    return bool(status.get("readyToUse") or status.get("error"))
 
 
 def member_snapshot(backup: DrSite, namespace: str, snapshot: dict) -> MemberSnapshot:

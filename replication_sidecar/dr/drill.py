@@ -10,7 +10,9 @@ deleting the VolumeGroupSnapshot does)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from replication_sidecar.group_replication import MEMBER_LABEL
 
@@ -18,6 +20,9 @@ SNAPSHOTS = ("snapshot.storage.k8s.io", "v1")
 GROUP_SNAPSHOTS = "groupsnapshot.storage.k8s.io"
 DRILL_OF = "consistentcopy.io/drill-of"  # on the drill namespace: the namespace it copies
 DRILL_SNAPSHOT = "consistentcopy.io/drill-group-snapshot"  # on the drill namespace: the group snapshot's name
+# The snapshot controller retries a failed step (with backoff from 1 s) and clears the error once the
+# group snapshot is ready: an error it has kept this long is its answer, not a passing conflict.
+ERROR_PATIENCE = 30.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,42 @@ class MemberSnapshot:
     restore_size: int
     volume_mode: str = "Filesystem"
     access_modes: tuple[str, ...] = ("ReadWriteOnce",)
+
+
+class SnapshotFailed(Exception):
+    """The group snapshot kept the same error for ERROR_PATIENCE seconds."""
+
+
+@dataclass
+class GroupSnapshotWatch:
+    """Reads a VolumeGroupSnapshot's status as the snapshot controller means it.
+
+    `status.error` is the last error of a step the controller retries, not a verdict: an
+    update that loses a race with another writer ("the object has been modified") sets it
+    and the next try clears it. So ready means readyToUse, and an error fails the wait only
+    when it stays, unchanged, for `patience` seconds.
+    """
+
+    say: Callable[[str], None]
+    patience: float = ERROR_PATIENCE
+    clock: Callable[[], float] = field(default=time.monotonic)
+    _error: str = ""
+    _since: float = 0.0
+
+    def ready(self, found: dict) -> bool:
+        status = found.get("status") or {}
+        if status.get("readyToUse"):
+            return True
+        error = status.get("error") or {}
+        message = str(error.get("message") or error) if error else ""
+        now = self.clock()
+        if message != self._error:
+            self._error, self._since = message, now
+            if message:
+                self.say(f"backup: the snapshot controller reports, and retries: {message}")
+        elif message and now - self._since > self.patience:
+            raise SnapshotFailed(message)
+        return False
 
 
 def group_snapshot(namespace: str, name: str, version: str, snapshot_class: str) -> dict:

@@ -13,6 +13,7 @@ from typing import Any
 from kubernetes import client
 
 from ccopy.waiting import wait_progressing
+from replication_sidecar.dr.drill import GroupSnapshotWatch
 
 STALL = 180.0
 SNAPSHOT = ("snapshot.storage.k8s.io", "v1")
@@ -91,15 +92,11 @@ def custom(api: client.ApiClient) -> client.CustomObjectsApi:
 
 
 def ready_to_use(api: client.ApiClient, group: str, version: str, plural: str, namespace: str, name: str) -> dict:
-    """Wait until a (group) snapshot reports readyToUse; fail at once on an error it reports."""
-
-    def read() -> dict:
-        obj = custom(api).get_namespaced_custom_object(group, version, namespace, plural, name)
-        error = (obj.get("status") or {}).get("error")
-        assert not error, f"{plural} {namespace}/{name} failed: {error}"
-        return obj
-
-    return await_object(read, lambda obj: bool((obj.get("status") or {}).get("readyToUse")), f"{plural} {name} ready")
+    """Wait until a (group) snapshot reports readyToUse, through errors the snapshot controller clears on its
+    retry; fail on one it keeps (`ccopy dr drill` reads the status the same way)."""
+    watch = GroupSnapshotWatch(print)
+    return await_object(lambda: custom(api).get_namespaced_custom_object(group, version, namespace, plural, name),
+                        watch.ready, f"{plural} {namespace}/{name} ready")  # fmt: skip
 
 
 def gone(list_names: Callable[[], list[str]], name: str, what: str) -> None:
