@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from backend.copy_batches import CopyBatches
 from backend.cow_store import CowStore
 from backend.diff_bitmap import DiffBitmap
 from backend.errors import Busy
@@ -62,6 +63,8 @@ class LdevRuntime:
     journal: Journal | None = None
     # Set while its pair is suspended or its S-VOL took over: writes mark regions for resync.
     diff: DiffBitmap | None = None
+    # Host writes waiting for copies for snapshots, applied in batches (made by backend.sessions).
+    copy_batches: CopyBatches | None = None
     # Sessions opened through each publication token, revoked on unpublish.
     by_token: dict[str, list[Revocable]] = field(default_factory=dict)
 

@@ -14,7 +14,9 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 
+from backend.copy_batches import CopyBatches, Done
 from backend.errors import Busy, FailedPrecondition, NotFound, PermissionDenied
 from backend.host_access import ANONYMOUS, refusal_by_name, refusal_by_publication
 from backend.journal import Journal
@@ -32,6 +34,15 @@ SNAPSHOT_EXPORT_PREFIX = "snapshots/"
 
 PUBLICATION_EXPORT_PREFIX = "pub/"
 
+
+class WriteMode(Enum):
+    """Where a host write runs (`Session.write_mode`)."""
+
+    NOW = "now"  # nothing to wait for: on the caller's thread (the NBD event loop)
+    AFTER_COPIES = "after-copies"  # copies for snapshots first: the LDEV's copy batches
+    BLOCKING = "blocking"  # waits on stable storage or on the backup: a thread that may block
+
+
 @dataclass(frozen=True)
 class ExportView:
     """What a host is told about an export at handshake time."""
@@ -40,6 +51,7 @@ class ExportView:
     size: int
     read_only: bool
     description: str
+
 
 @dataclass(frozen=True)
 class ExportGrant:
@@ -58,6 +70,7 @@ class ExportGrant:
         if self.snapshot is not None:
             return self.snapshot.size
         return max(self.ldev.size, self.publication.max_size if self.publication else 0)
+
 
 class Session:
     """One host's view of one LDEV, fixed at open: size and protection do not
@@ -86,13 +99,27 @@ class Session:
         if self.on_revoke is not None:
             self.on_revoke()
 
-    def must_wait(self, op: HostWrite) -> bool:
-        """True when the write may block: on stable storage (FUA, a copy-on-write to make durable)
-        or on the backup (synchronous, or inflow control holding writes while the journal is full).
-        A write to chunks whose copies are durable already does not wait."""
+    def write_mode(self, op: HostWrite) -> WriteMode:
+        """Where the write may run: it blocks on stable storage when FUA is asked, or on the
+        backup (synchronous, or inflow control holding writes while the journal is full); it
+        waits for copies when it overwrites chunks a snapshot still sees and their copies are
+        not durable yet (a write to chunks already copied does not wait)."""
         journal, cow = self.runtime.journal, self.runtime.cow
-        waits = journal is not None and (journal.synchronous or journal.inflow_control)
-        return op.fua or waits or (cow is not None and cow.must_stage(op.offset, op.length))
+        if op.fua or (journal is not None and (journal.synchronous or journal.inflow_control)):
+            return WriteMode.BLOCKING
+        if not self.read_only and cow is not None and cow.must_stage(op.offset, op.length):
+            return WriteMode.AFTER_COPIES
+        return WriteMode.NOW
+
+    def write_after_copies(self, op: HostWrite, done: Done) -> None:
+        """Queue the write on the LDEV's copy batches (backend.copy_batches); `done` is called
+        from another thread with None or the error."""
+        runtime = self.runtime
+        with runtime.lock:
+            if runtime.copy_batches is None:
+                runtime.copy_batches = CopyBatches(self.sessions.write_path, runtime)
+            batches = runtime.copy_batches
+        batches.submit(op.offset, op.length, lambda: self.write(op), done)
 
     def read(self, offset: int, length: int) -> bytes:
         return self.runtime.file.read(offset, length)
@@ -123,6 +150,7 @@ class Session:
             self.closed = True
             self.sessions.close(self.runtime, None, self)
 
+
 class SnapshotSession(Session):
     """A read-only view of an LDEV at a snapshot's instant."""
 
@@ -133,8 +161,8 @@ class SnapshotSession(Session):
         self.size = snapshot.size
         self.read_only = True
 
-    def must_wait(self, op: HostWrite) -> bool:
-        return False
+    def write_mode(self, op: HostWrite) -> WriteMode:
+        return WriteMode.NOW  # refused at once: read-only
 
     def read(self, offset: int, length: int) -> bytes:
         with self.runtime.lock:
@@ -265,7 +293,6 @@ class Sessions:
         # Closing must not lose acknowledged writes, whoever flushes next.
         runtime.file.sync()
         log.info("session_closed ldev=%06x snapshot=%s sessions=%d", runtime.ldev_id, snapshot_id, runtime.sessions)
-
 
     def cut(self, ldev_id: int, token: str) -> int:
         """Revoke the sessions opened through a publication (it was withdrawn) and wait until

@@ -39,7 +39,7 @@ from backend.nbd.transmission import (
     simple_reply,
     structured_read_header,
 )
-from backend.sessions import Session
+from backend.sessions import Session, WriteMode
 from backend.write_path import HostWrite, WriteKind, WriteRefused
 from ccopy_common.ldev_id import format_ldev_id
 
@@ -385,8 +385,16 @@ class NbdConnection(asyncio.BufferedProtocol):
             keep_allocated=bool(request.flags & CommandFlag.NO_HOLE),
         )
         session = self.session
-        if session.must_wait(op):  # waits for stable storage: off the event loop
+        mode = session.write_mode(op)
+        if mode is WriteMode.BLOCKING:  # waits for stable storage or the backup: off the event loop
             self._in_pool(request, lambda: session.write(op), started)
+            return
+        if mode is WriteMode.AFTER_COPIES:  # batched with the other writes waiting for copies
+            loop = asyncio.get_running_loop()
+            self.pending += 1
+            session.write_after_copies(
+                op, lambda exc: loop.call_soon_threadsafe(self._blocking_done, request, exc, started)
+            )
             return
         try:
             session.write(op)
@@ -415,8 +423,11 @@ class NbdConnection(asyncio.BufferedProtocol):
         future.add_done_callback(lambda f: self._pool_done(request, f, started))
 
     def _pool_done(self, request: Request, future: asyncio.Future[object], started: float) -> None:
+        self._blocking_done(request, future.exception(), started)
+
+    def _blocking_done(self, request: Request, exc: BaseException | None, started: float) -> None:
+        """Reply to a request that ran off the event loop, on the loop."""
         self.pending -= 1
-        exc = future.exception()
         if exc is None:
             self._send(simple_reply(request.cookie))
         else:

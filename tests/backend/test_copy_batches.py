@@ -1,0 +1,142 @@
+"""Writes that wait for copies for snapshots, in batches: every write queued while a batch
+syncs shares the next batch's one sync, none reaches the LDEV before its copy is durable
+(the power-cut order of tests/backend/test_cow_group_commit.py), and a write that fails
+fails alone."""
+
+from __future__ import annotations
+
+import errno
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from backend import copy_batches
+from backend.copy_batches import CopyBatches
+from backend.write_path import HostWrite, WriteKind, WritePath, WriteRefused
+from tests.backend.test_cow_group_commit import CHUNK, SIZE, SyscallLog, make_target, snapshot
+
+
+class Outcomes:
+    """What each write's `done` was told, and a wait for all of them."""
+
+    def __init__(self) -> None:
+        self.results: dict[int, BaseException | None] = {}
+        self.changed = threading.Condition()
+
+    def done_for(self, key: int):
+        def done(exc: BaseException | None) -> None:
+            with self.changed:
+                self.results[key] = exc
+                self.changed.notify_all()
+
+        return done
+
+    def wait(self, count: int) -> dict[int, BaseException | None]:
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(self.results) >= count, 30), self.results
+            return dict(self.results)
+
+
+def submit(batches: CopyBatches, path: WritePath, outcomes: Outcomes, key: int, op: HostWrite) -> None:
+    apply = lambda: path.apply(batches.target, op, SIZE, False)  # noqa: E731
+    batches.submit(op.offset, op.length, apply, outcomes.done_for(key))
+
+
+def test_writes_queued_while_a_batch_syncs_share_the_next_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    target = make_target(tmp_path)
+    cow = target.cow
+    assert cow is not None
+    log = SyscallLog(monkeypatch, target.file.fd, cow.fd)
+    in_first_sync, release = threading.Event(), threading.Event()
+
+    def hold_the_first_sync() -> None:
+        if not in_first_sync.is_set():
+            in_first_sync.set()
+            assert release.wait(30)
+
+    log.before_sync = hold_the_first_sync
+    old = snapshot(target, 1)
+    path = WritePath(journal_full=lambda _target: None)
+    batches, outcomes = CopyBatches(path, target), Outcomes()
+    ops = {chunk: HostWrite(WriteKind.DATA, chunk * CHUNK + 512, 4096, bytes([chunk]) * 4096) for chunk in range(1, 8)}
+    submit(batches, path, outcomes, 1, ops[1])
+    assert in_first_sync.wait(30)
+    for chunk in range(2, 8):  # arrive while the first batch syncs
+        submit(batches, path, outcomes, chunk, ops[chunk])
+    time.sleep(0.05)
+    assert target.file.read(2 * CHUNK + 512, 4096) == old[2 * CHUNK + 512 : 2 * CHUNK + 512 + 4096], "wrote early"
+    release.set()
+    assert outcomes.wait(7) == dict.fromkeys(range(1, 8))
+    monkeypatch.undo()
+    assert (batches.batches, batches.writes) == (2, 7)
+    assert (log.count("copy"), cow.syncs) == (7, 2), "six writes, one sync"
+    assert log.writes_before_their_copy_was_durable() == []
+    for chunk, op in ops.items():
+        assert target.file.read(op.offset, 4096) == bytes([chunk]) * 4096
+    assert cow.read(target.file, 1, 0, SIZE) == old
+
+
+def test_a_write_that_fails_fails_alone_and_the_rest_of_its_batch_lands(tmp_path: Path):
+    target = make_target(tmp_path)
+    assert target.cow is not None
+    old = snapshot(target, 1)
+    path = WritePath(journal_full=lambda _target: None)
+    batches, outcomes = CopyBatches(path, target), Outcomes()
+    submit(batches, path, outcomes, 1, HostWrite(WriteKind.DATA, 0, 4096, b"a" * 4096))
+    submit(batches, path, outcomes, 2, HostWrite(WriteKind.DATA, SIZE - 4096, 8192, b"b" * 8192))  # past the end
+    submit(batches, path, outcomes, 3, HostWrite(WriteKind.ZEROES, CHUNK, 4096))
+    results = outcomes.wait(3)
+    assert results[1] is None and results[3] is None
+    assert isinstance(results[2], WriteRefused) and results[2].errno == errno.ENOSPC
+    assert target.file.read(0, 4096) == b"a" * 4096 and target.file.read(CHUNK, 4096) == bytes(4096)
+    assert target.file.read(SIZE - 4096, 4096) == old[-4096:], "the refused write touched nothing"
+    assert target.cow.read(target.file, 1, 0, SIZE) == old
+
+
+def test_concurrent_writers_and_snapshots_keep_the_order_and_every_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    target = make_target(tmp_path)
+    cow = target.cow
+    assert cow is not None
+    log = SyscallLog(monkeypatch, target.file.fd, cow.fd)
+    path = WritePath(journal_full=lambda _target: None)
+    batches, outcomes = CopyBatches(path, target), Outcomes()
+    expected = {1: snapshot(target, 1)}
+    rng = random.Random(7)
+    for key in range(600):
+        offset = rng.randrange(SIZE // 4096) * 4096
+        submit(batches, path, outcomes, key, HostWrite(WriteKind.DATA, offset, 4096, rng.randbytes(4096)))
+        if key % 150 == 149:  # a snapshot while writes are queued and in flight
+            time.sleep(0.005)
+            expected[len(expected) + 1] = snapshot(target, len(expected) + 1)
+    assert set(outcomes.wait(600).values()) == {None}
+    monkeypatch.undo()
+    assert log.count("write") == 600 and log.count("copy") > 0
+    assert log.writes_before_their_copy_was_durable() == []
+    for gen, content in expected.items():
+        assert cow.read(target.file, gen, 0, SIZE) == content, f"snapshot {gen}"
+    assert cow.syncs < log.count("copy"), "copies share syncs"
+
+
+def test_the_drain_thread_ends_when_idle_and_the_next_write_starts_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(copy_batches, "IDLE_SECONDS", 0.01)
+    target = make_target(tmp_path)
+    snapshot(target, 1)
+    path = WritePath(journal_full=lambda _target: None)
+    batches, outcomes = CopyBatches(path, target), Outcomes()
+
+    submit(batches, path, outcomes, 1, HostWrite(WriteKind.DATA, 0, 4096, b"x" * 4096))
+    outcomes.wait(1)
+    deadline = time.monotonic() + 30
+    while batches._draining and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert not batches._draining, "the drain thread did not end"
+    submit(batches, path, outcomes, 2, HostWrite(WriteKind.DATA, CHUNK, 4096, b"y" * 4096))
+    assert outcomes.wait(2) == {1: None, 2: None}
+    assert target.file.read(CHUNK, 4096) == b"y" * 4096
