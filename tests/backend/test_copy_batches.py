@@ -50,14 +50,7 @@ def test_writes_queued_while_a_batch_syncs_share_the_next_sync(tmp_path: Path, m
     cow = target.cow
     assert cow is not None
     log = SyscallLog(monkeypatch, target.file.fd, cow.fd)
-    in_first_sync, release = threading.Event(), threading.Event()
-
-    def hold_the_first_sync() -> None:
-        if not in_first_sync.is_set():
-            in_first_sync.set()
-            assert release.wait(30)
-
-    log.before_sync = hold_the_first_sync
+    in_first_sync, release = log.hold_the_first_sync()
     old = snapshot(target, 1)
     path = WritePath(journal_full=lambda _target: None)
     batches, outcomes = CopyBatches(path, target), Outcomes()

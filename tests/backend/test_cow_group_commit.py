@@ -71,6 +71,18 @@ class SyscallLog:
         monkeypatch.setattr(os, "pwrite", pwrite)
         monkeypatch.setattr(os, "fdatasync", fdatasync)
 
+    def hold_the_first_sync(self) -> tuple[threading.Event, threading.Event]:
+        """The first sync of the store waits until released: (it started, release it)."""
+        started, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            if not started.is_set():
+                started.set()
+                assert release.wait(30)
+
+        self.before_sync = hold
+        return started, release
+
     def _add(self, kind: str, chunk: int | None) -> None:
         with self.lock:
             self.events.append((kind, chunk))
@@ -167,14 +179,7 @@ def test_writers_queued_behind_a_sync_share_the_next_one(tmp_path: Path, monkeyp
     cow = target.cow
     assert cow is not None
     log = SyscallLog(monkeypatch, target.file.fd, cow.fd)
-    in_first_sync, release = threading.Event(), threading.Event()
-
-    def hold_the_first_sync() -> None:
-        if not in_first_sync.is_set():
-            in_first_sync.set()
-            assert release.wait(30)
-
-    log.before_sync = hold_the_first_sync
+    in_first_sync, release = log.hold_the_first_sync()
     old = snapshot(target, 1)
     path = WritePath(journal_full=lambda _target: None)
 
