@@ -1,14 +1,16 @@
-"""Host writes that must first preserve chunks for snapshots, applied in batches.
+"""Copies for snapshots made durable in batches, for host writes that wait for them.
 
 A write to a chunk that a live snapshot still sees in the LDEV waits until the
 chunk's copy is durable (backend.cow_store). Handed one by one to a pool of
-threads, each such write waits for a sync of the CoW store that covers only
-the few copies the pool's other threads staged meanwhile, and each hops
-threads twice. Here one thread per LDEV drains a queue instead: every write
-that arrived while the previous batch was synced is staged together
-(`WritePath.copy_ahead`, one fdatasync for the batch), then each goes through
-the one write path, which finds its copies durable and writes at once. The
-host's queue depth becomes the batch size.
+threads, each such write waited for a sync that covered only the few copies
+the pool's other threads had staged meanwhile, and hopped threads twice. Here
+one thread per LDEV, the copier, drains a queue instead: it stages the copies
+of every write that arrived while it synced the previous batch
+(`WritePath.copy_ahead`, one fdatasync for the batch) and tells each write its
+copies are durable. The writes themselves go on where they came from (the NBD
+event loop) through the one write path, which checks again under the LDEV's
+lock, so the copier's critical path is copies and syncs only and the host's
+queue depth becomes the batch size.
 """
 
 from __future__ import annotations
@@ -31,12 +33,11 @@ IDLE_SECONDS = 1.0  # how long the drain thread waits for more writes before it 
 class _Queued:
     offset: int
     length: int
-    apply: Callable[[], object]  # the write through the one write path
-    done: Done  # told the outcome, from the drain thread
+    done: Done  # told None (copies durable) or the copy's error, from the copier's thread
 
 
 class CopyBatches:
-    """The batch queue of one LDEV."""
+    """The copier of one LDEV."""
 
     def __init__(self, write_path: WritePath, target: WriteTarget) -> None:
         self.write_path = write_path
@@ -47,10 +48,15 @@ class CopyBatches:
         self.batches = 0  # since the LDEV was opened: writes / batches is the mean batch size
         self.writes = 0
 
-    def submit(self, offset: int, length: int, apply: Callable[[], object], done: Done) -> None:
-        """Queue a write of [offset, offset+length); `done` is called once it was applied or failed."""
+    def submit(self, offset: int, length: int, done: Done) -> None:
+        """Make the copies a write of [offset, offset+length) needs durable; `done(None)` then.
+
+        `done(error)` when a copy of its batch failed (the CoW store is full, say): the
+        write should take the write path's blocking way, which copies for itself and
+        fails with its own error only if its own copy fails.
+        """
         with self._changed:
-            self._queue.append(_Queued(offset, length, apply, done))
+            self._queue.append(_Queued(offset, length, done))
             if self._draining:
                 self._changed.notify()
                 return
@@ -67,22 +73,17 @@ class CopyBatches:
                     self._draining = False
                     return
                 batch, self._queue = self._queue, []
-            self._apply(batch)
+            self._copy(batch)
 
-    def _apply(self, batch: list[_Queued]) -> None:
+    def _copy(self, batch: list[_Queued]) -> None:
+        error: OSError | None = None
         try:
             self.write_path.copy_ahead(self.target, [(q.offset, q.length) for q in batch])
         except OSError as exc:
-            # The CoW store is full, say: each write below stages its own copies again and
-            # fails alone with its error, and the writes that need no copy still land.
+            error = exc
             log.warning("copy_ahead_failed ldev=%s writes=%d error=%s", format_ldev_id(self.target.ldev_id),
                         len(batch), exc)  # fmt: skip
         self.batches += 1
         self.writes += len(batch)
         for queued in batch:
-            try:
-                queued.apply()
-            except Exception as exc:
-                queued.done(exc)
-            else:
-                queued.done(None)
+            queued.done(error)

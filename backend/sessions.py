@@ -11,6 +11,7 @@ contain '/', so the two never collide.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -111,15 +112,15 @@ class Session:
             return WriteMode.AFTER_COPIES
         return WriteMode.NOW
 
-    def write_after_copies(self, op: HostWrite, done: Done) -> None:
-        """Queue the write on the LDEV's copy batches (backend.copy_batches); `done` is called
-        from another thread with None or the error."""
+    def prepare_copies(self, op: HostWrite, done: Done) -> None:
+        """Have the LDEV's copier make the write's copies durable with those of other writes
+        (backend.copy_batches); `done` is called from its thread with None or the copy's error."""
         runtime = self.runtime
-        with runtime.lock:
-            if runtime.copy_batches is None:
-                runtime.copy_batches = CopyBatches(self.sessions.write_path, runtime)
-            batches = runtime.copy_batches
-        batches.submit(op.offset, op.length, lambda: self.write(op), done)
+        if runtime.copy_batches is None:
+            with self.sessions.copiers_lock:
+                if runtime.copy_batches is None:
+                    runtime.copy_batches = CopyBatches(self.sessions.write_path, runtime)
+        runtime.copy_batches.submit(op.offset, op.length, done)
 
     def read(self, offset: int, length: int) -> bytes:
         return self.runtime.file.read(offset, length)
@@ -200,6 +201,7 @@ class Sessions:
         self.store = store
         self.runtimes = runtimes
         self.write_path = write_path
+        self.copiers_lock = threading.Lock()  # makes each LDEV's copier once (Session.prepare_copies)
         self.await_backup = await_backup
 
     def export_names(self, host: str = ANONYMOUS) -> list[str]:

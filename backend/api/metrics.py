@@ -143,7 +143,12 @@ class ArrayStateCollector(Collector):
             "ccopy_cow_chunks_copied", "Chunks preserved for snapshots before host writes (since start)",
             labels=["ldev"],
         )
+        syncs = CounterMetricFamily(
+            "ccopy_cow_syncs", "Syncs that made those copies durable (since start): copies per sync is the batching",
+            labels=["ldev"],
+        )
         for runtime in self.array.runtimes.all():
             if runtime.cow is not None:
                 family.add_metric([format_ldev_id(runtime.ldev_id)], runtime.cow.chunks_copied)
-        yield family
+                syncs.add_metric([format_ldev_id(runtime.ldev_id)], runtime.cow.syncs)
+        yield from (family, syncs)

@@ -389,11 +389,11 @@ class NbdConnection(asyncio.BufferedProtocol):
         if mode is WriteMode.BLOCKING:  # waits for stable storage or the backup: off the event loop
             self._in_pool(request, lambda: session.write(op), started)
             return
-        if mode is WriteMode.AFTER_COPIES:  # batched with the other writes waiting for copies
+        if mode is WriteMode.AFTER_COPIES:  # its copies made durable with those of other writes, then here
             loop = asyncio.get_running_loop()
             self.pending += 1
-            session.write_after_copies(
-                op, lambda exc: loop.call_soon_threadsafe(self._blocking_done, request, exc, started)
+            session.prepare_copies(
+                op, lambda exc: loop.call_soon_threadsafe(self._copies_ready, request, op, exc, started)
             )
             return
         try:
@@ -403,6 +403,23 @@ class NbdConnection(asyncio.BufferedProtocol):
             log.warning("nbd_write_failed conn=%d ldev=%s error=%s", self.id, format_ldev_id(session.ldev_id), exc)
             return
         self._send(simple_reply(request.cookie))
+
+    def _copies_ready(self, request: Request, op: HostWrite, failed: BaseException | None, started: float) -> None:
+        """The write's copies are durable: it writes now, on the loop. If they failed, or a
+        snapshot taken since needs another copy, it takes the blocking way, which copies for
+        itself and reports its own error."""
+        session = self.session
+        assert session is not None  # kept while requests are pending
+        if failed is not None or session.write_mode(op) is not WriteMode.NOW:
+            self.pending -= 1
+            self._in_pool(request, lambda: session.write(op), started)
+            return
+        try:
+            session.write(op)
+        except (OSError, ArrayError) as exc:
+            self._blocking_done(request, exc, started)
+            return
+        self._blocking_done(request, None, started)
 
     def _block_status(self, request: Request) -> None:
         assert self.session is not None

@@ -1,7 +1,7 @@
-"""Writes that wait for copies for snapshots, in batches: every write queued while a batch
-syncs shares the next batch's one sync, none reaches the LDEV before its copy is durable
-(the power-cut order of tests/backend/test_cow_group_commit.py), and a write that fails
-fails alone."""
+"""Copies for snapshots made durable in batches: the copies of every write queued while a
+batch syncs share the next batch's one sync, no write reaches the LDEV before its copy is
+durable (the power-cut order of tests/backend/test_cow_group_commit.py), and a failed copy
+sends its batch's writes the blocking way, where each fails only on its own copy."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from backend import copy_batches
 from backend.copy_batches import CopyBatches
-from backend.write_path import HostWrite, WriteKind, WritePath, WriteRefused
+from backend.write_path import HostWrite, WriteKind, WritePath
 from tests.backend.test_cow_group_commit import CHUNK, SIZE, SyscallLog, make_target, snapshot
 
 
@@ -41,8 +41,21 @@ class Outcomes:
 
 
 def submit(batches: CopyBatches, path: WritePath, outcomes: Outcomes, key: int, op: HostWrite) -> None:
-    apply = lambda: path.apply(batches.target, op, SIZE, False)  # noqa: E731
-    batches.submit(op.offset, op.length, apply, outcomes.done_for(key))
+    """As the NBD server does: once the copier says the copies are durable, the write goes on
+    through the one write path (here on the copier's thread; the server writes on its loop)."""
+
+    def copies_ready(failed: BaseException | None) -> None:
+        if failed is not None:
+            outcomes.done_for(key)(failed)
+            return
+        try:
+            path.apply(batches.target, op, SIZE, False)
+        except Exception as exc:
+            outcomes.done_for(key)(exc)
+        else:
+            outcomes.done_for(key)(None)
+
+    batches.submit(op.offset, op.length, copies_ready)
 
 
 def test_writes_queued_while_a_batch_syncs_share_the_next_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -72,21 +85,36 @@ def test_writes_queued_while_a_batch_syncs_share_the_next_sync(tmp_path: Path, m
     assert cow.read(target.file, 1, 0, SIZE) == old
 
 
-def test_a_write_that_fails_fails_alone_and_the_rest_of_its_batch_lands(tmp_path: Path):
+def test_a_failed_copy_sends_its_batch_the_blocking_way_where_only_the_write_that_needs_it_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     target = make_target(tmp_path)
-    assert target.cow is not None
+    cow = target.cow
+    assert cow is not None
     old = snapshot(target, 1)
+    real_copy = cow._copy
+
+    def store_full_for_chunk_3(ldev, chunk: int) -> None:
+        if chunk == 3:
+            raise OSError(errno.ENOSPC, "snapshot store is full")
+        real_copy(ldev, chunk)
+
+    monkeypatch.setattr(cow, "_copy", store_full_for_chunk_3)
     path = WritePath(journal_full=lambda _target: None)
     batches, outcomes = CopyBatches(path, target), Outcomes()
-    submit(batches, path, outcomes, 1, HostWrite(WriteKind.DATA, 0, 4096, b"a" * 4096))
-    submit(batches, path, outcomes, 2, HostWrite(WriteKind.DATA, SIZE - 4096, 8192, b"b" * 8192))  # past the end
-    submit(batches, path, outcomes, 3, HostWrite(WriteKind.ZEROES, CHUNK, 4096))
-    results = outcomes.wait(3)
-    assert results[1] is None and results[3] is None
-    assert isinstance(results[2], WriteRefused) and results[2].errno == errno.ENOSPC
-    assert target.file.read(0, 4096) == b"a" * 4096 and target.file.read(CHUNK, 4096) == bytes(4096)
-    assert target.file.read(SIZE - 4096, 4096) == old[-4096:], "the refused write touched nothing"
-    assert target.cow.read(target.file, 1, 0, SIZE) == old
+    ops = {1: HostWrite(WriteKind.DATA, 3 * CHUNK, 4096, b"a" * 4096), 2: HostWrite(WriteKind.ZEROES, CHUNK, 4096)}
+    with batches._changed:  # both queue before the copier may take any: one batch
+        for key, op in ops.items():
+            batches.submit(op.offset, op.length, outcomes.done_for(key))
+    results = outcomes.wait(2)
+    assert batches.writes == 2 and all(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in results.values())
+    assert target.file.read(0, SIZE) == old, "a failed copy writes nothing"
+    with pytest.raises(OSError) as full:  # the blocking way: each write copies for itself
+        path.apply(target, ops[1], SIZE, False)
+    assert full.value.errno == errno.ENOSPC
+    path.apply(target, ops[2], SIZE, False)
+    assert target.file.read(CHUNK, 4096) == bytes(4096) and target.file.read(3 * CHUNK, 4096) == old[3 * CHUNK :][:4096]
+    assert cow.read(target.file, 1, 0, SIZE) == old
 
 
 def test_concurrent_writers_and_snapshots_keep_the_order_and_every_snapshot(

@@ -65,6 +65,7 @@ def test_data_path_metrics_count_requests_errors_and_copy_on_write(metered_sites
     assert value(samples, "ccopy_nbd_errors_total", ldev=frozen, command="WRITE") == 1
     assert value(samples, "ccopy_nbd_request_seconds_count", ldev=frozen, command="FLUSH") == 1
     assert value(samples, "ccopy_cow_chunks_copied_total", ldev=stock) == 32
+    assert value(samples, "ccopy_cow_syncs_total", ldev=stock) == 1  # one write's 32 copies: one sync
     assert value(samples, "ccopy_pool_bytes", kind="provisioned") == 9 * MIB
     assert value(samples, "ccopy_ldevs") == 2
 
