@@ -109,7 +109,9 @@ class Session:
         if op.fua or (journal is not None and (journal.synchronous or journal.inflow_control)):
             return WriteMode.BLOCKING
         if not self.read_only and cow is not None and cow.must_stage(op.offset, op.length):
-            return WriteMode.AFTER_COPIES
+            # A small write's copy is quick and its sync is the cost: batched. A write over
+            # several chunks copies much: pool threads copy several such writes side by side.
+            return WriteMode.AFTER_COPIES if op.length <= cow.chunk_size else WriteMode.BLOCKING
         return WriteMode.NOW
 
     def prepare_copies(self, op: HostWrite, done: Done) -> None:

@@ -109,10 +109,9 @@ class WritePath:
         cow = target.cow
         if cow is None or not cow.live_gens:
             return
-        ticket = 0
-        with target.lock:
-            end = target.file.size()
-            for offset, length in ranges:
+        ticket, end = 0, target.file.size()  # an LDEV only grows: writes past `end` are refused by `apply`
+        for offset, length in ranges:  # the lock range by range: host writes slip in between
+            with target.lock:
                 ticket = max(ticket, cow.stage(target.file, offset, min(length, end - offset)))
         cow.make_durable(ticket)
 
