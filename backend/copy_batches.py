@@ -76,14 +76,17 @@ class CopyBatches:
             self._copy(batch)
 
     def _copy(self, batch: list[_Queued]) -> None:
-        error: OSError | None = None
+        error: Exception | None = None
         try:
             self.write_path.copy_ahead(self.target, [(q.offset, q.length) for q in batch])
-        except OSError as exc:
+        except Exception as exc:  # the store is full, say; whatever it is, the copier goes on
             error = exc
             log.warning("copy_ahead_failed ldev=%s writes=%d error=%s", format_ldev_id(self.target.ldev_id),
                         len(batch), exc)  # fmt: skip
         self.batches += 1
         self.writes += len(batch)
         for queued in batch:
-            queued.done(error)
+            try:
+                queued.done(error)
+            except Exception:  # a caller gone meanwhile (its event loop closed): the others still hear
+                log.exception("copies_done_failed ldev=%s", format_ldev_id(self.target.ldev_id))

@@ -161,3 +161,23 @@ def test_the_drain_thread_ends_when_idle_and_the_next_write_starts_another(
     submit(batches, path, outcomes, 2, HostWrite(WriteKind.DATA, CHUNK, 4096, b"y" * 4096))
     assert outcomes.wait(2) == {1: None, 2: None}
     assert target.file.read(CHUNK, 4096) == b"y" * 4096
+
+
+def test_a_caller_that_cannot_be_told_does_not_stop_the_copier(tmp_path: Path):
+    """An NBD connection whose event loop closed meanwhile raises when told; the rest of the
+    batch and every later write are still told."""
+    target = make_target(tmp_path)
+    snapshot(target, 1)
+    path = WritePath(journal_full=lambda _target: None)
+    batches, outcomes = CopyBatches(path, target), Outcomes()
+
+    def gone(_failed: BaseException | None) -> None:
+        raise RuntimeError("Event loop is closed")
+
+    with batches._changed:  # one batch: the caller that raises first
+        batches.submit(0, 4096, gone)
+        submit(batches, path, outcomes, 1, HostWrite(WriteKind.DATA, CHUNK, 4096, b"a" * 4096))
+    assert outcomes.wait(1) == {1: None}
+    submit(batches, path, outcomes, 2, HostWrite(WriteKind.DATA, 2 * CHUNK, 4096, b"b" * 4096))
+    assert outcomes.wait(2) == {1: None, 2: None}
+    assert target.file.read(2 * CHUNK, 4096) == b"b" * 4096
