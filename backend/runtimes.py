@@ -63,7 +63,8 @@ class LdevRuntime:
     journal: Journal | None = None
     # Set while its pair is suspended or its S-VOL took over: writes mark regions for resync.
     diff: DiffBitmap | None = None
-    # Host writes waiting for copies for snapshots, applied in batches (made by backend.sessions).
+    # Makes the copies for snapshots of host writes waiting for them durable in batches
+    # (made by backend.sessions on the first such write).
     copy_batches: CopyBatches | None = None
     # Sessions opened through each publication token, revoked on unpublish.
     by_token: dict[str, list[Revocable]] = field(default_factory=dict)

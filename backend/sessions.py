@@ -118,11 +118,11 @@ class Session:
         """Have the LDEV's copier make the write's copies durable with those of other writes
         (backend.copy_batches); `done` is called from its thread with None or the copy's error."""
         runtime = self.runtime
-        if runtime.copy_batches is None:
-            with self.sessions.copiers_lock:
-                if runtime.copy_batches is None:
-                    runtime.copy_batches = CopyBatches(self.sessions.write_path, runtime)
-        runtime.copy_batches.submit(op.offset, op.length, done)
+        with self.sessions.copiers_lock:
+            if runtime.copy_batches is None:
+                runtime.copy_batches = CopyBatches(self.sessions.write_path, runtime)
+            copier = runtime.copy_batches
+        copier.submit(op.offset, op.length, done)
 
     def read(self, offset: int, length: int) -> bytes:
         return self.runtime.file.read(offset, length)

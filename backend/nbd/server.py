@@ -417,9 +417,8 @@ class NbdConnection(asyncio.BufferedProtocol):
         try:
             session.write(op)
         except (OSError, ArrayError) as exc:
-            self._blocking_done(request, exc, started)
-            return
-        self._blocking_done(request, None, started)
+            failed = exc
+        self._blocking_done(request, failed, started)
 
     def _block_status(self, request: Request) -> None:
         assert self.session is not None

@@ -16,7 +16,15 @@ import pytest
 from backend import copy_batches
 from backend.copy_batches import CopyBatches
 from backend.write_path import HostWrite, WriteKind, WritePath
-from tests.backend.test_cow_group_commit import CHUNK, SIZE, SyscallLog, make_target, snapshot
+from tests.backend.test_cow_group_commit import (
+    CHUNK,
+    SIZE,
+    Target,
+    logged_target,
+    make_target,
+    no_journal_path,
+    snapshot,
+)
 
 
 class Outcomes:
@@ -40,6 +48,11 @@ class Outcomes:
             return dict(self.results)
 
 
+def copier(target: Target) -> tuple[WritePath, CopyBatches, Outcomes]:
+    path = no_journal_path()
+    return path, CopyBatches(path, target), Outcomes()
+
+
 def submit(batches: CopyBatches, path: WritePath, outcomes: Outcomes, key: int, op: HostWrite) -> None:
     """As the NBD server does: once the copier says the copies are durable, the write goes on
     through the one write path (here on the copier's thread; the server writes on its loop)."""
@@ -59,14 +72,10 @@ def submit(batches: CopyBatches, path: WritePath, outcomes: Outcomes, key: int, 
 
 
 def test_writes_queued_while_a_batch_syncs_share_the_next_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    target = make_target(tmp_path)
-    cow = target.cow
-    assert cow is not None
-    log = SyscallLog(monkeypatch, target.file.fd, cow.fd)
+    target, cow, log = logged_target(tmp_path, monkeypatch)
     in_first_sync, release = log.hold_the_first_sync()
     old = snapshot(target, 1)
-    path = WritePath(journal_full=lambda _target: None)
-    batches, outcomes = CopyBatches(path, target), Outcomes()
+    path, batches, outcomes = copier(target)
     ops = {chunk: HostWrite(WriteKind.DATA, chunk * CHUNK + 512, 4096, bytes([chunk]) * 4096) for chunk in range(1, 8)}
     submit(batches, path, outcomes, 1, ops[1])
     assert in_first_sync.wait(30)
@@ -100,8 +109,7 @@ def test_a_failed_copy_sends_its_batch_the_blocking_way_where_only_the_write_tha
         real_copy(ldev, chunk)
 
     monkeypatch.setattr(cow, "_copy", store_full_for_chunk_3)
-    path = WritePath(journal_full=lambda _target: None)
-    batches, outcomes = CopyBatches(path, target), Outcomes()
+    path, batches, outcomes = copier(target)
     ops = {1: HostWrite(WriteKind.DATA, 3 * CHUNK, 4096, b"a" * 4096), 2: HostWrite(WriteKind.ZEROES, CHUNK, 4096)}
     with batches._changed:  # both queue before the copier may take any: one batch
         for key, op in ops.items():
@@ -120,12 +128,8 @@ def test_a_failed_copy_sends_its_batch_the_blocking_way_where_only_the_write_tha
 def test_concurrent_writers_and_snapshots_keep_the_order_and_every_snapshot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    target = make_target(tmp_path)
-    cow = target.cow
-    assert cow is not None
-    log = SyscallLog(monkeypatch, target.file.fd, cow.fd)
-    path = WritePath(journal_full=lambda _target: None)
-    batches, outcomes = CopyBatches(path, target), Outcomes()
+    target, cow, log = logged_target(tmp_path, monkeypatch)
+    path, batches, outcomes = copier(target)
     expected = {1: snapshot(target, 1)}
     rng = random.Random(7)
     for key in range(600):
@@ -149,8 +153,7 @@ def test_the_drain_thread_ends_when_idle_and_the_next_write_starts_another(
     monkeypatch.setattr(copy_batches, "IDLE_SECONDS", 0.01)
     target = make_target(tmp_path)
     snapshot(target, 1)
-    path = WritePath(journal_full=lambda _target: None)
-    batches, outcomes = CopyBatches(path, target), Outcomes()
+    path, batches, outcomes = copier(target)
 
     submit(batches, path, outcomes, 1, HostWrite(WriteKind.DATA, 0, 4096, b"x" * 4096))
     outcomes.wait(1)
@@ -168,8 +171,7 @@ def test_a_caller_that_cannot_be_told_does_not_stop_the_copier(tmp_path: Path):
     batch and every later write are still told."""
     target = make_target(tmp_path)
     snapshot(target, 1)
-    path = WritePath(journal_full=lambda _target: None)
-    batches, outcomes = CopyBatches(path, target), Outcomes()
+    path, batches, outcomes = copier(target)
 
     def gone(_failed: BaseException | None) -> None:
         raise RuntimeError("Event loop is closed")

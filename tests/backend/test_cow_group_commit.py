@@ -115,6 +115,19 @@ def make_target(tmp_path: Path, cow_class: type[CowStore] = CowStore) -> Target:
     return Target(1, ldev, cow_class(tmp_path / "ldev.cow", CHUNK, []))
 
 
+def logged_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cow_class: type[CowStore] = CowStore
+) -> tuple[Target, CowStore, SyscallLog]:
+    """A target, its CoW store, and the log of their pwrites and syncs."""
+    target = make_target(tmp_path, cow_class)
+    assert target.cow is not None
+    return target, target.cow, SyscallLog(monkeypatch, target.file.fd, target.cow.fd)
+
+
+def no_journal_path() -> WritePath:
+    return WritePath(journal_full=lambda _target: None)
+
+
 def snapshot(target: Target, gen: int) -> bytes:
     """Take a snapshot the way the array does (under the LDEV's lock); its expected content."""
     assert target.cow is not None
@@ -125,7 +138,7 @@ def snapshot(target: Target, gen: int) -> bytes:
 
 def run_writers(target: Target, threads: int = 8, writes: int = 150, snapshots: int = 4) -> dict[int, bytes]:
     """Concurrent 4 KiB writers while snapshots are taken; what each snapshot must read."""
-    path = WritePath(journal_full=lambda _target: None)
+    path = no_journal_path()
     expected = {1: snapshot(target, 1)}
 
     def writer(seed: int) -> None:
@@ -146,15 +159,13 @@ def run_writers(target: Target, threads: int = 8, writes: int = 150, snapshots: 
 
 
 def test_no_ldev_write_overtakes_the_sync_of_its_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    target = make_target(tmp_path)
-    assert target.cow is not None
-    log = SyscallLog(monkeypatch, target.file.fd, target.cow.fd)
+    target, cow, log = logged_target(tmp_path, monkeypatch)
     expected = run_writers(target)
     monkeypatch.undo()
     assert log.count("copy") > 0 and log.count("write") == 8 * 150
     assert log.writes_before_their_copy_was_durable() == []
     for gen, content in expected.items():
-        assert target.cow.read(target.file, gen, 0, SIZE) == content, f"snapshot {gen}"
+        assert cow.read(target.file, gen, 0, SIZE) == content, f"snapshot {gen}"
 
 
 class CowStoreWithoutSync(CowStore):
@@ -165,9 +176,7 @@ class CowStoreWithoutSync(CowStore):
 
 
 def test_the_order_check_catches_a_store_that_skips_the_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    target = make_target(tmp_path, CowStoreWithoutSync)
-    assert target.cow is not None
-    log = SyscallLog(monkeypatch, target.file.fd, target.cow.fd)
+    target, _, log = logged_target(tmp_path, monkeypatch, CowStoreWithoutSync)
     run_writers(target, threads=2, writes=40, snapshots=1)
     monkeypatch.undo()
     assert log.writes_before_their_copy_was_durable() != []
@@ -175,13 +184,10 @@ def test_the_order_check_catches_a_store_that_skips_the_sync(tmp_path: Path, mon
 
 def test_writers_queued_behind_a_sync_share_the_next_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A syncs alone; B and C copy while it syncs and then share one sync: 3 copies, 2 syncs."""
-    target = make_target(tmp_path)
-    cow = target.cow
-    assert cow is not None
-    log = SyscallLog(monkeypatch, target.file.fd, cow.fd)
+    target, cow, log = logged_target(tmp_path, monkeypatch)
     in_first_sync, release = log.hold_the_first_sync()
     old = snapshot(target, 1)
-    path = WritePath(journal_full=lambda _target: None)
+    path = no_journal_path()
 
     def write(chunk: int) -> threading.Thread:
         op = HostWrite(WriteKind.DATA, chunk * CHUNK, 4096, bytes([chunk + 1]) * 4096)
@@ -227,12 +233,9 @@ def test_only_writes_that_copy_or_wait_for_a_copy_leave_the_event_loop(tmp_path:
 def test_a_run_of_writes_copied_ahead_takes_one_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A copy loop's answer or a batch of journal records: copy_ahead preserves every chunk the
     run will overwrite with one sync, and the writes after it sync nothing more."""
-    target = make_target(tmp_path)
-    cow = target.cow
-    assert cow is not None
-    log = SyscallLog(monkeypatch, target.file.fd, cow.fd)
+    target, cow, log = logged_target(tmp_path, monkeypatch)
     old = snapshot(target, 1)
-    path = WritePath(journal_full=lambda _target: None)
+    path = no_journal_path()
     ranges = [(chunk * CHUNK + 512, 4096) for chunk in (3, 9, 10, 40)] + [(SIZE - 100, 100)]
     path.copy_ahead(target, ranges)
     assert (log.count("copy"), log.count("sync_end")) == (5, 1)
