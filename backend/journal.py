@@ -41,7 +41,7 @@ from backend.journal_record import (
     Torn,
     decode,
     decode_all,
-    encode_header,
+    pack_header,
 )
 from backend.ldev_io import fsync_dir
 
@@ -90,7 +90,7 @@ class Unapplied:
         return (self.newest_write_ns - self.oldest_write_ns) / 1e9 if self.records else 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     seq: int
     segment: _Segment
@@ -123,6 +123,7 @@ class Journal:
     _remembered_bytes: int = 0  # bytes of every record remembered since the journal opened
     _trimmed_bytes: int = 0  # of those, bytes of the records trimmed
     _appended: threading.Condition = field(init=False)  # new records: the backup's long poll
+    _pollers: int = 0  # long polls waiting on _appended
     _confirmed: threading.Condition = field(init=False)  # records confirmed: room, synchronous writers
     _read_done: threading.Condition = field(init=False)  # a pull finished reading segments
     segment_bytes: int = field(init=False)
@@ -236,31 +237,32 @@ class Journal:
             if self.inflow_control and not self.overflowed and self._usage + size > self.capacity:
                 # Throttle the host instead of suspending: wait for the backup to make room.
                 self._confirmed.wait_for(lambda: self._usage + size <= self.capacity, self.overflow_watch)
-            header = JournalRecord(self.next_seq, kind, ldev_id, offset, length, time.time_ns(), b"", keep_allocated)
+            seq, stamp = self.next_seq, time.time_ns()
             if self.overflowed or self._usage + size > self.capacity:
                 if not self.overflowed:
-                    last = header.seq - 1
+                    last = seq - 1
                     log.warning("journal_full folder=%s capacity=%d last_seq=%d", self.folder, self.capacity, last)
                     self.overflowed = True  # sticky: no later write may be journaled after one that was not
                     if self.on_full is not None:
                         self.on_full(last)
                 return None
-            head = encode_header(header, data)
+            head = pack_header(seq, kind, ldev_id, offset, length, stamp, keep_allocated, data)
             segment = self._active(size)
             written = os.pwritev(segment.open(), [head, data], segment.size)
             if written < size:  # a short write to a preallocated file: finish it
                 rest = memoryview(head + bytes(data))[written:]
                 while rest:
                     rest = rest[os.pwrite(segment.fd, rest, segment.size + size - len(rest)) :]
-            self._remember(header.seq, segment, segment.size, size, header.timestamp_ns)
+            self._remember(seq, segment, segment.size, size, stamp)
             segment.size += size
-            segment.last_seq = header.seq
+            segment.last_seq = seq
             self._usage += size
             self.next_seq += 1
             if not self._dirty or self._dirty[-1] is not segment:
                 self._dirty.append(segment)
-            self._appended.notify_all()
-            return header.seq
+            if self._pollers:  # waking nobody still costs the host's write a Python call
+                self._appended.notify_all()
+            return seq
 
     def _active(self, need: int) -> _Segment:
         """The segment to append to; a new one when the last is full or was recovered.
@@ -308,7 +310,11 @@ class Journal:
     def wait_for(self, seq: int, timeout: float) -> bool:
         """Wait until record `seq` exists (the backup's long poll)."""
         with self._appended:
-            return self._appended.wait_for(lambda: self.next_seq > seq, timeout)
+            self._pollers += 1
+            try:
+                return self._appended.wait_for(lambda: self.next_seq > seq, timeout)
+            finally:
+                self._pollers -= 1
 
     def read(self, from_seq: int, max_bytes: int) -> list[JournalRecord]:
         """Records from `from_seq` on, at least one, about `max_bytes` in all."""

@@ -67,14 +67,30 @@ def encode_header(record: JournalRecord, data: bytes | memoryview) -> bytes:
     Separate from the payload so the journal writes both with one pwritev,
     without copying a host write's payload into a new buffer first.
     """
-    if record.kind is RecordKind.WRITE and len(data) != record.length:
+    return pack_header(
+        record.seq, record.kind, record.ldev_id, record.offset, record.length, record.timestamp_ns,
+        record.keep_allocated, data,
+    )  # fmt: skip
+
+
+def pack_header(
+    seq: int,
+    kind: RecordKind,
+    ldev_id: int,
+    offset: int,
+    length: int,
+    timestamp_ns: int,
+    keep_allocated: bool,
+    data: bytes | memoryview,
+) -> bytes:
+    """`encode_header` from the fields themselves: a journaled host write's append makes
+    no JournalRecord first (a frozen dataclass costs the write path microseconds)."""
+    if kind is RecordKind.WRITE and len(data) != length:
         raise ValueError("a WRITE record carries exactly `length` bytes")
-    if record.kind is not RecordKind.WRITE and len(data):
+    if kind is not RecordKind.WRITE and len(data):
         raise ValueError("only WRITE records carry a payload")
-    flags = FLAG_KEEP_ALLOCATED if record.keep_allocated else 0
-    head = _HEAD.pack(
-        MAGIC, record.kind, flags, 0, record.seq, record.ldev_id, record.offset, record.length, record.timestamp_ns
-    )
+    flags = FLAG_KEEP_ALLOCATED if keep_allocated else 0
+    head = _HEAD.pack(MAGIC, kind, flags, 0, seq, ldev_id, offset, length, timestamp_ns)
     readonly = data if isinstance(data, bytes) else bytes(data)  # google_crc32c takes read-only buffers only
     return head + _CRC.pack(google_crc32c.extend(google_crc32c.value(head), readonly))
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 from backend import journal as journal_module
@@ -30,6 +32,22 @@ def test_sequence_read_and_trim(tmp_path: Path):
     assert len(list((tmp_path / "j").glob("*.seg"))) == 1  # the active segment stays for the next appends
     journal.append(RecordKind.WRITE, 7, 0, 3, b"new")
     assert journal.read(1, 100)[0].seq == 12  # the sequence never restarts
+    journal.close()
+
+
+def test_an_append_wakes_the_long_poll_waiting_for_it(tmp_path: Path):
+    """Appends wake the backup's long poll only when one waits (the host's write skips the
+    call otherwise): a poll parked before the append must still hear of it."""
+    journal = Journal(tmp_path / "j", capacity=1 << 30)
+    heard: list[bool] = []
+    poll = threading.Thread(target=lambda: heard.append(journal.wait_for(1, timeout=60)))
+    poll.start()
+    while journal._pollers == 0:  # parked: the record below does not exist yet for it
+        time.sleep(0.001)
+    journal.append(RecordKind.WRITE, 7, 0, 3, b"new")
+    poll.join(timeout=30)
+    assert heard == [True]  # woken by the append, not by its 60 s timeout
+    assert journal._pollers == 0
     journal.close()
 
 
