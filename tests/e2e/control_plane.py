@@ -8,7 +8,6 @@ its own client certificate, so RBAC judges each one as the user it is.
 
 from __future__ import annotations
 
-import json
 import os
 import ssl
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from kubernetes import client, config
 
 from ccopy.launch import free_port
 from ccopy_common.pki import CertificateAuthority, openssl
+from tests.e2e import rbac
 from tests.e2e.processes import Processes, http_ok
 
 K8S_BIN = Path(os.environ.get("CCOPY_K8S_BIN", Path.home() / ".cache" / "ccopy-k8s" / "bin"))
@@ -134,11 +134,7 @@ class ControlPlane:
         """Our controllers' requests so far, one entry each (a watch counts once, when it starts)."""
         if not self.audit_log.exists():
             return []
-        seen: dict[str, dict] = {}
-        for line in self.audit_log.read_text().splitlines():
-            event = json.loads(line)
-            seen.setdefault(event["auditID"], event)
-        return list(seen.values())
+        return rbac.audit_events(self.audit_log.read_text())
 
     def _start_controller_manager(self) -> None:
         kubeconfig = self.kubeconfig("system:kube-controller-manager", groups=("system:masters",))

@@ -9,6 +9,7 @@ rules do not allow fails here the way it would in a cluster.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -77,6 +78,17 @@ def grant(api: client.ApiClient, component: str, user: str) -> None:
 
 
 Use = tuple[str, str, str]  # API group, resource (with its subresource), verb: one audited request's
+
+
+def audit_events(text: str) -> list[dict]:
+    """The events of an audit log as read while kube-apiserver appends to it, one per
+    requested call (a call's later stages share its auditID). A last line without its
+    newline is still being written: it is left for the next read."""
+    seen: dict[str, dict] = {}
+    for line in text[: text.rfind("\n") + 1].splitlines():
+        event = json.loads(line)
+        seen.setdefault(event["auditID"], event)
+    return list(seen.values())
 
 
 def used(events: list[dict], user: str, agent: str = "") -> set[Use]:

@@ -3,6 +3,8 @@ events as kube-apiserver writes them, against the rules granted."""
 
 from __future__ import annotations
 
+import json
+
 from tests.e2e import rbac
 
 USER = "system:serviceaccount:ccopy-system:consistentcopy-controller"
@@ -40,3 +42,13 @@ def test_a_refusal_is_named_by_program_verb_and_resource():
               event("update", "leases", "coordination.k8s.io", code=403)]  # fmt: skip
     assert rbac.forbidden(events) == ["csi-addons-sidecar/v0.14.0 update leases"]
     assert rbac.forbidden(events[:1]) == []
+
+
+def test_the_audit_log_is_read_whole_lines_only_while_the_api_server_writes_it():
+    first = '{"auditID": "a", "verb": "get", "stage": "ResponseStarted"}'
+    later = '{"auditID": "a", "verb": "get", "stage": "ResponseComplete"}'
+    other = '{"auditID": "b", "verb": "list"}'
+    torn = other[:20]  # what a read sees while the API server is mid-line
+    assert rbac.audit_events(f"{first}\n{later}\n{torn}") == [json.loads(first)]
+    assert rbac.audit_events(f"{first}\n{later}\n{other}\n") == [json.loads(first), json.loads(other)]
+    assert rbac.audit_events("") == []
