@@ -58,19 +58,11 @@ class Corrupt(Exception):
 
 
 def encode(record: JournalRecord) -> bytes:
-    return encode_header(record, record.data) + record.data
-
-
-def encode_header(record: JournalRecord, data: bytes | memoryview) -> bytes:
-    """The header (with the CRC over it and `data`) of a record whose payload is `data`.
-
-    Separate from the payload so the journal writes both with one pwritev,
-    without copying a host write's payload into a new buffer first.
-    """
-    return pack_header(
+    header = pack_header(
         record.seq, record.kind, record.ldev_id, record.offset, record.length, record.timestamp_ns,
-        record.keep_allocated, data,
+        record.keep_allocated, record.data,
     )  # fmt: skip
+    return header + record.data
 
 
 def pack_header(
@@ -83,8 +75,13 @@ def pack_header(
     keep_allocated: bool,
     data: bytes | memoryview,
 ) -> bytes:
-    """`encode_header` from the fields themselves: a journaled host write's append makes
-    no JournalRecord first (a frozen dataclass costs the write path microseconds)."""
+    """The header (with the CRC over it and `data`) of a record whose payload is `data`.
+
+    Separate from the payload so the journal writes both with one pwritev,
+    without copying a host write's payload into a new buffer first; from the
+    fields, so a journaled host write makes no JournalRecord first (a frozen
+    dataclass costs the write path microseconds).
+    """
     if kind is RecordKind.WRITE and len(data) != length:
         raise ValueError("a WRITE record carries exactly `length` bytes")
     if kind is not RecordKind.WRITE and len(data):

@@ -43,6 +43,7 @@ def test_an_append_wakes_the_long_poll_waiting_for_it(tmp_path: Path):
     poll = threading.Thread(target=lambda: heard.append(journal.wait_for(1, timeout=60)))
     poll.start()
     while journal._pollers == 0:  # parked: the record below does not exist yet for it
+        assert poll.is_alive()
         time.sleep(0.001)
     journal.append(RecordKind.WRITE, 7, 0, 3, b"new")
     poll.join(timeout=30)
