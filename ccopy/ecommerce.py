@@ -12,14 +12,17 @@ returns once orders flow).
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.synchronize
-import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 from pathlib import Path
+
+from ccopy_common.signals import WOKEN, StopSignals
 
 STOCK_DB, SALES_DB = "stock.db", "sales.db"
 SCHEMA = {
@@ -71,22 +74,32 @@ def run(stock_dir: str, sales_dir: str, seconds: float) -> None:
         connect(folder, db_name).close()
     orders: multiprocessing.Queue = multiprocessing.Queue()
     first_sale, stop = multiprocessing.Event(), multiprocessing.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stock = multiprocessing.Process(target=stock_process, args=(stock_dir, orders, seconds, stop))
     sales = multiprocessing.Process(target=sales_process, args=(sales_dir, orders, first_sale))
     stock.start()
     sales.start()
+    signals = StopSignals()  # after the forks: the order processes keep the default actions
     while not first_sale.wait(0.1):
         if not sales.is_alive() or stock.exitcode:  # a dead stock process would leave sales waiting
             break
     if first_sale.is_set():
         print(FLOWING, flush=True)
+    threading.Thread(target=_wake_when_ended, args=(stock, signals), name="orders-end", daemon=True).start()
+    if signals.wait() != WOKEN:  # SIGTERM: end the orders here, not in the handler
+        stop.set()
     stock.join()
     if stock.exitcode:
         sales.kill()
     sales.join()
     if stock.exitcode or sales.exitcode or not first_sale.is_set():
         raise SystemExit(f"order processes failed: stock exit {stock.exitcode}, sales exit {sales.exitcode}")
+
+
+def _wake_when_ended(process: multiprocessing.Process, signals: StopSignals) -> None:
+    """Wake the main thread when the orders end by themselves; waits on the sentinel and does
+    not reap, so the main thread's join stays the only one."""
+    multiprocessing.connection.wait([process.sentinel])
+    signals.wake()
 
 
 def start(stock_dir: Path, sales_dir: Path, seconds: float, cwd: Path | None = None) -> subprocess.Popen[str]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from ccopy_common import request_ids
+from ccopy_common.signals import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +99,11 @@ def bind(server: grpc.Server, endpoint: str) -> str:
 
 def run_until_signalled(address: str, stop: Callable[[], None]) -> None:
     """Print the ready line (what launchers wait for), serve until SIGTERM or SIGINT, then
-    stop and remove the unix socket, so a restart finds no stale one."""
-    finished = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: finished.set())
+    stop and remove the unix socket, so a restart finds no stale one. The stopping happens
+    here on the main thread, never in a signal handler (ccopy_common.signals)."""
+    signals = StopSignals()
     print(f"ready endpoint={address}", flush=True)
-    finished.wait()
+    signals.wait()
     stop()
     if address.startswith("unix:"):
         with contextlib.suppress(FileNotFoundError):

@@ -5,28 +5,31 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
+
+from ccopy_common.signals import StopSignals
 
 
 def run_until_signalled(
     run: Callable[[], None], stop: threading.Event, ready: str, name: str, wake: Callable[[], None] | None = None
 ) -> None:
-    """Run `run` until a signal sets `stop`; `wake` interrupts a loop that waits on something else.
-
-    The handler only notes the signal: taking a lock in it (Event.set does) can deadlock when
-    a second signal arrives while the main thread holds that lock, as `timeout` sends two."""
-    signalled: list[int] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda number, _frame: signalled.append(number))
+    """Run `run` in a worker until SIGTERM or SIGINT (or until it ends), then set `stop`; `wake`
+    interrupts a loop that waits on something else. The signal only wakes this thread
+    (ccopy_common.signals): a handler that sets `stop` itself deadlocked on two signals."""
+    signals = StopSignals()
     print(ready, flush=True)
-    worker = threading.Thread(target=run, name=name, daemon=True)
+
+    def work() -> None:
+        try:
+            run()
+        finally:
+            signals.wake()
+
+    worker = threading.Thread(target=work, name=name, daemon=True)
     worker.start()
-    while not signalled and worker.is_alive():
-        time.sleep(0.2)
+    signals.wait()
     stop.set()
     if wake is not None:
         wake()
