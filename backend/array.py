@@ -26,6 +26,8 @@ from backend.replication.path_watch import PathWatch
 from backend.replication.remote import RemoteLink
 from backend.replication.replicator import Replicators
 from backend.replication.takeover import Takeovers
+from backend.replication.verify import Verifier
+from backend.replication.verify_points import VerifyPoints
 from backend.runtimes import Runtimes
 from backend.services import ArrayServices
 from backend.sessions import PUBLICATION_EXPORT_PREFIX, Sessions
@@ -71,6 +73,8 @@ class Array:
             services, self.link, self.pairs, self.pair_ops, self.journal_groups, self.replicators
         )
         self.path_watch = PathWatch(self.store, self.pair_ops)
+        self.verify_points = VerifyPoints(self.store, self.runtimes, self.snapshots)
+        self.verifier = Verifier(services, self.link, self.journal_groups, self.verify_points)
         self.sessions = Sessions(self.store, self.runtimes, self.write_path, self.pair_ops.await_backup)
         # The calls down the modules' tree that go up: the journal groups and pairs start, wake
         # and stop the backup's apply loops, and every pull or base read is contact for the watch.
@@ -78,6 +82,7 @@ class Array:
         self.pairs.replicators = self.replicators
         self.pairs.contact = self.path_watch
         self.snapshots.recover()
+        self.verify_points.recover()
         self.cloner.resume()
 
     def close(self) -> None:

@@ -136,6 +136,9 @@ class Journal:
     overflow_watch: float = 60.0
     newest_write_ns: int = 0  # main-site time of the newest record (0: none since the journal opened)
     confirmed_write_ns: int = 0  # ... of the newest record the backup confirmed (0: none since then)
+    # While set, records after this sequence are not handed to the backup (read_raw, wait_for):
+    # a verify holds them until the backup has cut its snapshots exactly there (backend.replication.verify).
+    held_after: int | None = None
     _spares: list[Path] = field(default_factory=list)  # trimmed segments kept for reuse
     _names_changed: bool = False  # segment files created, renamed or removed since the last sync
 
@@ -307,12 +310,26 @@ class Journal:
         with self._confirmed:
             return self._confirmed.wait_for(lambda: self.confirmed_seq >= seq, timeout)
 
+    def hold_shipping(self, after_seq: int) -> None:
+        """From now on records after `after_seq` are not handed out, until `release_shipping`."""
+        with self.lock:
+            self.held_after = after_seq
+
+    def release_shipping(self) -> None:
+        with self._appended:
+            self.held_after = None
+            self._appended.notify_all()
+
+    def _shippable_next(self) -> int:
+        """The first sequence not handed out now (under the lock)."""
+        return self.next_seq if self.held_after is None else min(self.next_seq, self.held_after + 1)
+
     def wait_for(self, seq: int, timeout: float) -> bool:
-        """Wait until record `seq` exists (the backup's long poll)."""
+        """Wait until record `seq` exists and may be handed out (the backup's long poll)."""
         with self._appended:
             self._pollers += 1
             try:
-                return self._appended.wait_for(lambda: self.next_seq > seq, timeout)
+                return self._appended.wait_for(lambda: self._shippable_next() > seq, timeout)
             finally:
                 self._pollers -= 1
 
@@ -327,14 +344,15 @@ class Journal:
         segment; the reader checks each record's CRC (end to end).
         """
         with self.lock:
-            if not self.entries or from_seq >= self.next_seq:
+            shippable = self._shippable_next()
+            if not self.entries or from_seq >= shippable:
                 return b""
             entries = self.entries
             runs: list[tuple[_Segment, int, int]] = []  # segment, offset, bytes
             total = 0
             for i in range(max(0, from_seq - entries[0].seq), len(entries)):
                 entry = entries[i]
-                if total and total + entry.size > max_bytes:
+                if entry.seq >= shippable or (total and total + entry.size > max_bytes):
                     break
                 if runs and runs[-1][0] is entry.segment:
                     segment, offset, size = runs[-1]

@@ -130,3 +130,19 @@ class PairRecord:
     state: PairState
     base_snapshot: int | None
     created_at: float
+
+@dataclass(frozen=True)
+class VerifyRecord:
+    """The last verify of a journal group that ran to its end (backend.replication.verify)."""
+
+    group_id: int
+    verified_at: float  # unix time it ended
+    seq: int  # the journal sequence both sides were compared at
+    at_split: bool  # compared at the split point, where neither side's bitmap is marked
+    region_bytes: int
+    regions_compared: int
+    regions_differing: int
+    regions_skipped: int
+    bytes_compared: int
+    repaired: bool  # the differing regions were marked for the next resync
+    seconds: float

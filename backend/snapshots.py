@@ -140,6 +140,16 @@ class Snapshots:
         ldevs = [self.store.get_ldev(i) for i in ldev_ids]
         return self._take(name, [(group_member_name(name, ldev), ldev) for ldev in ldevs], labels or {}, False)
 
+    def create_hidden_set(
+        self, prefix: str, ldev_ids: list[int], during_barrier: Callable[[], None] | None = None
+    ) -> list[SnapshotRecord]:
+        """Hidden snapshots of several LDEVs at one instant (one barrier, as a group's), named
+        `<prefix>-<LDEV>`, with no snapshot group to show: an array's own consistent point
+        (a verify's), which its maker drops. `during_barrier` runs at that instant."""
+        ldevs = [self.store.get_ldev(i) for i in ldev_ids]
+        members = [(group_member_name(prefix, ldev), ldev) for ldev in ldevs]
+        return self._take("", members, {}, True, during_barrier).snapshots
+
     def _take(
         self,
         group_name: str,

@@ -684,7 +684,7 @@ class GetJournalGroupRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class JournalGroup(_message.Message):
-    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed", "split", "split_seq", "journal_nearly_full", "synchronous", "inflow_control", "data_overflow_watch_seconds", "rpo_seconds", "fenced", "given_up", "last_contact", "recovery_point")
+    __slots__ = ("id", "name", "role", "capacity_bytes", "usage_bytes", "main_seq", "confirmed_seq", "applied_seq", "pending_records", "pending_bytes", "lag_seconds", "transfer_bytes_per_second", "remote_serial", "pairs", "overflowed", "split", "split_seq", "journal_nearly_full", "synchronous", "inflow_control", "data_overflow_watch_seconds", "rpo_seconds", "fenced", "given_up", "last_contact", "recovery_point", "last_verify")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -711,6 +711,7 @@ class JournalGroup(_message.Message):
     GIVEN_UP_FIELD_NUMBER: _ClassVar[int]
     LAST_CONTACT_FIELD_NUMBER: _ClassVar[int]
     RECOVERY_POINT_FIELD_NUMBER: _ClassVar[int]
+    LAST_VERIFY_FIELD_NUMBER: _ClassVar[int]
     id: int
     name: str
     role: str
@@ -737,7 +738,8 @@ class JournalGroup(_message.Message):
     given_up: DataGivenUp
     last_contact: _timestamp_pb2.Timestamp
     recovery_point: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., journal_nearly_full: _Optional[bool] = ..., synchronous: _Optional[bool] = ..., inflow_control: _Optional[bool] = ..., data_overflow_watch_seconds: _Optional[float] = ..., rpo_seconds: _Optional[float] = ..., fenced: _Optional[bool] = ..., given_up: _Optional[_Union[DataGivenUp, _Mapping]] = ..., last_contact: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recovery_point: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    last_verify: VerifySummary
+    def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., usage_bytes: _Optional[int] = ..., main_seq: _Optional[int] = ..., confirmed_seq: _Optional[int] = ..., applied_seq: _Optional[int] = ..., pending_records: _Optional[int] = ..., pending_bytes: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., transfer_bytes_per_second: _Optional[float] = ..., remote_serial: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., overflowed: _Optional[bool] = ..., split: _Optional[bool] = ..., split_seq: _Optional[int] = ..., journal_nearly_full: _Optional[bool] = ..., synchronous: _Optional[bool] = ..., inflow_control: _Optional[bool] = ..., data_overflow_watch_seconds: _Optional[float] = ..., rpo_seconds: _Optional[float] = ..., fenced: _Optional[bool] = ..., given_up: _Optional[_Union[DataGivenUp, _Mapping]] = ..., last_contact: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., recovery_point: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_verify: _Optional[_Union[VerifySummary, _Mapping]] = ...) -> None: ...
 
 class UpdateJournalGroupRequest(_message.Message):
     __slots__ = ("name", "inflow_control", "data_overflow_watch_seconds", "rpo_seconds")
@@ -1003,3 +1005,91 @@ class CompleteInitialCopyRequest(_message.Message):
 class CompleteInitialCopyResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class VerifyPairsRequest(_message.Message):
+    __slots__ = ("group_name", "repair")
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    repair: bool
+    def __init__(self, group_name: _Optional[str] = ..., repair: _Optional[bool] = ...) -> None: ...
+
+class VerifySummary(_message.Message):
+    __slots__ = ("verified_at", "seq", "at_split", "region_bytes", "regions_compared", "regions_differing", "regions_skipped", "bytes_compared", "repaired", "seconds")
+    VERIFIED_AT_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    AT_SPLIT_FIELD_NUMBER: _ClassVar[int]
+    REGION_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_COMPARED_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_DIFFERING_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_COMPARED_FIELD_NUMBER: _ClassVar[int]
+    REPAIRED_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    verified_at: _timestamp_pb2.Timestamp
+    seq: int
+    at_split: bool
+    region_bytes: int
+    regions_compared: int
+    regions_differing: int
+    regions_skipped: int
+    bytes_compared: int
+    repaired: bool
+    seconds: float
+    def __init__(self, verified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., seq: _Optional[int] = ..., at_split: _Optional[bool] = ..., region_bytes: _Optional[int] = ..., regions_compared: _Optional[int] = ..., regions_differing: _Optional[int] = ..., regions_skipped: _Optional[int] = ..., bytes_compared: _Optional[int] = ..., repaired: _Optional[bool] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class DifferingRegion(_message.Message):
+    __slots__ = ("pvol_id", "pvol_display_id", "pvol_name", "svol_id", "offset", "length")
+    PVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    PVOL_DISPLAY_ID_FIELD_NUMBER: _ClassVar[int]
+    PVOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    SVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    pvol_id: int
+    pvol_display_id: str
+    pvol_name: str
+    svol_id: int
+    offset: int
+    length: int
+    def __init__(self, pvol_id: _Optional[int] = ..., pvol_display_id: _Optional[str] = ..., pvol_name: _Optional[str] = ..., svol_id: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class VerifyPairsResponse(_message.Message):
+    __slots__ = ("group_name", "summary", "differing")
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    DIFFERING_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    summary: VerifySummary
+    differing: _containers.RepeatedCompositeFieldContainer[DifferingRegion]
+    def __init__(self, group_name: _Optional[str] = ..., summary: _Optional[_Union[VerifySummary, _Mapping]] = ..., differing: _Optional[_Iterable[_Union[DifferingRegion, _Mapping]]] = ...) -> None: ...
+
+class SecondaryDigestsRequest(_message.Message):
+    __slots__ = ("group_name", "seq", "region_bytes", "at_split")
+    GROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    REGION_BYTES_FIELD_NUMBER: _ClassVar[int]
+    AT_SPLIT_FIELD_NUMBER: _ClassVar[int]
+    group_name: str
+    seq: int
+    region_bytes: int
+    at_split: bool
+    def __init__(self, group_name: _Optional[str] = ..., seq: _Optional[int] = ..., region_bytes: _Optional[int] = ..., at_split: _Optional[bool] = ...) -> None: ...
+
+class SecondaryDigestPart(_message.Message):
+    __slots__ = ("cut", "pvol_id", "svol_id", "size_bytes", "first_region", "digests", "changed")
+    CUT_FIELD_NUMBER: _ClassVar[int]
+    PVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    SVOL_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_REGION_FIELD_NUMBER: _ClassVar[int]
+    DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    cut: bool
+    pvol_id: int
+    svol_id: int
+    size_bytes: int
+    first_region: int
+    digests: bytes
+    changed: bytes
+    def __init__(self, cut: _Optional[bool] = ..., pvol_id: _Optional[int] = ..., svol_id: _Optional[int] = ..., size_bytes: _Optional[int] = ..., first_region: _Optional[int] = ..., digests: _Optional[bytes] = ..., changed: _Optional[bytes] = ...) -> None: ...

@@ -234,6 +234,11 @@ class ArrayStub:
                 request_serializer=ccopy__api_dot_array__pb2.UpdateJournalGroupRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.JournalGroup.FromString,
                 _registered_method=True)
+        self.VerifyPairs = channel.unary_unary(
+                '/ccopy.array.v1.Array/VerifyPairs',
+                request_serializer=ccopy__api_dot_array__pb2.VerifyPairsRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.VerifyPairsResponse.FromString,
+                _registered_method=True)
         self.Takeover = channel.unary_unary(
                 '/ccopy.array.v1.Array/Takeover',
                 request_serializer=ccopy__api_dot_array__pb2.TakeoverRequest.SerializeToString,
@@ -288,6 +293,11 @@ class ArrayStub:
                 '/ccopy.array.v1.Array/CompleteInitialCopy',
                 request_serializer=ccopy__api_dot_array__pb2.CompleteInitialCopyRequest.SerializeToString,
                 response_deserializer=ccopy__api_dot_array__pb2.CompleteInitialCopyResponse.FromString,
+                _registered_method=True)
+        self.SecondaryDigests = channel.unary_stream(
+                '/ccopy.array.v1.Array/SecondaryDigests',
+                request_serializer=ccopy__api_dot_array__pb2.SecondaryDigestsRequest.SerializeToString,
+                response_deserializer=ccopy__api_dot_array__pb2.SecondaryDigestPart.FromString,
                 _registered_method=True)
 
 
@@ -596,6 +606,23 @@ class ArrayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyPairs(self, request, context):
+        """Online verify (DRBD's verify): compares every P-VOL of the group with its
+        S-VOL at one consistent point, by per-region digests each array computes
+        (only digests cross the link), without moving data. A PAIR group is
+        compared over hidden snapshot groups cut at the same journal sequence on
+        both sides; a split or suspended one at its split point, where neither
+        side's differential bitmap is marked. With repair (split groups only) the
+        differing regions are marked for the next resync. The result is kept as
+        the group's last_verify. NOT_FOUND: no such group; FAILED_PRECONDITION:
+        this array is the backup side, a copy is in progress, repair of a PAIR
+        group; UNAVAILABLE: the backup array does not answer; ABORTED: another
+        verify of the group runs, or the backup did not catch up.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Takeover(self, request, context):
         """-- Asynchronous remote copy (backup site) ----------------------------------
         The S-VOLs of the group become writable primaries (SSWS) at the last
@@ -669,6 +696,15 @@ class ArrayServicer:
 
     def CompleteInitialCopy(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SecondaryDigests(self, request, context):
+        """Verify at the backup: it waits until it applied exactly through seq, cuts a
+        hidden snapshot group of its S-VOLs there and says so (the first answer),
+        then sends each S-VOL's region digests; the snapshots go when it ends.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -876,6 +912,11 @@ def add_ArrayServicer_to_server(servicer, server):
                     request_deserializer=ccopy__api_dot_array__pb2.UpdateJournalGroupRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.JournalGroup.SerializeToString,
             ),
+            'VerifyPairs': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyPairs,
+                    request_deserializer=ccopy__api_dot_array__pb2.VerifyPairsRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.VerifyPairsResponse.SerializeToString,
+            ),
             'Takeover': grpc.unary_unary_rpc_method_handler(
                     servicer.Takeover,
                     request_deserializer=ccopy__api_dot_array__pb2.TakeoverRequest.FromString,
@@ -930,6 +971,11 @@ def add_ArrayServicer_to_server(servicer, server):
                     servicer.CompleteInitialCopy,
                     request_deserializer=ccopy__api_dot_array__pb2.CompleteInitialCopyRequest.FromString,
                     response_serializer=ccopy__api_dot_array__pb2.CompleteInitialCopyResponse.SerializeToString,
+            ),
+            'SecondaryDigests': grpc.unary_stream_rpc_method_handler(
+                    servicer.SecondaryDigests,
+                    request_deserializer=ccopy__api_dot_array__pb2.SecondaryDigestsRequest.FromString,
+                    response_serializer=ccopy__api_dot_array__pb2.SecondaryDigestPart.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2023,6 +2069,33 @@ class Array:
             _registered_method=True)
 
     @staticmethod
+    def VerifyPairs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ccopy.array.v1.Array/VerifyPairs',
+            ccopy__api_dot_array__pb2.VerifyPairsRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.VerifyPairsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Takeover(request,
             target,
             options=(),
@@ -2309,6 +2382,33 @@ class Array:
             '/ccopy.array.v1.Array/CompleteInitialCopy',
             ccopy__api_dot_array__pb2.CompleteInitialCopyRequest.SerializeToString,
             ccopy__api_dot_array__pb2.CompleteInitialCopyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SecondaryDigests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ccopy.array.v1.Array/SecondaryDigests',
+            ccopy__api_dot_array__pb2.SecondaryDigestsRequest.SerializeToString,
+            ccopy__api_dot_array__pb2.SecondaryDigestPart.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
 from functools import cached_property
 
 import grpc
@@ -11,7 +12,7 @@ from backend import errors
 from backend.api.error_table import ERROR_TABLE
 from backend.api.lag_messages import unapplied_from
 from backend.journal import Unapplied
-from backend.replication.remote import BaseChunk, JournalBatch, LinkDown, PVolFacts
+from backend.replication.remote import BaseChunk, DigestPart, JournalBatch, LinkDown, PVolFacts
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from ccopy_common.rpc import TlsFiles, client_channel
@@ -31,6 +32,8 @@ LINK_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 500),
     ("grpc.keepalive_time_ms", 10000),
 ]
+# A verify's answers come as the backup digests its S-VOLs: long for large ones.
+VERIFY_TIMEOUT = 6 * 3600.0
 _BY_CODE = {code: cls for cls, code in ERROR_TABLE.items()}
 
 
@@ -51,10 +54,14 @@ class RemoteClient:
         try:
             return getattr(self.stub, method)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as exc:
-            code = exc.code()  # type: ignore[attr-defined]
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise LinkDown(f"array at {self.address}: {exc.details()}") from exc  # type: ignore[attr-defined]
-            raise _BY_CODE.get(code, errors.ArrayError)(f"remote: {exc.details()}") from exc  # type: ignore[attr-defined]
+            raise self._domain_error(exc) from exc
+
+    def _domain_error(self, exc: grpc.RpcError) -> errors.ArrayError:
+        """The other array's status as the domain error it stands for (no answer: LinkDown)."""
+        code = exc.code()  # type: ignore[attr-defined]
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return LinkDown(f"array at {self.address}: {exc.details()}")  # type: ignore[attr-defined]
+        return _BY_CODE.get(code, errors.ArrayError)(f"remote: {exc.details()}")  # type: ignore[attr-defined]
 
     @cached_property
     def serial(self) -> int:
@@ -135,6 +142,26 @@ class RemoteClient:
 
     def complete_initial_copy(self, group_name: str, pvol_id: int) -> None:
         self._call("CompleteInitialCopy", pb.CompleteInitialCopyRequest(group_name=group_name, pvol_id=pvol_id))
+
+    def secondary_digests(
+        self, group_name: str, seq: int, region_bytes: int, at_split: bool
+    ) -> Generator[DigestPart, None, None]:
+        request = pb.SecondaryDigestsRequest(
+            group_name=group_name, seq=seq, region_bytes=region_bytes, at_split=at_split
+        )
+        if self.delay:
+            time.sleep(self.delay)
+        answers = self.stub.SecondaryDigests(request, timeout=VERIFY_TIMEOUT)
+        try:
+            for answer in answers:
+                yield DigestPart(
+                    answer.cut, answer.pvol_id, answer.svol_id, answer.size_bytes, answer.first_region,
+                    answer.digests, answer.changed,
+                )  # fmt: skip
+        except grpc.RpcError as exc:
+            raise self._domain_error(exc) from exc
+        finally:
+            answers.cancel()  # closed early (the verify failed here): the backup drops its snapshots
 
 
 def _bitmaps(answer: object) -> dict[int, bytes]:

@@ -12,6 +12,7 @@ import grpc
 
 from backend import errors
 from backend.api.lag_messages import stamp, unapplied_message
+from backend.api.verify import summary_message
 from backend.array import Array
 from backend.model import JournalGroupRecord, PairRecord
 from backend.replication.remote import PVolFacts
@@ -76,6 +77,7 @@ def group_message(array: Array, group: JournalGroupRecord) -> pb.JournalGroup:
         given_up=given_up_message(DataGivenUp.from_json(group.given_up)) if group.given_up else None,
         last_contact=stamp(int(status.get("last_contact_ns", 0))),
         recovery_point=stamp(int(status.get("recovery_point_ns", 0))),
+        last_verify=summary_message(array.store.find_last_verify(group.id)),
     )
 
 

@@ -19,6 +19,7 @@ from backend.api.convert import (
     snapshot_message,
 )
 from backend.api.replication import ReplicationRpcs
+from backend.api.verify import VerifyRpcs
 from backend.array import Array
 from backend.model import LdevRecord
 from backend.nbd.constants import MAX_REQUEST_BYTES
@@ -60,7 +61,7 @@ def _extent_page(page: ExtentPage) -> pb.ExtentPage:
     )
 
 
-class ArrayServicer(ReplicationRpcs, pb_grpc.ArrayServicer):
+class ArrayServicer(ReplicationRpcs, VerifyRpcs, pb_grpc.ArrayServicer):
     def __init__(self, array: Array, nbd_address: str) -> None:
         self.array = array
         self.nbd_address = nbd_address

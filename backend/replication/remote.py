@@ -7,7 +7,7 @@ protocol here keeps the domain free of gRPC, and lets tests cut the link.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -52,6 +52,22 @@ class PVolFacts:
     size: int
     open_to_all: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DigestPart:
+    """One answer of the backup to a verify (backend.replication.verify). The first says that
+    its S-VOLs' snapshots are cut at the sequence asked (`cut`); each next one carries the
+    region digests of one S-VOL from `first_region` on, and the first of each S-VOL, at a
+    split point, its differential bitmap (the regions hosts wrote there since the split)."""
+
+    cut: bool = False
+    pvol_id: int = 0
+    svol_id: int = 0
+    size: int = 0
+    first_region: int = 0
+    digests: bytes = b""
+    changed: bytes = b""
 
 
 class RemoteArray(Protocol):
@@ -109,6 +125,13 @@ class RemoteArray(Protocol):
         ...
 
     def complete_initial_copy(self, group_name: str, pvol_id: int) -> None: ...
+
+    def secondary_digests(
+        self, group_name: str, seq: int, region_bytes: int, at_split: bool
+    ) -> Generator[DigestPart, None, None]:
+        """The backup's side of a verify: once it applied exactly through `seq`, a cut, then its
+        S-VOLs' digests. Closing the generator early ends the backup's side too."""
+        ...
 
 
 class RemoteLink:

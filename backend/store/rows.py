@@ -13,6 +13,7 @@ from backend.model import (
     SnapshotGroupRecord,
     SnapshotRecord,
     SnapshotState,
+    VerifyRecord,
 )
 
 
@@ -62,3 +63,10 @@ def snapshot_group_record(row: sqlite3.Row) -> SnapshotGroupRecord:
         labels=json.loads(row["labels"]),
         stall_micros=row["stall_micros"],
     )
+
+def verify_record(row: sqlite3.Row) -> VerifyRecord:
+    return VerifyRecord(
+        row["group_id"], row["verified_at"], row["seq"], bool(row["at_split"]), row["region_bytes"],
+        row["regions_compared"], row["regions_differing"], row["regions_skipped"], row["bytes_compared"],
+        bool(row["repaired"]), row["seconds"],
+    )  # fmt: skip

@@ -160,4 +160,21 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE ldev SET open_to_all = 1 - require_publication;
     ALTER TABLE ldev DROP COLUMN require_publication;
     """,
+    # 17: the last verify of each journal group that ran to its end (backend/replication/verify.py):
+    #     when, at which sequence, how many regions compared, differing and skipped, repaired or not.
+    """
+    CREATE TABLE journal_group_verify (
+        group_id INTEGER PRIMARY KEY REFERENCES journal_group(id) ON DELETE CASCADE,
+        verified_at REAL NOT NULL,
+        seq INTEGER NOT NULL,
+        at_split INTEGER NOT NULL,
+        region_bytes INTEGER NOT NULL,
+        regions_compared INTEGER NOT NULL,
+        regions_differing INTEGER NOT NULL,
+        regions_skipped INTEGER NOT NULL,
+        bytes_compared INTEGER NOT NULL,
+        repaired INTEGER NOT NULL,
+        seconds REAL NOT NULL
+    );
+    """,
 )

@@ -90,8 +90,8 @@ def test_an_ldev_of_every_earlier_version_is_kept(tmp_path, version):
         kept = store.get_ldev(1)
         assert (kept.name, kept.size, kept.state, kept.read_only) == ("kept", 4096, LdevState.NORMAL, True)
         assert dict(kept.labels) == {"app": "shop"}
-        # Made before deny-by-default host access: it stays open, as it was (migration 16).
-        assert kept.open_to_all
+        # Made before deny-by-default host access: it stays open, as it was (migration 16); made after, closed.
+        assert kept.open_to_all == (version < 16)
         assert (kept.max_iops, kept.max_mbps, kept.chunk_size) == (0, 0, 65536)
         # And the pool goes on: a new LDEV gets the next number.
         assert store.insert_ldev("new", 4096, False, {}).id == 2
