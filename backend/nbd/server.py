@@ -326,10 +326,13 @@ class NbdConnection(asyncio.BufferedProtocol):
 
     def _serve(self, request: Request) -> None:
         """Answer one request, now or (FLUSH, FUA writes) from the thread pool; the observer
-        hears of it when the reply is queued."""
+        hears of it when the reply is queued. An accepted DISC has no reply, so it is not
+        observed: its connection may already have closed the session."""
         started, pending = time.perf_counter(), self.pending
         self._failed = False
         self._dispatch(request, started)
+        if request.command == Command.DISC and not self._failed:
+            return
         if self.config.observer is not None and self.pending == pending:  # answered already
             self._observe(request, started, self._failed)
 

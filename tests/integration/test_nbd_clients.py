@@ -8,10 +8,15 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
+
+from ccopy.launch import ArrayProcessHandle
 from ccopy_api import array_pb2 as pb
+from ccopy_api import array_pb2_grpc as pb_grpc
 from csi_driver.attach import nbd_uri
-from tests.conftest import require_tools
+from tests.conftest import require_tools, wait_for
 from tests.integration.clients import data_runs, nbdinfo_map, qemu_io, qemu_io_fails
+from tests.replication.test_metrics import scrape, value
 
 MIB = 1 << 20
 
@@ -131,3 +136,31 @@ def test_random_data_round_trips_through_nbdcopy(array_proc, make_ldev, tmp_path
     out = tmp_path / "out.raw"
     subprocess.run(["nbdcopy", uri, str(out)], check=True, timeout=60)
     assert out.read_bytes() == source.read_bytes()
+
+
+def test_a_normal_disconnect_with_metrics_on_logs_no_error(tmp_path: Path):
+    """With --metrics, every NBD_CMD_DISC logged `level=error ... Fatal error:
+    protocol.buffer_updated() call failed`: the session was closed before the request was
+    counted. DISC has no reply, so it is not counted; every answered request still is."""
+    require_tools("nbdinfo")
+    log = tmp_path / "array.log"
+    array = ArrayProcessHandle(tmp_path / "pool", 20003, log, extra_args=["--metrics", "127.0.0.1:0"]).start()
+    try:
+        with grpc.insecure_channel(array.api_address) as channel:
+            ldev = pb_grpc.ArrayStub(channel).CreateLdev(
+                pb.CreateLdevRequest(name="metered", size_bytes=8 * MIB, open_to_all=True)
+            )
+        uri = nbd_uri(array.nbd_address, "metered")
+        qemu_io(uri, "write -P 0x5a 0 64k", "flush")
+        qemu_io(uri, "read -P 0x5a 0 64k", read_only=True)
+        subprocess.run(["nbdinfo", uri], capture_output=True, check=True, timeout=60)
+        # Each client's DISC is served before the server sees its close: wait for all three.
+        assert wait_for(lambda: log.read_text().count("event=nbd_disconnected") == 3), log.read_text()
+        samples = scrape(array.metrics_address)
+    finally:
+        array.stop()
+    errors = [line for line in log.read_text().splitlines() if "level=error" in line]
+    assert errors == []
+    for command in ("WRITE", "FLUSH", "READ"):
+        assert value(samples, "ccopy_nbd_request_seconds_count", ldev=ldev.display_id, command=command) >= 1
+    assert ("ccopy_nbd_request_seconds_count", (("command", "DISC"), ("ldev", ldev.display_id))) not in samples
