@@ -32,9 +32,11 @@ PREREQUISITES = (
 )
 
 
-def rendered(*sets: str, values: str = "", api_versions: tuple[str, ...] = PREREQUISITES) -> list[dict]:
+def rendered(
+    *sets: str, values: str = "", api_versions: tuple[str, ...] = PREREQUISITES, release: str = "r"
+) -> list[dict]:
     """`values`: a file of VALUE_FILES (its own array.address); else ARRAY is set."""
-    argv = ["template", "r", str(CHART), "--namespace", NAMESPACE]
+    argv = ["template", release, str(CHART), "--namespace", NAMESPACE]
     argv += ["--values", str(VALUE_FILES / values)] if values else ["--set", ARRAY]
     for value in sets:
         argv += ["--set", value]

@@ -15,12 +15,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.chart.helm import CHART, container, one, rendered
+from tests.chart.helm import CHART, NAMESPACE, PREREQUISITES, container, one, rendered
 from tests.e2e.control_plane import K8S_CRDS
 
 KUBERNETES = "1.36.0"  # the kube-apiserver of ../shared/k8s
 VALUE_FILES = ["main.yaml", "backup.yaml", "in-cluster-array.yaml", "tls.yaml"]
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "kubernetes.md"
+SERVICE_MONITOR = "monitoring.coreos.com/v1/ServiceMonitor"
 
 
 def crd_schemas() -> dict[tuple[str, str], dict]:
@@ -144,3 +145,61 @@ def test_the_images_are_the_ones_the_docs_list():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     table = re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", DOCS.read_text(), flags=re.MULTILINE)
     assert dict(table) == values["sidecars"]
+
+
+LONGEST_RELEASE = "a-release-whose-name-is-as-long-as-helm-lets-it-be-53"  # helm refuses 54 and more
+DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")  # a Service's name
+DNS_1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+# A StatefulSet labels its Pods controller-revision-hash=<its name>-<hash of up to 10>, a label
+# value of at most 63: a longer name makes a StatefulSet whose Pods are never created.
+STATEFUL_SET_NAME_MAX = 52
+
+
+def name_problems(doc: dict) -> list[str]:
+    """What the API server (or, for a StatefulSet, its controller) refuses in an object's name."""
+    kind, name = doc["kind"], doc["metadata"]["name"]
+    found = [f"{kind}/{name}: {len(name)} characters, more than 63"] if len(name) > 63 else []
+    if kind == "Service" and not DNS_1035_LABEL.fullmatch(name):
+        found.append(f"Service/{name}: not a DNS-1035 label")
+    if not DNS_1123_SUBDOMAIN.fullmatch(name):
+        found.append(f"{kind}/{name}: not a DNS-1123 subdomain")
+    if kind == "StatefulSet" and len(name) > STATEFUL_SET_NAME_MAX:
+        found.append(f"StatefulSet/{name}: {len(name)} characters, its Pods' revision label would pass 63")
+    return found
+
+
+def references(doc: dict) -> list[tuple[str, str]]:
+    """(kind, name) of every object of the release this one names."""
+    spec = doc.get("spec", {})
+    named = [("Service", spec["serviceName"])] if doc["kind"] == "StatefulSet" else []
+    if "roleRef" in doc:
+        named.append((doc["roleRef"]["kind"], doc["roleRef"]["name"]))
+        named += [(s["kind"], s["name"]) for s in doc["subjects"] if s["kind"] == "ServiceAccount"]
+    pod = spec.get("template", {}).get("spec", {})
+    if "serviceAccountName" in pod:
+        named.append(("ServiceAccount", pod["serviceAccountName"]))
+    for env in (e for c in pod.get("containers", []) for e in c.get("env", []) if e["name"] == "CCOPY_ARRAY"):
+        if match := re.match(rf"([^.]+)\.{NAMESPACE}\.svc:", env["value"]):  # the in-cluster array's Service
+            named.append(("Service", match[1]))
+    return named
+
+
+# Every optional part on between them: each site's controller, the array in the cluster with
+# its metrics Service and ServiceMonitor, TLS, csi-addons auth (on by default).
+EVERYTHING_ON = [
+    ("in-cluster-array.yaml", ()),
+    ("tls.yaml", ()),
+    ("backup.yaml", ("array.inCluster.enabled=true", "array.address=")),
+]
+
+
+@pytest.mark.parametrize(("values", "sets"), EVERYTHING_ON)
+def test_a_release_name_of_53_characters_makes_names_the_api_server_accepts(values, sets):
+    """Every name fits, the names the chart cuts stay apart, and what one object names (a
+    Service, an account, a role) is still there under its cut name."""
+    docs = rendered(*sets, values=values, release=LONGEST_RELEASE, api_versions=(*PREREQUISITES, SERVICE_MONITOR))
+    assert {"StatefulSet", "ServiceMonitor", "ClusterRoleBinding", "RoleBinding"} <= {d["kind"] for d in docs}
+    assert [p for doc in docs for p in name_problems(doc)] == []
+    objects = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    assert len(objects) == len(set(objects)), "two objects of one kind cut to one name"
+    assert [(d["kind"], ref) for d in docs for ref in references(d) if ref not in objects] == []

@@ -8,6 +8,35 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 consistentcopy.io/site: {{ .Values.site }}
 {{- end -}}
 
+{{/*
+The name of one of the release's objects, "<release>-<suffix>", at most `max` characters
+(default 63, the DNS label a name must fit; 52 for a StatefulSet, which labels its Pods
+"<name>-<revision hash>"). A longer one keeps its suffix, so it still says what it is, and
+cuts the release's name, followed by 8 hex digits of the whole name's SHA-256 so that two
+releases cut alike stay apart. (A bare cut to 63 would give csi-addons-sidecar and
+csi-addons-auth one name after a release name of 53, which helm allows.) Every object that
+names another one asks here too.
+Call: include "consistent-copy.name" (dict "root" $ "suffix" "controller").
+*/}}
+{{- define "consistent-copy.name" -}}
+{{- $whole := printf "%s-%s" .root.Release.Name .suffix -}}
+{{- $max := .max | default 63 | int -}}
+{{- if le (len $whole) $max -}}
+{{ $whole }}
+{{- else -}}
+{{- $keep := sub $max (add (len .suffix) 10) | int -}}
+{{- if lt $keep 1 -}}
+{{- fail (printf "consistent-copy.name: the suffix %s leaves no room for the release's name" .suffix) -}}
+{{- end -}}
+{{ printf "%s-%s-%s" (.root.Release.Name | trunc $keep | trimSuffix "-") ($whole | sha256sum | trunc 8) .suffix }}
+{{- end -}}
+{{- end -}}
+
+{{/* The in-cluster array's Service, StatefulSet and PodDisruptionBudget. */}}
+{{- define "consistent-copy.arrayName" -}}
+{{ include "consistent-copy.name" (dict "root" . "suffix" "array" "max" 52) }}
+{{- end -}}
+
 {{/* The one image of every ccopy role. */}}
 {{- define "consistent-copy.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
@@ -19,7 +48,7 @@ consistentcopy.io/site: {{ .Values.site }}
 {{- if .Values.array.address -}}
 {{- fail (printf "array.address=%s and array.inCluster.enabled=true: choose one (the in-cluster array is dialled at its Service)" .Values.array.address) -}}
 {{- end -}}
-{{ .Release.Name }}-array.{{ .Release.Namespace }}.svc:50051
+{{ include "consistent-copy.arrayName" . }}.{{ .Release.Namespace }}.svc:50051
 {{- else -}}
 {{ required "array.address is required: the HOST:PORT of the site's array management API (or array.inCluster.enabled=true)" .Values.array.address }}
 {{- end -}}
