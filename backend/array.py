@@ -54,9 +54,9 @@ class Array:
         self.chunk_size = chunk_size
         # The data path requires client certificates: a host opens its publications by name.
         self.hosts_by_certificate = hosts_by_certificate
-        # The runtimes ask the journal groups, and the write path tells them, about journaling:
+        # The runtimes ask the journal groups where writes go, and the write path tells them when a journal is full:
         # both exist before the groups, which need them.
-        self.runtimes = Runtimes(pool, lambda ldev_id: self.journal_groups.journal_on_open(ldev_id))
+        self.runtimes = Runtimes(pool, lambda ldev_id: self.journal_groups.route_on_open(ldev_id))
         self.write_path = WritePath(lambda target: self.journal_groups.journal_full(target))
         self.name_locks = KeyLocks("name", Busy)
         self.id_locks = KeyLocks("LDEV", Busy)

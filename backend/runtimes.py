@@ -82,14 +82,15 @@ class LdevRuntime:
 
 
 class Runtimes:
-    """The registry. `journal_on_open` says which journal (if any) a newly opened LDEV's
-    writes go to: the journal groups decide that, not the registry."""
+    """The registry. `route_on_open` says where a newly opened LDEV's writes go (the journal
+    its writes are journaled in, if any, and whether they mark its differential bitmap):
+    the journal groups decide that from the pair state, not the registry."""
 
-    def __init__(self, pool: Pool, journal_on_open: Callable[[int], Journal | None]) -> None:
+    def __init__(self, pool: Pool, route_on_open: Callable[[int], tuple[Journal | None, bool]]) -> None:
         self.pool = pool
         self.store = pool.store
         self.ldev_dir = pool.ldev_dir
-        self.journal_on_open = journal_on_open
+        self.route_on_open = route_on_open
         self._open: dict[int, LdevRuntime] = {}
         # Held while sessions are counted and runtimes opened or forgotten.
         self.guard = threading.RLock()
@@ -108,7 +109,7 @@ class Runtimes:
         runtime = LdevRuntime(ldev_id, LdevFile(self.pool.ldev_path(ldev_id), writable=True))
         runtime.qos.update(record.max_iops, record.max_mbps)  # clones get theirs at creation
         runtime.size = record.size
-        runtime.journal = self.journal_on_open(ldev_id)
+        runtime.journal, tracked = self.route_on_open(ldev_id)
         pair = self.store.find_pair_by_ldev(ldev_id)
         if pair is not None and pair.role == "main":
             runtime.fenced = self.store.get_journal_group(pair.group_id).fenced
@@ -119,7 +120,9 @@ class Runtimes:
         ]
         if live or self.cow_path(ldev_id).exists():
             runtime.cow = CowStore(self.cow_path(ldev_id), record.chunk_size, live)
-        if self.bitmap_path(ldev_id).exists():
+        # A bitmap left while the route says otherwise is kept: its marks may still be owed to
+        # a resync (an S-VOL's, handed over at the start of one whose answer was lost).
+        if tracked or self.bitmap_path(ldev_id).exists():
             runtime.diff = DiffBitmap(self.bitmap_path(ldev_id), record.size)
         return runtime
 
@@ -170,7 +173,16 @@ class Runtimes:
         return runtime.diff
 
     def set_aside_for_resync(self, runtime: LdevRuntime) -> None:
-        """The bitmap becomes the set of regions a resync copies; writes stop marking it (under the write lock)."""
+        """The bitmap becomes the set of regions a resync copies; writes stop marking it (under the write lock).
+
+        A resync set aside before and not finished (its start crashed before the pair was
+        COPY, and the resync was asked again) is added to it, never replaced: its regions
+        were marked nowhere else."""
+        unfinished = self.resync_path(runtime.ldev_id)
+        if unfinished.exists():
+            previous = DiffBitmap(unfinished, self.store.get_ldev(runtime.ldev_id).size)
+            self.track_changes(runtime).merge(previous.snapshot_bits())
+            previous.close()
         os.replace(self.bitmap_path(runtime.ldev_id), self.resync_path(runtime.ldev_id))
         if runtime.diff is not None:
             runtime.diff.close()

@@ -14,7 +14,7 @@ from backend import errors
 from backend.api.lag_messages import stamp, unapplied_message
 from backend.api.verify import summary_message
 from backend.array import Array
-from backend.model import JournalGroupRecord, PairRecord
+from backend.model import JournalGroupRecord, PairRecord, PairState
 from backend.replication.remote import PVolFacts
 from backend.replication.takeover import DataGivenUp
 from ccopy_api import array_pb2 as pb
@@ -50,6 +50,8 @@ def pair_message(array: Array, pair: PairRecord) -> pb.Pair:
 def group_message(array: Array, group: JournalGroupRecord) -> pb.JournalGroup:
     journal = array.journal_groups.journals[group.id]
     status = array.pairs.group_status(group)
+    pairs = array.store.list_pairs(group.id)
+    split_seq = array.journal_groups.split_point(group)
     return pb.JournalGroup(
         id=group.id,
         name=group.name,
@@ -64,10 +66,10 @@ def group_message(array: Array, group: JournalGroupRecord) -> pb.JournalGroup:
         lag_seconds=status.get("lag_seconds", 0.0),
         transfer_bytes_per_second=status.get("transfer_bytes_per_second", 0.0),
         remote_serial=group.remote_serial,
-        pairs=[pair_message(array, p) for p in array.store.list_pairs(group.id)],
-        overflowed=journal.overflowed,
-        split=group.split_seq is not None,
-        split_seq=group.split_seq or 0,
+        pairs=[pair_message(array, p) for p in pairs],
+        overflowed=journal.overflowed or any(p.state is PairState.PFUS for p in pairs),
+        split=split_seq is not None,
+        split_seq=split_seq or 0,
         journal_nearly_full=journal.nearly_full(),
         synchronous=group.synchronous,
         inflow_control=journal.inflow_control,

@@ -15,7 +15,7 @@ from backend.errors import AlreadyExists, ArrayError, FailedPrecondition, Invali
 from backend.journal import Journal
 from backend.model import JournalGroupRecord, PairState
 from backend.pool import validate_name
-from backend.replication.pair_states import PairOp, next_state
+from backend.replication.pair_states import SUSPENDED, UNPAIRED_MEMBER, PairOp, next_state, write_route
 from backend.replication.ports import ReplicatorControl
 from backend.replication.remote import RemoteLink
 from backend.services import ArrayServices
@@ -54,18 +54,37 @@ class JournalGroups:
             inflow_control=group.inflow_control, overflow_watch=group.overflow_watch,
         )  # fmt: skip
         journal.on_full = lambda last_seq: self._suspend_when_full(group.id, last_seq)
+        # Overflowed is the journal's memory of the suspension it caused; the suspension itself
+        # is stored (PFUS), so a restarted array says the journal overflowed until a resync.
+        states = {pair.state for pair in self.store.list_pairs(group.id)}
+        journal.overflowed = group.split_seq is not None and PairState.PFUS in states
         return journal
 
-    # -- the one owner of "this LDEV's writes are journaled" ------------------------------
-    def journal_on_open(self, ldev_id: int) -> Journal | None:
-        """Where an LDEV opened now journals its writes: its group's journal while its pair
-        copies (COPY, PAIR); nowhere once split or suspended, or out of any group."""
+    # -- the one owner of where an LDEV's writes go (journal, bitmap) ---------------------
+    def route_on_open(self, ldev_id: int) -> tuple[Journal | None, bool]:
+        """Where the writes of an LDEV opened now go, from its pair's stored state (the table
+        `write_route`): (the journal its writes take the group's sequence in, or None;
+        whether they mark its differential bitmap). Asked at every open, so a restart,
+        clean or not, routes writes exactly as the state did before it."""
         group_id = self.store.journal_group_of(ldev_id)
-        if group_id is None:
-            return None
         pair = self.store.find_pair_by_ldev(ldev_id)
-        copying = pair is None or pair.state in (PairState.COPY, PairState.PAIR)
-        return self.journals.get(group_id) if copying else None
+        route = write_route(pair.role, pair.state) if pair is not None else None
+        if route is None:
+            route = UNPAIRED_MEMBER if group_id is not None else write_route("main", PairState.SMPL)
+        journal = self.journals.get(group_id) if route.journal and group_id is not None else None
+        return journal, route.track
+
+    def route_writes(self, runtime: WriteTarget, side: str, state: PairState, group_id: int) -> None:
+        """From the next write on, the LDEV's writes go where a pair on `side` in `state` sends
+        them (call under its write lock, before the state is stored: a bitmap is durable
+        before any write may need it, and a crash in between is routed the same at open)."""
+        route = write_route(side, state)
+        if route.track:
+            self.runtimes.track_changes(runtime)
+        if route.journal:
+            self.start_journaling(runtime, group_id)
+        else:
+            self.stop_journaling(runtime)
 
     def start_journaling(self, runtime: WriteTarget, group_id: int) -> None:
         """From the next write on, the LDEV's writes take the group's sequence (call under its write lock)."""
@@ -113,6 +132,17 @@ class JournalGroups:
             for pair in self.store.list_pairs(group_id):
                 self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.JOURNAL_FULL))
         log.warning("journal_group_suspended group=%d state=PFUS last_seq=%d", group_id, last_seq)
+
+    def split_point(self, group: JournalGroupRecord) -> int | None:
+        """The last sequence a split or suspended group holds, as this side knows it (None: not split).
+
+        The main side stores it when it splits; the backup follows on its next pull and
+        holds what it applied through it, so its suspended pairs say where it stopped."""
+        if group.role == "main":
+            return group.split_seq
+        if any(pair.state in SUSPENDED for pair in self.store.list_pairs(group.id)):
+            return group.applied_seq
+        return None
 
     def path(self, group_id: int) -> Path:
         return self.pool.root / "journals" / f"{group_id:06x}"

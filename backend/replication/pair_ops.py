@@ -20,9 +20,10 @@ drops its snapshot group.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
-from backend.errors import FailedPrecondition, NotFound
+from backend.errors import Busy, FailedPrecondition, NotFound
 from backend.journal import Journal
 from backend.model import JournalGroupRecord, PairRecord, PairState
 from backend.replication.journal_groups import JournalGroups
@@ -35,6 +36,9 @@ from backend.snapshots import Snapshots
 log = logging.getLogger(__name__)
 
 SYNC_TIMEOUT = 10.0  # seconds a synchronous write waits for the backup before the group suspends
+# A resync waits for the backup to apply through the split point while it keeps applying;
+# this long without a record confirmed, it gives up (retryable).
+DRAIN_STALL = 30.0
 
 
 def resync_snapshot_group(group_name: str) -> str:
@@ -70,13 +74,13 @@ class PairOperations:
             if group.split_seq is not None:
                 return group  # split already
             journal = self.journal_groups.journals[group.id]
-            copying = {p.local_ldev for p in pairs if p.state is PairState.COPY}
-            with self.runtimes.hold_writes(p.local_ldev for p in pairs) as runtimes:
+            by_ldev = {p.local_ldev: p for p in pairs}
+            with self.runtimes.hold_writes(by_ldev) as runtimes:
                 for runtime in runtimes:
-                    diff = self.runtimes.track_changes(runtime)
-                    self.journal_groups.stop_journaling(runtime)
-                    if runtime.ldev_id in copying:  # the S-VOL never got all of it: a resync copies everything
-                        diff.mark(0, diff.size)
+                    pair = by_ldev[runtime.ldev_id]
+                    self.journal_groups.route_writes(runtime, "main", targets[pair.id], group.id)
+                    if pair.state is PairState.COPY and runtime.diff is not None:
+                        runtime.diff.mark(0, runtime.diff.size)  # the S-VOL never got all of it: copy everything
                 split_seq = journal.next_seq - 1
                 with self.store.transaction():  # the split point and every pair's state, at once
                     self.store.set_split(group.id, split_seq, svol_writable)
@@ -123,15 +127,32 @@ class PairOperations:
             targets = {p.id: next_state(p.state, PairOp.RESYNC) for p in pairs}
             if group.split_seq is None:
                 return group  # copying or PAIR already
-            remote = self.link.get()
-            # The backup first: unreachable, or its S-VOLs still used by hosts, and nothing changed here.
-            their_bits = remote.prepare_resync(group_name)
             journal = self.journal_groups.journals[group.id]
+            # The backup first: unreachable, or its S-VOLs still used by hosts, and nothing changed here.
+            their_bits = self._prepare_backup(group_name, journal)
             journal.reopen()  # after a journal-full suspension
             for pair in pairs:
                 self.start_differential_copy(group_name, pair, their_bits.get(pair.local_ldev), targets[pair.id])
             self.store.set_split(group.id, None)
             return self.store.get_journal_group(group.id)
+
+    def _prepare_backup(self, group_name: str, journal: Journal) -> dict[int, bytes]:
+        """The backup's side of a resync, once it has applied everything up to the split point.
+
+        A record journaled before the split and applied after the differential copy
+        would put older bytes over the copied regions, and one skipped would leave its
+        region stale: so the backup refuses (Busy) until it followed the split, and this
+        waits as long as it is applying (its confirmed sequence moves)."""
+        confirmed, since = journal.confirmed_seq, time.monotonic()
+        while True:
+            try:
+                return self.link.get().prepare_resync(group_name)
+            except Busy:
+                if journal.confirmed_seq != confirmed:
+                    confirmed, since = journal.confirmed_seq, time.monotonic()
+                elif time.monotonic() - since > DRAIN_STALL:
+                    raise
+                time.sleep(0.05)
 
     def start_differential_copy(
         self, group_name: str, pair: PairRecord, their_bits: bytes | None, state: PairState
@@ -207,8 +228,8 @@ class PairOperations:
         """
         pairs = [p for p in self.store.list_pairs(group_id) if p.state in (PairState.PAIR, PairState.COPY)]
         opened = [p.local_ldev for p in pairs if svol_writable and p.state is PairState.PAIR]
-        for svol_id in opened:
-            self.track_svol_writes(svol_id)
+        for pair in pairs:
+            self.route_svol_writes(pair, next_state(pair.state, why))
         with self.store.transaction():  # every pair split, and its S-VOL writable, at once
             for svol_id in opened:
                 self.store.set_ldev_access(svol_id, read_only=False)
@@ -217,17 +238,21 @@ class PairOperations:
         for pair in pairs:
             log.info("svol_split pair=%d svol=%06x writable=%s", pair.id, pair.local_ldev, svol_writable)
 
-    def track_svol_writes(self, svol_id: int) -> None:
-        """Before hosts may write the S-VOL: its writes mark its bitmap first, for resync or failback."""
-        runtime = self.runtimes.get(svol_id)
+    def route_svol_writes(self, pair: PairRecord, state: PairState) -> None:
+        """Before the S-VOL's pair is stored in `state` (and hosts may write it): its writes
+        go where that state sends them (a bitmap, for a resync or failback)."""
+        runtime = self.runtimes.get(pair.local_ldev)
         with runtime.lock:
-            self.runtimes.track_changes(runtime)
+            self.journal_groups.route_writes(runtime, "backup", state, pair.group_id)
 
     def prepare_resync(self, group_name: str) -> dict[int, bytes]:
         """Keep a consistent copy, close the S-VOLs to hosts, hand over their bitmaps (by P-VOL id)."""
         group = self.pairs.group(group_name, "backup")
         pairs = self.store.list_pairs(group.id)
         targets = {p.id: next_state(p.state, PairOp.RESYNC_TARGET) for p in pairs}  # refused before anything changes
+        if any(p.state is PairState.PAIR for p in pairs):
+            raise Busy(f"journal group {group_name!r} has not applied through the main array's split point yet "
+                       f"(applied {group.applied_seq}): it is still applying")  # fmt: skip
         for pair in pairs:
             in_use = self.runtimes.open_sessions(pair.local_ldev) or self.store.list_publications(pair.local_ldev)
             if in_use and not self.store.get_ldev(pair.local_ldev).read_only:

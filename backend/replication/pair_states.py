@@ -14,6 +14,7 @@ the caller's business (resync needs it; takeover with force does not).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from backend.errors import FailedPrecondition
@@ -105,3 +106,33 @@ def next_state(state: PairState, op: PairOp, force: bool = False) -> PairState:
     else:
         reason = _REFUSALS.get((state, op)) or _REFUSED_IN_ANY_OTHER_STATE[op]
     raise UnsafeTransition(f"{op.value} refused in {state.value}: {reason}")
+
+
+@dataclass(frozen=True)
+class WriteRoute:
+    """Where the host writes of one LDEV go, besides its data."""
+
+    journal: bool  # into its journal group's sequence (the backup applies them in order)
+    track: bool  # into its differential bitmap (a resync or failback copies those regions)
+
+
+# (side of the pair, state) -> route. Whatever is not copying tracks: every write a
+# suspended P-VOL or a taken-over (or writable split) S-VOL takes is marked, durably,
+# from the instant of the suspension, so no resync can miss it. An S-VOL that copies
+# is written only by its apply loop, whose writes the journal already orders.
+_ROUTES: dict[tuple[str, PairState], WriteRoute] = {
+    **{(side, S.SMPL): WriteRoute(journal=False, track=False) for side in ("main", "backup")},
+    ("main", S.COPY): WriteRoute(journal=True, track=False),
+    ("main", S.PAIR): WriteRoute(journal=True, track=False),
+    ("backup", S.COPY): WriteRoute(journal=False, track=False),
+    ("backup", S.PAIR): WriteRoute(journal=False, track=False),
+    **{(side, state): WriteRoute(journal=False, track=True) for side in ("main", "backup") for state in SUSPENDED},
+    **{(side, S.SSWS): WriteRoute(journal=False, track=True) for side in ("main", "backup")},
+}
+# A journal member with no pair (a journal group used on its own) journals all its writes.
+UNPAIRED_MEMBER = WriteRoute(journal=True, track=False)
+
+
+def write_route(side: str, state: PairState) -> WriteRoute:
+    """Where the writes of an LDEV on `side` ("main": P-VOL, "backup": S-VOL) of a pair in `state` go."""
+    return _ROUTES[(side, state)]

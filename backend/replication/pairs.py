@@ -25,7 +25,7 @@ from backend.journal import Unapplied
 from backend.model import JournalGroupRecord, LdevRecord, LdevState, PairRecord, PairState, SnapshotRecord
 from backend.replication.journal_groups import JournalGroups
 from backend.replication.lag import Heard, applied_of, backup_lag
-from backend.replication.pair_states import PairOp, next_state
+from backend.replication.pair_states import SUSPENDED, PairOp, next_state
 from backend.replication.ports import Contact, LdevMaker, ReplicatorControl
 from backend.replication.remote import BaseChunk, JournalBatch, PVolFacts, RemoteLink
 from backend.runtimes import LdevRuntime
@@ -122,9 +122,12 @@ class Pairs:
         if pair is None or pair.group_id != group.id:
             raise NotFound(f"no pair of LDEV {pvol_id:06x} in {group_name!r}")
         self.drop_base(pair)
-        self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.COPY_DONE), clear_base=True)
+        with self.store.transaction():  # read and written at once: a suspension meanwhile (journal full) stays
+            pair = self.store.find_pair_by_ldev(pvol_id) or pair
+            state = pair.state if pair.state in SUSPENDED else next_state(pair.state, PairOp.COPY_DONE)
+            self.store.update_pair(pair.id, state=state, clear_base=True)
         self.runtimes.resync_path(pvol_id).unlink(missing_ok=True)
-        log.info("pair_copied pair=%d pvol=%06x", pair.id, pvol_id)
+        log.info("pair_copied pair=%d pvol=%06x state=%s", pair.id, pvol_id, state.value)
 
     def drop_base(self, pair: PairRecord) -> None:
         """The hidden snapshot an initial copy or resync copied from is no longer needed."""

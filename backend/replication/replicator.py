@@ -173,6 +173,10 @@ class Replicator(threading.Thread):
         by_pvol = {p.remote_ldev: p for p in pairs if p.state is PairState.PAIR}
         if not by_pvol:
             return False  # split or suspended: idle until a resync wakes it
+        if any(p.base_snapshot is not None for p in by_pvol.values()):
+            self.complete_owed(group.name)  # the copies finished in an earlier round or life
+            if len(by_pvol) == len(pairs):
+                self.pair_ops.resync_finished(self.group_id)
         held = applied_of(group)
         applied = held.seq
         if self.in_flight is None or self.in_flight[0] <= applied:
@@ -296,10 +300,20 @@ class Replicator(threading.Thread):
                 last_report = time.monotonic()
                 log.info("initial_copy_progress pair=%d copied=%d total=%d", pair.id, copied, total)
         runtime.file.sync()
+        # PAIR here, with the base still named until the main array heard it (complete_owed).
         self.store.update_pair(pair.id, state=next_state(pair.state, PairOp.COPY_DONE))
-        remote.complete_initial_copy(group_name, pair.remote_ldev)
+        self.complete_owed(group_name)
         log.info("initial_copy_done pair=%d svol=%06x bytes=%d", pair.id, pair.local_ldev, copied)
         return True
+
+    def complete_owed(self, group_name: str) -> None:
+        """Tell the main array of every copy done here that it has not heard of yet: an S-VOL
+        that is PAIR and still names its base. Asked again after a lost call or a restart,
+        else the main side's pair would stay COPY, keeping its base, and refuse a split."""
+        for pair in self.store.list_pairs(self.group_id):
+            if pair.state is PairState.PAIR and pair.base_snapshot is not None:
+                self.link.get().complete_initial_copy(group_name, pair.remote_ldev)
+                self.store.update_pair(pair.id, clear_base=True)
 
     def follow_suspension(self, remote: RemoteArray, group_name: str) -> bool:
         """The base snapshot went away under an initial copy: if the main array suspended the

@@ -88,7 +88,7 @@ class Takeovers:
             applied = self.store.get_journal_group(group.id).applied_seq
             pairs = self.store.list_pairs(group.id)
             for pair in pairs:
-                self.pair_ops.track_svol_writes(pair.local_ldev)
+                self.pair_ops.route_svol_writes(pair, PairState.SSWS)
             # One transaction: every S-VOL writable and SSWS with what was given up, or none of it.
             with self.store.transaction():
                 for pair in pairs:

@@ -6,7 +6,7 @@ import pytest
 
 from backend.errors import FailedPrecondition
 from backend.model import PairState
-from backend.replication.pair_states import PairOp, UnsafeTransition, next_state
+from backend.replication.pair_states import PairOp, UnsafeTransition, WriteRoute, next_state, write_route
 
 OPS = [
     PairOp.CREATE, PairOp.COPY_DONE, PairOp.SPLIT, PairOp.SUSPEND_ERROR, PairOp.JOURNAL_FULL,
@@ -62,3 +62,40 @@ def test_repeating_an_operation_changes_nothing():
         (PairState.SSWS, PairOp.TAKEOVER),
     ):
         assert next_state(state, op) is state
+
+
+# Where each side's writes go in each state: J journal, T differential bitmap, - neither.
+ROUTES = """
+       SMPL COPY PAIR PSUS PSUE PFUS SSWS
+main   -    J    J    T    T    T    T
+backup -    -    -    T    T    T    T
+"""
+
+
+def _routes() -> list[tuple[str, PairState, WriteRoute]]:
+    header, *rows = ROUTES.strip().splitlines()
+    states = [PairState(name) for name in header.split()]
+    cases = []
+    for row in rows:
+        side, *cells = row.split()
+        for state, cell in zip(states, cells, strict=True):
+            cases.append((side, state, WriteRoute(journal="J" in cell, track="T" in cell)))
+    return cases
+
+
+def test_the_routes_cover_every_side_and_state():
+    assert {(side, state) for side, state, _ in _routes()} == {(s, t) for s in ("main", "backup") for t in PairState}
+
+
+@pytest.mark.parametrize(("side", "state", "route"), _routes(), ids=[f"{s}-{t.value}" for s, t, _ in _routes()])
+def test_write_route(side: str, state: PairState, route: WriteRoute):
+    assert write_route(side, state) == route
+
+
+def test_every_state_a_suspension_or_takeover_reaches_tracks_writes():
+    """Whatever a pair can be suspended or taken over into, its writes are marked for the resync."""
+    reached = {next_state(s, op, force=True) for s in (PairState.COPY, PairState.PAIR)
+               for op in (PairOp.SPLIT, PairOp.SUSPEND_ERROR, PairOp.JOURNAL_FULL, PairOp.TAKEOVER)
+               if (s, op) != (PairState.COPY, PairOp.SPLIT) and (s, op) != (PairState.COPY, PairOp.TAKEOVER)}
+    assert reached == {PairState.PSUS, PairState.PSUE, PairState.PFUS, PairState.SSWS}
+    assert all(write_route(side, state).track for side in ("main", "backup") for state in reached)

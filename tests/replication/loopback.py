@@ -4,7 +4,8 @@ test turns on: the link down (nothing reaches the other array), answers lost (th
 array did the work, the caller hears LinkDown), journal batches damaged on the way.
 
 No gRPC, no processes: a replication scenario runs in a fraction of a second, so a test
-can run many of them against a model. The subprocess tests keep kill -9 and the wire.
+can run many of them against a model. `Sites` restarts either array over its pool, cleanly
+or as a crash would leave it. The subprocess tests keep kill -9 and the wire.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from backend.array import Array
 from backend.journal import Unapplied
+from backend.pool import Pool
 from backend.replication.remote import BaseChunk, JournalBatch, LinkDown, PVolFacts
 
 
@@ -107,3 +110,52 @@ def link(main: Array, backup: Array, seed: int = 0) -> tuple[Loopback, Loopback]
     main.link.remote = to_backup
     backup.link.remote = to_main
     return to_backup, to_main
+
+
+def stop(array: Array, crash: bool) -> None:
+    """End an array: cleanly (`Array.close`), or as kill -9 leaves it: its threads stop and its
+    files close with nothing synced nor persisted on the way out (no confirmed sequence
+    written, no LDEV synced, nothing in memory kept). What reached the kernel stays, as it
+    does for a killed process; power loss is the subprocess and torn-write tests' business."""
+    if not crash:
+        array.close()
+        return
+    array.path_watch.stop()
+    array.replicators.stop()
+    array.cloner.stop()
+    for journal in array.journal_groups.journals.values():
+        for segment in journal.segments:
+            segment.close()
+    for runtime in array.runtimes.all():
+        runtime.close()
+    array.pool.close()
+
+
+class Sites:
+    """A main and a backup array, each over its own pool, linked by loopbacks; a test restarts
+    either one at any point, and the loopbacks (their faults, their counters) reach the new one."""
+
+    def __init__(self, root: Path, seed: int = 0) -> None:
+        self.main = Array(Pool(root / "main", serial=1))
+        self.backup = Array(Pool(root / "backup", serial=2))
+        self.to_backup, self.to_main = link(self.main, self.backup, seed)
+        self.restarts: Counter[str] = Counter()  # "main crash", "backup clean", ...
+
+    def restart(self, side: str, crash: bool) -> Array:
+        """Stop `side` ("main" or "backup") and start it again over the same pool, as the array
+        process does (`backend.api.server.start_array`: the backup's apply loops start)."""
+        old = self.main if side == "main" else self.backup
+        stop(old, crash)
+        new = Array(Pool(old.pool.root, old.serial))
+        if side == "main":
+            self.main = self.to_main.other = new
+        else:
+            self.backup = self.to_backup.other = new
+        self.main.link.remote, self.backup.link.remote = self.to_backup, self.to_main
+        new.replicators.start()
+        self.restarts[f"{side} {'crash' if crash else 'clean'}"] += 1
+        return new
+
+    def close(self) -> None:
+        self.backup.close()
+        self.main.close()

@@ -122,10 +122,10 @@ def run(main: Array, backup: Array, seed: int) -> None:
     seen_k, checks, split_at = [], 0, rng.randrange(STEPS // 3, STEPS // 2)
 
     def tries() -> int:
-        """The backup's tries to reach the main array: pulls, and base reads while it copies
-        (an initial copy or a resync), without which a link that went down then would stay
-        down: this loop toggles it only between tries."""
-        return to_main.calls["pull_journal"] + to_main.calls["read_base"]
+        """The backup's tries to reach the main array: pulls, base reads while it copies (an
+        initial copy or a resync), telling it a copy is done: without them a link that went
+        down then would stay down, as this loop toggles it only between tries."""
+        return sum(to_main.calls.values())
 
     for step in range(STEPS):
         ldev = rng.choice(pvols)
