@@ -42,9 +42,10 @@ def wrap(action: Callable[[argparse.Namespace, pb_grpc.ArrayStub], Any]) -> Call
         except (UsageError, ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        if result is not None:
-            emit(args.output, *result)
-        return 0
+        if result is None:
+            return 0
+        emit(args.output, *result[:2])
+        return result[2] if len(result) > 2 else 0  # a verb's own exit status (pair verify: 3, regions differ)
 
     return run
 

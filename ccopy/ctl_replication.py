@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ccopy import ctl_verify
 from ccopy.ctl_base import CALL_TIMEOUT, ldev_ref, table, to_dict, wrap
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
@@ -35,7 +36,9 @@ def add_objects(objects: argparse._SubParsersAction) -> None:
     split.set_defaults(run=pair_split)
     resync = pair.add_parser("resync", help="copy what changed on either side since the split, then PAIR")
     resync.add_argument("group")
+    resync.add_argument("--verify", action="store_true", help="once PAIR again, verify the group (as pair verify)")
     resync.set_defaults(run=pair_resync)
+    ctl_verify.add_pair_verbs(pair)
     takeover = pair.add_parser("takeover", help="make the S-VOLs of a group writable primaries (backup array)")
     takeover.add_argument("group")
     takeover.add_argument("--force", action="store_true", help="from PAIR, or when the main array does not answer")
@@ -101,7 +104,12 @@ def pair_split(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
 
 @wrap
 def pair_resync(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
-    return group_view(stub.ResyncPairs(pb.ResyncPairsRequest(group_name=args.group), timeout=CALL_TIMEOUT))
+    group = stub.ResyncPairs(pb.ResyncPairsRequest(group_name=args.group), timeout=CALL_TIMEOUT)
+    if not args.verify:
+        return group_view(group)
+    data, render, status = ctl_verify.verify_view(ctl_verify.resync_then_verify(stub, group))
+    shown = f"resynced {group.name}, then verified:\n"
+    return {"group": to_dict(group), "verify": data}, lambda: shown + render(), status
 
 
 @wrap
@@ -155,6 +163,7 @@ def group_view(group: pb.JournalGroup) -> Any:
             ["when full", f"hold writes up to {group.data_overflow_watch_seconds:g} s" if group.inflow_control
                           else "suspend (PFUS)"],
             ["RPO", f"{group.rpo_seconds:g} s" if group.rpo_seconds else "none declared"],
+            ["last verify", ctl_verify.last_verify_words(group)],
         ]  # fmt: skip
         pairs = table(PAIR_HEADERS, [pair_row(p) for p in group.pairs]) if group.pairs else "(none)"
         return table(("FIELD", "VALUE"), rows) + f"\n\npairs of {group.name}:\n" + pairs

@@ -278,3 +278,16 @@ def test_a_backup_that_does_not_catch_up_is_busy(arrays, monkeypatch):
     with pytest.raises(Busy, match="stayed at sequence"):
         main.verifier.verify("shop")
     assert leftovers(main) == leftovers(backup) == []
+
+
+def test_a_long_verify_reports_its_progress_on_both_sides(arrays, monkeypatch, caplog):
+    main, backup = arrays
+    shop(main, backup)
+    monkeypatch.setattr(verify_module.digests, "PROGRESS_EVERY", -1.0)  # every region: as if each took long
+    with caplog.at_level("INFO", logger="backend.replication.digests"):
+        main.verifier.verify("shop")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("verify_progress")]
+    for side in ("main", "backup"):
+        mine = [line for line in lines if f"side={side} " in line]
+        assert len(mine) == 2 * SIZE // REGION_BYTES, lines
+        assert mine[-1].endswith(f"bytes_done={2 * SIZE} bytes_total={2 * SIZE}")
