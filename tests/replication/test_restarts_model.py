@@ -187,5 +187,5 @@ def test_writes_untracked_after_a_restart_are_caught(sites, monkeypatch):
         return journal, False
 
     monkeypatch.setattr(JournalGroups, "route_on_open", forgetful)
-    with pytest.raises(AssertionError, match="differs from its P-VOL|no prefix"):
+    with pytest.raises(AssertionError, match=r"differs from its P-VOL|no prefix"):
         run_and_compare(sites, seed=1)
