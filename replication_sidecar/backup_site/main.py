@@ -34,7 +34,7 @@ def serve(settings: RegistrarProcess) -> None:
     registrar = Registrar(
         api, BackupCluster(api, array), settings.registrar, settings.interval, settings.status_interval
     )
-    run_until_signalled(registrar.run, registrar.stop, "ready backup-site", "register", wake=registrar.changed.set)
+    run_until_signalled(registrar.run, registrar.stop, "ready backup-site", "register")
     array.close()
     log.info("registrar_stopped")
     exit_now()

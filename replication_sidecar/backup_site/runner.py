@@ -1,7 +1,9 @@
 """The registrar's loop. Kubernetes objects are watched; the array, which has no watch, is
 read every interval, and this cluster is read only when a watch saw a change or the
 array's S-VOLs changed: the API server's load follows the changes, not the clock.
-Failures are logged and retried with backoff; a warning is said once, not every pass."""
+A failed pass is logged and retried in full with backoff, on the namespace operator's
+schedule (`work_queue.Passes`): one key, the whole site, since one pass registers every
+S-VOL. A warning is said once, not every pass."""
 
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from replication_sidecar.backup_site.model import (
 )
 from replication_sidecar.backup_site.reconcile import reconcile
 from replication_sidecar.group_replication import REPLICATION, VGRS
-from replication_sidecar.kube_watch import backoff, describe, fields_digest, start_watch
+from replication_sidecar.kube_watch import fields_digest, start_watch
+from replication_sidecar.work_queue import Passes
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ PVC_FIELDS = fields_digest(
     ("metadata", "labels"), ("metadata", "finalizers"), ("metadata", "deletionTimestamp"), ("spec", "volumeName"),
 )  # fmt: skip
 PV_FIELDS = fields_digest(("status", "phase"), ("spec", "csi", "volumeHandle"))
+SITE = "backup"  # the one key of the registrar's passes (`reconcile_failed site=backup ...`)
 
 
 class Registrar:
@@ -44,7 +48,7 @@ class Registrar:
     ) -> None:  # fmt: skip
         self.api, self.cluster, self.config = api, cluster, config
         self.interval, self.status_interval = interval, status_interval
-        self.changed = threading.Event()
+        self.passes = Passes("site")
         self.stop = threading.Event()
         self.said: set[tuple[str, str]] = set()
         self.last_svols: tuple[SVol, ...] | None = None
@@ -55,7 +59,7 @@ class Registrar:
         core, custom = client.CoreV1Api(self.api), client.CustomObjectsApi(self.api)
 
         def poke(_: object) -> None:
-            self.changed.set()
+            self.passes.changed(SITE)
 
         # Only changes to what the reconcile reads wake it (the csi-addons manager's status
         # heartbeats on the groups do not).
@@ -67,34 +71,28 @@ class Registrar:
                     label_selector=OURS)  # fmt: skip
         log.info("registrar_started array=%s interval=%.1fs status_interval=%.1fs", self.cluster.array.address,
                  self.interval, self.status_interval)  # fmt: skip
-        attempt = 0
-        while not self.stop.is_set():
-            woke = self.changed.wait(self.interval)
-            try:
-                self.one_pass(woke)
-                attempt = 0
-            except Exception as exc:  # the API server or the array: retried, never fatal
-                attempt += 1
-                delay = backoff(attempt)
-                log.warning("reconcile_failed attempt=%d retry_in=%.0fs reason=%r", attempt, delay, describe(exc))
-                self.stop.wait(delay)
+        self.passes.changed(SITE)  # the first pass lists everything
+        while self.passes.take(self.stop) is not None:
+            self.one_pass()
 
-    def one_pass(self, woke: bool) -> None:
-        """Read the array (no watch there); list this cluster only when something changed.
-        A pass with nothing new in the cluster still rewrites statuses that changed (a
-        takeover, a pair state) and, every status interval, their ages. One request id
+    def one_pass(self) -> None:
+        """Read the array (no watch there); list this cluster only when something changed
+        or the last pass failed. A pass with nothing new in the cluster still rewrites
+        statuses that changed (a takeover, a pair state) and, every status interval, their
+        ages. The next pass is due after the interval, sooner on a change. One request id
         for the pass, here and in the array's log."""
         with request_ids.use(request_ids.new_id()):
-            self._one_pass(woke)
+            self.passes.run(SITE, self._one_pass)
 
-    def _one_pass(self, woke: bool) -> None:
+    def _one_pass(self, full: bool) -> float:
+        """One pass; raises whatever failed (`Passes` retries it in full). Returns when the next
+        is due: after the interval, as the array has no watch."""
         svols = self.cluster.svols()
         groups = self.cluster.journal_groups({s.group for s in svols if s.group})
         now_ns = time.time_ns()
         due = now_ns - self.last_status_ns >= self.status_interval * 1e9
-        full = woke or svols != self.last_svols or self.last_seen is None
+        full = full or svols != self.last_svols or self.last_seen is None
         if full:
-            self.changed.clear()
             seen = self.cluster.observe(svols)
         else:
             assert self.last_seen is not None
@@ -103,17 +101,20 @@ class Registrar:
         actions = reconcile(seen, self.config)
         if not full:  # what the registry decided was applied last time; its objects are on their way
             actions = [a for a in actions if isinstance(a, STATUS_ACTIONS)]
-        self.cluster.apply(self.once(actions))
-        self.last_svols, self.last_seen = svols, written(seen, actions)
+        fresh, said = self.once(actions)
+        self.cluster.apply(fresh)
+        self.said, self.last_svols, self.last_seen = said, svols, written(seen, actions)
         if due:
             self.last_status_ns = now_ns
+        return self.interval
 
-    def once(self, actions: list[Action]) -> list[Action]:
-        """Drop warnings already said; a warning no longer made may be said again later."""
+    def once(self, actions: list[Action]) -> tuple[list[Action], set[tuple[str, str]]]:
+        """The actions without the warnings already said, and the warnings said once these are
+        applied (kept only then: a failed pass says its warnings again on its retry). A
+        warning no longer made may be said again later."""
         warnings = {(a.reason, a.message) for a in actions if isinstance(a, Warning)}
         fresh = [a for a in actions if not isinstance(a, Warning) or (a.reason, a.message) not in self.said]
-        self.said = warnings
-        return fresh
+        return fresh, warnings
 
 
 STATUS_ACTIONS = (ApplyConsistentCopy, DeleteConsistentCopy, Event)

@@ -1,12 +1,12 @@
-"""The operator's loop: its work queue, and a real `ccopy namespace-operator` process
-whose API server cannot be reached (it says so and keeps trying; it never crash-loops)."""
+"""The operator's loop: a real `ccopy namespace-operator` process whose API server cannot
+be reached (it says so and keeps trying; it never crash-loops). Its work queue, shared with
+the registrar, is tested in tests/sidecar/test_work_queue.py."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -15,26 +15,6 @@ import yaml
 
 from ccopy.launch import free_port
 from ccopy.waiting import wait_progressing
-from replication_sidecar.namespace_operator.runner import WorkQueue
-
-
-def test_a_namespace_queued_twice_is_done_once_at_the_earlier_time():
-    queue, stop = WorkQueue(), threading.Event()
-    queue.add("shop", delay=3600)
-    queue.add("shop")  # sooner: replaces the later time
-    queue.add("bank", delay=3600)
-    assert queue.take(stop) == "shop"
-    queue.add("shop", delay=3600)
-    queue.add("shop", delay=7200)  # later: the earlier time stands
-    stop.set()
-    assert queue.take(stop) is None  # nothing due; a stopped queue answers at once
-
-
-def test_due_work_comes_in_time_order():
-    queue, stop = WorkQueue(), threading.Event()
-    queue.add("later", delay=0.2)
-    queue.add("now")
-    assert [queue.take(stop), queue.take(stop)] == ["now", "later"]
 
 
 def unreachable_kubeconfig(tmp_path: Path) -> Path:
