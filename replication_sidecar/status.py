@@ -1,6 +1,7 @@
 """What GetVolumeReplicationInfo reports: a journal group's state in the
 csi-addons terms a person reads in VolumeReplication status (HEALTHY,
-DEGRADED, ERROR, a message that says what to do) and the recovery point.
+DEGRADED, ERROR, a message that says what to do), when it was last verified and
+what that found, and the recovery point.
 
 Pure: from one array's view of the group (`pb.JournalGroup`) and the declared
 RPO. The first rule that matches wins, worst first. The recovery point is the
@@ -38,7 +39,7 @@ def replication_info(group: pb.JournalGroup, rpo_seconds: float, now_ns: int) ->
 
     def info(status: str, message: str, moving: bool = True) -> ReplicationInfo:
         point = now_ns - int(group.lag_seconds * 1e9) if moving else None
-        return ReplicationInfo(status, message, point, group.lag_seconds)
+        return ReplicationInfo(status, message + last_verify(group), point, group.lag_seconds)
 
     if not states:
         return info(ERROR, f"journal group {name}: no volume is paired; enable replication", moving=False)
@@ -68,6 +69,9 @@ def replication_info(group: pb.JournalGroup, rpo_seconds: float, now_ns: int) ->
     if group.role == "backup" and silent > STALE_CONTACT_SECONDS:
         return info(DEGRADED, f"journal group {name}: the main array has not answered since "
                     f"{moment(group.last_contact)} ({silent:.0f} s): the lag shown is as of then")  # fmt: skip
+    if pb.PAIR in states and group.last_verify.regions_differing and not group.last_verify.repaired:
+        return info(DEGRADED, f"journal group {name}: the S-VOLs differ from the P-VOLs where the last verify "
+                    f"compared them; split, verify --repair and resync it at the main array")  # fmt: skip
     if group.journal_nearly_full:
         used = 100 * group.usage_bytes // max(group.capacity_bytes, 1)
         return info(DEGRADED, f"journal group {name} journal {used}% full (PFUL): the link is not keeping up")
@@ -83,3 +87,16 @@ def given_up(group: pb.JournalGroup) -> str:
     if not group.HasField("given_up"):
         return ""
     return f"; the takeover gave up {given_up_words(group.given_up)}"
+
+
+def last_verify(group: pb.JournalGroup) -> str:
+    """When the group was last verified and what was found (main side, where verify runs)."""
+    if group.role == "backup":
+        return ""
+    if not group.HasField("last_verify"):
+        return "; not verified yet (ccopy ctl pair verify)"
+    last = group.last_verify
+    if not last.regions_differing:
+        return f"; last verified {moment(last.verified_at)}: equal"
+    repaired = ", marked for the next resync" if last.repaired else ""
+    return f"; last verified {moment(last.verified_at)}: {last.regions_differing} region(s) differ{repaired}"

@@ -113,6 +113,10 @@ class ArrayStateCollector(Collector):
         rate = gauge("ccopy_journal_transfer_bytes_per_second", "Recent transfer rate")
         state = gauge("ccopy_pair_state", "1 for the state each pair is in, 0 for the others", "ldev", "state")
         copied = gauge("ccopy_pair_copy_bytes", "Initial copy or resync progress (backup side)", "ldev", "kind")
+        verified = gauge("ccopy_journal_last_verify_timestamp_seconds", "When the group's last completed verify "
+                         "ended (unix time; main side, once verified)")  # fmt: skip
+        differing = gauge("ccopy_journal_last_verify_differing_regions", "Regions whose P-VOL and S-VOL digests "
+                          "differed at the last verify (main side, once verified)")  # fmt: skip
         for record in self.array.store.list_journal_groups():
             group = group_message(self.array, record)
             at = [group.name, group.role]
@@ -131,12 +135,16 @@ class ArrayStateCollector(Collector):
                 heard = group.last_contact.ToNanoseconds() / 1e9 if group.HasField("last_contact") else 0.0
                 contact.add_metric(at, heard)
             rate.add_metric(at, group.transfer_bytes_per_second)
+            if group.HasField("last_verify"):
+                verified.add_metric(at, group.last_verify.verified_at.ToNanoseconds() / 1e9)
+                differing.add_metric(at, group.last_verify.regions_differing)
             for pair in group.pairs:
                 for name in PAIR_STATES:
                     state.add_metric([*at, pair.local_display_id, name], float(pb.PairState.Name(pair.state) == name))
                 copied.add_metric([*at, pair.local_display_id, "copied"], pair.copied_bytes)
                 copied.add_metric([*at, pair.local_display_id, "total"], pair.copy_total_bytes)
         yield from (seq, lag, point, rpo, over, used, pending, pending_bytes, contact, rate, state, copied)
+        yield from (verified, differing)
 
     def copy_on_write(self) -> Iterator[Metric]:
         family = CounterMetricFamily(

@@ -61,3 +61,18 @@ def test_a_backup_that_lost_contact_says_since_when():
 
 def test_no_objective_declared_never_degrades_by_lag():
     assert replication_info(group(pb.PAIR, lag_seconds=3600.0), rpo_seconds=0, now_ns=NOW).status == HEALTHY
+
+
+def test_the_last_verify_is_in_the_message_and_a_difference_degrades():
+    when = Timestamp(seconds=NOW // 10**9 - 60)
+    assert "not verified yet" in replication_info(group(pb.PAIR), rpo_seconds=0, now_ns=NOW).message
+    equal = replication_info(group(pb.PAIR, last_verify=pb.VerifySummary(verified_at=when, regions_compared=8)),
+                             rpo_seconds=0, now_ns=NOW)  # fmt: skip
+    assert equal.status == HEALTHY and "last verified 2027-01-15T07:59:00.000+00:00: equal" in equal.message
+    found = pb.VerifySummary(verified_at=when, regions_compared=8, regions_differing=2)
+    differ = replication_info(group(pb.PAIR, last_verify=found), rpo_seconds=0, now_ns=NOW)
+    assert differ.status == DEGRADED and "2 region(s) differ" in differ.message and "verify --repair" in differ.message
+    found.repaired = True  # marked: the next resync copies them
+    marked = replication_info(group(pb.PAIR, last_verify=found), rpo_seconds=0, now_ns=NOW)
+    assert marked.status == HEALTHY and "marked for the next resync" in marked.message
+    assert "verif" not in replication_info(group(pb.PAIR, role="backup"), rpo_seconds=0, now_ns=NOW).message
