@@ -10,12 +10,11 @@ import argparse
 from typing import Any
 
 from ccopy import ctl_replication, ctl_snapshots
-from ccopy.arguments import env, optional_path
+from ccopy.arguments import add_array_client_arguments
 from ccopy.ctl_base import (
     CALL_TIMEOUT,
     LDEV_HEADERS,
     UsageError,
-    key_values,
     ldev_ref,
     ldev_row,
     one_ldev,
@@ -23,25 +22,24 @@ from ccopy.ctl_base import (
     to_dict,
     wrap,
 )
+from ccopy.flag_types import key_value, size
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
-from ccopy_common.units import format_size, parse_size
+from ccopy_common.units import format_size
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     ctl = commands.add_parser("ctl", help="administer an array")
-    ctl.add_argument("--array", default=env("ARRAY", "127.0.0.1:50051"), help="array API HOST:PORT [CCOPY_ARRAY]")
-    ctl.add_argument("--ca", default=env("CA"), type=optional_path, help="CA of the array's certificate [CCOPY_CA]")
-    ctl.add_argument("--cert", default=env("CERT"), type=optional_path, help="client certificate for mTLS [CCOPY_CERT]")
-    ctl.add_argument("--key", default=env("KEY"), type=optional_path, help="client key for mTLS [CCOPY_KEY]")
-    ctl.add_argument("-o", "--output", choices=("table", "json"), default=env("OUTPUT", "table"))
+    add_array_client_arguments(ctl)
+    ctl.add_argument("-o", "--output", choices=("table", "json"), default="table", env="CCOPY_OUTPUT",
+                     help="tables for people, JSON for scripts")  # fmt: skip
     objects = ctl.add_subparsers(dest="object", required=True)
 
     ldev = objects.add_parser("ldev", help="logical devices").add_subparsers(dest="verb", required=True)
     create = ldev.add_parser("create", help="create a thin-provisioned LDEV")
     create.add_argument("name")
-    create.add_argument("--size", required=True, help="e.g. 10GiB")
-    create.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    create.add_argument("--size", type=size, required=True, help="e.g. 10GiB")
+    create.add_argument("--label", type=key_value, action="append", default=[], metavar="KEY=VALUE")
     create.add_argument("--read-only", action="store_true")
     create.add_argument(
         "--publish",
@@ -58,17 +56,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     delete.set_defaults(run=ldev_delete)
     expand = ldev.add_parser("expand", help="grow an LDEV")
     expand.add_argument("ldev", help="LDEV id or name")
-    expand.add_argument("--size", required=True, help="new size, e.g. 20GiB")
+    expand.add_argument("--size", type=size, required=True, help="new size, e.g. 20GiB")
     expand.set_defaults(run=ldev_expand)
     listing = ldev.add_parser("list", help="list LDEVs")
-    listing.add_argument("--selector", action="append", default=[], metavar="KEY=VALUE")
+    listing.add_argument("--selector", type=key_value, action="append", default=[], metavar="KEY=VALUE")
     listing.set_defaults(run=ldev_list)
     show = ldev.add_parser("show", help="show one LDEV")
     show.add_argument("ldev", help="LDEV id or name")
     show.set_defaults(run=ldev_show)
     label = ldev.add_parser("label", help="set or remove labels")
     label.add_argument("ldev", help="LDEV id or name")
-    label.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    label.add_argument("--set", type=key_value, action="append", default=[], metavar="KEY=VALUE")
     label.add_argument("--remove", action="append", default=[], metavar="KEY")
     label.set_defaults(run=ldev_label)
     access = ldev.add_parser("access", help="open an LDEV to every host, or close it to the hosts it is published to")
@@ -96,8 +94,8 @@ def run_ctl(args: argparse.Namespace) -> int:
 def ldev_create(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     request = pb.CreateLdevRequest(
         name=args.name,
-        size_bytes=parse_size(args.size),
-        labels=key_values(args.label, "label"),
+        size_bytes=args.size,
+        labels=dict(args.label),
         read_only=args.read_only,
         open_to_all=args.open,
     )
@@ -132,13 +130,13 @@ def ldev_delete(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
 @wrap
 def ldev_expand(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     ldev = ldev_ref(stub, args.ldev)
-    request = pb.ExpandLdevRequest(id=ldev.id, new_size_bytes=parse_size(args.size))
+    request = pb.ExpandLdevRequest(id=ldev.id, new_size_bytes=args.size)
     return one_ldev(stub.ExpandLdev(request, timeout=CALL_TIMEOUT))
 
 
 @wrap
 def ldev_list(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
-    selector = key_values(args.selector, "selector")
+    selector = dict(args.selector)
     ldevs: list[pb.Ldev] = []
     token = ""
     while True:
@@ -165,7 +163,7 @@ def ldev_show(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
 @wrap
 def ldev_label(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     ldev = ldev_ref(stub, args.ldev)
-    request = pb.UpdateLdevLabelsRequest(id=ldev.id, set=key_values(args.set, "label"), remove=args.remove)
+    request = pb.UpdateLdevLabelsRequest(id=ldev.id, set=dict(args.set), remove=args.remove)
     return one_ldev(stub.UpdateLdevLabels(request, timeout=CALL_TIMEOUT))
 
 

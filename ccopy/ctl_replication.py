@@ -7,10 +7,11 @@ from typing import Any
 
 from ccopy import ctl_verify
 from ccopy.ctl_base import CALL_TIMEOUT, ldev_ref, table, to_dict, wrap
+from ccopy.flag_types import seconds, size, whole_number
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from ccopy_common.loss_words import given_up_words, moment
-from ccopy_common.units import format_size, parse_size
+from ccopy_common.units import format_size
 
 PAIR_HEADERS = ("ID", "GROUP", "ROLE", "LDEV", "NAME", "EXPORT", "REMOTE LDEV", "REMOTE SERIAL", "STATE")
 
@@ -20,8 +21,8 @@ def add_objects(objects: argparse._SubParsersAction) -> None:
     create = pair.add_parser("create", help="pair a P-VOL into a journal group (run on the main array)")
     create.add_argument("ldev", help="P-VOL id or name")
     create.add_argument("--group", required=True, help="journal group (consistency group) name")
-    create.add_argument("--journal-size", default="1GiB", help="journal capacity of a new group")
-    create.add_argument("--svol", type=int, default=0, help="an existing backup LDEV number to use as S-VOL")
+    create.add_argument("--journal-size", type=size, default="1GiB", help="journal capacity of a new group")
+    create.add_argument("--svol", type=whole_number, default=0, help="an existing backup LDEV number to use as S-VOL")
     create.add_argument("--sync", action="store_true", help="a new synchronous group: writes wait for the backup")
     create.set_defaults(run=pair_create)
     listing = pair.add_parser("list", help="pairs and their states")
@@ -53,8 +54,8 @@ def add_objects(objects: argparse._SubParsersAction) -> None:
     options = journal.add_parser("set", help="what a full journal does (suspend or throttle writes); the RPO")
     options.add_argument("group")
     options.add_argument("--inflow-control", choices=("on", "off"), help="unchanged if not given")
-    options.add_argument("--overflow-watch", type=float, default=0, help="seconds writes may wait for room")
-    options.add_argument("--rpo", type=float, default=None, help="declared recovery point objective, seconds (0: none)")
+    options.add_argument("--overflow-watch", type=seconds, default=0, help="seconds writes may wait for room")
+    options.add_argument("--rpo", type=seconds, default=None, help="declared RPO, seconds (0: none)")
     options.set_defaults(run=journal_set)
 
 
@@ -76,7 +77,7 @@ def pair_row(pair: pb.Pair) -> list[str]:
 def pair_create(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     ldev = ldev_ref(stub, args.ldev)
     request = pb.CreatePairRequest(
-        group_name=args.group, pvol_id=ldev.id, journal_capacity_bytes=parse_size(args.journal_size), svol_id=args.svol,
+        group_name=args.group, pvol_id=ldev.id, journal_capacity_bytes=args.journal_size, svol_id=args.svol,
         synchronous=args.sync,
     )  # fmt: skip
     pair = stub.CreatePair(request, timeout=CALL_TIMEOUT)

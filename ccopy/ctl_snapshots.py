@@ -7,10 +7,11 @@ import sys
 import time
 from typing import Any
 
-from ccopy.ctl_base import CALL_TIMEOUT, UsageError, key_values, ldev_ref, one_ldev, table, to_dict, wrap
+from ccopy.ctl_base import CALL_TIMEOUT, UsageError, ldev_ref, one_ldev, table, to_dict, wrap
+from ccopy.flag_types import key_value, size, whole_number
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
-from ccopy_common.units import format_size, parse_size
+from ccopy_common.units import format_size
 
 SNAPSHOT_HEADERS = ("ID", "NAME", "LDEV", "SIZE", "GROUP", "READY", "EXPORT")
 
@@ -21,8 +22,8 @@ def add_ldev_verbs(ldev: argparse._SubParsersAction) -> None:
     source = clone.add_mutually_exclusive_group(required=True)
     source.add_argument("--from-snapshot", metavar="SNAPSHOT", help="snapshot id or name")
     source.add_argument("--from-ldev", metavar="LDEV", help="LDEV id or name (cloned at this instant)")
-    clone.add_argument("--size", help="default: the source's size")
-    clone.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    clone.add_argument("--size", type=size, help="default: the source's size")
+    clone.add_argument("--label", type=key_value, action="append", default=[], metavar="KEY=VALUE")
     clone.add_argument("--no-wait", action="store_true", help="return while the copy runs")
     clone.add_argument("--open", action="store_true", help="let every host open it by name (no host access control)")
     clone.set_defaults(run=ldev_clone)
@@ -41,8 +42,8 @@ def add_ldev_verbs(ldev: argparse._SubParsersAction) -> None:
     unpublish.set_defaults(run=ldev_unpublish)
     qos = ldev.add_parser("qos", help="set IOPS and MB/s limits (0: unlimited)")
     qos.add_argument("ldev", help="LDEV id or name")
-    qos.add_argument("--max-iops", type=int, default=0)
-    qos.add_argument("--max-mbps", type=int, default=0)
+    qos.add_argument("--max-iops", type=whole_number, default=0)
+    qos.add_argument("--max-mbps", type=whole_number, default=0)
     qos.set_defaults(run=ldev_qos)
 
 
@@ -51,7 +52,7 @@ def add_objects(objects: argparse._SubParsersAction) -> None:
     create = snap.add_parser("create", help="snapshot one LDEV")
     create.add_argument("name")
     create.add_argument("--ldev", required=True, help="LDEV id or name")
-    create.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    create.add_argument("--label", type=key_value, action="append", default=[], metavar="KEY=VALUE")
     create.set_defaults(run=snapshot_create)
     delete = snap.add_parser("delete", help="delete a snapshot and free what only it held")
     delete.add_argument("snapshot", help="snapshot id or name")
@@ -72,7 +73,7 @@ def add_objects(objects: argparse._SubParsersAction) -> None:
     gcreate = verbs.add_parser("create", help="snapshot LDEVs together")
     gcreate.add_argument("name")
     gcreate.add_argument("--ldev", action="append", required=True, help="LDEV id or name; repeat")
-    gcreate.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    gcreate.add_argument("--label", type=key_value, action="append", default=[], metavar="KEY=VALUE")
     gcreate.set_defaults(run=group_create)
     gdelete = verbs.add_parser("delete", help="delete a group and its snapshots")
     gdelete.add_argument("group", help="group id or name")
@@ -112,7 +113,7 @@ def snapshots_table(snapshots) -> str:
 @wrap
 def snapshot_create(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     ldev = ldev_ref(stub, args.ldev)
-    request = pb.CreateSnapshotRequest(name=args.name, ldev_id=ldev.id, labels=key_values(args.label, "label"))
+    request = pb.CreateSnapshotRequest(name=args.name, ldev_id=ldev.id, labels=dict(args.label))
     snapshot = stub.CreateSnapshot(request, timeout=CALL_TIMEOUT)
     return to_dict(snapshot), lambda: snapshots_table([snapshot])
 
@@ -183,7 +184,7 @@ def snapshot_extents(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
 @wrap
 def group_create(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     ids = [ldev_ref(stub, ref).id for ref in args.ldev]
-    request = pb.CreateSnapshotGroupRequest(name=args.name, ldev_ids=ids, labels=key_values(args.label, "label"))
+    request = pb.CreateSnapshotGroupRequest(name=args.name, ldev_ids=ids, labels=dict(args.label))
     group = stub.CreateSnapshotGroup(request, timeout=CALL_TIMEOUT)
 
     def render() -> str:
@@ -217,8 +218,8 @@ def group_list(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
 def ldev_clone(args: argparse.Namespace, stub: pb_grpc.ArrayStub) -> Any:
     request = pb.CloneLdevRequest(
         name=args.name,
-        size_bytes=parse_size(args.size) if args.size else 0,
-        labels=key_values(args.label, "label"),
+        size_bytes=args.size or 0,
+        labels=dict(args.label),
         open_to_all=args.open,
     )
     if args.from_snapshot:

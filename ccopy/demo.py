@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ccopy import ecommerce
 from ccopy.ecommerce import Collapsed, check
+from ccopy.flag_types import folder, positive_seconds
 from ccopy.launch import ArrayProcessHandle, free_port
 from ccopy.waiting import Stalled, replication_progress, wait_progressing
 from ccopy_api import array_pb2 as pb
@@ -44,8 +45,8 @@ ORDERS_AT_MOST = 3600.0  # seconds; the demo stops the orders itself
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run the demonstration (needs root: mount, losetup)")
-    demo.add_argument("--workdir", type=Path, default=None, help="keep files here instead of a temp folder")
-    demo.add_argument("--seconds", type=float, default=8.0, help="how long orders flow, at least")
+    demo.add_argument("--workdir", type=folder, default=None, help="keep files here instead of a temp folder")
+    demo.add_argument("--seconds", type=positive_seconds, default=8.0, help="how long orders flow, at least")
     demo.set_defaults(run=run_demo)
 
 

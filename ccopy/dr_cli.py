@@ -9,7 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from ccopy.arguments import DefaultsShown, add_kubeconfig_argument, env
+from ccopy.arguments import DefaultsShown, add_kubeconfig_argument
+from ccopy.flag_types import positive_seconds
 from ccopy_common import DEFAULT_DRIVER_NAME
 
 
@@ -47,12 +48,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         add_kubeconfig_argument(verb, whose="of the backup cluster", like_kubectl=True)
         verb.add_argument("--context", default=None, help="its context; unset: its current one")
     for verb in (failover, failback, drill):
-        verb.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each step")
+        verb.add_argument("--timeout", type=positive_seconds, default=600.0, help="seconds to wait for each step")
     for verb in (status, failover, failback):
-        needed = verb is failback and not env("MAIN_KUBECONFIG")  # failback changes both sites
-        verb.add_argument("--main-kubeconfig", default=env("MAIN_KUBECONFIG", ""), required=needed,
-                          help=f"the main cluster's kubeconfig, {'required' if verb is failback else 'optional'} "
-                          "[CCOPY_MAIN_KUBECONFIG]")  # fmt: skip
+        verb.add_argument("--main-kubeconfig", default="", env="CCOPY_MAIN_KUBECONFIG",
+                          required=verb is failback,  # failback changes both sites
+                          help=f"the main cluster's kubeconfig, {'required' if verb is failback else 'optional'}")
         verb.add_argument("--main-context", default=None, help="its context; unset: its current one")
     drill.add_argument("--into", required=True,
                        help="the drill's namespace: the drill makes it (it must not exist); with --cleanup, the "
@@ -60,7 +60,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     drill.add_argument("--cleanup", action="store_true",
                        help="remove the drill in --into (its PVCs, namespace and group snapshot) instead of "
                        "making one")  # fmt: skip
-    drill.add_argument("--driver-name", default=env("DRIVER_NAME", DEFAULT_DRIVER_NAME), help="our CSI driver")
+    drill.add_argument("--driver-name", default=DEFAULT_DRIVER_NAME, env="CCOPY_DRIVER_NAME", help="our CSI driver")
     drill.add_argument("--storage-class", default="", help="of the restored PVCs; empty: the cluster's default")
     drill.add_argument("--group-snapshot-class", default="",
                        help="VolumeGroupSnapshotClass; empty: the one of our driver")  # fmt: skip
@@ -74,7 +74,7 @@ def run_dr(args: argparse.Namespace) -> int:
     from ccopy_common.errors import StartupError
     from replication_sidecar.dr import commands
     from replication_sidecar.dr.site import DrError, DrSite
-    from replication_sidecar.kube_client import api_client
+    from replication_sidecar.kube_client import api_client, one_line
     from replication_sidecar.kube_watch import describe
 
     def say(text: str) -> None:
@@ -113,10 +113,10 @@ def run_dr(args: argparse.Namespace) -> int:
                     storage_class=args.storage_class, group_snapshot_class=args.group_snapshot_class,
                 )  # fmt: skip
     except (DrError, StartupError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     except (ApiException, HTTPError) as exc:
-        print(f"error: {describe(exc)}", file=sys.stderr)
+        print(f"error: {one_line(describe(exc))}", file=sys.stderr)
         return 1
     return 0
 
@@ -126,13 +126,14 @@ def print_status(sites: list, namespace: str) -> int:
     1 when a site could not say."""
     from replication_sidecar.dr import commands
     from replication_sidecar.dr.site import DrError
+    from replication_sidecar.kube_client import one_line
 
     answered = True
     for site in sites:
         try:
             print("\n".join(commands.status_lines(site.name, namespace, site.require_own(namespace))), flush=True)
         except DrError as exc:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
+            print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
             answered = False
     return 0 if answered else 1
 

@@ -123,9 +123,15 @@ def test_dr_without_any_kubeconfig_says_where_one_is_looked_for(tmp_path):
 def test_failback_without_the_main_cluster_stops_before_reading_any_credentials(tmp_path):
     done = dr("failback", "--namespace", "shop", "--kubeconfig", str(tmp_path / "nowhere"),
               env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})  # fmt: skip
-    assert done.returncode == 2  # a usage error, as the usage line says: [--main-kubeconfig] is not optional
-    assert done.stderr.strip().endswith("error: the following arguments are required: --main-kubeconfig")
-    assert "--main-kubeconfig MAIN_KUBECONFIG" in done.stderr and "[--main-kubeconfig" not in done.stderr
+    assert done.returncode == 1  # a usage error is an error like any other: status 1, one line
+    assert done.stderr.splitlines() == ["ccopy dr failback: error: the following arguments are required: "
+                                        "--main-kubeconfig"]  # fmt: skip
+    usage = build_parser().parse_args(["dr", "failback", "-n", "x", "--main-kubeconfig", "m"])  # parses when given
+    assert usage.main_kubeconfig == "m"
+    dr_parser = build_parser()._subparsers._group_actions[0].choices["dr"]  # type: ignore[union-attr]
+    failback = dr_parser._subparsers._group_actions[0].choices["failback"]  # type: ignore[union-attr]
+    assert "--main-kubeconfig MAIN_KUBECONFIG" in failback.format_usage()
+    assert "[--main-kubeconfig" not in failback.format_usage(), "the usage says it is not optional"
 
 
 def test_a_context_the_kubeconfig_lacks_is_named_with_the_ones_it_has(tmp_path):

@@ -54,9 +54,10 @@ def test_ldev_lifecycle_in_tables_and_json(array_proc):
     [
         (("ldev", "show", "00:00:99"), "error: NOT_FOUND: LDEV 00:00:99 not found"),
         (("ldev", "show", "nope"), "error: NOT_FOUND: LDEV named 'nope' not found"),
-        (("ldev", "create", "x", "--size", "lots"), "error: not a size: 'lots'"),
+        (("ldev", "create", "x", "--size", "lots"), "ccopy ctl ldev create: error: --size lots: not a size"),
         (("ldev", "create", "x", "--size", "1000"), "error: INVALID_ARGUMENT: LDEV size must be a positive multiple"),
-        (("ldev", "create", "x", "--size", "1M", "--label", "novalue"), "error: label 'novalue' is not KEY=VALUE"),
+        (("ldev", "create", "x", "--size", "1M", "--label", "novalue"),
+         "ccopy ctl ldev create: error: --label novalue: not KEY=VALUE"),
     ],
 )
 def test_errors_are_one_line_and_exit_1(array_proc, args, message):

@@ -39,7 +39,7 @@ def serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_array_refuses_to_face_the_network_without_tls(tmp_path):
     refused = serve(tmp_path)
-    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.returncode == 1 and refused.stdout == ""
     assert "refusing to serve the management API on 0.0.0.0 without TLS" in refused.stderr
     assert "NBD data path on 0.0.0.0" in refused.stderr and "--insecure" in refused.stderr
     assert not (tmp_path / "pool").exists(), "nothing is made before the refusal"

@@ -72,4 +72,4 @@ def test_half_tls_configuration_is_refused_at_start(tmp_path: Path, pki: Path):
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 2 and "go together" in result.stderr
+    assert result.returncode == 1 and "--tls-cert needs --tls-key" in result.stderr
