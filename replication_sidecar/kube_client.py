@@ -5,13 +5,19 @@ to give, not a traceback."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import warnings
 from pathlib import Path
 
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import InsecureRequestWarning
 
 from ccopy_common.errors import StartupError
+
+PROBE_TIMEOUT = 30.0  # seconds; a server that takes longer to say its version is not one to work with
 
 NO_CREDENTIALS_IN_POD = (
     "no Kubernetes credentials: not in a Pod (no service account token) and no --kubeconfig, "
@@ -24,6 +30,9 @@ def api_client(kubeconfig: str, context: str | None = None) -> client.ApiClient:
     # urllib3 warns of every retry while the API server is down; our own line says it once (the
     # controllers' `watch_failed` with its backoff, ccopy dr's one error line).
     logging.getLogger("urllib3").setLevel(logging.ERROR)
+    # A kubeconfig's insecure-skip-tls-verify is its owner's choice, which kubectl takes without a
+    # word; urllib3 would warn on every request, several lines each.
+    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
     if not kubeconfig:
         return in_pod_client()
     if not any(Path(path).is_file() for path in kubeconfig.split(os.pathsep) if path):
@@ -55,5 +64,26 @@ def in_pod_client() -> client.ApiClient:
     return client.ApiClient()
 
 
-def one_line(exc: Exception) -> str:
+def one_line(exc: object) -> str:
     return " ".join(str(exc).split())
+
+
+def not_an_api_server(api: client.ApiClient, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """Why the server `api` points at is no Kubernetes API server, or None when it is one: its
+    /version answers the API's JSON, or it refuses in the API's own Status JSON (credentials
+    the server turns down are its own message to give, at the first real call). A web server
+    answers a page, which the client would otherwise take for an object or a 404 (absence).
+    Not answering at all raises urllib3's HTTPError, as every call does."""
+    try:
+        answer = client.VersionApi(api).get_code(_preload_content=False, _request_timeout=timeout)
+        status, body, headers = answer.status, answer.data, answer.headers
+    except ApiException as exc:
+        status, body, headers = exc.status, exc.body, exc.headers
+    try:
+        said = json.loads(body or b"")
+    except (ValueError, UnicodeDecodeError):
+        said = None
+    if isinstance(said, dict) and ("gitVersion" in said if status == 200 else said.get("kind") == "Status"):
+        return None
+    kind = (headers or {}).get("Content-Type") or "no content type"
+    return f"{api.configuration.host} is not a Kubernetes API server: GET /version answered HTTP {status} ({kind})"

@@ -15,6 +15,7 @@ from urllib3.exceptions import HTTPError
 from replication_sidecar.consistent_copy import GROUP, PLURAL, VERSION
 from replication_sidecar.dr.drill import GROUP_SNAPSHOTS, SNAPSHOTS
 from replication_sidecar.group_replication import OBJECT_NAME, REPLICATION, VGRS
+from replication_sidecar.kube_client import not_an_api_server
 from replication_sidecar.kube_watch import describe
 
 T = TypeVar("T")
@@ -28,19 +29,34 @@ class SiteUnreachable(DrError):
     """The site's API server did not answer (or its TLS failed)."""
 
 
+class ServerChecked:
+    """Whether a site's server was found to be a Kubernetes API server: asked once, before the
+    site's first call, so that a web page is never read as an object or as a 404 (absence)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api, self._done = api, False
+
+    def ensure(self, site: str, where: str) -> None:
+        if not self._done:
+            if problem := not_an_api_server(self._api):
+                raise DrError(f"{site} site ({where}): {problem}")
+            self._done = True
+
+
 class NamedCalls:
     """An API client whose failures say which site and which credentials they came from: with
     two clusters in one command, "the API server does not answer" alone does not say which.
     Not found stays an ApiException, which DrSite.maybe reads as absence."""
 
-    def __init__(self, api: object, site: str, where: str) -> None:
-        self._api, self._site, self._where = api, site, where
+    def __init__(self, api: object, site: str, where: str, checked: ServerChecked) -> None:
+        self._api, self._site, self._where, self._checked = api, site, where, checked
 
     def __getattr__(self, name: str) -> Callable[..., object]:
         method = getattr(self._api, name)
 
         def call(*args: object, **kwargs: object) -> object:
             try:
+                self._checked.ensure(self._site, self._where)
                 return method(*args, **kwargs)
             except ApiException as exc:
                 if exc.status == 404:
@@ -56,9 +72,10 @@ class DrSite:
     def __init__(self, api: client.ApiClient, name: str, where: str = "") -> None:
         self.name = name  # main or backup: how messages name this site
         self.where = where or "its kubeconfig"  # the flags that named its cluster, for messages
-        self.core = cast(client.CoreV1Api, NamedCalls(client.CoreV1Api(api), name, self.where))
-        self.custom = cast(client.CustomObjectsApi, NamedCalls(client.CustomObjectsApi(api), name, self.where))
-        self.apis = cast(client.ApisApi, NamedCalls(client.ApisApi(api), name, self.where))
+        checked = ServerChecked(api)
+        self.core = cast(client.CoreV1Api, NamedCalls(client.CoreV1Api(api), name, self.where, checked))
+        self.custom = cast(client.CustomObjectsApi, NamedCalls(client.CustomObjectsApi(api), name, self.where, checked))
+        self.apis = cast(client.ApisApi, NamedCalls(client.ApisApi(api), name, self.where, checked))
 
     def require_own(self, namespace: str) -> dict:
         """The namespace's ConsistentCopy status here, once it says this cluster is the site the
