@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from backend.diff_bitmap import REGION_BYTES as BITMAP_REGION_BYTES
 from backend.errors import ArrayError, InvalidArgument
+from backend.ldev_io import read_range
 from backend.runtimes import LdevRuntime
 
 log = logging.getLogger(__name__)
@@ -82,17 +83,30 @@ def snapshot_digests(
     runtime: LdevRuntime, gen: int, size: int, region_bytes: int, first: int, count: int, progress: Progress
 ) -> bytes:
     """The digests of regions [first, first + count) of snapshot `gen` of the LDEV, back to back."""
-    cow = runtime.cow
-    assert cow is not None, "a snapshot's LDEV has a copy-on-write store"
     out = bytearray()
     for region in range(first, min(first + count, region_count(size, region_bytes))):
         offset, length = region_span(region, size, region_bytes)
-        with runtime.lock:  # the snapshot's view holds still while its places are read
-            holes = all(run.is_hole for run in cow.extents(runtime.file, gen, offset, length))
-            data = None if holes else cow.read(runtime.file, gen, offset, length)
-        out += zeroes_digest(length) if data is None else digest(data)
+        out += region_digest(runtime, gen, offset, length)
         progress.add(length)
     return bytes(out)
+
+
+def region_digest(runtime: LdevRuntime, gen: int, offset: int, length: int) -> bytes:
+    """One region of the snapshot's view: its bytes read under the LDEV's lock (the view holds
+    still meanwhile), holes not read; hashed outside it."""
+    cow, file = runtime.cow, runtime.file
+    assert cow is not None, "a snapshot's LDEV has a copy-on-write store"
+    pieces: list[bytes | int] = []  # bytes read, or a number of zeroes
+    with runtime.lock:
+        for _, step, where in cow.located_runs(file, gen, offset, length):
+            hole = where is None or (where[0] == file.fd and file.is_hole(where[1], step))
+            pieces.append(step if hole else read_range(where[0], where[1], step))
+    if all(isinstance(piece, int) for piece in pieces):
+        return zeroes_digest(length)
+    hasher = hashlib.blake2b(digest_size=DIGEST_BYTES)
+    for piece in pieces:
+        hasher.update(bytes(piece) if isinstance(piece, int) else piece)
+    return hasher.digest()
 
 
 def marked_regions(bits: bytes, size: int, region_bytes: int) -> set[int]:
