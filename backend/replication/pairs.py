@@ -144,7 +144,7 @@ class Pairs:
             self.journal_groups.confirm(group.id, applied_seq)
         if from_seq <= journal.confirmed_seq:
             from_seq = journal.confirmed_seq + 1  # already trimmed: the backup has it
-        if journal.next_seq <= from_seq and wait > 0:
+        if wait > 0:  # nothing to hand out yet (none written, or held for a verify's cut): a long poll
             journal.wait_for(from_seq, min(wait, 5.0))
         records = journal.read_raw(from_seq, min(max_bytes, MAX_PULL_BYTES))
         # A split during the wait shows on the next pull: these records are all before it.
