@@ -76,6 +76,11 @@ class Loopback:
     def failback(self, group_name: str) -> None:
         self._call("failback", lambda: self.other.failbacks.failback(group_name))
 
+    def secondary_digests(self, group_name: str, seq: int, region_bytes: int, at_split: bool):
+        """The backup's side of a verify: a generator, so only its opening can meet the link down."""
+        return self._call("secondary_digests", lambda: self.other.verifier.secondary_digests(
+            group_name, seq, region_bytes, at_split))  # fmt: skip
+
     # -- asked of the main array ---------------------------------------------------------
     def pull_journal(self, group_name: str, from_seq: int, applied_seq: int, max_bytes: int,
                      wait: float) -> JournalBatch:  # fmt: skip

@@ -165,6 +165,8 @@ def run_and_compare(sites: Sites, seed: int) -> Run:
     backup = backup_view(sites.backup, run.svol_of)
     assert backup == {ldev: run.pvol(ldev) for ldev in run.pvols}, "an S-VOL differs from its P-VOL after the resync"
     assert run.model.find(backup) == len(run.model.writes)
+    report = sites.main.verifier.verify("shop")  # the array's own check agrees, at one consistent point
+    assert report.differing == [] and report.record.regions_compared == 2 * -(-SIZE // report.record.region_bytes)
     return run
 
 
