@@ -18,29 +18,38 @@ site, the analytics host at the backup), and the demo shows a refusal.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
+import shutil
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import grpc
 
 from ccopy import ecommerce
 from ccopy.ecommerce import Collapsed, check
 from ccopy.flag_types import folder, positive_seconds
 from ccopy.launch import ArrayProcessHandle, free_port
+from ccopy.teardown import Teardown, one_line
 from ccopy.waiting import Stalled, replication_progress, wait_progressing
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from ccopy_common.pki import CertificateAuthority
 from ccopy_common.rpc import TlsFiles, client_channel
 from ccopy_common.units import format_size
-from csi_driver.attach import attached, mounted, nbd_uri
+from csi_driver.attach import attach, detach, detach_lazily, nbd_uri, unmount, unmount_lazily
 
 VOLUME = 256 << 20
 GROUP = "shop"
 DATABASE_HOST, ANALYTICS_HOST = "db-host", "analytics-host"
 ORDERS_AT_MOST = 3600.0  # seconds; the demo stops the orders itself
+BUSY_FOR = 20.0  # seconds an unmount may stay busy before the demo fails and unmounts lazily
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -59,17 +68,47 @@ def say(text: str) -> None:
 
 
 def run(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    try:
+        return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    except subprocess.CalledProcessError as exc:
+        said = (exc.stderr or exc.stdout or "").strip().splitlines()
+        raise RuntimeError(f"{' '.join(argv)} failed ({exc.returncode}): {said[-1] if said else 'no message'}") from exc
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """The demo, and its verdict in one line however it ends: a failure (a step that failed,
+    an unmount that stayed busy, ^C) undoes what the demo made before it is reported, and the
+    report says what could not be undone."""
     if os.geteuid() != 0:
-        print("error: the demo mounts file systems and uses loop devices: run it as root")
+        print("error: the demo mounts file systems and uses loop devices: run it as root", file=sys.stderr)
         return 1
-    with tempfile.TemporaryDirectory(prefix="ccopy-demo-") as tmp:
-        work = args.workdir or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        return Demo(work, args.seconds).run()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="ccopy-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    demo = Demo(work, args.seconds)
+    temporary = None if args.workdir else work
+    try:
+        return demo.run()
+    except (Exception, KeyboardInterrupt) as exc:
+        print(failure_verdict(exc, demo.teardown, temporary), file=sys.stderr)
+        return 1
+    finally:
+        if temporary is not None and not demo.teardown.left_behind:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def failure_verdict(exc: BaseException, teardown: Teardown, temporary: Path | None) -> str:
+    """One line: what failed, and what the way out could not undo (`temporary`: the demo's
+    own folder, kept then, as a mount may still be in it)."""
+    line = f"verdict: FAIL: {failure_words(exc)}; {teardown.summary() or 'everything it made is undone'}"
+    return line + (f"; its files are kept in {temporary}" if temporary and teardown.left_behind else "")
+
+
+def failure_words(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, grpc.RpcError):
+        return f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+    return one_line(exc)
 
 
 class DemoPki:
@@ -99,6 +138,7 @@ class Demo:
     def __init__(self, work: Path, seconds: float) -> None:
         self.work = work
         self.seconds = seconds
+        self.teardown = Teardown()
 
     def run(self) -> int:
         main_api, backup_api = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
@@ -109,18 +149,44 @@ class Demo:
         self.main = ArrayProcessHandle(
             pool=self.work / "main-pool", serial=10001, log_path=self.work / "main.log", api=main_api,
             extra_args=["--remote", backup_api, *self.pki.array_args],
-        ).start()  # fmt: skip
+        )  # fmt: skip
         self.backup = ArrayProcessHandle(
             pool=self.work / "backup-pool", serial=20002, log_path=self.work / "backup.log", api=backup_api,
             extra_args=["--remote", main_api, *self.pki.array_args],
-        ).start()  # fmt: skip
-        try:
-            with client_channel(main_api, self.pki.admin) as m, client_channel(backup_api, self.pki.admin) as b:
-                self.main_stub, self.backup_stub = pb_grpc.ArrayStub(m), pb_grpc.ArrayStub(b)
-                return self.business()
-        finally:
-            self.main.stop()
-            self.backup.stop()
+        )  # fmt: skip
+        with (
+            self.running(self.main, "the main array"),
+            self.running(self.backup, "the backup array"),
+            client_channel(main_api, self.pki.admin) as main_channel,
+            client_channel(backup_api, self.pki.admin) as backup_channel,
+        ):
+            self.main_stub, self.backup_stub = pb_grpc.ArrayStub(main_channel), pb_grpc.ArrayStub(backup_channel)
+            return self.business()
+
+    @contextmanager
+    def running(self, array: ArrayProcessHandle, what: str) -> Iterator[None]:
+        """`array` started, and stopped (killed if it will not stop) whatever ends the block."""
+        array.start()  # a start that fails stops what it started
+        with self.teardown.holding(what, array.stop, array.kill):
+            yield
+
+    @contextmanager
+    def attached(self, site: ArrayProcessHandle, export: str, host: str) -> Iterator[str]:
+        """The export as a block device on `host` (its certificate), over TLS, for the block."""
+        uri = nbd_uri(site.nbd_address, export, tls=True)
+        attachment = attach(uri, self.work / f"fuse-{export}", tls_certificates=self.pki.hosts[host])
+        assert attachment.device is not None
+        undo = functools.partial(detach, attachment, busy_for=BUSY_FOR)
+        with self.teardown.holding(f"{attachment.device} on nbdfuse {export}", undo, lambda: detach_lazily(attachment)):
+            yield attachment.device
+
+    @contextmanager
+    def mounted(self, device: str, mountpoint: Path) -> Iterator[Path]:
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        run("mount", device, str(mountpoint))
+        undo = functools.partial(unmount, mountpoint, busy_for=BUSY_FOR)
+        with self.teardown.holding(f"the mount {mountpoint}", undo, lambda: unmount_lazily(mountpoint)):
+            yield mountpoint
 
     def business(self) -> int:
         stock = self.main_stub.CreateLdev(pb.CreateLdevRequest(name="stock-db", size_bytes=VOLUME))
@@ -137,15 +203,10 @@ class Demo:
         ):
             for device in (stock_dev, sales_dev):
                 run("mkfs.ext4", "-q", "-F", device)
-            with mounted(stock_dev, mounts["stock-db"]), mounted(sales_dev, mounts["sales-db"]):
+            with self.mounted(stock_dev, mounts["stock-db"]), self.mounted(sales_dev, mounts["sales-db"]):
                 verdict = self.orders_and_backup(stock, sales, mounts)
             # Unmounted: every order is on the P-VOLs now.
         return self.final_check(stock, sales, verdict)
-
-    def attached(self, site: ArrayProcessHandle, export: str, host: str):
-        """The export as a block device on `host` (its certificate), over TLS."""
-        uri = nbd_uri(site.nbd_address, export, tls=True)
-        return attached(uri, self.work / f"fuse-{export}", tls_certificates=self.pki.hosts[host])
 
     def show_refusal(self) -> None:
         """Host access is deny-by-default: a host the LDEV is not published to is refused."""
@@ -215,7 +276,7 @@ class Demo:
             self.attached(self.backup, "analytics-sales-db", ANALYTICS_HOST) as sales_dev,
         ):
             targets = {"stock-db": self.work / "analytics" / "stock", "sales-db": self.work / "analytics" / "sales"}
-            with mounted(stock_dev, targets["stock-db"]), mounted(sales_dev, targets["sales-db"]):
+            with self.mounted(stock_dev, targets["stock-db"]), self.mounted(sales_dev, targets["sales-db"]):
                 try:
                     changes, sold = check(targets["stock-db"], targets["sales-db"])
                 except Collapsed as exc:

@@ -182,12 +182,13 @@ def _attach_kernel(uri: str, fuse_dir: Path, read_only: bool, size_limit: int) -
     return attachment
 
 
-def detach(attachment: Attachment, timeout: float = 30.0) -> None:
+def detach(attachment: Attachment, timeout: float = 30.0, busy_for: float = 20.0) -> None:
     """Remove the loop device, unmount FUSE, reap nbdfuse. Safe to call twice.
 
     The loop device is detached only while it still backs onto this attachment's
     file: a number saved at attach time may since have been freed and given to
-    someone else's device, which must never be touched."""
+    someone else's device, which must never be touched. A FUSE mount still busy
+    after `busy_for` seconds raises AttachError (detach_lazily can finish the job)."""
     if attachment.device:
         if attachment.loop_is_ours():
             _run("losetup", "-d", attachment.device)
@@ -198,7 +199,7 @@ def detach(attachment: Attachment, timeout: float = 30.0) -> None:
         _run("nbd-client", "-d", attachment.nbd_device)
         attachment.nbd_device = None
     if os.path.ismount(attachment.fuse_dir):  # the loop device may let go of the file a moment late
-        _run_while_busy("fusermount3", "-u", str(attachment.fuse_dir))
+        _run_while_busy("fusermount3", "-u", str(attachment.fuse_dir), seconds=busy_for)
     if attachment.fuse is not None:
         try:
             attachment.fuse.wait(timeout)
@@ -207,6 +208,40 @@ def detach(attachment: Attachment, timeout: float = 30.0) -> None:
             attachment.fuse.wait()
         attachment.fuse = None
     log.info("detached uri=%s", attachment.uri)
+
+
+def detach_lazily(attachment: Attachment) -> None:
+    """What detach() could not finish, for a teardown after a failure, when something still
+    holds the file system on the loop device: the loop device is let go (the kernel frees it
+    with its last user), the FUSE mount taken out of the tree at once, and nbdfuse killed, so
+    that whoever still reads gets errors instead of a hang. Safe after a partial detach()."""
+    if attachment.device:
+        if attachment.loop_is_ours():
+            _run("losetup", "-d", attachment.device)  # busy: marked to clear itself once unused
+        attachment.device = None
+    if attachment.nbd_device:
+        _run("nbd-client", "-d", attachment.nbd_device)
+        attachment.nbd_device = None
+    if os.path.ismount(attachment.fuse_dir):
+        _run("fusermount3", "-u", "-z", str(attachment.fuse_dir))
+    if attachment.fuse is not None:
+        attachment.fuse.kill()
+        attachment.fuse.wait()
+        attachment.fuse = None
+    log.warning("detached_lazily uri=%s", attachment.uri)
+
+
+def unmount(mountpoint: Path, busy_for: float = 20.0) -> None:
+    """Unmount, retrying while busy; AttachError when it is still busy after `busy_for` seconds."""
+    _run_while_busy("umount", str(mountpoint), seconds=busy_for)
+
+
+def unmount_lazily(mountpoint: Path) -> None:
+    """Take a mount out of the tree at once (umount --lazy), for a teardown after a failure:
+    the kernel lets the file system go with its last user. Nothing is flushed for whoever
+    reads the device next, so this is no way to end a run that goes on."""
+    if os.path.ismount(mountpoint):
+        _run("umount", "--lazy", str(mountpoint))
 
 
 def loop_backing_file(device: str) -> str | None:
@@ -236,7 +271,7 @@ def mounted(device: str, mountpoint: Path, options: str | None = None) -> Iterat
     try:
         yield mountpoint
     finally:
-        _run_while_busy("umount", str(mountpoint))
+        unmount(mountpoint)
 
 
 # Linux loop device ioctls (linux/loop.h) and struct loop_info64's layout:
