@@ -83,6 +83,7 @@ class Array:
         self.pairs.contact = self.path_watch
         self.snapshots.recover()
         self.verify_points.recover()
+        self.pairs.drop_orphan_bases()
         self.cloner.resume()
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from backend.journal import Journal
 from backend.model import JournalGroupRecord, PairRecord, PairState
 from backend.replication.journal_groups import JournalGroups
 from backend.replication.pair_states import PairOp, next_state
-from backend.replication.pairs import Pairs
+from backend.replication.pairs import BASE_PREFIXES, Pairs
 from backend.replication.remote import RemoteLink
 from backend.services import ArrayServices
 from backend.snapshots import Snapshots
@@ -176,7 +176,7 @@ class PairOperations:
             self.journal_groups.start_journaling(runtime, pair.group_id)
 
         base = self.snapshots.create_snapshot(
-            f"diff-base-{uuid.uuid4().hex}", pair.local_ldev, hidden=True, during_barrier=rejoin
+            f"{BASE_PREFIXES[1]}{uuid.uuid4().hex}", pair.local_ldev, hidden=True, during_barrier=rejoin
         )
         self.store.update_pair(pair.id, state=state, base=base.id)
         self.link.get().start_copy(group_name, pair.local_ldev, base.id)

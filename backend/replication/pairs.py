@@ -36,6 +36,8 @@ from ccopy_common import SVOL_OF_LABEL
 log = logging.getLogger(__name__)
 
 MAX_PULL_BYTES = 8 << 20
+# The hidden snapshots an initial copy (pair-base) or a differential copy (diff-base) copies from.
+BASE_PREFIXES = ("pair-base-", "diff-base-")
 # How much of a base snapshot's address space one look at its extents covers.
 BASE_WINDOW = 64 << 20
 
@@ -104,7 +106,7 @@ class Pairs:
             journal_groups.start_journaling(self.runtimes.get(pvol.id), group.id)
 
         base = self.snapshots.create_snapshot(
-            f"pair-base-{uuid.uuid4().hex}", pvol.id, hidden=True, during_barrier=join_journal
+            f"{BASE_PREFIXES[0]}{uuid.uuid4().hex}", pvol.id, hidden=True, during_barrier=join_journal
         )
         created = next_state(PairState.SMPL, PairOp.CREATE)
         pair = self.store.insert_pair(group.id, "main", pvol.id, svol_id, remote.serial, created, base.id)
@@ -128,6 +130,18 @@ class Pairs:
             self.store.update_pair(pair.id, state=state, clear_base=True)
         self.runtimes.resync_path(pvol_id).unlink(missing_ok=True)
         log.info("pair_copied pair=%d pvol=%06x state=%s", pair.id, pvol_id, state.value)
+
+    def drop_orphan_bases(self) -> None:
+        """At start: drop the base snapshots no pair names. A crash between a base's cut and the
+        pair naming it leaves one; kept, it would make every write to its P-VOL copy old
+        chunks for nothing, for good. (A retried create or resync cuts a new base.)"""
+        named = {p.base_snapshot for p in self.store.list_pairs() if p.role == "main" and p.base_snapshot is not None}
+        orphans = [s for s in self.store.list_snapshots(include_hidden=True)
+                   if s.name.startswith(BASE_PREFIXES) and s.id not in named]  # fmt: skip
+        if orphans:
+            self.snapshots.drop(orphans, None)
+            log.warning("recovered event=orphan_base_snapshots_dropped snapshots=%s",
+                        ",".join(str(s.id) for s in orphans))  # fmt: skip
 
     def drop_base(self, pair: PairRecord) -> None:
         """The hidden snapshot an initial copy or resync copied from is no longer needed."""

@@ -191,3 +191,17 @@ def test_writes_untracked_after_a_restart_are_caught(sites, monkeypatch):
     monkeypatch.setattr(JournalGroups, "route_on_open", forgetful)
     with pytest.raises(AssertionError, match=r"differs from its P-VOL|no prefix"):
         run_and_compare(sites, seed=1)
+
+
+def test_a_base_snapshot_no_pair_names_is_dropped_at_start(sites):
+    """A crash between a base's cut and the pair naming it leaves a hidden snapshot nothing
+    would ever drop, and every write to the P-VOL would preserve old chunks for it."""
+    main = sites.main
+    ldev = main.create_ldev("sales", SIZE, open_to_all=True)
+    sites.to_main.down = True  # the initial copy waits: the pair's own base stays named
+    pair = main.pairs.create_pair("shop", ldev.id, JOURNAL)
+    main.snapshots.create_snapshot("diff-base-left-by-a-crash", ldev.id, hidden=True)
+    main = sites.restart("main", crash=True)
+    kept = {s.name: s.id for s in main.store.list_snapshots(include_hidden=True)}
+    assert "diff-base-left-by-a-crash" not in kept
+    assert list(kept.values()) == [pair.base_snapshot]
