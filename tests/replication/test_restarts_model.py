@@ -121,6 +121,8 @@ class Run:
         sites.to_main.lose_answers = sites.to_main.damage_batches = 0.05
         self.steps(40, 0.04)  # PAIR, with restarts now and then
         self.settle()
+        self.restart()  # in PAIR, caught up
+        self.steps(5, 0.0, toggle_link=False)
         sites.main.pair_ops.split("shop")  # PSUS: restarted at a random point of it
         self.steps(30, 0.0, toggle_link=False)
         self.restart()
@@ -176,7 +178,7 @@ def test_no_write_is_lost_to_a_restart(sites, seed):
     # Not vacuous: both arrays restarted, both ways, in every state the run is about, and
     # the backup was seen mid-way moving forward.
     assert {"main", "backup"} <= {key.split()[0] for key in sites.restarts}, sites.restarts
-    assert {PairState.COPY, PairState.PSUS, PairState.PFUS} <= set(run.restarted_in), run.restarted_in
+    assert {PairState.COPY, PairState.PAIR, PairState.PSUS, PairState.PFUS} <= set(run.restarted_in), run.restarted_in
     assert len(run.seen_k) >= 5 and run.seen_k == sorted(run.seen_k) and 0 < max(run.seen_k) < len(run.model.writes)
 
 
