@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from csi_driver.mounts import is_mount_point
+
 log = logging.getLogger(__name__)
 
 FUSE_FILE = "nbd"
@@ -94,9 +96,13 @@ class Attachment:
 
     def loop_is_ours(self) -> bool:
         """The loop device still reads from this attachment (its NBD device or FUSE file): a
-        number saved at attach time may since have been freed and given to someone else."""
+        number saved at attach time may since have been freed and given to someone else.
+        A FUSE file whose nbdfuse died (the array went away) shows as `<path> (deleted)`:
+        still ours, and still to detach."""
+        if self.device is None:
+            return False
         expected = self.nbd_device or os.path.realpath(self.backing_file)
-        return self.device is not None and loop_backing_file(self.device) == expected
+        return loop_backing_file(self.device) in (expected, f"{expected} (deleted)")
 
 
 def attach(
@@ -198,7 +204,7 @@ def detach(attachment: Attachment, timeout: float = 30.0, busy_for: float = 20.0
     if attachment.nbd_device:
         _run("nbd-client", "-d", attachment.nbd_device)
         attachment.nbd_device = None
-    if os.path.ismount(attachment.fuse_dir):  # the loop device may let go of the file a moment late
+    if is_mount_point(attachment.fuse_dir):  # the loop device may let go of the file a moment late
         _run_while_busy("fusermount3", "-u", str(attachment.fuse_dir), seconds=busy_for)
     if attachment.fuse is not None:
         try:
@@ -222,7 +228,7 @@ def detach_lazily(attachment: Attachment) -> None:
     if attachment.nbd_device:
         _run("nbd-client", "-d", attachment.nbd_device)
         attachment.nbd_device = None
-    if os.path.ismount(attachment.fuse_dir):
+    if is_mount_point(attachment.fuse_dir):
         _run("fusermount3", "-u", "-z", str(attachment.fuse_dir))
     if attachment.fuse is not None:
         attachment.fuse.kill()
@@ -240,7 +246,7 @@ def unmount_lazily(mountpoint: Path) -> None:
     """Take a mount out of the tree at once (umount --lazy), for a teardown after a failure:
     the kernel lets the file system go with its last user. Nothing is flushed for whoever
     reads the device next, so this is no way to end a run that goes on."""
-    if os.path.ismount(mountpoint):
+    if is_mount_point(mountpoint):
         _run("umount", "--lazy", str(mountpoint))
 
 

@@ -6,6 +6,7 @@ with the command's own message, and each is safe to repeat.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from pathlib import Path
@@ -41,7 +42,16 @@ def format_if_blank(device: str, fs_type: str) -> str:
 
 
 def is_mount_point(path: Path) -> bool:
-    return os.path.ismount(path)
+    """`path` is a mount point, a dead one too: the FUSE mount of an nbdfuse that died (the
+    array went away) answers every look with ENOTCONN, which os.path.ismount takes for "not
+    a mount"; left there, it makes every later stage of the volume on this node fail."""
+    if os.path.ismount(path):
+        return True
+    try:
+        path.lstat()
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
 
 
 def mount(device: str, target: Path, fs_type: str, flags: list[str], read_only: bool) -> None:

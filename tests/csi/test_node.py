@@ -7,6 +7,7 @@ checks along the way, and nothing left mounted or attached afterwards.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from ccopy.waiting import wait_progressing
 from ccopy_api import csi_pb2 as csi
 from csi_driver.config import CsiConfig
 from csi_driver.server import create_server
@@ -452,3 +454,40 @@ def test_a_stage_record_that_outlived_its_device_is_cleared_not_trusted(plugin, 
     assert (staging / "kept.txt").read_text() == "written before the reboot\n"
     lifecycle_end(plugin, volume, staging, [])
     assert leftovers(tmp_path) == []
+
+
+def test_unstage_after_the_array_and_nbdfuse_died_cleans_up_and_a_later_stage_works(plugin, array_proc, tmp_path):
+    """kill -9 of the array under a staged volume, and its nbdfuse gone too (it died, or the
+    node plugin's container restarted under it): the FUSE mount answers ENOTCONN and the
+    loop device's file reads `... (deleted)`. Unstage must still take out what is ours (it
+    used to answer OK and leave both, and every later stage of the volume on the node then
+    failed with ENOTCONN), and the volume stages again once the array is back, with what
+    was written before."""
+    cap = mount_cap()
+    volume, context, staging = lifecycle_start(plugin, tmp_path, "orphaned", cap)
+    (staging / "before.txt").write_text("kept")
+    subprocess.run(["sync", "-f", str(staging / "before.txt")], check=True)
+    array_proc.kill()
+    subprocess.run(["pkill", "-KILL", "-f", f"nbdfuse .*{plugin.config.state_dir}"], check=True)
+    fuse_dirs = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                 if line.startswith("/dev/fuse") and str(tmp_path) in line]  # fmt: skip
+    wait_progressing(lambda: [_dead(Path(d)) for d in fuse_dirs], all, "the FUSE mount losing nbdfuse")
+    unstage = csi.NodeUnstageVolumeRequest(volume_id=volume.volume_id, staging_target_path=str(staging))
+    plugin.node.NodeUnstageVolume(unstage)
+    assert leftovers(tmp_path) == []
+    array_proc.start()
+    stage = csi.NodeStageVolumeRequest(
+        volume_id=volume.volume_id, publish_context=context, staging_target_path=str(staging), volume_capability=cap
+    )
+    plugin.node.NodeStageVolume(stage)
+    assert (staging / "before.txt").read_text() == "kept"
+    lifecycle_end(plugin, volume, staging, [])
+    assert leftovers(tmp_path) == []
+
+
+def _dead(path: Path) -> bool:
+    try:
+        path.lstat()
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
