@@ -36,6 +36,7 @@ from csi_driver.volumes import (
     capability_problem,
     check_capabilities,
     check_name,
+    file_system_floor,
     fits,
     ldev_name,
     parse_mutable,
@@ -133,7 +134,8 @@ class ControllerServicer(SnapshotRpcs, csi_grpc.ControllerServicer):
             raise ResourceExhausted(f"this plugin provisions at site {self.config.site!r} only")
         capacity = request.capacity_range if request.HasField("capacity_range") else None
         source, source_label, floor = self.content_source(request)
-        size = volume_size(capacity, floor)
+        fs_floor = file_system_floor(request.volume_capabilities)
+        size = volume_size(capacity, max(floor, fs_floor), "the file system" if fs_floor > floor else "the source")
         name = ldev_name(request.name)
         labels |= {NAME_LABEL: request.name, DRIVER_LABEL: self.config.driver_name, SOURCE_LABEL: source_label}
         labels |= capability_labels(request.volume_capabilities)

@@ -17,6 +17,8 @@ from ccopy_common.errors import InvalidArgument, OutOfRange
 MIB = 1 << 20
 DEFAULT_SIZE = 1 << 30
 FS_TYPES = ("ext4", "xfs")
+# The smallest file system mkfs makes: xfsprogs 5.19 and newer refuse xfs under 300 MiB.
+FS_FLOORS = {"xfs": 300 * MIB}
 TOPOLOGY_KEY = "topology.ldev.csi.consistentcopy.io/site"
 LABEL_PREFIX = "csi.consistentcopy.io/"
 K8S_PREFIX = "csi.storage.k8s.io/"
@@ -81,8 +83,15 @@ def check_capabilities(capabilities: Iterable[csi.VolumeCapability], required: b
             raise InvalidArgument(problem)
 
 
-def volume_size(capacity: csi.CapacityRange | None, floor: int = 0) -> int:
-    """The size to provision: at least `required` and `floor`, whole MiB, at most `limit`."""
+def file_system_floor(capabilities: Iterable[csi.VolumeCapability]) -> int:
+    """The least size a volume asked with these capabilities needs for its file system to be
+    made at NodeStage: given at CreateVolume (more than asked, as the spec allows, or
+    OUT_OF_RANGE under limit_bytes), instead of a stage that fails for good."""
+    return max((FS_FLOORS.get(c.mount.fs_type, 0) for c in capabilities if c.HasField("mount")), default=0)
+
+
+def volume_size(capacity: csi.CapacityRange | None, floor: int = 0, needs: str = "the source") -> int:
+    """The size to provision: at least `required` and `floor` (what `needs` it), whole MiB, at most `limit`."""
     required = capacity.required_bytes if capacity else 0
     limit = capacity.limit_bytes if capacity else 0
     if required < 0 or limit < 0:
@@ -93,7 +102,7 @@ def volume_size(capacity: csi.CapacityRange | None, floor: int = 0) -> int:
     size = max(MIB, -(-wanted // MIB) * MIB)
     if limit and size > limit:
         if floor > limit:
-            raise OutOfRange(f"the source needs {floor} bytes, more than limit_bytes {limit}")
+            raise OutOfRange(f"{needs} needs {floor} bytes, more than limit_bytes {limit}")
         size = -(-wanted // 512) * 512  # no whole MiB fits: the nearest sector multiple
         if size > limit:
             raise OutOfRange(f"no size in whole sectors fits between {required} and {limit} bytes")

@@ -491,3 +491,15 @@ def _dead(path: Path) -> bool:
     except OSError as exc:
         return exc.errno == errno.ENOTCONN
     return False
+
+
+def test_a_small_xfs_volume_is_made_big_enough_to_stage(plugin, tmp_path):
+    """mkfs.xfs makes nothing under 300 MiB: a 64 MiB xfs claim used to be created as asked
+    and fail at every NodeStage; it is created at 300 MiB and stages."""
+    cap = mount_cap(fs="xfs")
+    volume, _context, staging = lifecycle_start(plugin, tmp_path, "small-xfs", cap, 64 * MIB)
+    assert volume.capacity_bytes == 300 * MIB
+    (staging / "orders.txt").write_text("order 1\n")
+    assert os.statvfs(staging).f_blocks * os.statvfs(staging).f_frsize > 200 * MIB
+    lifecycle_end(plugin, volume, staging, [])
+    assert leftovers(tmp_path) == []

@@ -8,6 +8,7 @@ from csi_driver.volumes import (
     MIB,
     capability_labels,
     capability_problem,
+    file_system_floor,
     ldev_name,
     parse_mutable,
     parse_parameters,
@@ -69,6 +70,14 @@ def test_size_errors():
         volume_size(csi.CapacityRange(required_bytes=10, limit_bytes=5))
     with pytest.raises(OutOfRange):
         volume_size(csi.CapacityRange(limit_bytes=MIB), floor=2 * MIB)
+
+
+def test_an_xfs_volume_is_given_the_least_size_mkfs_makes():
+    assert file_system_floor([cap(fs="xfs")]) == 300 * MIB
+    assert file_system_floor([cap(fs="ext4"), cap("block")]) == file_system_floor([cap(fs="")]) == 0
+    assert volume_size(csi.CapacityRange(required_bytes=100 * MIB), file_system_floor([cap(fs="xfs")])) == 300 * MIB
+    with pytest.raises(OutOfRange, match="the file system needs"):
+        volume_size(csi.CapacityRange(required_bytes=MIB, limit_bytes=200 * MIB), 300 * MIB, "the file system")
 
 
 def test_mutable_parameters():
