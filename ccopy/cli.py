@@ -136,6 +136,8 @@ def add_csi_parser(commands: argparse._SubParsersAction) -> None:
                      help="NBD HOST:PORT nodes dial")
     csi.add_argument("--max-volumes", type=whole_number, default=0, env="CCOPY_MAX_VOLUMES",
                      help="volumes one node may publish; 0: no limit")
+    csi.add_argument("--socket-group", type=whole_number, default=None, env="CCOPY_SOCKET_GROUP",
+                     help="GID whose members may connect to a unix --endpoint (made 0660); unset: the owner only")
     add_tls_set(csi, TlsRule.ALL, cert=("--nbd-cert", "node: client certificate on the NBD data path, common name "
                 "= node id"), key=("--nbd-key", "node: its key"), ca=("--nbd-ca", "node: CA of the array's NBD "
                 "certificate"))
@@ -151,7 +153,7 @@ def run_csi(args: argparse.Namespace) -> int:
         endpoint=args.endpoint, node_id=args.node_id, array=args.array, driver_name=args.driver_name, mode=args.mode,
         site=args.site, state_dir=args.state_dir, max_volumes_per_node=args.max_volumes,
         nbd_address=args.nbd_address, tls=array_tls(args),
-        nbd_tls=TlsFiles(cert=args.nbd_cert, key=args.nbd_key, ca=args.nbd_ca),
+        nbd_tls=TlsFiles(cert=args.nbd_cert, key=args.nbd_key, ca=args.nbd_ca), socket_group=args.socket_group,
     )  # fmt: skip
     return serve_or_fail(serve, config)
 

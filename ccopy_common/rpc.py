@@ -87,14 +87,24 @@ def listen_address(endpoint: str) -> str:
     return endpoint.removeprefix("tcp://")
 
 
-def bind(server: grpc.Server, endpoint: str) -> str:
+def bind(server: grpc.Server, endpoint: str, socket_group: int | None = None) -> str:
     """Listen on `endpoint` (unix:///path, tcp://host:port or host:port; port 0 picks one);
-    returns the address actually bound, for clients and logs."""
+    returns the address actually bound, for clients and logs.
+
+    `socket_group`: a unix socket is made readable and writable by that group (0660), so
+    that sidecars running as another user of the group may connect (connecting needs write
+    permission; the socket is made 0755 by the umask otherwise, owner only)."""
     address = listen_address(endpoint)
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen on {endpoint}")
-    return address if address.startswith("unix:") else f"{address.rpartition(':')[0]}:{port}"
+    if not address.startswith("unix:"):
+        return f"{address.rpartition(':')[0]}:{port}"
+    if socket_group is not None:
+        path = address.removeprefix("unix:")
+        os.chown(path, -1, socket_group)
+        os.chmod(path, 0o660)
+    return address
 
 
 def run_until_signalled(address: str, stop: Callable[[], None]) -> None:

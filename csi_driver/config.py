@@ -25,6 +25,9 @@ class CsiConfig:
     # The node's identity on the NBD data path: its client certificate (common name = node_id)
     # and key, and the CA of the array's NBD certificate. Needed where the array requires them.
     nbd_tls: TlsFiles = field(default_factory=TlsFiles)
+    # The group whose members may connect to a unix endpoint (node-driver-registrar and
+    # livenessprobe run as another user than a root node plugin); None: the owner only.
+    socket_group: int | None = None
 
     @property
     def controller(self) -> bool:

@@ -40,7 +40,7 @@ def create_server(config: CsiConfig) -> ServerOverArray:
         from csi_driver.node import NodeServicer
 
         csi_grpc.add_NodeServicer_to_server(NodeServicer(config, array), server)
-    bound = bind(server, config.endpoint)
+    bound = bind(server, config.endpoint, config.socket_group)
     server.start()
     log.info(
         "csi_started driver=%s mode=%s node=%s endpoint=%s array=%s",

@@ -97,11 +97,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* What every container of ours runs as where the role allows: no root, nothing writable but its volumes. */}}
+{{/* The user and group every unprivileged container runs as (the image's own user). */}}
+{{- define "consistent-copy.nonrootId" -}}65532{{- end -}}
+
 {{- define "consistent-copy.unprivileged" -}}
 securityContext:
   runAsNonRoot: true
-  runAsUser: 65532
-  runAsGroup: 65532
+  runAsUser: {{ include "consistent-copy.nonrootId" . }}
+  runAsGroup: {{ include "consistent-copy.nonrootId" . }}
   allowPrivilegeEscalation: false
   readOnlyRootFilesystem: true
   capabilities:
