@@ -4,9 +4,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 # What the node plugin and the array run (apt-runtime.txt, which the Dockerfile installs too),
-# and the tests' own tools: peers we did not write (qemu-img, nbdkit, fio), openssl, strace.
+# and the tests' own tools: peers we did not write (qemu-img, fio; nbdkit is a runtime one), openssl, strace.
 RUNTIME_PACKAGES := $(shell sed 's/\#.*//' apt-runtime.txt)
-APT_PACKAGES = python3-venv $(RUNTIME_PACKAGES) qemu-utils nbdkit fio openssl strace
+APT_PACKAGES = python3-venv $(RUNTIME_PACKAGES) qemu-utils fio openssl strace
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps system-deps venv helm k8s-tools demo demo-kubernetes test lint bench generate clean

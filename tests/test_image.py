@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# Every program the node plugin and the array run (csi_driver/attach.py, csi_driver/mounts.py).
-PROGRAMS = ("nbdfuse", "fusermount3", "losetup", "mount", "umount", "blkid", "blockdev", "mkfs.ext4", "resize2fs",
-            "mkfs.xfs", "xfs_growfs")  # fmt: skip
+# Every program the node plugin and the array run (csi_driver/attach.py, csi_driver/mounts.py);
+# nbdkit with its nbd plugin (same package) for NBD over TLS.
+PROGRAMS = ("nbdfuse", "nbdkit", "fusermount3", "losetup", "mount", "umount", "blkid", "blockdev", "mkfs.ext4",
+            "resize2fs", "mkfs.xfs", "xfs_growfs")  # fmt: skip
 
 
 def runtime_packages() -> list[str]:
