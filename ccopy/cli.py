@@ -69,7 +69,8 @@ def add_array_parser(commands: argparse._SubParsersAction) -> None:
                        env="CCOPY_NBD_TLS_MODE",
                        help="with an NBD certificate: refuse plaintext clients (required) or serve both")
     serve.add_argument("--insecure", action="store_true", env="CCOPY_INSECURE",
-                       help="serve the API without TLS or NBD on a non-loopback address anyway (twin: 1)")
+                       help="serve the API without TLS or NBD on a non-loopback address anyway "
+                            "(its twin: 1, true or yes)")
     # fmt: on
     serve.set_defaults(run=run_array_serve)
 

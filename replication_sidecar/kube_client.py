@@ -86,4 +86,4 @@ def not_an_api_server(api: client.ApiClient, timeout: float = PROBE_TIMEOUT) -> 
     if isinstance(said, dict) and ("gitVersion" in said if status == 200 else said.get("kind") == "Status"):
         return None
     kind = (headers or {}).get("Content-Type") or "no content type"
-    return f"{api.configuration.host} is not a Kubernetes API server: GET /version answered HTTP {status} ({kind})"
+    return f"{api.configuration.host} is not a Kubernetes API server: GET /version/ answered HTTP {status} ({kind})"

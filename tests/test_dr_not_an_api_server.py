@@ -125,7 +125,7 @@ def test_anything_but_an_api_server_is_one_line_and_status_1(tmp_path, tls_conte
         assert lines[0].startswith("error: backup site (--kubeconfig "), f"{name}: {lines[0]}"
         assert result.stdout == "", name
     pages = [done[name].stderr for name in ("a page, 200", "a page, 404", "JSON, not the API's", "a page over TLS")]
-    assert all("is not a Kubernetes API server: GET /version answered HTTP" in said for said in pages), pages
+    assert all("is not a Kubernetes API server: GET /version/ answered HTTP" in said for said in pages), pages
 
 
 def test_control_a_server_that_answers_like_the_api_server_is_asked_on(tmp_path):
