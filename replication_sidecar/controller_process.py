@@ -12,12 +12,10 @@ from collections.abc import Callable
 from ccopy_common.signals import StopSignals
 
 
-def run_until_signalled(
-    run: Callable[[], None], stop: threading.Event, ready: str, name: str, wake: Callable[[], None] | None = None
-) -> None:
-    """Run `run` in a worker until SIGTERM or SIGINT (or until it ends), then set `stop`; `wake`
-    interrupts a loop that waits on something else. The signal only wakes this thread
-    (ccopy_common.signals): a handler that sets `stop` itself deadlocked on two signals."""
+def run_until_signalled(run: Callable[[], None], stop: threading.Event, ready: str, name: str) -> None:
+    """Run `run` in a worker until SIGTERM or SIGINT (or until it ends), then set `stop`, which
+    the worker's loop watches. The signal only wakes this thread (ccopy_common.signals): a
+    handler that sets `stop` itself deadlocked on two signals."""
     signals = StopSignals()
     print(ready, flush=True)
 
@@ -31,8 +29,6 @@ def run_until_signalled(
     worker.start()
     signals.wait()
     stop.set()
-    if wake is not None:
-        wake()
     worker.join(timeout=30)
 
 
