@@ -99,25 +99,25 @@ class Registrar:
             seen = self.last_seen
         seen = dataclasses.replace(seen, journal_groups=groups, now_ns=now_ns, status_due=due)
         actions = reconcile(seen, self.config)
+        made = warnings_of(actions)
         if not full:  # what the registry decided was applied last time; its objects are on their way
             actions = [a for a in actions if isinstance(a, STATUS_ACTIONS)]
-        fresh, said = self.once(actions)
-        self.cluster.apply(fresh)
-        self.said, self.last_svols, self.last_seen = said, svols, written(seen, actions)
+        self.cluster.apply([a for a in actions if not isinstance(a, Warning) or warnings_of([a]) - self.said])
+        # Said once applied (a failed pass says its warnings again on its retry). A quick pass
+        # says none, and forgets none still made: else the next full pass says them again.
+        # A warning no longer made may be said again later.
+        self.said = made if full else made & self.said
+        self.last_svols, self.last_seen = svols, written(seen, actions)
         if due:
             self.last_status_ns = now_ns
         return self.interval
 
-    def once(self, actions: list[Action]) -> tuple[list[Action], set[tuple[str, str]]]:
-        """The actions without the warnings already said, and the warnings said once these are
-        applied (kept only then: a failed pass says its warnings again on its retry). A
-        warning no longer made may be said again later."""
-        warnings = {(a.reason, a.message) for a in actions if isinstance(a, Warning)}
-        fresh = [a for a in actions if not isinstance(a, Warning) or (a.reason, a.message) not in self.said]
-        return fresh, warnings
-
 
 STATUS_ACTIONS = (ApplyConsistentCopy, DeleteConsistentCopy, Event)
+
+
+def warnings_of(actions: list[Action]) -> set[tuple[str, str]]:
+    return {(a.reason, a.message) for a in actions if isinstance(a, Warning)}
 
 
 def written(seen: Observed, actions: list[Action]) -> Observed:
