@@ -131,6 +131,7 @@ class PairRecord:
     base_snapshot: int | None
     created_at: float
 
+
 @dataclass(frozen=True)
 class VerifyRecord:
     """The last verify of a journal group that ran to its end (backend.replication.verify)."""

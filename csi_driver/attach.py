@@ -195,15 +195,7 @@ def detach(attachment: Attachment, timeout: float = 30.0, busy_for: float = 20.0
     file: a number saved at attach time may since have been freed and given to
     someone else's device, which must never be touched. A FUSE mount still busy
     after `busy_for` seconds raises AttachError (detach_lazily can finish the job)."""
-    if attachment.device:
-        if attachment.loop_is_ours():
-            _run("losetup", "-d", attachment.device)
-        else:
-            log.warning("loop_not_ours device=%s uri=%s: left alone", attachment.device, attachment.uri)
-        attachment.device = None
-    if attachment.nbd_device:
-        _run("nbd-client", "-d", attachment.nbd_device)
-        attachment.nbd_device = None
+    _release_devices(attachment)
     if is_mount_point(attachment.fuse_dir):  # the loop device may let go of the file a moment late
         _run_while_busy("fusermount3", "-u", str(attachment.fuse_dir), seconds=busy_for)
     if attachment.fuse is not None:
@@ -216,18 +208,26 @@ def detach(attachment: Attachment, timeout: float = 30.0, busy_for: float = 20.0
     log.info("detached uri=%s", attachment.uri)
 
 
+def _release_devices(attachment: Attachment) -> None:
+    """Detach the loop device, if it is still ours (a busy one is marked to clear itself once
+    unused), and the kernel NBD device under it; forget both."""
+    if attachment.device:
+        if attachment.loop_is_ours():
+            _run("losetup", "-d", attachment.device)
+        else:
+            log.warning("loop_not_ours device=%s uri=%s: left alone", attachment.device, attachment.uri)
+        attachment.device = None
+    if attachment.nbd_device:
+        _run("nbd-client", "-d", attachment.nbd_device)
+        attachment.nbd_device = None
+
+
 def detach_lazily(attachment: Attachment) -> None:
     """What detach() could not finish, for a teardown after a failure, when something still
     holds the file system on the loop device: the loop device is let go (the kernel frees it
     with its last user), the FUSE mount taken out of the tree at once, and nbdfuse killed, so
     that whoever still reads gets errors instead of a hang. Safe after a partial detach()."""
-    if attachment.device:
-        if attachment.loop_is_ours():
-            _run("losetup", "-d", attachment.device)  # busy: marked to clear itself once unused
-        attachment.device = None
-    if attachment.nbd_device:
-        _run("nbd-client", "-d", attachment.nbd_device)
-        attachment.nbd_device = None
+    _release_devices(attachment)
     if is_mount_point(attachment.fuse_dir):
         _run("fusermount3", "-u", "-z", str(attachment.fuse_dir))
     if attachment.fuse is not None:

@@ -14,7 +14,7 @@ from backend import errors
 from backend.api.lag_messages import stamp, unapplied_message
 from backend.api.verify import summary_message
 from backend.array import Array
-from backend.model import JournalGroupRecord, PairRecord, PairState
+from backend.model import JournalGroupRecord, PairRecord
 from backend.replication.remote import PVolFacts
 from backend.replication.takeover import DataGivenUp
 from ccopy_api import array_pb2 as pb
@@ -67,7 +67,7 @@ def group_message(array: Array, group: JournalGroupRecord) -> pb.JournalGroup:
         transfer_bytes_per_second=status.get("transfer_bytes_per_second", 0.0),
         remote_serial=group.remote_serial,
         pairs=[pair_message(array, p) for p in pairs],
-        overflowed=journal.overflowed or any(p.state is PairState.PFUS for p in pairs),
+        overflowed=array.journal_groups.overflowed(group),
         split=split_seq is not None,
         split_seq=split_seq or 0,
         journal_nearly_full=journal.nearly_full(),

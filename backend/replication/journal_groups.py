@@ -54,10 +54,6 @@ class JournalGroups:
             inflow_control=group.inflow_control, overflow_watch=group.overflow_watch,
         )  # fmt: skip
         journal.on_full = lambda last_seq: self._suspend_when_full(group.id, last_seq)
-        # Overflowed is the journal's memory of the suspension it caused; the suspension itself
-        # is stored (PFUS), so a restarted array says the journal overflowed until a resync.
-        states = {pair.state for pair in self.store.list_pairs(group.id)}
-        journal.overflowed = group.split_seq is not None and PairState.PFUS in states
         return journal
 
     # -- the one owner of where an LDEV's writes go (journal, bitmap) ---------------------
@@ -143,6 +139,15 @@ class JournalGroups:
         if any(pair.state in SUSPENDED for pair in self.store.list_pairs(group.id)):
             return group.applied_seq
         return None
+
+    def overflowed(self, group: JournalGroupRecord) -> bool:
+        """The group was suspended by a full journal (PFUS), as this side knows it: from the
+        stored pair states, which outlive a restart (the journal's own flag does not) and
+        say it at the backup too, whose journal never overflows; or from the journal, which
+        says it from the full write on, before the states are stored."""
+        if self.journals[group.id].overflowed:
+            return True
+        return any(pair.state is PairState.PFUS for pair in self.store.list_pairs(group.id))
 
     def path(self, group_id: int) -> Path:
         return self.pool.root / "journals" / f"{group_id:06x}"

@@ -59,7 +59,8 @@ _ALLOWED: dict[tuple[PairState, PairOp], PairState] = {
     (S.SSWS, PairOp.TAKEOVER): S.SSWS,
     (S.SSWS, PairOp.FAILBACK): S.COPY,
     **{(state, PairOp.DEMOTE): S.COPY for state in (S.COPY, S.PAIR, *SUSPENDED)},
-    # The backup may not have applied the main side's split yet: PAIR and COPY are copied over too.
+    # The backup may not have seen the main side's split yet: PAIR and COPY are allowed here, and
+    # the backup answers Busy until it applied through the split (pair_ops.prepare_resync).
     **{(state, PairOp.RESYNC_TARGET): S.COPY for state in (S.COPY, S.PAIR, *SUSPENDED)},
     **{(state, PairOp.SPLIT): state for state in SUSPENDED},  # already suspended: stays as it is
     **{(state, PairOp.SUSPEND_ERROR): state for state in SUSPENDED},

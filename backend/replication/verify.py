@@ -41,6 +41,7 @@ from backend.model import JournalGroupRecord, PairRecord, PairState, VerifyRecor
 from backend.replication import digests
 from backend.replication.digests import DIGEST_BYTES, Progress
 from backend.replication.journal_groups import JournalGroups
+from backend.replication.pair_states import SUSPENDED
 from backend.replication.remote import DigestPart, RemoteLink
 from backend.replication.verify_points import Cut, VerifyPoints
 from backend.services import ArrayServices
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 
 CATCH_UP_STALL = 30.0  # seconds the backup's applied sequence may stand still below the verify point
 CATCH_UP_POLL = 0.01
-SUSPENDED = frozenset({PairState.PSUS, PairState.PSUE, PairState.PFUS})
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ class Verifier:
                     "it first (pair split), then verify --repair, then resync"
                 )
             return group, pairs, False
-        if states <= SUSPENDED and group.split_seq is not None:
+        if states <= set(SUSPENDED) and group.split_seq is not None:
             return group, pairs, True
         shown = ",".join(sorted(s.value for s in states))
         raise FailedPrecondition(f"journal group {group_name!r} is {shown}: verify once every pair is PAIR or split")
@@ -219,7 +219,7 @@ class Verifier:
         with self.name_locks.hold(f"journal-group:{group.name}"):
             now = self.store.get_journal_group(group.id)
             states = {p.state for p in self.store.list_pairs(group.id)}
-            if now.split_seq != cut.seq or not states <= SUSPENDED:
+            if now.split_seq != cut.seq or not states <= set(SUSPENDED):
                 raise FailedPrecondition(f"journal group {group.name!r} was resynced during the verify: verify again")
             for region in found:
                 runtime = self.runtimes.get(region.pvol_id)
@@ -237,7 +237,7 @@ class Verifier:
         The snapshots go when the generator ends, is closed or fails."""
         digests.check_region_bytes(region_bytes)
         group, pairs = self._group(group_name, "backup", "not the backup side here")
-        wanted = SUSPENDED | {PairState.PAIR} if at_split else {PairState.PAIR}
+        wanted = {*SUSPENDED, PairState.PAIR} if at_split else {PairState.PAIR}
         if not pairs or not {p.state for p in pairs} <= wanted:
             shown = ",".join(sorted({p.state.value for p in pairs})) or "without pairs"
             raise FailedPrecondition(f"journal group {group_name!r} is {shown} at the backup")
