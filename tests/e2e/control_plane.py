@@ -2,7 +2,8 @@
 kube-controller-manager, and the upstream CRDs the storage sidecars need.
 
 There is no kubelet and no scheduler: PVC binding needs only the controller manager,
-and the harness makes the node's calls itself (`kubelet.py`). Every component gets
+and the harness makes the node's calls itself (`kubelet.py`); a plane for a real node
+(tests/kubelet) adds the scheduler and the controllers a kubelet needs. Every component gets
 its own client certificate, so RBAC judges each one as the user it is.
 """
 
@@ -37,6 +38,9 @@ AUDITED = tuple(f"system:serviceaccount:ccopy-system:{account}"
 # The attach-detach controller would detach the VolumeAttachments the tests make by hand (no Pod wants
 # them); the rest are controllers a storage flow does not touch.
 CONTROLLERS = "*,-attachdetach,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route"
+# With a real kubelet (tests/kubelet) the attach-detach controller attaches what Pods use, and the
+# node lifecycle controller watches the node; there is still no cloud.
+REAL_NODE_CONTROLLERS = "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route"
 
 
 def missing_binaries(names: tuple[str, ...]) -> list[str]:
@@ -51,6 +55,10 @@ class ControlPlane:
     folder: Path
     processes: Processes
     port: int = 0
+    controllers: str = CONTROLLERS
+    # Pods reach the API server at the kubernetes Service, routed to the host (tests/kubelet/node.py):
+    # a real node's plane listens beyond loopback.
+    bind_address: str = "127.0.0.1"
 
     def start(self) -> ControlPlane:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -104,7 +112,7 @@ class ControlPlane:
         openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(sa_key))
         openssl("ec", "-in", str(sa_key), "-pubout", "-out", str(sa_pub))
         self.service_account_key = sa_key
-        argv = [str(K8S_BIN / "kube-apiserver"), "--etcd-servers", etcd_url, "--bind-address", "127.0.0.1",
+        argv = [str(K8S_BIN / "kube-apiserver"), "--etcd-servers", etcd_url, "--bind-address", self.bind_address,
                 "--advertise-address", "127.0.0.1", "--secure-port", str(self.port), "--cert-dir", str(pki),
                 "--tls-cert-file", str(serving.cert), "--tls-private-key-file", str(serving.key),
                 "--client-ca-file", str(self.ca.cert), "--authorization-mode", "RBAC",
@@ -140,7 +148,7 @@ class ControlPlane:
         kubeconfig = self.kubeconfig("system:kube-controller-manager", groups=("system:masters",))
         argv = [str(K8S_BIN / "kube-controller-manager"), "--kubeconfig", str(kubeconfig),
                 "--bind-address", "127.0.0.1", "--secure-port", str(free_port()), "--leader-elect=false",
-                "--use-service-account-credentials=false", "--controllers", CONTROLLERS,
+                "--use-service-account-credentials=false", "--controllers", self.controllers,
                 "--service-account-private-key-file", str(self.service_account_key),
                 "--root-ca-file", str(self.ca.cert), "--cluster-name", self.name, "--v=1"]  # fmt: skip
         core = client.CoreV1Api(self.api)
@@ -149,6 +157,17 @@ class ControlPlane:
             f"{self.name}-kube-controller-manager", argv,
             ready=lambda: bool(core.list_namespaced_service_account("default").items),
         )  # fmt: skip
+
+    def start_scheduler(self) -> None:
+        """kube-scheduler, for a plane with real nodes: Pods are placed as in any cluster."""
+        kubeconfig = self.kubeconfig("system:kube-scheduler", groups=("system:masters",))
+        port = free_port()
+        argv = [str(K8S_BIN / "kube-scheduler"), "--kubeconfig", str(kubeconfig), "--leader-elect=false",
+                "--bind-address", "127.0.0.1", "--secure-port", str(port), "--v=1"]  # fmt: skip
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # its own self-signed serving certificate
+        healthy = http_ok(f"https://127.0.0.1:{port}/healthz", context)
+        self.processes.start(f"{self.name}-kube-scheduler", argv, ready=healthy)
 
     def apply_crds(self) -> None:
         """Every upstream CRD from the installer's folder, waited for until Established."""

@@ -111,6 +111,19 @@ securityContext:
     drop: [ALL]
 {{- end -}}
 
+{{/* Root without a capability, for a container that must write into a root-owned folder: the
+kubelet makes its plugin registry (where node-driver-registrar puts its socket) root's, mode 0750. */}}
+{{- define "consistent-copy.rootWithoutCapabilities" -}}
+securityContext:
+  runAsNonRoot: false
+  runAsUser: 0
+  runAsGroup: 0
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop: [ALL]
+{{- end -}}
+
 {{/* The Pod's pull Secrets, where the values name any. */}}
 {{- define "consistent-copy.imagePullSecrets" -}}
 {{- with .Values.imagePullSecrets -}}

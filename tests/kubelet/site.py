@@ -1,0 +1,134 @@
+"""One site on a real node: a control plane with a scheduler and the controllers a kubelet
+needs, a node (tests/kubelet/node.py) holding our images, the site's array outside the
+cluster (a host process, as a production array is), and the chart installed with the real
+helm: the kubelet runs every Pod of it from the built image.
+
+The array is secured as in production: its API with mutual TLS (the chart's
+array.tlsSecret) and its NBD data path with TLS and host access by client certificate
+(the node's certificate in node.nbdCertificatesHostPath, its common name the node's
+name). Both listen beyond loopback, at the address the node's Pods reach the host at.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubernetes import client
+
+from ccopy.launch import ArrayProcessHandle, free_ports
+from ccopy_common import DEFAULT_DRIVER_NAME
+from tests.e2e import chart
+from tests.e2e.control_plane import REAL_NODE_CONTROLLERS, ControlPlane
+from tests.e2e.objects import await_object
+from tests.e2e.processes import Processes
+from tests.kubelet.image import Images
+from tests.kubelet.node import Node, mounted_under
+
+ARRAY_SECRET = "ccopy-array-client"
+
+
+@dataclass
+class NodeSite:
+    """`name` is the site (main, backup); its state lives under `folder`."""
+
+    name: str
+    folder: Path
+    images: Images
+    serial: int
+    driver: str = DEFAULT_DRIVER_NAME
+    processes: Processes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.processes = Processes(self.folder / "logs")
+        self.array: ArrayProcessHandle | None = None
+        self.node: Node | None = None
+
+    def start(self) -> NodeSite:
+        try:
+            self.plane = ControlPlane(self.name, self.folder / "k8s", self.processes,
+                                      controllers=REAL_NODE_CONTROLLERS, bind_address="0.0.0.0").start()  # fmt: skip
+            self.plane.start_scheduler()
+            self.api = self.plane.api
+            # A short folder: the kubelet dials the registrar's socket under it, and a Unix socket's
+            # path has at most 107 bytes (a longer one fails with "connect: invalid argument").
+            node_folder = Path(tempfile.mkdtemp(prefix="ccopy-node-"))
+            self.node = Node(node_folder, self.plane.admin, self.plane.port, [self.images.archive],
+                             logs=self.folder / "node-logs").start()  # fmt: skip
+            api_port, nbd_port = free_ports(2)
+            self.array_api = f"{self.node.gateway}:{api_port}"
+            self.array_nbd = f"{self.node.gateway}:{nbd_port}"
+            self._start_array(api_port, nbd_port)
+            self._array_secret()
+            self.chart_notes = chart.install(self, *self._values())
+            self.wait_chart_running()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """The node first (its kubelet unpublishes and unstages through the plugin, which needs
+        the array), then the array, then the plane."""
+        if self.node is not None:
+            self.node.stop()
+        if self.array is not None:
+            self.array.stop()
+        self.processes.stop_all()
+
+    def _start_array(self, api_port: int, nbd_port: int) -> None:
+        ca, gateway = self.plane.ca, self.node.gateway
+        served = ca.issue("array", san=f"IP:{gateway},IP:127.0.0.1")
+        flags = [f"--{kind}-{part}" for kind in ("tls", "nbd-tls") for part in ("cert", "key", "client-ca")]
+        files = [served.cert, served.key, ca.cert] * 2
+        arguments = [str(arg) for pair in zip(flags, files, strict=True) for arg in pair]
+        self.array = ArrayProcessHandle(
+            pool=self.folder / "pool", serial=self.serial, log_path=self.folder / "logs" / "array.log",
+            api=f"0.0.0.0:{api_port}", nbd=f"0.0.0.0:{nbd_port}", extra_args=arguments,
+        ).start()  # fmt: skip
+
+    def _array_secret(self) -> None:
+        """The array's client certificate for the chart's Pods, as a user creates it (README)."""
+        issued = self.plane.ca.issue("array-client")
+        core = client.CoreV1Api(self.api)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=chart.NAMESPACE)))
+        data = {"ca.crt": self.plane.ca.cert, "tls.crt": issued.cert, "tls.key": issued.key}
+        core.create_namespaced_secret(chart.NAMESPACE, client.V1Secret(
+            metadata=client.V1ObjectMeta(name=ARRAY_SECRET),
+            string_data={key: Path(path).read_text() for key, path in data.items()},
+        ))  # fmt: skip
+
+    def _values(self) -> list[str]:
+        """The node's folders, its NBD client certificate in a host folder as an admin provisions
+        it (common name = the node), the array's addresses and secret, and the built images."""
+        certificates = self.folder / "nbd-certificates"
+        certificates.mkdir(parents=True, exist_ok=True)
+        issued = self.plane.ca.issue(self.node.name)
+        for source, name in ((issued.cert, "tls.crt"), (issued.key, "tls.key"), (self.plane.ca.cert, "ca.crt")):
+            shutil.copyfile(source, certificates / name)
+        return [f"node.kubeletDir={self.node.kubelet_dir}", f"node.stateDir={self.folder / 'csi-state'}",
+                f"node.nbdCertificatesHostPath={certificates}", f"array.nbdAddress={self.array_nbd}",
+                f"array.tlsSecret={ARRAY_SECRET}", *self.images.chart_values()]  # fmt: skip
+
+    def chart_pods(self) -> list[client.V1Pod]:
+        return client.CoreV1Api(self.api).list_namespaced_pod(chart.NAMESPACE).items
+
+    def wait_chart_running(self) -> list[client.V1Pod]:
+        """Every Pod of the chart Running with all its containers ready: the controller, the node
+        plugin and the site controller."""
+
+        def ready(pods: list[client.V1Pod]) -> bool:
+            return len(pods) >= 3 and all(
+                pod.status.phase == "Running" and all(c.ready for c in pod.status.container_statuses or [])
+                for pod in pods
+            )
+
+        return await_object(self.chart_pods, ready, f"the chart's Pods running at {self.name}")
+
+    def leftovers(self) -> list[str]:
+        left = self.processes.alive() + (self.node.leftovers() if self.node else []) + mounted_under(self.folder)
+        if self.array is not None and self.array.process is not None:
+            left.append("array")
+        return left
