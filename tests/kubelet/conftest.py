@@ -1,7 +1,8 @@
 """A site on a real node: the image built from the Dockerfile (about a minute), a control
 plane, a node that runs the chart's Pods from that image, and the site's array.
 
-Where the pieces cannot be had (no podman or mmdebstrap, no shared Kubernetes kit, not
+Both live as long as this package's tests: the node makes / a shared mount and runs a
+kubelet, which no other test should see. Where the pieces cannot be had (no podman or mmdebstrap, no shared Kubernetes kit, not
 root), the tests skip and say which is missing; `make test` installs them.
 """
 
@@ -31,7 +32,7 @@ def require_real_node() -> None:
         pytest.skip(why)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def images(tmp_path_factory) -> Images:
     require_root()
     if missing := image.missing_tools():
@@ -40,7 +41,7 @@ def images(tmp_path_factory) -> Images:
     return image.build_all(tmp_path_factory.mktemp("images"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node_site(images: Images, tmp_path_factory) -> Iterator[NodeSite]:
     require_real_node()
     site = NodeSite("main", tmp_path_factory.mktemp("kubelet") / "main", images, serial=41001)
