@@ -2,8 +2,9 @@
 plane, a node that runs the chart's Pods from that image, and the site's array.
 
 Both live as long as this package's tests: the node makes / a shared mount and runs a
-kubelet, which no other test should see. Where the pieces cannot be had (no podman or mmdebstrap, no shared Kubernetes kit, not
-root), the tests skip and say which is missing; `make test` installs them.
+kubelet, which no other test should see. Where the pieces cannot be had (no podman or
+mmdebstrap, no shared Kubernetes kit, not root), the tests skip and say which is missing;
+`make test` installs them.
 """
 
 from __future__ import annotations
