@@ -27,6 +27,8 @@ from ccopy.flag_types import (
     positive_seconds,
     seconds,
     size,
+    unix_endpoint,
+    unix_endpoint_or_empty,
     whole_number,
 )
 from ccopy_common import DEFAULT_DRIVER_NAME, __version__
@@ -139,6 +141,9 @@ def add_csi_parser(commands: argparse._SubParsersAction) -> None:
                      help="volumes one node may publish; 0: no limit")
     csi.add_argument("--socket-group", type=whole_number, default=None, env="CCOPY_SOCKET_GROUP",
                      help="GID whose members may connect to a unix --endpoint (made 0660); unset: the owner only")
+    csi.add_argument("--keeper", type=unix_endpoint_or_empty, default="", env="CCOPY_KEEPER",
+                     help="node: unix:// endpoint of the node's volume keeper (ccopy volume-keeper), which holds the "
+                     "NBD connections where a restart of this plugin does not end them; empty: this plugin holds them")
     add_tls_set(csi, TlsRule.ALL, cert=("--nbd-cert", "node: client certificate on the NBD data path, common name "
                 "= node id"), key=("--nbd-key", "node: its key"), ca=("--nbd-ca", "node: CA of the array's NBD "
                 "certificate"))
@@ -155,8 +160,25 @@ def run_csi(args: argparse.Namespace) -> int:
         site=args.site, state_dir=args.state_dir, max_volumes_per_node=args.max_volumes,
         nbd_address=args.nbd_address, tls=array_tls(args),
         nbd_tls=TlsFiles(cert=args.nbd_cert, key=args.nbd_key, ca=args.nbd_ca), socket_group=args.socket_group,
+        keeper=args.keeper,
     )  # fmt: skip
     return serve_or_fail(serve, config)
+
+
+def add_keeper_parser(commands: argparse._SubParsersAction) -> None:
+    keeper = commands.add_parser(
+        "volume-keeper", help="hold a node's NBD connections (nbdfuse) for the node plugin, apart from its restarts",
+        formatter_class=DefaultsShown,
+    )  # fmt: skip
+    keeper.add_argument("--endpoint", type=unix_endpoint, default="unix:///var/lib/ccopy-csi/keeper.sock",
+                        env="CCOPY_KEEPER_ENDPOINT", help="unix:// endpoint the node plugin calls (--keeper)")
+    keeper.set_defaults(run=run_keeper)
+
+
+def run_keeper(args: argparse.Namespace) -> int:
+    from csi_driver.keeper import serve
+
+    return serve_or_fail(serve, args.endpoint)
 
 
 def add_replication_parser(commands: argparse._SubParsersAction) -> None:
@@ -297,6 +319,7 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_array_parser(commands)
     add_csi_parser(commands)
+    add_keeper_parser(commands)
     add_replication_parser(commands)
     add_namespace_operator_parser(commands)
     add_backup_site_parser(commands)

@@ -84,6 +84,17 @@ def endpoint(text: str) -> str:
     return text
 
 
+def unix_endpoint(text: str) -> str:
+    """unix:///PATH: a server only the node's root may call (the volume keeper)."""
+    if not text.startswith("unix:///"):
+        raise ArgumentTypeError("not unix:///PATH")
+    return text
+
+
+def unix_endpoint_or_empty(text: str) -> str:
+    return unix_endpoint(text) if text else text
+
+
 def log_level(text: str) -> str:
     level = text.upper()
     if level not in LOG_LEVELS:

@@ -18,22 +18,17 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from csi_driver.fuse_connections import FUSE_FILE, LOCAL, Connector
 from csi_driver.mounts import is_mount_point
+from csi_driver.nbd_commands import AttachError, run, run_while_busy
 
 log = logging.getLogger(__name__)
-
-FUSE_FILE = "nbd"
-
-
-class AttachError(Exception):
-    """Attaching or detaching failed; the message says which step."""
 
 
 def nbd_uri(address: str, export: str, tls: bool = False) -> str:
@@ -42,51 +37,12 @@ def nbd_uri(address: str, export: str, tls: bool = False) -> str:
     return f"{'nbds' if tls else 'nbd'}://{address}/{quote(export, safe='')}"
 
 
-def nbdfuse_argv(uri: str, target: Path, pidfile: Path, read_only: bool, tls_certificates: Path | None) -> list[str]:
-    """The nbdfuse command serving `uri` as the file `target`: straight to the URI, or over
-    TLS through nbdkit's nbd plugin, socket-activated by nbdfuse (and gone with it)."""
-    from urllib.parse import unquote, urlparse
-
-    argv = ["nbdfuse", "-P", str(pidfile), *(["-r"] if read_only else []), str(target)]
-    parsed = urlparse(uri)
-    if parsed.scheme != "nbds":
-        return [*argv, uri]
-    if tls_certificates is None:
-        raise AttachError(f"{uri} needs TLS and this node has no client certificate")
-    proxy = ["nbdkit", *(["-r"] if read_only else []), "nbd", f"hostname={parsed.hostname}",
-             f"port={parsed.port or 10809}", f"export={unquote(parsed.path[1:])}", "tls=require",
-             f"tls-certificates={tls_certificates}"]  # fmt: skip
-    return [*argv, "[", *proxy, "]"]
-
-
-def _run(*argv: str) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise AttachError(f"{' '.join(argv)} failed: {result.stderr.strip() or result.stdout.strip()}")
-    return result.stdout.strip()
-
-
-def _run_while_busy(*argv: str, seconds: float = 20.0) -> None:
-    """Run an unmount until it succeeds: a process that just closed its last file there
-    (an exiting program, a loop device being released) may keep the target busy a
-    moment longer, longer still on a loaded machine."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            _run(*argv)
-            return
-        except AttachError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
 
 @dataclass
 class Attachment:
     uri: str
     fuse_dir: Path
     device: str | None = None
-    fuse: subprocess.Popen[bytes] | None = None
     # The kernel nbd device under the loop device, on the kernel route.
     nbd_device: str | None = None
 
@@ -109,11 +65,11 @@ def attach(
     uri: str,
     fuse_dir: Path,
     read_only: bool = False,
-    timeout: float = 30.0,
     size_limit: int = 0,
     tls_certificates: Path | None = None,
+    connector: Connector = LOCAL,
 ) -> Attachment:
-    """Connect nbdfuse to `uri` at `fuse_dir` and bind a loop device to it.
+    """Have `connector` serve `uri` as a file at `fuse_dir` and bind a loop device to it.
 
     `size_limit` caps the device below the export's size: an export with growth
     headroom shows only what the LDEV holds now, and `grow` raises the cap later.
@@ -122,41 +78,18 @@ def attach(
     """
     if kernel_nbd_available() and not uri.startswith("nbds:"):
         return _attach_kernel(uri, fuse_dir, read_only, size_limit)
-    pidfile = fuse_dir.with_name(fuse_dir.name + ".pid")
-    argv = nbdfuse_argv(uri, fuse_dir / FUSE_FILE, pidfile, read_only, tls_certificates)
-    fuse_dir.mkdir(parents=True, exist_ok=True)
-    pidfile.unlink(missing_ok=True)
     attachment = Attachment(uri=uri, fuse_dir=fuse_dir)
-    log_path = fuse_dir.with_name(fuse_dir.name + ".log")
-    with open(log_path, "ab") as nbdfuse_log:
-        # Its own session and a log file, not a pipe: nbdfuse must outlive a
-        # restart of the process that started it (the CSI node plugin).
-        attachment.fuse = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=nbdfuse_log, start_new_session=True)
+    connector.connect(uri, fuse_dir, read_only, tls_certificates)
     try:
-        _wait_ready(attachment, pidfile, timeout)
         flags = ["--read-only"] if read_only else []
         if size_limit:
             flags += ["--sizelimit", str(size_limit)]
-        attachment.device = _run("losetup", "--find", "--show", "--direct-io=off", *flags, str(attachment.backing_file))
+        attachment.device = run("losetup", "--find", "--show", "--direct-io=off", *flags, str(attachment.backing_file))
     except BaseException:
-        detach(attachment)
+        detach(attachment, connector)
         raise
     log.info("attached uri=%s device=%s fuse_dir=%s", uri, attachment.device, fuse_dir)
     return attachment
-
-
-def _wait_ready(attachment: Attachment, pidfile: Path, timeout: float) -> None:
-    assert attachment.fuse is not None
-    deadline = time.monotonic() + timeout
-    while not pidfile.exists():
-        if attachment.fuse.poll() is not None:
-            log_path = attachment.fuse_dir.with_name(attachment.fuse_dir.name + ".log")
-            err = log_path.read_text(errors="replace")[-500:] if log_path.exists() else ""
-            raise AttachError(f"nbdfuse exited ({attachment.fuse.returncode}) for {attachment.uri}: {err.strip()}")
-        if time.monotonic() > deadline:
-            raise AttachError(f"nbdfuse did not become ready in {timeout}s for {attachment.uri}")
-        time.sleep(0.02)
-    pidfile.unlink(missing_ok=True)
 
 
 def kernel_nbd_available() -> bool:
@@ -177,10 +110,10 @@ def _attach_kernel(uri: str, fuse_dir: Path, read_only: bool, size_limit: int) -
     nbd = _free_nbd_device()
     attachment = Attachment(uri=uri, fuse_dir=fuse_dir, nbd_device=nbd)
     argv = ["nbd-client", parsed.hostname or "", str(parsed.port or 10809), nbd, "-N", unquote(parsed.path[1:])]
-    _run(*argv, *(["-readonly"] if read_only else []))
+    run(*argv, *(["-readonly"] if read_only else []))
     try:
         flags = (["--read-only"] if read_only else []) + (["--sizelimit", str(size_limit)] if size_limit else [])
-        attachment.device = _run("losetup", "--find", "--show", *flags, nbd)
+        attachment.device = run("losetup", "--find", "--show", *flags, nbd)
     except BaseException:
         detach(attachment)
         raise
@@ -188,23 +121,16 @@ def _attach_kernel(uri: str, fuse_dir: Path, read_only: bool, size_limit: int) -
     return attachment
 
 
-def detach(attachment: Attachment, timeout: float = 30.0, busy_for: float = 20.0) -> None:
-    """Remove the loop device, unmount FUSE, reap nbdfuse. Safe to call twice.
+def detach(attachment: Attachment, connector: Connector = LOCAL) -> None:
+    """Remove the loop device, then have `connector` unmount FUSE and end nbdfuse. Safe to
+    call twice.
 
     The loop device is detached only while it still backs onto this attachment's
     file: a number saved at attach time may since have been freed and given to
     someone else's device, which must never be touched. A FUSE mount still busy
-    after `busy_for` seconds raises AttachError (detach_lazily can finish the job)."""
+    raises AttachError (detach_lazily can finish the job)."""
     _release_devices(attachment)
-    if is_mount_point(attachment.fuse_dir):  # the loop device may let go of the file a moment late
-        _run_while_busy("fusermount3", "-u", str(attachment.fuse_dir), seconds=busy_for)
-    if attachment.fuse is not None:
-        try:
-            attachment.fuse.wait(timeout)
-        except subprocess.TimeoutExpired:
-            attachment.fuse.kill()
-            attachment.fuse.wait()
-        attachment.fuse = None
+    connector.disconnect(attachment.fuse_dir)  # nothing to do on the kernel route
     log.info("detached uri=%s", attachment.uri)
 
 
@@ -213,33 +139,28 @@ def _release_devices(attachment: Attachment) -> None:
     unused), and the kernel NBD device under it; forget both."""
     if attachment.device:
         if attachment.loop_is_ours():
-            _run("losetup", "-d", attachment.device)
+            run("losetup", "-d", attachment.device)
         else:
             log.warning("loop_not_ours device=%s uri=%s: left alone", attachment.device, attachment.uri)
         attachment.device = None
     if attachment.nbd_device:
-        _run("nbd-client", "-d", attachment.nbd_device)
+        run("nbd-client", "-d", attachment.nbd_device)
         attachment.nbd_device = None
 
 
-def detach_lazily(attachment: Attachment) -> None:
+def detach_lazily(attachment: Attachment, connector: Connector = LOCAL) -> None:
     """What detach() could not finish, for a teardown after a failure, when something still
     holds the file system on the loop device: the loop device is let go (the kernel frees it
     with its last user), the FUSE mount taken out of the tree at once, and nbdfuse killed, so
     that whoever still reads gets errors instead of a hang. Safe after a partial detach()."""
     _release_devices(attachment)
-    if is_mount_point(attachment.fuse_dir):
-        _run("fusermount3", "-u", "-z", str(attachment.fuse_dir))
-    if attachment.fuse is not None:
-        attachment.fuse.kill()
-        attachment.fuse.wait()
-        attachment.fuse = None
+    connector.disconnect(attachment.fuse_dir, lazily=True)
     log.warning("detached_lazily uri=%s", attachment.uri)
 
 
 def unmount(mountpoint: Path, busy_for: float = 20.0) -> None:
     """Unmount, retrying while busy; AttachError when it is still busy after `busy_for` seconds."""
-    _run_while_busy("umount", str(mountpoint), seconds=busy_for)
+    run_while_busy("umount", str(mountpoint), seconds=busy_for)
 
 
 def unmount_lazily(mountpoint: Path) -> None:
@@ -247,7 +168,7 @@ def unmount_lazily(mountpoint: Path) -> None:
     the kernel lets the file system go with its last user. Nothing is flushed for whoever
     reads the device next, so this is no way to end a run that goes on."""
     if is_mount_point(mountpoint):
-        _run("umount", "--lazy", str(mountpoint))
+        run("umount", "--lazy", str(mountpoint))
 
 
 def loop_backing_file(device: str) -> str | None:
@@ -273,7 +194,7 @@ def attached(uri: str, fuse_dir: Path, read_only: bool = False, tls_certificates
 def mounted(device: str, mountpoint: Path, options: str | None = None) -> Iterator[Path]:
     """`device` mounted at `mountpoint` for the duration of the block."""
     mountpoint.mkdir(parents=True, exist_ok=True)
-    _run("mount", *(["-o", options] if options else []), device, str(mountpoint))
+    run("mount", *(["-o", options] if options else []), device, str(mountpoint))
     try:
         yield mountpoint
     finally:

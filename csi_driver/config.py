@@ -28,6 +28,9 @@ class CsiConfig:
     # The group whose members may connect to a unix endpoint (node-driver-registrar and
     # livenessprobe run as another user than a root node plugin); None: the owner only.
     socket_group: int | None = None
+    # The node's volume keeper (unix endpoint), which holds the nbdfuse connections where the
+    # plugin's restarts do not reach them (a container); empty: the plugin holds them itself.
+    keeper: str = ""
 
     @property
     def controller(self) -> bool:

@@ -36,6 +36,7 @@ from ccopy_common.locks import KeyLocks
 from ccopy_common.pki import Issued, x509_folder
 from csi_driver.attach import AttachError, Attachment, attach, detach, grow, nbd_uri
 from csi_driver.config import CsiConfig
+from csi_driver.fuse_connections import LOCAL, Connector
 from csi_driver.mounts import (
     MountError,
     bind,
@@ -83,6 +84,15 @@ def node_certificates(config: CsiConfig) -> Path | None:
     return x509_folder(config.state_dir / "nbd-tls", "client", files.ca, Issued(files.cert, files.key))
 
 
+def connector_for(config: CsiConfig) -> Connector:
+    """Who holds the node's nbdfuse connections: its volume keeper, or this process."""
+    if not config.keeper:
+        return LOCAL
+    from csi_driver.keeper import KeeperClient
+
+    return KeeperClient(config.keeper)
+
+
 class NodeServicer(csi_grpc.NodeServicer):
     def __init__(self, config: CsiConfig, array: ArrayClient) -> None:
         self.config = config
@@ -90,6 +100,7 @@ class NodeServicer(csi_grpc.NodeServicer):
         self.state = NodeState(config.state_dir)
         self.locks = KeyLocks("volume", Aborted)
         self.tls_certificates = node_certificates(config)
+        self.connector = connector_for(config)
 
     # -- stage / unstage -----------------------------------------------------------
     def NodeStageVolume(
@@ -143,7 +154,7 @@ class NodeServicer(csi_grpc.NodeServicer):
             with contextlib.suppress(MountError):
                 unmount(Path(path))
         with contextlib.suppress(AttachError):
-            detach(self._attachment(staged))
+            detach(self._attachment(staged), self.connector)
         self.state.remove(staged.volume_id)
 
     def ldev_size(self, volume_id: str) -> int:
@@ -160,7 +171,8 @@ class NodeServicer(csi_grpc.NodeServicer):
         work = self.state.work_dir(request.volume_id)
         size = self.ldev_size(request.volume_id)
         try:
-            attachment = attach(uri, work, read_only=read_only, size_limit=size, tls_certificates=self.tls_certificates)
+            attachment = attach(uri, work, read_only=read_only, size_limit=size, tls_certificates=self.tls_certificates,
+                                connector=self.connector)  # fmt: skip
         except AttachError as exc:
             raise Unavailable(f"cannot attach {request.volume_id}: {exc}") from exc
         assert attachment.device is not None
@@ -189,7 +201,7 @@ class NodeServicer(csi_grpc.NodeServicer):
         except (MountError, FailedPrecondition) as exc:
             if access == "mount":
                 unmount(Path(request.staging_target_path))
-            detach(attachment)
+            detach(attachment, self.connector)
             if isinstance(exc, FailedPrecondition):
                 raise
             raise FailedPrecondition(f"cannot stage {request.volume_id}: {exc}") from exc
@@ -205,7 +217,7 @@ class NodeServicer(csi_grpc.NodeServicer):
                 return csi.NodeUnstageVolumeResponse()  # already unstaged
             try:
                 unmount(Path(staged.staging_path))
-                detach(self._attachment(staged))
+                detach(self._attachment(staged), self.connector)
             except (MountError, AttachError) as exc:
                 raise FailedPrecondition(f"cannot unstage {request.volume_id}: {exc}") from exc
             self.state.remove(request.volume_id)

@@ -27,9 +27,6 @@ NO_CREDENTIALS_IN_POD = (
 
 def api_client(kubeconfig: str, context: str | None = None) -> client.ApiClient:
     """`context`: one of the kubeconfig's contexts (None: its current one)."""
-    # urllib3 warns of every retry while the API server is down; our own line says it once (the
-    # controllers' `watch_failed` with its backoff, ccopy dr's one error line).
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
     # A kubeconfig's insecure-skip-tls-verify is its owner's choice, which kubectl takes without a
     # word; urllib3 would warn on every request, several lines each.
     warnings.filterwarnings("ignore", category=InsecureRequestWarning)
@@ -51,7 +48,7 @@ def api_client(kubeconfig: str, context: str | None = None) -> client.ApiClient:
     if context and context not in names:
         raise StartupError(f"context {context} is not in kubeconfig {kubeconfig} (it has: {', '.join(names)})")
     try:
-        return config.new_client_from_config(config_file=kubeconfig, context=context or None)
+        return one_try_each(config.new_client_from_config(config_file=kubeconfig, context=context or None))
     except Exception as exc:
         raise StartupError(f"kubeconfig {kubeconfig}: not a usable kubeconfig: {one_line(exc)}") from exc
 
@@ -61,7 +58,17 @@ def in_pod_client() -> client.ApiClient:
         config.load_incluster_config()
     except config.ConfigException as exc:
         raise StartupError(NO_CREDENTIALS_IN_POD) from exc
-    return client.ApiClient()
+    return one_try_each(client.ApiClient())
+
+
+def one_try_each(api: client.ApiClient) -> client.ApiClient:
+    """Every request tried once, as kubectl does: urllib3 would retry three times (a server that
+    never answers then costs four timeouts), and our callers retry on their own, saying so (the
+    controllers' passes with backoff, ccopy dr's one error line). A new client's configuration
+    also sets urllib3's logger back to WARNING; its retry warnings are said by no one."""
+    api.configuration.retries = False
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    return api
 
 
 def one_line(exc: object) -> str:
@@ -75,7 +82,8 @@ def not_an_api_server(api: client.ApiClient, timeout: float = PROBE_TIMEOUT) -> 
     answers a page, which the client would otherwise take for an object or a 404 (absence).
     Not answering at all raises urllib3's HTTPError, as every call does."""
     try:
-        answer = client.VersionApi(api).get_code(_preload_content=False, _request_timeout=timeout)
+        # (connect, read): the client takes a tuple of numbers or an int; a float alone it ignores
+        answer = client.VersionApi(api).get_code(_preload_content=False, _request_timeout=(timeout, timeout))
         status, body, headers = answer.status, answer.data, answer.headers
     except ApiException as exc:
         status, body, headers = exc.status, exc.body, exc.headers

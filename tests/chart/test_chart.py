@@ -124,9 +124,11 @@ def test_an_array_in_the_cluster_and_an_address_elsewhere_are_refused_together()
 
 
 # The containers that are not the image's unprivileged user, and why: the node plugin attaches and
-# mounts (privileged); node-driver-registrar writes its socket into the kubelet's plugin registry,
-# a folder the kubelet makes root's with mode 0750 (seen on a real node, tests/kubelet).
-NOT_UNPRIVILEGED = {("node", "ccopy-csi"): "privileged", ("node", "node-driver-registrar"): "root"}
+# mounts, the volume keeper makes FUSE mounts (privileged); node-driver-registrar writes its socket
+# into the kubelet's plugin registry, a folder the kubelet makes root's with mode 0750 (seen on a
+# real node, tests/kubelet).
+NOT_UNPRIVILEGED = {("node", "ccopy-csi"): "privileged", ("node", "node-driver-registrar"): "root",
+                    ("volume-keeper", "volume-keeper"): "privileged"}  # fmt: skip
 
 
 @pytest.mark.parametrize("site", ["main", "backup"])

@@ -15,8 +15,8 @@ import pytest
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
 from ccopy_common.rpc import TlsFiles
-from csi_driver.attach import AttachError, nbdfuse_argv
 from csi_driver.config import CsiConfig
+from csi_driver.nbd_commands import AttachError, nbdfuse_argv
 from csi_driver.server import create_server
 from tests.conftest import require_root, require_tools
 from tests.csi.conftest import MIB, clean_node, code, mount_cap

@@ -69,6 +69,9 @@ class Site:
             self.kubelet.register_node()
             self.controller = pods.bind_running(self, f"{chart.RELEASE}-controller")
             self._start_controller_pod(self.controller)
+            keeper = pods.bind_running(self, f"{chart.RELEASE}-volume-keeper", kind="DaemonSet")
+            socket = keeper.mounts("volume-keeper")["/var/lib/ccopy-csi"] / "keeper.sock"
+            keeper.run("volume-keeper", ready=socket.exists, process="ccopy-volume-keeper")
             self.node = pods.bind_running(self, f"{chart.RELEASE}-node", kind="DaemonSet")
             self.node.run("ccopy-csi", ready=lambda: probe_ready(self.socket), process="ccopy-csi-node")
             self.kubelet.register_plugin()

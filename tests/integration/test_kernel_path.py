@@ -61,9 +61,11 @@ def test_failed_attach_leaves_nothing_behind(array_proc, tmp_path: Path):
     require_root()
     require_tools("nbdfuse")
     from csi_driver.attach import AttachError
+    from csi_driver.fuse_connections import LocalConnections
 
     with pytest.raises(AttachError):
-        attach(nbd_uri(array_proc.nbd_address, "no-such-ldev"), tmp_path / "fuse", timeout=10)
+        uri = nbd_uri(array_proc.nbd_address, "no-such-ldev")
+        attach(uri, tmp_path / "fuse", connector=LocalConnections(timeout=10))
     assert not os.path.ismount(tmp_path / "fuse")
 
 

@@ -95,6 +95,12 @@ class Node:
                 "-j", "DNAT", "--to-destination", f"{self.gateway}:{self.api_port}"]  # fmt: skip
         subprocess.run(["iptables", "-t", "nat", "-A" if add else "-D", *rule], check=True, capture_output=True)
 
+    def kill_container(self, container_id: str) -> None:
+        """SIGKILL to a container's processes, as its crash or an OOM kill would: the kubelet
+        sees it exit and restarts it."""
+        subprocess.run(["ctr", "-a", str(self.folder / "containerd" / "containerd.sock"), "-n", "k8s.io", "tasks",
+                        "kill", "--all", "-s", "SIGKILL", container_id], check=True, capture_output=True)  # fmt: skip
+
     def mounts_of(self, volume: str) -> list[str]:
         """The kubelet's mounts of a PV on this node (its staging and its Pods' publish paths)."""
         mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]

@@ -115,17 +115,40 @@ class NodeSite:
     def chart_pods(self) -> list[client.V1Pod]:
         return client.CoreV1Api(self.api).list_namespaced_pod(chart.NAMESPACE).items
 
-    def wait_chart_running(self) -> list[client.V1Pod]:
+    def wait_chart_running(self, other_than: str = "") -> list[client.V1Pod]:
         """Every Pod of the chart Running with all its containers ready: the controller, the node
-        plugin and the site controller."""
+        plugin, the volume keeper and the site controller (none of them `other_than`, a Pod
+        deleted before)."""
+
+        apps = client.AppsV1Api(self.api)
+        wanted = sum(d.spec.replicas for d in apps.list_namespaced_deployment(chart.NAMESPACE).items)
+        wanted += sum(1 for _ in apps.list_namespaced_daemon_set(chart.NAMESPACE).items)  # one node
 
         def ready(pods: list[client.V1Pod]) -> bool:
-            return len(pods) >= 3 and all(
+            return len(pods) == wanted and all(
                 pod.status.phase == "Running" and all(c.ready for c in pod.status.container_statuses or [])
+                and pod.metadata.name != other_than and not pod.metadata.deletion_timestamp
                 for pod in pods
-            )
+            )  # fmt: skip
 
         return await_object(self.chart_pods, ready, f"the chart's Pods running at {self.name}")
+
+    def _plugin_status(self) -> client.V1ContainerStatus:
+        (pod,) = client.CoreV1Api(self.api).list_namespaced_pod(
+            chart.NAMESPACE, label_selector="app.kubernetes.io/component=node").items
+        (status,) = [s for s in pod.status.container_statuses or [] if s.name == "ccopy-csi"]
+        return status
+
+    def plugin_restarts(self) -> int:
+        return self._plugin_status().restart_count
+
+    def plugin_container_id(self) -> str:
+        """The node plugin container's id in the node's containerd."""
+        return self._plugin_status().container_id.removeprefix("containerd://")
+
+    def plugin_leftovers(self) -> list[str]:
+        """The node plugin's FUSE mounts and loop devices: its work folders are in node.stateDir."""
+        return mounted_under(self.folder / "csi-state")
 
     def leftovers(self) -> list[str]:
         left = self.processes.alive() + (self.node.leftovers() if self.node else []) + mounted_under(self.folder)

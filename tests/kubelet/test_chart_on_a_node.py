@@ -36,7 +36,7 @@ def test_every_pod_of_the_chart_runs_on_the_node_from_the_built_image(node_site:
             running[f"{pod.metadata.labels.get('app.kubernetes.io/component')}/{status.name}"] = status.image
     assert set(running.values()) <= {f"{name}" for name in ours} | {f"docker.io/{name}" for name in ours}, running
     assert any(image == node_site.images.image for image in running.values())
-    assert {name.split("/")[0] for name in running} >= {"controller", "node", "namespace-operator"}, running
+    assert {name.split("/")[0] for name in running} == {"controller", "node", "volume-keeper", "namespace-operator"}
 
 
 def test_the_kubelet_knows_the_driver_from_node_driver_registrar(node_site: NodeSite):
