@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -42,16 +43,33 @@ def images(tmp_path_factory) -> Images:
     return image.build_all(tmp_path_factory.mktemp("images"))
 
 
+@dataclass
+class NodeSites:
+    main: NodeSite
+    backup: NodeSite
+
+
 @pytest.fixture(scope="package")
-def node_site(images: Images, tmp_path_factory) -> Iterator[NodeSite]:
+def node_sites(images: Images, tmp_path_factory) -> Iterator[NodeSites]:
+    """Two clusters on one machine, each with its node and its array, the arrays linked."""
     require_real_node()
-    site = NodeSite("main", tmp_path_factory.mktemp("kubelet") / "main", images, serial=41001)
+    folder = tmp_path_factory.mktemp("kubelet")
+    main = NodeSite("main", folder / "main", images, serial=41001, network=61)
+    backup = NodeSite("backup", folder / "backup", images, serial=42002, network=62)
     try:
-        yield site.start()
+        main.start_plane()
+        backup.start_plane()
+        yield NodeSites(main.start(remote=backup), backup.start(remote=main))
     finally:
-        site.stop()
-        left = site.leftovers()
-        assert not left, f"left after the site stopped: {left}"
+        backup.stop()  # the node that made / shared last gives it back first (node-down.sh)
+        main.stop()
+        left = main.leftovers() + backup.leftovers()
+        assert not left, f"left after the sites stopped: {left}"
+
+
+@pytest.fixture(scope="package")
+def node_site(node_sites: NodeSites) -> NodeSite:
+    return node_sites.main
 
 
 def kubectl(site: NodeSite, *argv: str) -> str:

@@ -79,9 +79,12 @@ class Node:
         with contextlib.suppress(subprocess.CalledProcessError):
             self._route_api_service(add=False)
         self.logs.mkdir(parents=True, exist_ok=True)
+        # The tests delete their applications themselves; what is left is the chart's DaemonSet Pods,
+        # which come back as fast as they are deleted: waiting the default 60 s for them is no use.
+        env = {**os.environ, "DRAIN_TIMEOUT": "15"}
         with (self.logs / "node-down.log").open("w") as out:
             subprocess.run([str(KIT / "node-down.sh"), str(self.folder)], stdout=out, stderr=subprocess.STDOUT,
-                           timeout=600)  # fmt: skip
+                           timeout=600, env=env)  # fmt: skip
             for logs in ("logs", "pod-logs"):  # what the node and its containers said, kept past the purge
                 shutil.copytree(self.folder / logs, self.logs / logs, dirs_exist_ok=True, symlinks=True)
             subprocess.run([str(KIT / "node-down.sh"), str(self.folder), "--purge"], stdout=out,

@@ -22,6 +22,7 @@ from ccopy.launch import ArrayProcessHandle, free_ports
 from ccopy_common import DEFAULT_DRIVER_NAME
 from tests.e2e import chart
 from tests.e2e.control_plane import REAL_NODE_CONTROLLERS, ControlPlane
+from tests.e2e.csi_addons import start_manager
 from tests.e2e.objects import await_object
 from tests.e2e.processes import Processes
 from tests.kubelet.image import Images
@@ -38,6 +39,8 @@ class NodeSite:
     folder: Path
     images: Images
     serial: int
+    # Two sites on one machine: each node its own pod network, bridge and kubelet ports.
+    network: int = 61  # the node's pods are 10.244.<network>.0/24
     driver: str = DEFAULT_DRIVER_NAME
     processes: Processes = field(init=False)
 
@@ -45,25 +48,39 @@ class NodeSite:
         self.processes = Processes(self.folder / "logs")
         self.array: ArrayProcessHandle | None = None
         self.node: Node | None = None
+        self.remote: NodeSite | None = None
 
-    def start(self) -> NodeSite:
+    def start_plane(self) -> NodeSite:
+        """The control plane: first, so that each site's array can hold a client certificate
+        of the other site's CA for the link."""
+        self.plane = ControlPlane(self.name, self.folder / "k8s", self.processes,
+                                  controllers=REAL_NODE_CONTROLLERS, bind_address="0.0.0.0").start()  # fmt: skip
+        self.plane.start_scheduler()
+        self.api = self.plane.api
+        self.api_port, self.nbd_port = free_ports(2)
+        return self
+
+    def start(self, remote: NodeSite | None = None) -> NodeSite:
+        """The node, the array (linked to `remote`'s, which may start later), the chart, and
+        the csi-addons manager (a prerequisite the chart does not install)."""
+        self.remote = remote
         try:
-            self.plane = ControlPlane(self.name, self.folder / "k8s", self.processes,
-                                      controllers=REAL_NODE_CONTROLLERS, bind_address="0.0.0.0").start()  # fmt: skip
-            self.plane.start_scheduler()
-            self.api = self.plane.api
+            if not hasattr(self, "plane"):
+                self.start_plane()
             # A short folder: the kubelet dials the registrar's socket under it, and a Unix socket's
             # path has at most 107 bytes (a longer one fails with "connect: invalid argument").
             node_folder = Path(tempfile.mkdtemp(prefix="ccopy-node-"))
             self.node = Node(node_folder, self.plane.admin, self.plane.port, [self.images.archive],
-                             logs=self.folder / "node-logs").start()  # fmt: skip
-            api_port, nbd_port = free_ports(2)
-            self.array_api = f"{self.node.gateway}:{api_port}"
-            self.array_nbd = f"{self.node.gateway}:{nbd_port}"
-            self._start_array(api_port, nbd_port)
+                             logs=self.folder / "node-logs", pod_cidr=f"10.244.{self.network}.0/24",
+                             bridge=f"ccopy{self.network}", kubelet_port=62250 + self.network,
+                             healthz_port=62150 + self.network).start()  # fmt: skip
+            self.array_api = f"{self.node.gateway}:{self.api_port}"
+            self.array_nbd = f"{self.node.gateway}:{self.nbd_port}"
+            self._start_array()
             self._array_secret()
             self.chart_notes = chart.install(self, *self._values())
             self.wait_chart_running()
+            start_manager(self, chart.NAMESPACE)
         except BaseException:
             self.stop()
             raise
@@ -78,15 +95,19 @@ class NodeSite:
             self.array.stop()
         self.processes.stop_all()
 
-    def _start_array(self, api_port: int, nbd_port: int) -> None:
+    def _start_array(self) -> None:
         ca, gateway = self.plane.ca, self.node.gateway
         served = ca.issue("array", san=f"IP:{gateway},IP:127.0.0.1")
         flags = [f"--{kind}-{part}" for kind in ("tls", "nbd-tls") for part in ("cert", "key", "client-ca")]
         files = [served.cert, served.key, ca.cert] * 2
+        if self.remote is not None:  # the link: a client of the other array's CA, dialled on loopback
+            link = self.remote.plane.ca.issue(f"link-from-{self.name}")
+            flags += ["--remote", "--remote-cert", "--remote-key", "--remote-ca"]
+            files += [f"127.0.0.1:{self.remote.api_port}", link.cert, link.key, self.remote.plane.ca.cert]
         arguments = [str(arg) for pair in zip(flags, files, strict=True) for arg in pair]
         self.array = ArrayProcessHandle(
             pool=self.folder / "pool", serial=self.serial, log_path=self.folder / "logs" / "array.log",
-            api=f"0.0.0.0:{api_port}", nbd=f"0.0.0.0:{nbd_port}", extra_args=arguments,
+            api=f"0.0.0.0:{self.api_port}", nbd=f"0.0.0.0:{self.nbd_port}", extra_args=arguments,
         ).start()  # fmt: skip
 
     def _array_secret(self) -> None:
@@ -110,7 +131,8 @@ class NodeSite:
             shutil.copyfile(source, certificates / name)
         return [f"node.kubeletDir={self.node.kubelet_dir}", f"node.stateDir={self.folder / 'csi-state'}",
                 f"node.nbdCertificatesHostPath={certificates}", f"array.nbdAddress={self.array_nbd}",
-                f"array.tlsSecret={ARRAY_SECRET}", *self.images.chart_values()]  # fmt: skip
+                f"array.tlsSecret={ARRAY_SECRET}", "siteController.statusInterval=1",
+                *self.images.chart_values()]  # fmt: skip
 
     def chart_pods(self) -> list[client.V1Pod]:
         return client.CoreV1Api(self.api).list_namespaced_pod(chart.NAMESPACE).items
