@@ -41,11 +41,11 @@ def connect(folder: str | Path, db_name: str) -> sqlite3.Connection:
 
 
 def stock_process(
-    folder: str, orders: multiprocessing.Queue, seconds: float, stop: multiprocessing.synchronize.Event
+    folder: str, orders: multiprocessing.Queue, seconds: float, stop: multiprocessing.synchronize.Event, first: int
 ) -> None:
     with closing(connect(folder, STOCK_DB)) as db:
         deadline = time.monotonic() + seconds
-        order = 0
+        order = first
         while time.monotonic() < deadline and not stop.is_set():
             db.execute("BEGIN")
             db.execute("INSERT INTO stock_change VALUES (?, 'widget', -1)", (order,))
@@ -72,9 +72,10 @@ def run(stock_dir: str, sales_dir: str, seconds: float) -> None:
     """
     for folder, db_name in ((stock_dir, STOCK_DB), (sales_dir, SALES_DB)):
         connect(folder, db_name).close()
+    first = resume(Path(stock_dir), Path(sales_dir))
     orders: multiprocessing.Queue = multiprocessing.Queue()
     first_sale, stop = multiprocessing.Event(), multiprocessing.Event()
-    stock = multiprocessing.Process(target=stock_process, args=(stock_dir, orders, seconds, stop))
+    stock = multiprocessing.Process(target=stock_process, args=(stock_dir, orders, seconds, stop, first))
     sales = multiprocessing.Process(target=sales_process, args=(sales_dir, orders, first_sale))
     stock.start()
     sales.start()
@@ -93,6 +94,18 @@ def run(stock_dir: str, sales_dir: str, seconds: float) -> None:
     sales.join()
     if stock.exitcode or sales.exitcode or not first_sale.is_set():
         raise SystemExit(f"order processes failed: stock exit {stock.exitcode}, sales exit {sales.exitcode}")
+
+
+def resume(stock_dir: Path, sales_dir: Path) -> int:
+    """Where a restarted shop goes on (at the other site after a failover, or home again): the
+    sales of stock changes committed before it stopped are recorded first, as a shop finishes
+    what its outbox holds, so that both stay gap-free prefixes; returns the next order."""
+    changes, sold = check(stock_dir, sales_dir)
+    with closing(connect(sales_dir, SALES_DB)) as db:
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO sale VALUES (?, 10)", [(order,) for order in range(sold, changes)])
+        db.execute("COMMIT")
+    return changes
 
 
 def _wake_when_ended(process: multiprocessing.Process, signals: StopSignals) -> None:

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -24,6 +25,9 @@ from tests.e2e.control_plane import K8S_BIN, ControlPlane
 from tests.e2e.csi_addons import CsiAddons, start_csi_addons
 from tests.e2e.kubelet import Kubelet
 from tests.e2e.processes import Processes, http_ok
+
+if TYPE_CHECKING:
+    from tests.kubelet.site import NodeSite
 
 SIDECAR_BINARIES = ("csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter", "snapshot-controller")
 CONTROLLER_SIDECARS = ("csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter")  # the chart's
@@ -75,7 +79,7 @@ class Site:
             self.node = pods.bind_running(self, f"{chart.RELEASE}-node", kind="DaemonSet")
             self.node.run("ccopy-csi", ready=lambda: probe_ready(self.socket), process="ccopy-csi-node")
             self.kubelet.register_plugin()
-            self._start_snapshot_controller()
+            start_snapshot_controller(self)
             self.csi_addons = start_csi_addons(self, self.controller)
         except BaseException:
             self.stop()
@@ -124,19 +128,6 @@ class Site:
             pod.run(sidecar, ready=http_ok(f"http://127.0.0.1:{pod.port(port)}/metrics"),
                     extra=["--v=4"])  # the harness's logs say more  # fmt: skip
 
-    def _start_snapshot_controller(self) -> None:
-        """Its own user and its repository's rules. At its default client rate (5 requests/s,
-        burst 10) a group snapshot of 100 PVCs took minutes: the controller makes several
-        requests per member and retries the members whose content it has not made yet."""
-        component = "snapshot-controller"
-        user = f"system:ccopy:{component}"
-        rbac.grant(self.api, component, user)
-        endpoint = f"127.0.0.1:{free_port()}"
-        argv = [str(K8S_BIN / component), f"--kubeconfig={self.plane.kubeconfig(user)}",
-                f"--http-endpoint={endpoint}", "--v=4", GROUP_SNAPSHOTS_ON, "--kube-api-qps=50",
-                "--kube-api-burst=100"]  # fmt: skip
-        self.processes.start(component, argv, ready=http_ok(f"http://{endpoint}/metrics"))
-
     def leftovers(self) -> list[str]:
         """What of this site outlived `stop()`: processes, mounts and loop devices under its folder."""
         left = self.processes.alive()
@@ -150,3 +141,18 @@ class Site:
 
     def log(self, name: str) -> str:
         return (self.processes.log_dir / f"{name}.log").read_text(errors="replace")
+
+
+def start_snapshot_controller(site: Site | NodeSite) -> None:
+    """A prerequisite the chart does not own, with its own user and its repository's rules. At
+    its default client rate (5 requests/s, burst 10) a group snapshot of 100 PVCs took minutes:
+    the controller makes several requests per member and retries the members whose content it
+    has not made yet."""
+    component = "snapshot-controller"
+    user = f"system:ccopy:{component}"
+    rbac.grant(site.api, component, user)
+    endpoint = f"127.0.0.1:{free_port()}"
+    argv = [str(K8S_BIN / component), f"--kubeconfig={site.plane.kubeconfig(user)}",
+            f"--http-endpoint={endpoint}", "--v=4", GROUP_SNAPSHOTS_ON, "--kube-api-qps=50",
+            "--kube-api-burst=100"]  # fmt: skip
+    site.processes.start(component, argv, ready=http_ok(f"http://{endpoint}/metrics"))

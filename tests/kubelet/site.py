@@ -25,6 +25,7 @@ from tests.e2e.control_plane import REAL_NODE_CONTROLLERS, ControlPlane
 from tests.e2e.csi_addons import start_manager
 from tests.e2e.objects import await_object
 from tests.e2e.processes import Processes
+from tests.e2e.site import start_snapshot_controller
 from tests.kubelet.image import Images
 from tests.kubelet.node import Node, mounted_under
 
@@ -81,6 +82,7 @@ class NodeSite:
             self.chart_notes = chart.install(self, *self._values())
             self.wait_chart_running()
             start_manager(self, chart.NAMESPACE)
+            start_snapshot_controller(self)
         except BaseException:
             self.stop()
             raise
