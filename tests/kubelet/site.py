@@ -12,6 +12,7 @@ name). Both listen beyond loopback, at the address the node's Pods reach the hos
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,10 @@ from kubernetes import client
 
 from ccopy.launch import ArrayProcessHandle, free_ports
 from ccopy_common import DEFAULT_DRIVER_NAME
+from csi_driver.node_state import NodeState
 from tests.e2e import chart
 from tests.e2e.control_plane import REAL_NODE_CONTROLLERS, ControlPlane
-from tests.e2e.csi_addons import start_manager
+from tests.e2e.csi_addons import CONTROLLER_PORT, addons_node, start_manager
 from tests.e2e.objects import await_object
 from tests.e2e.processes import Processes
 from tests.e2e.site import start_snapshot_controller
@@ -81,12 +83,29 @@ class NodeSite:
             self._array_secret()
             self.chart_notes = chart.install(self, *self._values())
             self.wait_chart_running()
-            start_manager(self, chart.NAMESPACE)
+            self._start_csi_addons_manager()
             start_snapshot_controller(self)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_csi_addons_manager(self) -> None:
+        """The manager once the chart's csi-addons sidecar has registered its CSIAddonsNode and
+        listens; then until the manager reaches it. Sooner loses a race of the upstream pair: the
+        sidecar registers before it listens, the manager tries three times within milliseconds
+        and deletes the CSIAddonsNode, and the sidecar, whose watcher starts after it listens,
+        never makes it again. Seen here on a busy machine: the kubelet counted the container
+        started (it has no readiness probe) 1.4 s before the sidecar had registered."""
+        core, custom = client.CoreV1Api(self.api), client.CustomObjectsApi(self.api)
+        selector = "app.kubernetes.io/component=controller"
+        (pod,) = core.list_namespaced_pod(chart.NAMESPACE, label_selector=selector).items
+        await_object(lambda: addons_node(custom, chart.NAMESPACE, pod.metadata.uid), lambda node: node is not None,
+                     "the csi-addons sidecar's CSIAddonsNode")  # fmt: skip
+        await_object(lambda: listening(pod.status.pod_ip, CONTROLLER_PORT), bool, "the csi-addons sidecar listening")
+        start_manager(self, chart.NAMESPACE)
+        await_object(lambda: (addons_node(custom, chart.NAMESPACE, pod.metadata.uid) or {}).get("status") or {},
+                     lambda status: status.get("state") == "Connected", "the csi-addons manager connected")  # fmt: skip
 
     def stop(self) -> None:
         """The node first (its kubelet unpublishes and unstages through the plugin, which needs
@@ -170,12 +189,22 @@ class NodeSite:
         """The node plugin container's id in the node's containerd."""
         return self._plugin_status().container_id.removeprefix("containerd://")
 
-    def plugin_leftovers(self) -> list[str]:
-        """The node plugin's FUSE mounts and loop devices: its work folders are in node.stateDir."""
-        return mounted_under(self.folder / "csi-state")
+    def plugin_leftovers(self, volume: str) -> list[str]:
+        """The node plugin's FUSE mount and loop device of the PV `volume`: its work folder in
+        node.stateDir is named by the volume handle (csi_driver/node_state.py)."""
+        handle = client.CoreV1Api(self.api).read_persistent_volume(volume).spec.csi.volume_handle
+        return mounted_under(NodeState(self.folder / "csi-state").work_dir(handle))
 
     def leftovers(self) -> list[str]:
         left = self.processes.alive() + (self.node.leftovers() if self.node else []) + mounted_under(self.folder)
         if self.array is not None and self.array.process is not None:
             left.append("array")
         return left
+
+
+def listening(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=2):
+            return True
+    except OSError:
+        return False

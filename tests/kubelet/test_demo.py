@@ -28,6 +28,16 @@ def test_the_papers_demo_on_real_nodes(node_sites: NodeSites):
     ns = f"shop-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(main.api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
     home = Shop(main, ns).claims().deploy()
+    try:
+        run_the_demo(node_sites, ns, home)
+    finally:  # a failed step leaves no shop running for the tests after
+        for site in (main, backup):
+            for deployment in client.AppsV1Api(site.api).list_namespaced_deployment(ns).items:
+                client.AppsV1Api(site.api).delete_namespaced_deployment(deployment.metadata.name, ns)
+
+
+def run_the_demo(node_sites: NodeSites, ns: str, home: Shop) -> None:
+    main, backup = node_sites.main, node_sites.backup
     home.flowing()
     print(f"main: the shop runs\n{kubectl(main, 'get', 'pods', '-A', '-o', 'wide')}")
 
@@ -71,5 +81,3 @@ def test_the_papers_demo_on_real_nodes(node_sites: NodeSites):
     home.scale(1)
     home.flowing()
     print(f"home again: {back[1]} sales, {back[0]} stock changes before the shop started there again")
-    for site in (main, backup):
-        client.AppsV1Api(site.api).delete_namespaced_deployment("shop", ns)

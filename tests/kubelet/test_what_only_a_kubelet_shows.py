@@ -17,7 +17,7 @@ def released(site: NodeSite, app: App, volume: str) -> None:
     """The node gave the volume back: not mounted, no FUSE mount or loop device of the plugin's
     left, and the VolumeAttachment gone (ControllerUnpublish done)."""
     await_object(lambda: site.node.mounts_of(volume), lambda mounts: not mounts, f"{volume} unmounted on the node")
-    await_object(site.plugin_leftovers, lambda left: not left, "the plugin's FUSE mounts and loop devices gone")
+    await_object(lambda: site.plugin_leftovers(volume), lambda left: not left, f"{volume}: FUSE and loop gone")
     await_object(app.attachments, lambda attachments: not attachments, f"{volume} detached")
 
 
@@ -64,7 +64,7 @@ def test_after_the_array_died_the_kubelet_unstages_and_a_new_pod_finds_the_data(
         apps.patch_namespaced_deployment_scale(app.name, app.namespace, {"spec": {"replicas": 0}})
         # NodeUnpublish and NodeUnstage need no array: the node is clean while it is still down.
         await_object(lambda: node_site.node.mounts_of(volume), lambda mounts: not mounts, f"{volume} unmounted")
-        await_object(node_site.plugin_leftovers, lambda left: not left, "the plugin's FUSE mounts and loops gone")
+        await_object(lambda: node_site.plugin_leftovers(volume), lambda left: not left, f"{volume}: FUSE, loop gone")
     finally:
         node_site.array.start()
     await_object(app.attachments, lambda attachments: not attachments, f"{volume} detached")
