@@ -60,9 +60,12 @@ class LocalConnections:
         with self._lock:
             return list(self._held.values())
 
-    def connect(self, uri: str, fuse_dir: Path, read_only: bool, tls_certificates: Path | None) -> None:
+    def holding(self, fuse_dir: Path) -> Held | None:
         with self._lock:
-            existing = self._held.get(fuse_dir)
+            return self._held.get(fuse_dir)
+
+    def connect(self, uri: str, fuse_dir: Path, read_only: bool, tls_certificates: Path | None) -> None:
+        existing = self.holding(fuse_dir)
         if existing is not None and existing.uri == uri and existing.alive and is_mount_point(fuse_dir):
             return
         if existing is not None:  # ended, or another export: make way

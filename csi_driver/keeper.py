@@ -17,7 +17,7 @@ import grpc
 from ccopy_api import keeper_pb2 as pb
 from ccopy_api import keeper_pb2_grpc as pb_grpc
 from ccopy_common.rpc import bind, client_channel, run_until_signalled
-from csi_driver.fuse_connections import LocalConnections
+from csi_driver.fuse_connections import Held, LocalConnections
 from csi_driver.nbd_commands import AttachError
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,15 @@ class KeeperServicer(pb_grpc.KeeperServicer):
 
     def ListConnections(self, request: pb.ListConnectionsRequest, context: grpc.ServicerContext
                         ) -> pb.ListConnectionsReply:  # fmt: skip
-        held = self.connections.held()
-        return pb.ListConnectionsReply(connections=[self._connection(connection.fuse_dir) for connection in held])
+        return pb.ListConnectionsReply(connections=[_message(held) for held in self.connections.held()])
 
     def _connection(self, fuse_dir: Path) -> pb.Connection:
-        for held in self.connections.held():
-            if held.fuse_dir == fuse_dir:
-                return pb.Connection(uri=held.uri, fuse_dir=str(fuse_dir), pid=held.process.pid, alive=held.alive)
-        return pb.Connection(fuse_dir=str(fuse_dir))
+        held = self.connections.holding(fuse_dir)
+        return _message(held) if held is not None else pb.Connection(fuse_dir=str(fuse_dir))
+
+
+def _message(held: Held) -> pb.Connection:
+    return pb.Connection(uri=held.uri, fuse_dir=str(held.fuse_dir), pid=held.process.pid, alive=held.alive)
 
 
 def _absolute(path: str, context: grpc.ServicerContext) -> Path:

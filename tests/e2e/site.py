@@ -133,11 +133,7 @@ class Site:
         left = self.processes.alive()
         if self.array is not None and self.array.process is not None:
             left.append("array")
-        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-        left += [f"mount {m}" for m in mounts if m.startswith(str(self.folder))]
-        loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout.splitlines()
-        left += [f"loop {line}" for line in loops if str(self.folder) in line]
-        return left
+        return left + mounted_under(self.folder)
 
     def log(self, name: str) -> str:
         return (self.processes.log_dir / f"{name}.log").read_text(errors="replace")
@@ -156,3 +152,11 @@ def start_snapshot_controller(site: Site | NodeSite) -> None:
             f"--http-endpoint={endpoint}", "--v=4", GROUP_SNAPSHOTS_ON, "--kube-api-qps=50",
             "--kube-api-burst=100"]  # fmt: skip
     site.processes.start(component, argv, ready=http_ok(f"http://{endpoint}/metrics"))
+
+
+def mounted_under(folder: Path) -> list[str]:
+    """Mounts and loop devices whose path or backing file is under `folder`."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    left = [f"mount {m}" for m in mounts if m.startswith(str(folder))]
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout.splitlines()
+    return left + [f"loop {line}" for line in loops if str(folder) in line]

@@ -20,6 +20,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.e2e.site import mounted_under
+
 ROOT = Path(__file__).resolve().parents[2]
 KIT = Path(os.environ.get("CCOPY_K8S_KIT", ROOT.parent / "shared" / "k8s"))
 NODE_BINARIES = ("kubelet", "kube-scheduler", "csi-node-driver-registrar", "livenessprobe")
@@ -113,11 +115,3 @@ class Node:
         """What of the node outlived `stop()`: its processes, and mounts and loop devices under its folder."""
         shims = subprocess.run(["pgrep", "-f", str(self.folder)], capture_output=True, text=True).stdout.split()
         return [f"process {pid}" for pid in shims] + mounted_under(self.folder)
-
-
-def mounted_under(folder: Path) -> list[str]:
-    """Mounts and loop devices whose path or backing file is under `folder`."""
-    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    left = [f"mount {m}" for m in mounts if m.startswith(str(folder))]
-    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout.splitlines()
-    return left + [f"loop {line}" for line in loops if str(folder) in line]

@@ -27,9 +27,9 @@ from tests.e2e.control_plane import REAL_NODE_CONTROLLERS, ControlPlane
 from tests.e2e.csi_addons import CONTROLLER_PORT, addons_node, start_manager
 from tests.e2e.objects import await_object
 from tests.e2e.processes import Processes
-from tests.e2e.site import start_snapshot_controller
+from tests.e2e.site import mounted_under, start_snapshot_controller
 from tests.kubelet.image import Images
-from tests.kubelet.node import Node, mounted_under
+from tests.kubelet.node import Node
 
 ARRAY_SECRET = "ccopy-array-client"
 
