@@ -145,6 +145,7 @@ class NodeServicer(csi_grpc.NodeServicer):
         return Attachment(
             uri=staged.nbd_uri, fuse_dir=Path(staged.fuse_dir), device=staged.device,
             nbd_device=staged.nbd_device or None,
+            backing_id=(staged.backing_id[0], staged.backing_id[1]) if len(staged.backing_id) == 2 else None,
         )  # fmt: skip
 
     def _clear(self, staged: StagedVolume) -> None:
@@ -185,6 +186,7 @@ class NodeServicer(csi_grpc.NodeServicer):
             nbd_uri=uri,
             read_only=read_only,
             nbd_device=attachment.nbd_device or "",
+            backing_id=list(attachment.backing_id or ()),
         )
         try:
             if access == "mount":

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +36,25 @@ def require_root() -> None:
         pytest.skip("needs root for mount and loop devices (make test runs pytest as root)")
 
 
+def bound_loops() -> dict[str, str]:
+    """Every bound loop device and the name the kernel gives its file, read from this mount
+    namespace (a file bound through another one is named as that one sees it)."""
+    names = {}
+    for backing in sorted(Path("/sys/block").glob("loop*/loop/backing_file")):
+        with contextlib.suppress(OSError):  # detached meanwhile
+            names[f"/dev/{backing.parent.parent.name}"] = backing.read_text().strip()
+    return names
+
+
+def orphan_loops() -> list[str]:
+    """Loop devices whose file cannot be reached from here: bound through a mount namespace
+    that is gone (a container's), or to a file deleted since. Only what bound them, knowing
+    them by their file's identity, can tell them its own; where no container runs, each is a
+    leak."""
+    return [f"loop {device} ({name}): its file is out of reach" for device, name in bound_loops().items()
+            if not os.path.exists(name.removesuffix(" (deleted)"))]  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory) -> Path:
     """A CA with a server certificate (127.0.0.1) and a client one, and a rogue CA with its own client."""
@@ -54,9 +73,10 @@ def nothing_left_attached():
     yield
 
     mounts = [line for line in Path("/proc/mounts").read_text().splitlines() if "pytest-of-" in line]
-    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout if os.geteuid() == 0 else ""
     # Ours: under pytest's temp folders, or (the kernel route) on /dev/nbd*; not other users' devices.
-    stale = mounts + [line for line in loops.splitlines() if "pytest-of-" in line or "(/dev/nbd" in line]
+    loops = [f"loop {device} ({name})" for device, name in bound_loops().items()
+             if "pytest-of-" in name or name.startswith("/dev/nbd")]  # fmt: skip
+    stale = mounts + loops + orphan_loops()
     assert not stale, f"left mounted or attached after the suite: {stale}"
 
 

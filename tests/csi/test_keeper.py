@@ -1,11 +1,15 @@
 """The volume keeper: a staged volume stays usable when the node plugin that staged it ends the
 way a container does, and the restarted plugin unstages it.
 
-A container's processes end with it. Here the node plugin runs as the first process of a
-PID namespace of its own (unshare), so that killing it ends everything it started, as a
-container's end does. With the keeper holding the NBD connections, the file system on the
-volume goes on; the control, the plugin holding them itself, shows the failure the keeper
-exists for: every write fails once the plugin's namespace is gone.
+A container's processes end with it, and so does its mount namespace. Here the node plugin
+runs as the first process of a PID and a mount namespace of its own (unshare), so that
+killing it ends everything it started and every mount it saw, as a container's end does. Its
+work folder is a shared mount, as a Bidirectional hostPath is: what it mounts there reaches
+the host, and the keeper's FUSE mounts reach it. With the keeper holding the NBD connections,
+the file system on the volume goes on, and the restarted plugin knows the loop device it
+bound through a mount that is now gone; the control, the plugin holding the connections
+itself, shows the failure the keeper exists for: every write fails once the plugin's
+namespaces are gone.
 """
 
 from __future__ import annotations
@@ -25,17 +29,21 @@ from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
 from ccopy_api import keeper_pb2 as kpb
 from ccopy_api import keeper_pb2_grpc as kpb_grpc
-from tests.conftest import require_root, require_tools, wait_for
+from tests.conftest import orphan_loops, require_root, require_tools, wait_for
 from tests.csi.conftest import mount_cap
 from tests.csi.test_node import leftovers
 
 
 class NodePlugin:
-    """`ccopy csi --mode=node` as the first process of its own PID namespace."""
+    """`ccopy csi --mode=node` as the first process of its own PID and mount namespaces. Its
+    mounts are copies of the host's, as they stand, so that the shared work folder stays a
+    peer of the host's (a container with a Bidirectional mount has its root rshared); it
+    lives for seconds, so the copies of the host's private mounts pin nothing for long."""
 
     def __init__(self, tmp_path: Path, array: str, state_dir: Path, keeper: str, name: str) -> None:
         self.socket = tmp_path / f"{name}.sock"
-        argv = ["unshare", "--pid", "--fork", "--kill-child", "--", sys.executable, "-m", "ccopy", "csi",
+        argv = ["unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation=unchanged", "--",
+                sys.executable, "-m", "ccopy", "csi",
                 "--mode=node", "--node-id=node-1", f"--array={array}", f"--endpoint=unix://{self.socket}",
                 f"--state-dir={state_dir}", *([f"--keeper={keeper}"] if keeper else [])]  # fmt: skip
         self.log = (tmp_path / f"{name}.log").open("ab")
@@ -63,6 +71,22 @@ class NodePlugin:
 
 
 @pytest.fixture
+def shared_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder that is a shared mount: what a namespace that copies it mounts there is
+    mounted here too, and the other way round (a Bidirectional hostPath)."""
+    folder = tmp_path / "node"
+    folder.mkdir()
+    subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
+    subprocess.run(["mount", "--make-shared", str(folder)], check=True)
+    yield folder
+    subprocess.run(["umount", "--lazy", str(folder)], check=False)  # already down if the test got to its end
+
+
+def take_down(folder: Path) -> None:
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
 def keeper(tmp_path: Path) -> Iterator[str]:
     endpoint = f"unix://{tmp_path}/keeper.sock"
     with (tmp_path / "keeper.log").open("ab") as log:
@@ -83,17 +107,17 @@ def write_and_sync(path: Path, text: str) -> None:
 
 @pytest.mark.parametrize("holder", ["keeper", "plugin"])
 def test_a_staged_volume_outlives_the_plugin_only_where_the_keeper_holds_it(
-    holder, plugin, array_proc, keeper, tmp_path
+    holder, plugin, array_proc, keeper, shared_folder, tmp_path
 ):
     require_root()
-    require_tools("nbdfuse", "unshare")
+    require_tools("nbdfuse", "unshare", "losetup")
     cap = mount_cap()
     volume = plugin.controller.CreateVolume(csi.CreateVolumeRequest(
         name=f"kept-{holder}", capacity_range=csi.CapacityRange(required_bytes=64 << 20), volume_capabilities=[cap]),
     ).volume  # fmt: skip
     context = plugin.controller.ControllerPublishVolume(csi.ControllerPublishVolumeRequest(
         volume_id=volume.volume_id, node_id="node-1", volume_capability=cap)).publish_context  # fmt: skip
-    staging, state_dir = tmp_path / "staging", tmp_path / "node-state"
+    staging, state_dir = shared_folder / "staging", shared_folder / "node-state"
     endpoint = keeper if holder == "keeper" else ""
     first = NodePlugin(tmp_path, array_proc.api_address, state_dir, endpoint, "first")
     try:
@@ -116,7 +140,9 @@ def test_a_staged_volume_outlives_the_plugin_only_where_the_keeper_holds_it(
             volume_id=volume.volume_id, staging_target_path=str(staging)))  # fmt: skip
     finally:
         restarted.stop()
+    take_down(shared_folder)
     assert leftovers(tmp_path) == []
+    assert orphan_loops() == [], "a loop device the restarted plugin did not know as its own"
     if holder == "keeper":
         with grpc.insecure_channel(keeper.replace("unix://", "unix:")) as channel:
             held = kpb_grpc.KeeperStub(channel).ListConnections(kpb.ListConnectionsRequest()).connections

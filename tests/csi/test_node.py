@@ -19,7 +19,7 @@ from ccopy.waiting import wait_progressing
 from ccopy_api import csi_pb2 as csi
 from csi_driver.config import CsiConfig
 from csi_driver.server import create_server
-from tests.conftest import require_root, require_tools
+from tests.conftest import bound_loops, orphan_loops, require_root, require_tools
 from tests.csi.conftest import MIB, Mode, block_cap, code, mount_cap
 
 pytestmark = pytest.mark.usefixtures("node_tools")
@@ -32,9 +32,10 @@ def node_tools():
 
 
 def leftovers(tmp_path: Path) -> list[str]:
+    """Mounts and loop devices of the test's, and loop devices nobody can reach any more."""
     mounts = [line for line in Path("/proc/mounts").read_text().splitlines() if str(tmp_path) in line]
-    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-    return mounts + [line for line in loops.splitlines() if str(tmp_path) in line]
+    loops = [f"loop {device} ({name})" for device, name in bound_loops().items() if str(tmp_path) in name]
+    return mounts + loops + orphan_loops()
 
 
 def lifecycle_start(plugin, tmp_path, name, cap, size=256 * MIB):

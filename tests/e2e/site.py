@@ -9,7 +9,6 @@ chart does not own, with its own user and rules. Each is a process with its own 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ from ccopy.launch import ArrayProcessHandle, free_port
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
 from ccopy_common import DEFAULT_DRIVER_NAME
+from tests.conftest import bound_loops
 from tests.e2e import chart, pods, rbac
 from tests.e2e.control_plane import K8S_BIN, ControlPlane
 from tests.e2e.csi_addons import CsiAddons, start_csi_addons
@@ -158,5 +158,4 @@ def mounted_under(folder: Path) -> list[str]:
     """Mounts and loop devices whose path or backing file is under `folder`."""
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     left = [f"mount {m}" for m in mounts if m.startswith(str(folder))]
-    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout.splitlines()
-    return left + [f"loop {line}" for line in loops if str(folder) in line]
+    return left + [f"loop {device} ({name})" for device, name in bound_loops().items() if str(folder) in name]

@@ -21,7 +21,9 @@ from kubernetes import client
 
 from ccopy.launch import ArrayProcessHandle, free_ports
 from ccopy_common import DEFAULT_DRIVER_NAME
+from csi_driver.fuse_connections import FUSE_FILE
 from csi_driver.node_state import NodeState
+from tests.conftest import bound_loops, orphan_loops
 from tests.e2e import chart
 from tests.e2e.control_plane import REAL_NODE_CONTROLLERS, ControlPlane
 from tests.e2e.csi_addons import CONTROLLER_PORT, addons_node, start_manager
@@ -193,10 +195,20 @@ class NodeSite:
         """The node plugin's FUSE mount and loop device of the PV `volume`: its work folder in
         node.stateDir is named by the volume handle (csi_driver/node_state.py)."""
         handle = client.CoreV1Api(self.api).read_persistent_volume(volume).spec.csi.volume_handle
-        return mounted_under(NodeState(self.folder / "csi-state").work_dir(handle))
+        work_dir = NodeState(self.folder / "csi-state").work_dir(handle)
+        return mounted_under(work_dir) + [
+            f"loop {device} ({name})" for device, name in bound_loops().items()
+            # As the plugin's container names it (node.stateDir is mounted elsewhere in there), or
+            # from the root of its FUSE mount: bound through a container that is gone.
+            if (file := name.removesuffix(" (deleted)")).endswith(f"/{work_dir.name}/{FUSE_FILE}")
+            or file == f"/{FUSE_FILE}"
+        ]  # fmt: skip
 
     def leftovers(self) -> list[str]:
+        """What is left once the site stopped: no container runs, so a loop device whose file
+        cannot be reached is a leak too."""
         left = self.processes.alive() + (self.node.leftovers() if self.node else []) + mounted_under(self.folder)
+        left += orphan_loops()
         if self.array is not None and self.array.process is not None:
             left.append("array")
         return left
