@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -16,6 +17,9 @@ from ccopy.launch import ArrayProcessHandle
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from ccopy_common.pki import CertificateAuthority
+
+if TYPE_CHECKING:
+    from tests.kubelet.image import Images
 
 # Property tests check what the code does, not how fast the machine is: a
 # deadline or a "too slow" health check fails them on a loaded CI machine.
@@ -65,6 +69,19 @@ def pki(tmp_path_factory) -> Path:
     ca.issue("client")
     rogue_ca.issue("rogue")
     return d
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory) -> Images:
+    """Every image a real node runs: ours built from the Dockerfile, and the sidecars' (about a
+    minute, once a session)."""
+    from tests.kubelet import image
+
+    require_root()
+    if missing := image.missing_tools():
+        pytest.skip(f"cannot build images without {', '.join(missing)}: apt-get install {' '.join(missing)}"
+                    " (make test does)")  # fmt: skip
+    return image.build_all(tmp_path_factory.mktemp("images"))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,17 +1,17 @@
-"""Two sites, each a real control plane with the storage sidecars, their arrays linked.
+"""Two sites, each a real control plane with the chart installed, their arrays linked: on
+real nodes (tests/kubelet/sites.py) where the kit is there, else on processes.
 
-Started once for the e2e tests (about 25 s) and stopped by PID at the end. Where the
-Kubernetes binaries cannot be had (a clone without ../shared/k8s), the tests skip and
-say how to get them.
+Started once for the e2e tests and stopped at the end. Where the Kubernetes binaries
+cannot be had (a clone without ../shared/k8s), the tests skip and say how to get them.
 """
 
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
 
-import grpc
 import pytest
 from kubernetes import client
 
@@ -23,25 +23,13 @@ from csi_driver.volumes import LABEL_PREFIX
 from replication_sidecar.dr.drill import GROUP_SNAPSHOTS
 from tests.conftest import require_root, require_tools
 from tests.e2e import objects
-from tests.e2e.control_plane import CONTROL_PLANE_BINARIES, K8S_BIN, K8S_CRDS, missing_binaries
-from tests.e2e.csi_addons import ADDONS_BINARIES
-from tests.e2e.site import SIDECAR_BINARIES, Site
+from tests.e2e.site import Site, Sites, kubernetes_missing
+from tests.kubelet.site import NodeSite
+from tests.kubelet.sites import node_sites, real_nodes_missing
 
 SC = "ccopy"  # the name of every class the flows use: StorageClass, snapshot classes
 SNAPSHOT_GROUP, SNAPSHOT_VERSION = objects.SNAPSHOT
 GROUP_SNAPSHOT_GROUP = GROUP_SNAPSHOTS
-
-
-@dataclass
-class Sites:
-    main: Site
-    backup: Site
-
-    def backup_array(self) -> pb_grpc.ArrayStub:
-        """A client of the backup site's array (its channel lives as long as the sites)."""
-        if not hasattr(self, "_backup_channel"):
-            self._backup_channel = grpc.insecure_channel(self.backup.array_api)
-        return pb_grpc.ArrayStub(self._backup_channel)
 
 
 @pytest.hookimpl(trylast=True)  # after any reordering plugin (pytest-randomly shuffles)
@@ -52,21 +40,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def require_kubernetes() -> None:
-    missing = missing_binaries(CONTROL_PLANE_BINARIES + SIDECAR_BINARIES + ADDONS_BINARIES + ("helm", "kubectl"))
-    if missing or not any(K8S_CRDS.glob("*.yaml")):
-        pytest.skip(
-            f"Kubernetes binaries or CRDs not found ({', '.join(missing) or 'CRDs'} under {K8S_BIN}, {K8S_CRDS}): "
-            "run ../shared/k8s/install.sh (make test does) or set CCOPY_K8S_BIN and CCOPY_K8S_CRDS"
-        )
+    if why := kubernetes_missing():
+        pytest.skip(why)
 
 
-@pytest.fixture(scope="session")
-def sites(tmp_path_factory) -> Iterator[Sites]:
+@pytest.fixture(scope="package")
+def sites(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Sites]:
+    """Two sites on real nodes, where they can be had: a kubelet runs the chart's Pods and the
+    flows' Pods. Elsewhere on processes (the harness runs each container of the chart's Pods,
+    and makes the kubelet's calls itself), saying why."""
     require_root()
     require_tools("nbdfuse", "losetup", "mkfs.ext4", "fusermount3", "openssl")
     require_kubernetes()
-    main_api, backup_api = (f"127.0.0.1:{port}" for port in free_ports(2))
     folder = tmp_path_factory.mktemp("e2e")
+    if why := real_nodes_missing():
+        warnings.warn(pytest.PytestWarning(f"e2e flows run on processes, not on real nodes: {why}"), stacklevel=1)
+        yield from process_sites(folder)
+    else:
+        with node_sites(request.getfixturevalue("images"), folder) as both:
+            yield both
+
+
+def process_sites(folder: Path) -> Iterator[Sites]:
+    main_api, backup_api = (f"127.0.0.1:{port}" for port in free_ports(2))
     main = Site("main", folder / "main", serial=31001, array_api=main_api, remote=backup_api)
     backup = Site("backup", folder / "backup", serial=32002, array_api=backup_api, remote=main_api)
     try:
@@ -78,15 +74,15 @@ def sites(tmp_path_factory) -> Iterator[Sites]:
         assert not left, f"left after the sites stopped: {left}"
 
 
-@pytest.fixture(scope="session")
-def site(sites: Sites) -> Site:
+@pytest.fixture(scope="package")
+def site(sites: Sites) -> Site | NodeSite:
     """The main site (the chart made the classes every flow uses when the site started)."""
     return sites.main
 
 
 @pytest.fixture
 def array(site: Site) -> Iterator[pb_grpc.ArrayStub]:
-    with grpc.insecure_channel(site.array_api) as channel:
+    with site.array_channel() as channel:
         yield pb_grpc.ArrayStub(channel)
 
 

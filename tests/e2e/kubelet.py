@@ -21,6 +21,7 @@ from kubernetes import client
 from ccopy.waiting import wait_progressing
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
+from tests.e2e.objects import await_object
 
 Mode = csi.VolumeCapability.AccessMode
 ACCESS = {
@@ -151,9 +152,14 @@ class Kubelet:
             csi.NodeUnstageVolumeRequest(volume_id=mounted.volume_id, staging_target_path=str(mounted.staging))
         )
 
-    def expand(self, pvc: client.V1PersistentVolumeClaim) -> int:
+    def expand(self, namespace: str, claim: str) -> int:
         """Finish an expansion the way kubelet does once csi-resizer asks for it (FileSystemResizePending):
         NodeExpandVolume on the published path, then the PVC's status gets the new capacity."""
+        pvc = await_object(
+            lambda: self.core.read_namespaced_persistent_volume_claim(claim, namespace),
+            lambda c: any(cond.type == "FileSystemResizePending" for cond in c.status.conditions or []),
+            "csi-resizer asks the node to finish (FileSystemResizePending)",
+        )  # fmt: skip
         pv = self.core.read_persistent_volume(pvc.spec.volume_name)
         mounted = self.mounted[pv.metadata.name]
         size = pv.spec.capacity["storage"]

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING
 import grpc
 
 from ccopy.launch import ArrayProcessHandle, free_port
+from ccopy_api import array_pb2_grpc as pb_grpc
 from ccopy_api import csi_pb2 as csi
 from ccopy_api import csi_pb2_grpc as csi_grpc
 from ccopy_common import DEFAULT_DRIVER_NAME
 from tests.conftest import bound_loops
 from tests.e2e import chart, pods, rbac
-from tests.e2e.control_plane import K8S_BIN, ControlPlane
-from tests.e2e.csi_addons import CsiAddons, start_csi_addons
+from tests.e2e.control_plane import CONTROL_PLANE_BINARIES, K8S_BIN, K8S_CRDS, ControlPlane, missing_binaries
+from tests.e2e.csi_addons import ADDONS_BINARIES, CsiAddons, start_csi_addons
 from tests.e2e.kubelet import Kubelet
 from tests.e2e.processes import Processes, http_ok
 
@@ -32,6 +33,15 @@ if TYPE_CHECKING:
 SIDECAR_BINARIES = ("csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter", "snapshot-controller")
 CONTROLLER_SIDECARS = ("csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter")  # the chart's
 GROUP_SNAPSHOTS_ON = "--feature-gates=CSIVolumeGroupSnapshot=true"  # off by default in released v8.6
+
+
+def kubernetes_missing() -> str:
+    """Why the Kubernetes binaries a site runs cannot be had here, or ''."""
+    missing = missing_binaries(CONTROL_PLANE_BINARIES + SIDECAR_BINARIES + ADDONS_BINARIES + ("helm", "kubectl"))
+    if missing or not any(K8S_CRDS.glob("*.yaml")):
+        return (f"Kubernetes binaries or CRDs not found ({', '.join(missing) or 'CRDs'} under {K8S_BIN}, {K8S_CRDS}): "
+                "run ../shared/k8s/install.sh (make test does) or set CCOPY_K8S_BIN and CCOPY_K8S_CRDS")  # fmt: skip
+    return ""
 
 
 def probe_ready(socket: Path) -> bool:
@@ -50,6 +60,8 @@ class Site:
     remote: str = ""  # the other site's array API
     driver: str = DEFAULT_DRIVER_NAME
     processes: Processes = field(init=False)
+    # No kubelet runs the chart's Pods here: the harness starts their containers as processes.
+    kubelet_runs_the_chart = False
 
     def __post_init__(self) -> None:
         self.processes = Processes(self.folder / "logs")
@@ -137,6 +149,24 @@ class Site:
 
     def log(self, name: str) -> str:
         return (self.processes.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def array_channel(self) -> grpc.Channel:
+        """A channel to the site's array API (plain, on loopback here)."""
+        return grpc.insecure_channel(self.array_api)
+
+
+@dataclass
+class Sites:
+    """The main and the backup site, on processes (Site) or on real nodes (NodeSite)."""
+
+    main: Site | NodeSite
+    backup: Site | NodeSite
+
+    def backup_array(self) -> pb_grpc.ArrayStub:
+        """A client of the backup site's array (its channel lives as long as the sites)."""
+        if not hasattr(self, "_backup_channel"):
+            self._backup_channel = self.backup.array_channel()
+        return pb_grpc.ArrayStub(self._backup_channel)
 
 
 def start_snapshot_controller(site: Site | NodeSite) -> None:

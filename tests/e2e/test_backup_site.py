@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import time
 
-import grpc
 import pytest
 from kubernetes import client
 
@@ -64,7 +63,7 @@ def test_s_vols_become_bound_pvcs_at_the_backup_and_stay_as_released_pvs(site: S
     )  # fmt: skip
     print(f"label -> both PVCs bound at the backup site: {time.monotonic() - started:.1f} s")
     core = client.CoreV1Api(backup.api)
-    with grpc.insecure_channel(backup.array_api) as channel:
+    with backup.array_channel() as channel:
         array = pb_grpc.ArrayStub(channel)
         serial = array.GetArrayInfo(pb.GetArrayInfoRequest()).serial
         svols = {p.local_ldev_id for p in array.ListPairs(pb.ListPairsRequest()).pairs if p.role == "backup"}
@@ -194,7 +193,7 @@ def unlabel_and_clean_backup(main: Site, backup: Site, ns: str) -> None:
     client.CoreV1Api(main.api).patch_namespace(ns, {"metadata": {"labels": {key: None for key in LABEL}}})
     wait_progressing(lambda: [c for c in backup_claims(backup, ns) if not c.startswith("analytics-")],
                      lambda found: not found, "the backup PVCs released")  # fmt: skip
-    with grpc.insecure_channel(backup.array_api) as channel:
+    with backup.array_channel() as channel:
         array = pb_grpc.ArrayStub(channel)
         for pv in core.list_persistent_volume(
             label_selector="app.kubernetes.io/managed-by=consistentcopy-backup-site"

@@ -12,7 +12,6 @@ import os
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 from kubernetes import client
 
@@ -69,21 +68,21 @@ def read_files(site: Site, ns: str, claim: str) -> dict[str, str]:
 
 
 def pair_states(site: Site) -> set[str]:
-    with grpc.insecure_channel(site.array_api) as channel:
+    with site.array_channel() as channel:
         pairs = pb_grpc.ArrayStub(channel).ListPairs(pb.ListPairsRequest()).pairs
     return {pb.PairState.Name(p.state) for p in pairs}
 
 
 def sides(site: Site, group: str) -> set[tuple[str, str]]:
     """(role of the journal group, its pairs' states) at the site's array; other tests' groups left out."""
-    with grpc.insecure_channel(site.array_api) as channel:
+    with site.array_channel() as channel:
         groups = pb_grpc.ArrayStub(channel).ListJournalGroups(pb.ListJournalGroupsRequest()).groups
     return {(g.role, "/".join(sorted({pb.PairState.Name(p.state) for p in g.pairs})))
             for g in groups if g.name == group}  # fmt: skip
 
 
 def journal_group(site: Site, name: str) -> pb.JournalGroup:
-    with grpc.insecure_channel(site.array_api) as channel:
+    with site.array_channel() as channel:
         return pb_grpc.ArrayStub(channel).GetJournalGroup(pb.GetJournalGroupRequest(name=name))
 
 

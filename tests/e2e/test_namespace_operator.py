@@ -12,7 +12,6 @@ import signal
 import time
 from collections.abc import Iterator
 
-import grpc
 import pytest
 from kubernetes import client
 
@@ -96,7 +95,7 @@ def shop(operator: Site, ns: str) -> Iterator[dict]:
 
 def test_one_label_makes_the_namespace_one_consistency_group_and_unlabelling_ends_it(operator, sites: Sites, ns, shop):
     site, backup = operator, sites.backup_array()
-    with grpc.insecure_channel(site.array_api) as channel:
+    with site.array_channel() as channel:
         array = pb_grpc.ArrayStub(channel)
         handles = {ldev_of(array, objects.bound(site.api, ns, name)).id for name in ("stock", "sales")}
         started = time.monotonic()

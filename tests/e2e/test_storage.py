@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import grpc
 import pytest
 from kubernetes import client
 
@@ -34,7 +33,7 @@ def attach_and_mount(site: Site, pv: client.V1PersistentVolume) -> Path:
     attachment = site.kubelet.attach(pv.metadata.name)
     metadata = attachment.status.attachment_metadata
     export = metadata.get("nbdExport")
-    with grpc.insecure_channel(site.array_api) as channel:
+    with site.array_channel() as channel:
         array = pb_grpc.ArrayStub(channel)
         ldev = ldev_of(array, pv)
         publications = array.ListPublications(pb.ListPublicationsRequest(ldev_id=ldev.id)).publications
@@ -196,12 +195,7 @@ def test_expansion_grows_volume_and_file_system(site, ns, array):
         lambda: core.read_persistent_volume(pv.metadata.name),
         lambda volume: volume.spec.capacity["storage"] == "640Mi", "PV grown to 640Mi",
     )  # fmt: skip
-    claim = objects.await_object(
-        lambda: core.read_namespaced_persistent_volume_claim("grow", ns),
-        lambda c: any(cond.type == "FileSystemResizePending" for cond in c.status.conditions or []),
-        "csi-resizer asks the node to finish (FileSystemResizePending)",
-    )  # fmt: skip
-    assert site.kubelet.expand(claim) >= 640 * MIB
+    assert site.kubelet.expand(ns, "grow") >= 640 * MIB
     after = os.statvfs(target)
     assert after.f_blocks * after.f_frsize > 1.8 * before.f_blocks * before.f_frsize, (before, after)
     assert ldev_of(array, pv).size_bytes == 640 * MIB

@@ -17,21 +17,24 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 from kubernetes import client
 
 from ccopy.launch import ArrayProcessHandle, free_ports
 from ccopy_common import DEFAULT_DRIVER_NAME
+from ccopy_common.rpc import TlsFiles, client_channel
 from csi_driver.fuse_connections import FUSE_FILE
 from csi_driver.node_state import NodeState
 from tests.conftest import bound_loops, orphan_loops
 from tests.e2e import chart
 from tests.e2e.control_plane import REAL_NODE_CONTROLLERS, ControlPlane
-from tests.e2e.csi_addons import CONTROLLER_PORT, addons_node, start_manager
+from tests.e2e.csi_addons import CONTROLLER_PORT, CsiAddons, addons_node, start_manager
 from tests.e2e.objects import await_object
 from tests.e2e.processes import Processes
 from tests.e2e.site import mounted_under, start_snapshot_controller
 from tests.kubelet.image import Images
 from tests.kubelet.node import Node
+from tests.kubelet.pod_kubelet import PodKubelet
 
 ARRAY_SECRET = "ccopy-array-client"
 
@@ -49,11 +52,16 @@ class NodeSite:
     driver: str = DEFAULT_DRIVER_NAME
     processes: Processes = field(init=False)
 
+    # The kubelet runs the chart's Pods, the site controller's among them (tests/e2e's harness
+    # starts those as processes when a flow needs them).
+    kubelet_runs_the_chart = True
+
     def __post_init__(self) -> None:
         self.processes = Processes(self.folder / "logs")
         self.array: ArrayProcessHandle | None = None
         self.node: Node | None = None
         self.remote: NodeSite | None = None
+        self.kubelet: PodKubelet | None = None
 
     def start_plane(self) -> NodeSite:
         """The control plane: first, so that each site's array can hold a client certificate
@@ -79,6 +87,8 @@ class NodeSite:
                              logs=self.folder / "node-logs", pod_cidr=f"10.244.{self.network}.0/24",
                              bridge=f"ccopy{self.network}", kubelet_port=62250 + self.network,
                              healthz_port=62150 + self.network).start()  # fmt: skip
+            self.node_name = self.node.name
+            self.kubelet = PodKubelet(self.api, self.node, self.driver)
             self.array_api = f"{self.node.gateway}:{self.api_port}"
             self.array_nbd = f"{self.node.gateway}:{self.nbd_port}"
             self._start_array()
@@ -99,19 +109,20 @@ class NodeSite:
         and deletes the CSIAddonsNode, and the sidecar, whose watcher starts after it listens,
         never makes it again. Seen here on a busy machine: the kubelet counted the container
         started (it has no readiness probe) 1.4 s before the sidecar had registered."""
-        core, custom = client.CoreV1Api(self.api), client.CustomObjectsApi(self.api)
-        selector = "app.kubernetes.io/component=controller"
-        (pod,) = core.list_namespaced_pod(chart.NAMESPACE, label_selector=selector).items
+        custom = client.CustomObjectsApi(self.api)
+        pod = self._controller_pod()
         await_object(lambda: addons_node(custom, chart.NAMESPACE, pod.metadata.uid), lambda node: node is not None,
                      "the csi-addons sidecar's CSIAddonsNode")  # fmt: skip
         await_object(lambda: listening(pod.status.pod_ip, CONTROLLER_PORT), bool, "the csi-addons sidecar listening")
-        start_manager(self, chart.NAMESPACE)
+        self.manager_health = start_manager(self, chart.NAMESPACE)
         await_object(lambda: (addons_node(custom, chart.NAMESPACE, pod.metadata.uid) or {}).get("status") or {},
                      lambda status: status.get("state") == "Connected", "the csi-addons manager connected")  # fmt: skip
 
     def stop(self) -> None:
         """The node first (its kubelet unpublishes and unstages through the plugin, which needs
         the array), then the array, then the plane."""
+        if self.kubelet is not None:
+            self.kubelet.close()
         if self.node is not None:
             self.node.stop()
         if self.array is not None:
@@ -156,6 +167,26 @@ class NodeSite:
                 f"node.nbdCertificatesHostPath={certificates}", f"array.nbdAddress={self.array_nbd}",
                 f"array.tlsSecret={ARRAY_SECRET}", "siteController.statusInterval=1",
                 *self.images.chart_values()]  # fmt: skip
+
+    def array_channel(self) -> grpc.Channel:
+        """A channel to the site's array API, with a client certificate of the site's CA."""
+        if not hasattr(self, "_array_client"):
+            self._array_client = self.plane.ca.issue("array-test-client")
+        tls = TlsFiles(cert=self._array_client.cert, key=self._array_client.key, ca=self.plane.ca.cert)
+        return client_channel(self.array_api, tls)
+
+    @property
+    def csi_addons(self) -> CsiAddons:
+        """The chart's controller Pod's csi-addons sidecar, as the manager reaches it."""
+        pod = self._controller_pod()
+        endpoint = f"pod://{pod.metadata.name}.{chart.NAMESPACE}:{CONTROLLER_PORT}"
+        return CsiAddons(chart.NAMESPACE, pod.metadata.name, pod.metadata.uid, endpoint, self.manager_health)
+
+    def _controller_pod(self) -> client.V1Pod:
+        selector = "app.kubernetes.io/component=controller"
+        pods = client.CoreV1Api(self.api).list_namespaced_pod(chart.NAMESPACE, label_selector=selector).items
+        (pod,) = [pod for pod in pods if not pod.metadata.deletion_timestamp]
+        return pod
 
     def chart_pods(self) -> list[client.V1Pod]:
         return client.CoreV1Api(self.api).list_namespaced_pod(chart.NAMESPACE).items

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import uuid
 
-import grpc
 from kubernetes import client
 
 from ccopy_api import array_pb2 as pb
@@ -99,11 +98,7 @@ def test_an_application_writes_to_a_pvc_and_nothing_is_left_after(node_site: Nod
 
 
 def array_ldevs(site: NodeSite) -> list[pb.Ldev]:
-    ca = site.plane.ca
-    issued = ca.issue("test-client")
-    credentials = grpc.ssl_channel_credentials(ca.cert.read_bytes(), issued.key.read_bytes(),
-                                               issued.cert.read_bytes())  # fmt: skip
-    with grpc.secure_channel(site.array_api, credentials) as channel:
+    with site.array_channel() as channel:
         return list(pb_grpc.ArrayStub(channel).ListLdevs(pb.ListLdevsRequest()).ldevs)
 
 

@@ -15,15 +15,16 @@ import pytest
 from kubernetes import client
 
 from ccopy.waiting import wait_progressing
+from tests.e2e.site import Sites
 from tests.e2e.test_backup_site import LABEL, backup_claims, consistent_copy
 from tests.e2e.test_dr import ccopy_dr
 from tests.kubelet.app import Shop, check_copy
-from tests.kubelet.conftest import NodeSites, kubectl
+from tests.kubelet.conftest import kubectl
 
 pytestmark = pytest.mark.timeout(1800)
 
 
-def test_the_papers_demo_on_real_nodes(node_sites: NodeSites):
+def test_the_papers_demo_on_real_nodes(node_sites: Sites):
     main, backup = node_sites.main, node_sites.backup
     ns = f"shop-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(main.api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
@@ -36,7 +37,7 @@ def test_the_papers_demo_on_real_nodes(node_sites: NodeSites):
                 client.AppsV1Api(site.api).delete_namespaced_deployment(deployment.metadata.name, ns)
 
 
-def run_the_demo(node_sites: NodeSites, ns: str, home: Shop) -> None:
+def run_the_demo(node_sites: Sites, ns: str, home: Shop) -> None:
     main, backup = node_sites.main, node_sites.backup
     home.flowing()
     print(f"main: the shop runs\n{kubectl(main, 'get', 'pods', '-A', '-o', 'wide')}")

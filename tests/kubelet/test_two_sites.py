@@ -10,13 +10,14 @@ from kubernetes import client
 from replication_sidecar.consistent_copy import GROUP, PLURAL, VERSION
 from replication_sidecar.namespace_operator.model import MEMBER_LABEL, OBJECT_NAME
 from tests.e2e.objects import await_object
+from tests.e2e.site import Sites
 from tests.kubelet.app import new_app
-from tests.kubelet.conftest import NodeSites, kubectl
+from tests.kubelet.conftest import kubectl
 
 LABEL = {"consistentcopy.io/backup": "ConsistentCopyToCloud"}
 
 
-def test_one_label_and_the_applications_volume_is_copied_to_the_backup_site(node_sites: NodeSites):
+def test_one_label_and_the_applications_volume_is_copied_to_the_backup_site(node_sites: Sites):
     main, backup = node_sites.main, node_sites.backup
     app = new_app(main)
     assert app.said(app.running_pod()) == f"first={app.namespace} starts=1 fs=ext4"
