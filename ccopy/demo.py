@@ -44,6 +44,7 @@ from ccopy_common.pki import CertificateAuthority
 from ccopy_common.rpc import TlsFiles, client_channel
 from ccopy_common.units import format_size
 from csi_driver.attach import attach, detach, detach_lazily, nbd_uri, unmount, unmount_lazily
+from csi_driver.fuse_connections import LocalConnections
 
 VOLUME = 256 << 20
 GROUP = "shop"
@@ -139,6 +140,8 @@ class Demo:
         self.work = work
         self.seconds = seconds
         self.teardown = Teardown()
+        # The demo's nbdfuse connections: a busy FUSE mount fails the demo after BUSY_FOR.
+        self.connections = LocalConnections(busy_for=BUSY_FOR)
 
     def run(self) -> int:
         main_api, backup_api = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
@@ -174,10 +177,12 @@ class Demo:
     def attached(self, site: ArrayProcessHandle, export: str, host: str) -> Iterator[str]:
         """The export as a block device on `host` (its certificate), over TLS, for the block."""
         uri = nbd_uri(site.nbd_address, export, tls=True)
-        attachment = attach(uri, self.work / f"fuse-{export}", tls_certificates=self.pki.hosts[host])
+        attachment = attach(uri, self.work / f"fuse-{export}", tls_certificates=self.pki.hosts[host],
+                            connector=self.connections)  # fmt: skip
         assert attachment.device is not None
-        undo = functools.partial(detach, attachment, busy_for=BUSY_FOR)
-        with self.teardown.holding(f"{attachment.device} on nbdfuse {export}", undo, lambda: detach_lazily(attachment)):
+        undo = functools.partial(detach, attachment, self.connections)
+        lazily = functools.partial(detach_lazily, attachment, self.connections)
+        with self.teardown.holding(f"{attachment.device} on nbdfuse {export}", undo, lazily):
             yield attachment.device
 
     @contextmanager

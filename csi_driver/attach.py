@@ -44,41 +44,32 @@ class Attachment:
     device: str | None = None
     # The kernel nbd device under the loop device, on the kernel route.
     nbd_device: str | None = None
-    # The (st_dev, st_ino) of the file the loop device was bound to, read from the loop
-    # device right after binding it (FUSE route).
-    backing_id: tuple[int, int] | None = None
+    # Which binding of the loop device is ours (loop_binding), read right after binding it.
+    binding: str = ""
 
     @property
     def backing_file(self) -> Path:
         return self.fuse_dir / FUSE_FILE
 
     def loop_is_ours(self) -> bool:
-        """The loop device still reads from this attachment (its NBD device or FUSE file): a
-        number saved at attach time may since have been freed and given to someone else.
+        """The loop device is still bound as we bound it: a number saved at attach time may
+        since have been freed and given to someone else.
 
-        The kernel names a loop device's file by the path it was bound through, in the mount
-        namespace that bound it. A file whose nbdfuse died (the array went away) shows as
-        `<path> (deleted)`: still ours, and still to detach. Once that namespace is gone (the
-        node plugin's container restarted while a keeper holds the FUSE mount) the name is
-        the path inside the FUSE mount (`/nbd`), so the file is then known by its identity:
-        the same as our FUSE file's now, or as the one bound at attach time when the name no
-        longer leads anywhere from here (our FUSE mount died too)."""
-        if self.device is None:
+        The binding recorded at attach says so whatever the file's name, which is the path
+        the loop device was bound through in the mount namespace that bound it: once that
+        namespace is gone (the node plugin's container restarted while a keeper holds the
+        FUSE mount) the kernel names the file from the FUSE mount's root (`/nbd`), and after
+        nbdfuse died `(deleted)` follows. Without a recorded binding (a kernel before 5.15, a
+        record of an older plugin) the name must be our file's path, live or deleted."""
+        if self.device is None or loop_backing_file(self.device) is None:
             return False
+        if self.binding:
+            return loop_binding(self.device) == self.binding
         named = loop_backing_file(self.device)
-        if named is None:
-            return False
         if self.nbd_device:
             return named == self.nbd_device
         expected = os.path.realpath(self.backing_file)
-        if named in (expected, f"{expected} (deleted)"):
-            return True
-        bound = loop_file_id(self.device)
-        if bound is None:
-            return False
-        if bound == file_id(self.backing_file):
-            return True
-        return bound == self.backing_id and file_id(named.removesuffix(" (deleted)")) != bound
+        return named in (expected, f"{expected} (deleted)")
 
 
 def attach(
@@ -105,7 +96,7 @@ def attach(
         if size_limit:
             flags += ["--sizelimit", str(size_limit)]
         attachment.device = run("losetup", "--find", "--show", "--direct-io=off", *flags, str(attachment.backing_file))
-        attachment.backing_id = loop_file_id(attachment.device)
+        attachment.binding = loop_binding(attachment.device)
     except BaseException:
         detach(attachment, connector)
         raise
@@ -135,6 +126,7 @@ def _attach_kernel(uri: str, fuse_dir: Path, read_only: bool, size_limit: int) -
     try:
         flags = (["--read-only"] if read_only else []) + (["--sizelimit", str(size_limit)] if size_limit else [])
         attachment.device = run("losetup", "--find", "--show", *flags, nbd)
+        attachment.binding = loop_binding(attachment.device)
     except BaseException:
         detach(attachment)
         raise
@@ -200,36 +192,16 @@ def loop_backing_file(device: str) -> str | None:
         return None
 
 
-def file_id(path: str | Path) -> tuple[int, int] | None:
-    """(st_dev, st_ino) of a file, None when it cannot be reached from here."""
+def loop_binding(device: str) -> str:
+    """What names one binding of a loop device for as long as it lasts: the kernel's disk
+    sequence number, raised at every bind and every detach, with this boot's id (the numbers
+    start over at boot). '' where the kernel has none (before Linux 5.15)."""
     try:
-        stat = os.stat(path)
+        sequence = (Path("/sys/block") / Path(device).name / "diskseq").read_text().strip()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
-        return None
-    return stat.st_dev, stat.st_ino
-
-
-def loop_file_id(device: str) -> tuple[int, int] | None:
-    """(st_dev, st_ino) of the file a loop device reads from, from the kernel (whatever the
-    file's path, and whether or not it can still be reached); None if it is not bound."""
-    import fcntl
-    import struct
-
-    info = bytearray(_LOOP_INFO64_BYTES)
-    try:
-        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        fcntl.ioctl(fd, LOOP_GET_STATUS64, info)
-    except OSError:  # ENXIO: no file bound
-        return None
-    finally:
-        os.close(fd)
-    # The kernel hands the device number in its own encoding (huge_encode_dev).
-    encoded, inode = struct.unpack_from("=QQ", info, _DEVICE_OFFSET)
-    major, minor = (encoded & 0xFFF00) >> 8, (encoded & 0xFF) | ((encoded >> 12) & 0xFFF00)
-    return os.makedev(major, minor), inode
+        return ""
+    return f"{boot}/{sequence}"
 
 
 @contextmanager
@@ -260,7 +232,6 @@ LOOP_SET_STATUS64 = 0x4C04
 LOOP_GET_STATUS64 = 0x4C05
 LOOP_SET_CAPACITY = 0x4C07
 _LOOP_INFO64_BYTES = 232
-_DEVICE_OFFSET = 0
 _SIZELIMIT_OFFSET = 32
 
 

@@ -93,6 +93,14 @@ def connector_for(config: CsiConfig) -> Connector:
     return KeeperClient(config.keeper)
 
 
+def attachment_of(staged: StagedVolume) -> Attachment:
+    """The attachment a stage record describes."""
+    return Attachment(
+        uri=staged.nbd_uri, fuse_dir=Path(staged.fuse_dir), device=staged.device,
+        nbd_device=staged.nbd_device or None, binding=staged.binding,
+    )  # fmt: skip
+
+
 class NodeServicer(csi_grpc.NodeServicer):
     def __init__(self, config: CsiConfig, array: ArrayClient) -> None:
         self.config = config
@@ -120,7 +128,7 @@ class NodeServicer(csi_grpc.NodeServicer):
         )
         with self.locks.hold(request.volume_id):
             staged = self.state.get(request.volume_id)
-            if staged is not None and not self._attachment(staged).loop_is_ours():
+            if staged is not None and not attachment_of(staged).loop_is_ours():
                 # A record outliving its volume (the node restarted, or a pool was made anew and
                 # the id repeats) must not stand in for the new one: clear it, then stage afresh.
                 log.warning("stale_stage_state volume=%s device=%s: cleared", staged.volume_id, staged.device)
@@ -139,15 +147,6 @@ class NodeServicer(csi_grpc.NodeServicer):
             self._stage(request, access, nbd_uri(address, export, tls), read_only)
         return csi.NodeStageVolumeResponse()
 
-    @staticmethod
-    def _attachment(staged: StagedVolume) -> Attachment:
-        """The attachment a stage record describes."""
-        return Attachment(
-            uri=staged.nbd_uri, fuse_dir=Path(staged.fuse_dir), device=staged.device,
-            nbd_device=staged.nbd_device or None,
-            backing_id=(staged.backing_id[0], staged.backing_id[1]) if len(staged.backing_id) == 2 else None,
-        )  # fmt: skip
-
     def _clear(self, staged: StagedVolume) -> None:
         """What a stale record may have left: mounts at its paths, its FUSE mount (never a loop
         device that is not its own: detach checks)."""
@@ -155,7 +154,7 @@ class NodeServicer(csi_grpc.NodeServicer):
             with contextlib.suppress(MountError):
                 unmount(Path(path))
         with contextlib.suppress(AttachError):
-            detach(self._attachment(staged), self.connector)
+            detach(attachment_of(staged), self.connector)
         self.state.remove(staged.volume_id)
 
     def ldev_size(self, volume_id: str) -> int:
@@ -186,7 +185,7 @@ class NodeServicer(csi_grpc.NodeServicer):
             nbd_uri=uri,
             read_only=read_only,
             nbd_device=attachment.nbd_device or "",
-            backing_id=list(attachment.backing_id or ()),
+            binding=attachment.binding,
         )
         try:
             if access == "mount":
@@ -219,7 +218,7 @@ class NodeServicer(csi_grpc.NodeServicer):
                 return csi.NodeUnstageVolumeResponse()  # already unstaged
             try:
                 unmount(Path(staged.staging_path))
-                detach(self._attachment(staged), self.connector)
+                detach(attachment_of(staged), self.connector)
             except (MountError, AttachError) as exc:
                 raise FailedPrecondition(f"cannot unstage {request.volume_id}: {exc}") from exc
             self.state.remove(request.volume_id)

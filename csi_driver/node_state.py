@@ -25,9 +25,9 @@ class StagedVolume:
     fs_type: str = ""
     read_only: bool = False
     nbd_device: str = ""  # kernel nbd route only
-    # (st_dev, st_ino) of the FUSE file the loop device was bound to: how a restarted plugin
-    # knows its loop device once the path it was bound through is gone (attach.py).
-    backing_id: list[int] = field(default_factory=list)
+    # Which binding of the loop device is ours: how a restarted plugin knows its loop device
+    # once the path it was bound through is gone (attach.py loop_binding).
+    binding: str = ""
     # Where NodePublishVolume bound it: a single-writer volume may have one target only.
     targets: list[str] = field(default_factory=list)
 

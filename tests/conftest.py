@@ -50,13 +50,29 @@ def bound_loops() -> dict[str, str]:
     return names
 
 
+def disk_sequence(device: str) -> int:
+    """The kernel's disk sequence number of a block device (raised at every loop bind and
+    detach, from one counter for every disk: a later binding has a larger one); 0 where the
+    kernel has none."""
+    try:
+        return int((Path("/sys/block") / Path(device).name / "diskseq").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+# The newest binding before this session: loop devices bound earlier are not this session's.
+BEFORE_SESSION = max((disk_sequence(f"/dev/{block.name}") for block in Path("/sys/block").iterdir()), default=0)
+
+
 def orphan_loops() -> list[str]:
-    """Loop devices whose file cannot be reached from here: bound through a mount namespace
-    that is gone (a container's), or to a file deleted since. Only what bound them, knowing
-    them by their file's identity, can tell them its own; where no container runs, each is a
-    leak."""
-    return [f"loop {device} ({name}): its file is out of reach" for device, name in bound_loops().items()
-            if not os.path.exists(name.removesuffix(" (deleted)"))]  # fmt: skip
+    """Loop devices bound during this session whose file cannot be reached from here: bound
+    through a mount namespace that is gone (a container's), or to a file deleted since. Only
+    what bound them, knowing its binding, can tell them its own; where no container runs, each
+    is a leak. (On a kernel without disk sequence numbers no loop device counts.)"""
+    return [
+        f"loop {device} ({name}): its file is out of reach" for device, name in bound_loops().items()
+        if disk_sequence(device) > BEFORE_SESSION and not os.path.exists(name.removesuffix(" (deleted)"))
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="session")

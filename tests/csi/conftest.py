@@ -68,7 +68,8 @@ def clean_node(tmp_path: Path, state_dir: Path) -> None:
     """Undo whatever a failed test left: mounts under tmp_path, loop devices, nbdfuse."""
     import subprocess
 
-    from csi_driver.attach import Attachment, detach
+    from csi_driver.attach import detach
+    from csi_driver.node import attachment_of
     from csi_driver.node_state import NodeState
 
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if str(tmp_path) in line]
@@ -78,7 +79,7 @@ def clean_node(tmp_path: Path, state_dir: Path) -> None:
     if state_dir.exists():
         for staged in NodeState(state_dir).all():
             try:
-                detach(Attachment(uri=staged.nbd_uri, fuse_dir=Path(staged.fuse_dir), device=staged.device))
+                detach(attachment_of(staged))
             except Exception:
                 subprocess.run(["fusermount3", "-uz", staged.fuse_dir], check=False, capture_output=True)
 

@@ -83,7 +83,8 @@ def shared_folder(tmp_path: Path) -> Iterator[Path]:
 
 
 def take_down(folder: Path) -> None:
-    subprocess.run(["umount", str(folder)], check=True)
+    """The shared folder's own mount; what is still mounted under it, leftovers() reports."""
+    subprocess.run(["umount", str(folder)], check=False, capture_output=True)
 
 
 @pytest.fixture
@@ -127,7 +128,9 @@ def test_a_staged_volume_outlives_the_plugin_only_where_the_keeper_holds_it(
         write_and_sync(staging / "before", "written before the plugin ended")
     finally:
         first.end_as_a_container_does()
-    time.sleep(0.5)  # what the kernel does with the namespace's processes, it has done by now
+    # What the kernel does with the namespace's processes it has done by now, and what it had
+    # cached about a dead nbdfuse's file (about a second) has expired.
+    time.sleep(2)
     if holder == "keeper":
         write_and_sync(staging / "after", "written after the plugin ended")
         assert (staging / "before").read_text() == "written before the plugin ended"

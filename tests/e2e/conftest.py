@@ -34,9 +34,14 @@ GROUP_SNAPSHOT_GROUP = GROUP_SNAPSHOTS
 
 @pytest.hookimpl(trylast=True)  # after any reordering plugin (pytest-randomly shuffles)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that read what the whole e2e session did run after all the others."""
+    """Tests that read what the whole e2e session did run after every other e2e test, before
+    any test of another package: the sites live as long as this package's tests."""
+    here = Path(__file__).parent
     last = [item for item in items if item.get_closest_marker("after_all_e2e")]
-    items[:] = [item for item in items if item not in last] + last
+    rest = [item for item in items if item not in last]
+    ours = [i for i, item in enumerate(rest) if here in Path(item.path).parents]
+    at = ours[-1] + 1 if ours else len(rest)
+    items[:] = rest[:at] + last + rest[at:]
 
 
 def require_kubernetes() -> None:

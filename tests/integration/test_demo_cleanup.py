@@ -37,6 +37,18 @@ def verdict(capsys) -> str:
     return lines[-1]
 
 
+def test_the_whole_demo_passes_and_leaves_nothing(tmp_path, capsys):
+    """`make demo` as a user runs it (a shorter order loop): its verdict PASS, and nothing of it left."""
+    require_root()
+    require_tools("openssl", "nbdfuse", "nbdkit", "losetup", "mkfs.ext4", "fusermount3")
+    work = tmp_path / "work"
+    assert demo.run_demo(argparse.Namespace(workdir=work, seconds=3.0)) == 0, capsys.readouterr().err[-3000:]
+    said = capsys.readouterr()
+    assert "verdict: PASS: " in said.out + said.err, (said.out + said.err)[-3000:]
+    assert "undo_failed" not in said.err, said.err[-3000:]
+    assert ours(work) == {"mounts": [], "loops": [], "processes": []}
+
+
 def test_a_failed_step_ends_in_one_line_and_the_arrays_are_stopped(tmp_path, capsys, monkeypatch):
     require_root()
     require_tools("openssl")

@@ -79,16 +79,19 @@ class PodKubelet:
         return target
 
     def unmount(self, pv_name: str) -> None:
-        """Delete the Pod: the kubelet unpublishes, then unstages (no other Pod uses the volume)."""
-        pod = self.pods.pop(pv_name)
-        self.published.pop(pv_name, None)
+        """Delete the Pod: the kubelet unpublishes, then unstages a file system (no other Pod uses
+        the volume)."""
+        pod = self.pods[pv_name]
         with contextlib.suppress(client.ApiException):  # gone already
             self.core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
         await_object(
             lambda: [p.metadata.name for p in self.core.list_namespaced_pod(pod.metadata.namespace).items],
             lambda names: pod.metadata.name not in names, f"{pod.metadata.name} deleted",
         )  # fmt: skip
-        await_object(lambda: self.mounts_of(pv_name), lambda mounts: not mounts, f"{pv_name} unmounted on the node")
+        handle = self.core.read_persistent_volume(pv_name).spec.csi.volume_handle
+        await_object(lambda: self.mounts_of(pv_name, handle), lambda mounts: not mounts, f"{pv_name} unmounted")
+        del self.pods[pv_name]
+        self.published.pop(pv_name, None)
 
     def detach(self, pv_name: str) -> None:
         """The attach-detach controller detaches once no Pod uses the volume: its VolumeAttachment goes."""
@@ -97,11 +100,12 @@ class PodKubelet:
     def expand(self, namespace: str, claim: str) -> int:
         """The kubelet finishes an expansion of a volume in use by itself: the claim's capacity,
         once its status reaches what it asks for."""
-        done = await_object(
-            lambda: self.core.read_namespaced_persistent_volume_claim(claim, namespace),
-            lambda pvc: (pvc.status.capacity or {}).get("storage") == pvc.spec.resources.requests["storage"],
-            f"{namespace}/{claim} expanded by the kubelet",
-        )  # fmt: skip
+        def reached(pvc: client.V1PersistentVolumeClaim) -> bool:
+            has = (pvc.status.capacity or {}).get("storage")
+            return has is not None and parse_quantity(has) >= parse_quantity(pvc.spec.resources.requests["storage"])
+
+        done = await_object(lambda: self.core.read_namespaced_persistent_volume_claim(claim, namespace), reached,
+                            f"{namespace}/{claim} expanded by the kubelet")  # fmt: skip
         return parse_quantity(done.status.capacity["storage"])
 
     def release_all(self) -> None:
@@ -114,10 +118,10 @@ class PodKubelet:
         with contextlib.suppress(client.ApiException, AssertionError, TimeoutError):
             self.release_all()
 
-    def mounts_of(self, pv_name: str) -> list[str]:
-        """The kubelet's mounts of the PV on the host: its publications (named by the PV) and its
-        staging (named by the volume handle's digest)."""
-        handle = self.core.read_persistent_volume(pv_name).spec.csi.volume_handle
+    def mounts_of(self, pv_name: str, handle: str) -> list[str]:
+        """The kubelet's mounts of the PV on the host: its publications (named by the PV) and a
+        file system's staging (named by the volume handle's digest; a block volume's staging
+        mounts nothing, and is undone with the detach)."""
         return self.node.mounts_of(pv_name) + self.node.mounts_of(hashlib.sha256(handle.encode()).hexdigest())
 
     def _attachment(self, pv_name: str) -> client.V1VolumeAttachment | None:
