@@ -61,11 +61,11 @@ class Attachment:
         FUSE mount) the kernel names the file from the FUSE mount's root (`/nbd`), and after
         nbdfuse died `(deleted)` follows. Without a recorded binding (a kernel before 5.15, a
         record of an older plugin) the name must be our file's path, live or deleted."""
-        if self.device is None or loop_backing_file(self.device) is None:
+        named = loop_backing_file(self.device) if self.device is not None else None
+        if named is None:
             return False
         if self.binding:
             return loop_binding(self.device) == self.binding
-        named = loop_backing_file(self.device)
         if self.nbd_device:
             return named == self.nbd_device
         expected = os.path.realpath(self.backing_file)
@@ -192,16 +192,25 @@ def loop_backing_file(device: str) -> str | None:
         return None
 
 
-def loop_binding(device: str) -> str:
-    """What names one binding of a loop device for as long as it lasts: the kernel's disk
-    sequence number, raised at every bind and every detach, with this boot's id (the numbers
-    start over at boot). '' where the kernel has none (before Linux 5.15)."""
+def disk_sequence(device: str) -> int:
+    """The kernel's disk sequence number of a block device: one counter for every disk, raised
+    at every loop bind and detach, so a later binding has a larger one. 0 where the kernel has
+    none (before Linux 5.15)."""
     try:
-        sequence = (Path("/sys/block") / Path(device).name / "diskseq").read_text().strip()
+        return int((Path("/sys/block") / Path(device).name / "diskseq").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def loop_binding(device: str) -> str:
+    """What names one binding of a loop device for as long as it lasts: its disk sequence
+    number with this boot's id (the numbers start over at boot); '' where there is none."""
+    sequence = disk_sequence(device)
+    try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return ""
-    return f"{boot}/{sequence}"
+    return f"{boot}/{sequence}" if sequence else ""
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from ccopy.launch import ArrayProcessHandle
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
 from ccopy_common.pki import CertificateAuthority
+from csi_driver.attach import disk_sequence
 
 if TYPE_CHECKING:
     from tests.kubelet.image import Images
@@ -48,16 +49,6 @@ def bound_loops() -> dict[str, str]:
         with contextlib.suppress(OSError):  # detached meanwhile
             names[f"/dev/{backing.parent.parent.name}"] = backing.read_text().strip()
     return names
-
-
-def disk_sequence(device: str) -> int:
-    """The kernel's disk sequence number of a block device (raised at every loop bind and
-    detach, from one counter for every disk: a later binding has a larger one); 0 where the
-    kernel has none."""
-    try:
-        return int((Path("/sys/block") / Path(device).name / "diskseq").read_text())
-    except (OSError, ValueError):
-        return 0
 
 
 # The newest binding before this session: loop devices bound earlier are not this session's.
@@ -94,9 +85,8 @@ def images(tmp_path_factory) -> Images:
     from tests.kubelet import image
 
     require_root()
-    if missing := image.missing_tools():
-        pytest.skip(f"cannot build images without {', '.join(missing)}: apt-get install {' '.join(missing)}"
-                    " (make test does)")  # fmt: skip
+    if why := image.tools_missing():
+        pytest.skip(why)
     return image.build_all(tmp_path_factory.mktemp("images"))
 
 

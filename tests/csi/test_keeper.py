@@ -36,9 +36,11 @@ from tests.csi.test_node import leftovers
 
 class NodePlugin:
     """`ccopy csi --mode=node` as the first process of its own PID and mount namespaces. Its
-    mounts are copies of the host's, as they stand, so that the shared work folder stays a
-    peer of the host's (a container with a Bidirectional mount has its root rshared); it
-    lives for seconds, so the copies of the host's private mounts pin nothing for long."""
+    mounts are copies of the host's as they stand (--propagation unchanged), so that the shared
+    work folder stays a peer of the host's, as a container with a Bidirectional mount has its
+    root rshared: made a slave, the folder would keep the plugin's staging mount from the host.
+    It pins nothing that a slave would not: the copy of a private mount is private either way,
+    and a shared one stays a peer, so the host's unmounts reach it."""
 
     def __init__(self, tmp_path: Path, array: str, state_dir: Path, keeper: str, name: str) -> None:
         self.socket = tmp_path / f"{name}.sock"

@@ -41,8 +41,12 @@ SIDECARS = {
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
-def missing_tools() -> list[str]:
-    return [tool for tool in TOOLS if shutil.which(tool) is None]
+def tools_missing() -> str:
+    """Why the images cannot be built here, or ''."""
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"cannot build images without {', '.join(missing)}: apt-get install {' '.join(missing)} (make test does)"
+    return ""
 
 
 def sidecar_image(binary: str) -> str:

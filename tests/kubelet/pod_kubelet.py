@@ -32,7 +32,6 @@ class PodKubelet:
     node: Node
     driver: str
     pods: dict[str, client.V1Pod] = field(default_factory=dict)  # by PV name, the Pod using it
-    published: dict[str, Path] = field(default_factory=dict)  # by PV name, where the kubelet published it
 
     def __post_init__(self) -> None:
         self.core, self.storage = client.CoreV1Api(self.api), client.StorageV1Api(self.api)
@@ -75,7 +74,6 @@ class PodKubelet:
             target = self.root / "pods" / uid / "volumes/kubernetes.io~csi" / pv.metadata.name / "mount"
         if not (target.exists() if block(pv) else is_mount_point(target)):
             raise AssertionError(f"the kubelet ran {pod.metadata.name} but {target} is not published")
-        self.published[pv.metadata.name] = target
         return target
 
     def unmount(self, pv_name: str) -> None:
@@ -91,7 +89,6 @@ class PodKubelet:
         handle = self.core.read_persistent_volume(pv_name).spec.csi.volume_handle
         await_object(lambda: self.mounts_of(pv_name, handle), lambda mounts: not mounts, f"{pv_name} unmounted")
         del self.pods[pv_name]
-        self.published.pop(pv_name, None)
 
     def detach(self, pv_name: str) -> None:
         """The attach-detach controller detaches once no Pod uses the volume: its VolumeAttachment goes."""

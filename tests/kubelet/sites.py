@@ -30,9 +30,7 @@ def real_nodes_missing() -> str:
         return f"no {', '.join(missing)} under {K8S_BIN}: run ../shared/k8s/install.sh (make test does)"
     if why := missing_kit():
         return why
-    if missing := image.missing_tools():
-        return f"cannot build images without {', '.join(missing)}: apt-get install {' '.join(missing)} (make test does)"
-    return ""
+    return image.tools_missing()
 
 
 @contextmanager
