@@ -34,7 +34,15 @@ COPY ccopy_api ccopy_api
 COPY ccopy_common ccopy_common
 COPY csi_driver csi_driver
 COPY replication_sidecar replication_sidecar
-RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
+# The native data path (backend/native, C) is compiled here: gcc and Python's headers (the
+# public Python image has them; Debian's Python gets python3-dev) for this step only.
+RUN build="gcc libc6-dev" \
+ && include=$(python3 -c 'import sysconfig; print(sysconfig.get_path("include"))') \
+ && { [ -f "$include/Python.h" ] || build="$build python3-dev"; } \
+ && apt-get update && apt-get install -y --no-install-recommends $build \
+ && pip install --no-cache-dir --no-deps --no-build-isolation . \
+ && python3 -c 'import backend._nbdcore' \
+ && apt-get purge -y --auto-remove $build && rm -rf /var/lib/apt/lists/* \
  && pip uninstall -y -q setuptools pip \
  && cd / && rm -rf /src
 

@@ -6,7 +6,8 @@ VENV ?= .venv
 # What the node plugin and the array run (apt-runtime.txt, which the Dockerfile installs too),
 # and the tests' own tools: peers we did not write (qemu-img, fio; nbdkit is a runtime one), openssl, strace.
 RUNTIME_PACKAGES := $(shell sed 's/\#.*//' apt-runtime.txt)
-APT_PACKAGES = python3-venv $(RUNTIME_PACKAGES) qemu-utils fio openssl strace
+# gcc and python3-dev build the native data path (backend/native) when the package is installed.
+APT_PACKAGES = python3-venv python3-dev gcc $(RUNTIME_PACKAGES) qemu-utils fio openssl strace
 # What only the tests use: podman and mmdebstrap build the image on a base made here (no
 # registry is needed), runc runs its build steps (tests/kubelet/image.py).
 TEST_PACKAGES = podman mmdebstrap runc
@@ -23,7 +24,8 @@ system-deps:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+# A change to the native sources rebuilds the extension (pip builds it in place for -e).
+$(VENV)/.installed: pyproject.toml constraints.txt $(wildcard backend/native/*.c backend/native/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'

@@ -2,8 +2,9 @@
 
 Every LDEV in use has one runtime: one open backing file (so a FLUSH on any
 connection makes the writes of every connection durable and
-NBD_FLAG_CAN_MULTI_CONN is honest), one write lock (snapshot barriers take it)
-and, once it has snapshots, its copy-on-write store. The registry opens a
+NBD_FLAG_CAN_MULTI_CONN is honest), one gate (its write lock, which snapshot
+barriers take, shared with the native threads that serve NBD; see
+backend/native/gate.h) and, once it has snapshots, its copy-on-write store. The registry opens a
 runtime on first use and is the one place that knows the files beside an
 LDEV's data (its CoW store and its bitmaps).
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from backend._nbdcore import Gate
 from backend.copy_batches import CopyBatches
 from backend.cow_store import CowStore
 from backend.diff_bitmap import DiffBitmap
@@ -40,13 +42,16 @@ class Revocable(Protocol):
     def revoke(self) -> None: ...
 
 
+# What decides whether a write needs more than its data step (LdevRuntime.gate.plain).
+_ROUTE_FIELDS = frozenset({"cow", "journal", "diff", "fenced"})
+
+
 @dataclass
 class LdevRuntime:
     """An LDEV open in this process."""
 
     ldev_id: int
     file: LdevFile
-    lock: threading.Lock = field(default_factory=threading.Lock)
     cow: CowStore | None = None
     sessions: int = 0
     # Sessions per snapshot id: a snapshot in use cannot be deleted.
@@ -68,6 +73,30 @@ class LdevRuntime:
     copy_batches: CopyBatches | None = None
     # Sessions opened through each publication token, revoked on unpublish.
     by_token: dict[str, list[Revocable]] = field(default_factory=dict)
+    # The write lock, the route and the request statistics, shared with native threads.
+    gate: Gate = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gate", Gate(self.file.fd, self.size, self.qos))
+        self._set_route()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        """Keep the gate told: a native thread writes only the data of an LDEV whose writes
+        need nothing else. The route fields change under the write lock (their owners'
+        rule), so a native write either finished before the change or sees it."""
+        super().__setattr__(name, value)
+        if name in _ROUTE_FIELDS and "gate" in self.__dict__:
+            self._set_route()
+        elif name == "size" and "gate" in self.__dict__:
+            self.gate.size = value
+
+    def _set_route(self) -> None:
+        self.gate.plain = self.cow is None and self.journal is None and self.diff is None and not self.fenced
+
+    @property
+    def lock(self) -> Gate:
+        """The LDEV's write lock (the gate, used as a threading.Lock)."""
+        return self.gate
 
     @property
     def has_snapshots(self) -> bool:

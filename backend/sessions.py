@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from backend.copy_batches import CopyBatches, Done
-from backend.errors import Busy, FailedPrecondition, NotFound, PermissionDenied
+from backend.errors import ArrayError, Busy, FailedPrecondition, NotFound, PermissionDenied
 from backend.host_access import ANONYMOUS, refusal_by_name, refusal_by_publication
 from backend.journal import Journal
 from backend.ldev_io import Extent
@@ -123,6 +123,18 @@ class Session:
                 runtime.copy_batches = CopyBatches(self.sessions.write_path, runtime)
             copier = runtime.copy_batches
         copier.submit(op.offset, op.length, done)
+
+    def copy_ahead(self, ops: list[HostWrite]) -> None:
+        """Writes that arrived together (a native connection's batch): the copies for snapshots
+        they will need, made durable with one sync before the first of them is applied, so
+        each finds its copies durable instead of syncing alone. A copy that fails here (the
+        CoW store is full) is left to the write that needs it, which fails with its own error."""
+        if self.read_only or self.runtime.cow is None or not ops:
+            return
+        try:
+            self.sessions.write_path.copy_ahead(self.runtime, [(op.offset, op.length) for op in ops])
+        except (OSError, ArrayError) as exc:
+            log.warning("copy_ahead_failed ldev=%s writes=%d error=%s", format_ldev_id(self.ldev_id), len(ops), exc)
 
     def read(self, offset: int, length: int) -> bytes:
         return self.runtime.file.read(offset, length)

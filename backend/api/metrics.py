@@ -4,23 +4,27 @@ Two kinds, so the data path pays almost nothing:
 - state read when scraped (journal groups, pairs, pool, copy-on-write), from
   the same views the management API answers with, so a metric and
   `ccopy ctl journal show` never disagree;
-- NBD request latency, observed on the data path into a histogram per LDEV
-  and command (its `_count` is the request count), and errors per LDEV and
-  command.
+- NBD request latency per LDEV and command as a histogram (its `_count` is
+  the request count), and errors per LDEV and command: counted by the data
+  path in each LDEV's gate (backend/native/gate.c), natively, and read here
+  when scraped.
 
 Every metric is listed in docs/metrics.md.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
+from backend._nbdcore import latency_bounds
 from backend.api.replication import group_message
 from backend.array import Array
 from backend.nbd.constants import Command
@@ -28,37 +32,19 @@ from ccopy_api import array_pb2 as pb
 from ccopy_common.ldev_id import format_ldev_id
 from ccopy_common.rpc import serve_metrics, stop_metrics
 
-# From 50 us (a write to the page cache) to 10 s (a write held by inflow control).
-LATENCY_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+# From 50 us (a write to the page cache) to 10 s (a write held by inflow control): the gate's buckets.
+LATENCY_BUCKETS = latency_bounds()
 PAIR_STATES = [name for name in pb.PairState.keys() if name != "PAIR_STATE_UNSPECIFIED"]  # noqa: SIM118 (an enum)
 
 
 class ArrayMetrics:
-    """The registry of one array, and what the NBD server reports into it."""
+    """The registry of one array."""
 
     def __init__(self, array: Array) -> None:
         self.registry = CollectorRegistry()
-        self.latency = Histogram(
-            "ccopy_nbd_request_seconds", "NBD requests by LDEV and command: time from admission to reply",
-            ["ldev", "command"], buckets=LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
-        self.errors = Counter(
-            "ccopy_nbd_errors", "NBD requests answered with an error, by LDEV and command",
-            ["ldev", "command"], registry=self.registry,
-        )  # fmt: skip
         self.registry.register(ArrayStateCollector(array))
-        self._children: dict[tuple[int, int], tuple[Histogram, Counter]] = {}
+        self.registry.register(NbdRequestCollector(array))
         self._http: WSGIServer | None = None
-
-    def request_done(self, ldev_id: int, command: int, seconds: float, failed: bool) -> None:
-        """Called on the NBD event loop for every reply: a dict lookup and a histogram observe."""
-        children = self._children.get((ldev_id, command))
-        if children is None:
-            labels = (format_ldev_id(ldev_id), Command(command).name)
-            children = self._children[(ldev_id, command)] = (self.latency.labels(*labels), self.errors.labels(*labels))
-        children[0].observe(seconds)
-        if failed:
-            children[1].inc()
 
     def serve(self, address: str) -> str:
         """Serve /metrics on HOST:PORT (port 0 picks one) until `stop`; the bound address."""
@@ -67,6 +53,31 @@ class ArrayMetrics:
 
     def stop(self) -> None:
         stop_metrics(self._http)
+
+
+class NbdRequestCollector(Collector):
+    """NBD requests as each open LDEV's gate counted them, whichever thread served them."""
+
+    def __init__(self, array: Array) -> None:
+        self.array = array
+
+    def collect(self) -> Iterator[Metric]:
+        latency = HistogramMetricFamily(
+            "ccopy_nbd_request_seconds", "NBD requests by LDEV and command: time from admission to reply",
+            labels=["ldev", "command"],
+        )  # fmt: skip
+        errors = CounterMetricFamily(
+            "ccopy_nbd_errors", "NBD requests answered with an error, by LDEV and command", labels=["ldev", "command"]
+        )
+        bounds = [*(floatToGoString(bound) for bound in LATENCY_BUCKETS), "+Inf"]
+        for runtime in self.array.runtimes.all():
+            for command, (counts, seconds, _count, failed) in sorted(runtime.gate.stats().items()):
+                labels = [format_ldev_id(runtime.ldev_id), Command(command).name]
+                cumulative = list(itertools.accumulate(counts))
+                latency.add_metric(labels, list(zip(bounds, cumulative, strict=True)), seconds)
+                errors.add_metric(labels, failed)
+        yield latency
+        yield errors
 
 
 class ArrayStateCollector(Collector):

@@ -117,7 +117,7 @@ async def start_array(config: ArrayConfig) -> ArrayProcess:
     nbd = NbdServer(
         array,
         NbdConfig(
-            host=nbd_host, port=nbd_port, handshake_timeout=config.handshake_timeout, observer=metrics,
+            host=nbd_host, port=nbd_port, handshake_timeout=config.handshake_timeout,
             tls_context=nbd_tls_context(config.nbd_tls), tls_mode=config.nbd_tls_mode,
         ),
     )  # fmt: skip

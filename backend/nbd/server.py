@@ -1,9 +1,12 @@
 """NBD server: moves bytes between sockets and the pure protocol machines.
 
-One asyncio event loop serves every connection. Reads and non-FUA writes hit
-the page cache and run inline (microseconds); anything that waits for stable
-storage (FLUSH, FUA writes) runs in a thread pool so other requests and other
-clients keep flowing. Replies may go out of order, as the protocol allows.
+One asyncio event loop runs every handshake. A plaintext connection to an LDEV
+export is then handed to a native thread for its transmission phase
+(backend/nbd/native.py). The event loop goes on serving the others (TLS
+connections, snapshot exports): reads and non-FUA writes hit the page cache and
+run inline (microseconds); anything that waits for stable storage (FLUSH, FUA
+writes) runs in a thread pool so other requests and other clients keep
+flowing. Replies may go out of order, as the protocol allows.
 
 A malformed request ends only its own connection; errors inside one LDEV's
 session never reach another.
@@ -13,20 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import errno
 import itertools
 import logging
+import os
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
 
 from backend.array import Array
 from backend.errors import ArrayError, PermissionDenied
 from backend.host_access import ANONYMOUS
 from backend.nbd.constants import BASE_ALLOCATION_ID, Command, CommandFlag, Errno
+from backend.nbd.errors import errno_for
 from backend.nbd.handshake import ExportInfo, ExportRefused, HandshakeError, Negotiated, ServerHandshake, TlsMode
+from backend.nbd.native import serve_natively
 from backend.nbd.transmission import (
     OversizedWrite,
     ProtocolError,
@@ -39,8 +43,8 @@ from backend.nbd.transmission import (
     simple_reply,
     structured_read_header,
 )
-from backend.sessions import Session, WriteMode
-from backend.write_path import HostWrite, WriteKind, WriteRefused
+from backend.sessions import Session, SnapshotSession, WriteMode
+from backend.write_path import HostWrite, WriteKind
 from ccopy_common.ldev_id import format_ldev_id
 
 log = logging.getLogger(__name__)
@@ -58,16 +62,10 @@ class NbdConfig:
     # Requests waiting on the thread pool per connection before we stop reading.
     max_pending: int = 64
     workers: int = 8
-    # Told of every reply (metrics); None: nobody listens.
-    observer: RequestObserver | None = None
     # NBD over TLS (NBD_OPT_STARTTLS): the server's context (with the client CA when
     # client certificates are required) and whether plaintext clients are refused.
     tls_context: ssl.SSLContext | None = None
     tls_mode: TlsMode = TlsMode.OFF
-
-
-class RequestObserver(Protocol):
-    def request_done(self, ldev_id: int, command: int, seconds: float, failed: bool) -> None: ...
 
 
 def certificate_name(certificate: dict | None) -> str:
@@ -77,23 +75,6 @@ def certificate_name(certificate: dict | None) -> str:
             if key == "commonName":
                 return str(value)
     return ""
-
-
-def errno_for(exc: BaseException) -> Errno:
-    """Map a failure of the array to the NBD error value the host sees."""
-    if isinstance(exc, WriteRefused):
-        code = exc.errno
-    elif isinstance(exc, OSError):
-        code = exc.errno or errno.EIO
-    else:
-        return Errno.EIO
-    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return Errno.ENOSPC
-    if code in (errno.EPERM, errno.EACCES, errno.EROFS):
-        return Errno.EPERM
-    if code == errno.EINVAL:
-        return Errno.EINVAL
-    return Errno.EIO
 
 
 class NbdConnection(asyncio.BufferedProtocol):
@@ -123,6 +104,7 @@ class NbdConnection(asyncio.BufferedProtocol):
         self._held: collections.deque[tuple[float, Request]] = collections.deque()
         self._hold_timer: asyncio.TimerHandle | None = None
         self._failed = False  # the request being served got an error reply
+        self.native: object | None = None  # the native thread's connection, once handed over
 
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -161,6 +143,8 @@ class NbdConnection(asyncio.BufferedProtocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.native is not None:  # the event loop let go of its socket: a native thread serves it
+            return
         self.closing = self.lost = True
         self._held.clear()
         if self._hold_timer is not None:
@@ -214,25 +198,69 @@ class NbdConnection(asyncio.BufferedProtocol):
         except ArrayError as exc:  # deleted between the option and now: the client hears nothing more
             self._hang_up(f"export_gone reason={exc}")
             return
+        # The session's size is what the client was told; keep them equal.
+        negotiated.export = ExportInfo(negotiated.export.name, self.session.size, self.session.read_only)
+        self.negotiated = negotiated
+        native = self._hand_over(out, negotiated)
+        log.info(
+            "nbd_transmission conn=%d ldev=%s export=%s structured=%s contexts=%d native=%s",
+            self.id,
+            format_ldev_id(self.session.ldev_id),
+            negotiated.export.name,
+            negotiated.structured_replies,
+            len(negotiated.meta_contexts),
+            native,
+        )
+        if native:
+            return
         self._send(out)
         self._flush_out()
         loop = asyncio.get_running_loop()
         transport = self.transport
         assert transport is not None
         self.session.on_revoke = lambda: loop.call_soon_threadsafe(self._revoked, transport)
-        # The session's size is what the client was told; keep them equal.
-        negotiated.export = ExportInfo(negotiated.export.name, self.session.size, self.session.read_only)
-        self.negotiated = negotiated
-        log.info(
-            "nbd_transmission conn=%d ldev=%s export=%s structured=%s contexts=%d",
-            self.id,
-            format_ldev_id(self.session.ldev_id),
-            negotiated.export.name,
-            negotiated.structured_replies,
-            len(negotiated.meta_contexts),
-        )
         self.parser.feed(self.handshake.leftover())
         self._serve_requests()
+
+    def _hand_over(self, out: bytes, negotiated: Negotiated) -> bool:
+        """Give the connection to a native thread when it may have it: a plaintext socket, an
+        LDEV export, and nothing of ours left unsent. The thread sends `out` (the answer that
+        completes the handshake) first; requests that came in with the last option go with it."""
+        transport, session = self.transport, self.session
+        assert transport is not None and session is not None
+        if (
+            self._tls_task is not None
+            or isinstance(session, SnapshotSession)
+            or transport.get_write_buffer_size()
+            or self._out
+        ):
+            return False
+        transport.pause_reading()
+        fd = os.dup(transport.get_extra_info("socket").fileno())
+        loop = asyncio.get_running_loop()
+        try:
+            self.native = serve_natively(
+                fd, session, negotiated, out, self.handshake.leftover(), self.id,
+                closed=lambda reason: self._native_closed(loop, reason),
+            )  # fmt: skip
+        except OSError as exc:
+            log.warning("nbd_native_refused conn=%d error=%s", self.id, exc)
+            transport.resume_reading()
+            return False
+        session.on_revoke = self.native.abort  # type: ignore[attr-defined]
+        transport.abort()  # the event loop closes its copy of the socket; the thread keeps its own
+        return True
+
+    def _native_closed(self, loop: asyncio.AbstractEventLoop, reason: str) -> None:
+        """On the native thread, once its connection ended: the session closes (its writes made
+        durable) before the socket does, then the server forgets the connection."""
+        if self.session is not None:
+            self.session.close()
+        log.info("nbd_disconnected conn=%d native=True reason=%s", self.id, reason)
+        try:
+            loop.call_soon_threadsafe(self.live.discard, self)
+        except RuntimeError:  # the loop is closed: the server is gone already
+            self.live.discard(self)
 
     def _begin_tls(self) -> None:
         """Once: the client's first options may come in before the TLS handshake is over; the
@@ -333,12 +361,13 @@ class NbdConnection(asyncio.BufferedProtocol):
         self._dispatch(request, started)
         if request.command == Command.DISC and not self._failed:
             return
-        if self.config.observer is not None and self.pending == pending:  # answered already
+        if self.pending == pending:  # answered already
             self._observe(request, started, self._failed)
 
     def _observe(self, request: Request, started: float, failed: bool) -> None:
-        assert self.config.observer is not None and self.session is not None
-        self.config.observer.request_done(self.session.ldev_id, request.command, time.perf_counter() - started, failed)
+        """Counted in the LDEV's gate, with the requests native threads serve (backend/api/metrics.py)."""
+        assert self.session is not None
+        self.session.runtime.gate.observe(request.command, time.perf_counter() - started, failed)
 
     def _fail(self, request: Request, error: int, message: str, structured: bool | None = None) -> None:
         self._failed = True
@@ -452,7 +481,7 @@ class NbdConnection(asyncio.BufferedProtocol):
         else:
             self._send(error_reply(request.cookie, errno_for(exc), self._structured(), str(exc)))
             log.warning("nbd_request_failed conn=%d command=%d error=%s", self.id, request.command, exc)
-        if self.config.observer is not None and self.session is not None:
+        if self.session is not None:
             self._observe(request, started, exc is not None)
         self._flush_out()
         if self.closing:
@@ -537,7 +566,9 @@ class NbdServer:
         if self._server is not None:
             self._server.close()
             for connection in list(self._live):
-                if connection.transport is not None:
+                if connection.native is not None:
+                    connection.native.abort()  # type: ignore[attr-defined]
+                elif connection.transport is not None:
                     connection.transport.abort()
             await self._server.wait_closed()
         # FLUSH/FUA work already in the pool finishes: it is durable before we exit.

@@ -1,6 +1,6 @@
 import pytest
 
-from backend.qos import QosLimiter, TokenBucket
+from backend.qos import QosLimiter
 
 
 def test_unlimited_never_waits():
@@ -27,12 +27,25 @@ def test_bandwidth_limit_charges_bytes():
 
 
 def test_tokens_refill_over_time_up_to_the_burst():
-    bucket = TokenBucket(rate=100)
-    assert bucket.reserve(20, 0.0) == pytest.approx(0.1)  # the 10-token burst, then 10 owed
-    assert bucket.reserve(1, 10.0) == 0.0  # long idle: refilled, capped at the burst
-    assert bucket.tokens == pytest.approx(9.0)
+    limiter = QosLimiter(max_iops=100)
+    assert [limiter.reserve(0, 0.0) for _ in range(11)][-1] == pytest.approx(0.01)  # the 10-request burst, then 1 owed
+    assert limiter.reserve(0, 10.0) == 0.0  # long idle: refilled, capped at the burst (10 requests)
+    assert max(limiter.reserve(0, 10.0) for _ in range(9)) == 0.0
+    assert limiter.reserve(0, 10.0) == pytest.approx(0.01)
+
+
+def test_new_limits_start_with_a_full_burst_and_are_readable():
+    limiter = QosLimiter(max_iops=10)
+    limiter.reserve(0, 0.0)
+    limiter.reserve(0, 0.0)
+    assert limiter.reserve(0, 0.0) > 0
+    limiter.update(10, 5)
+    assert limiter.limits == (10, 5)
+    assert limiter.reserve(0, 0.0) == 0.0
 
 
 def test_negative_limits_are_refused():
     with pytest.raises(ValueError):
         QosLimiter(max_iops=-1)
+    with pytest.raises(ValueError):
+        QosLimiter().update(0, -1)
