@@ -7,8 +7,12 @@ system); fio's nbd engine (libnbd) drives three workloads against each:
     rand-write  4 KiB random writes, queue depth 16
     rand-read   4 KiB random reads, queue depth 16 (of data written before)
 
-Prints one table with MiB/s, IOPS and the array's ratio to each peer.
-Run with `make bench` or `python -m bench.nbd_fio [--runtime 20] [--size 1G]`.
+Prints one table with MiB/s, IOPS and the array's ratio to each peer, and the
+CPU each server spent per GiB written (its process's user and system time over
+the write workloads, all threads). With `--rounds N` the servers run N times,
+alternating, and every figure is the median of the rounds with its min-max (a
+ratio: the median of each round's ratio).
+Run with `make bench` or `python -m bench.nbd_fio [--runtime 20] [--size 1G] [--rounds 5]`.
 
 `--tls` runs every server a second time with NBD over TLS (x509, client
 certificates required: the array with --nbd-tls-*, nbdkit with --tls=require,
@@ -25,6 +29,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,6 +61,13 @@ class Result:
     iops: float
     p50_ms: float = 0.0
     p99_ms: float = 0.0
+    cpu_s_per_gib: float = 0.0  # write workloads: the server's CPU per GiB written
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system time of a process so far, every thread included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:
@@ -92,7 +104,7 @@ class Tls:
 
 
 @contextmanager
-def ccopy_array(work: Path, size: int, tls: Tls | None = None) -> Iterator[str]:
+def ccopy_array(work: Path, size: int, tls: Tls | None = None) -> Iterator[tuple[str, int]]:
     extra = []
     if tls is not None:
         extra = ["--nbd-tls-cert", str(tls.server / "server-cert.pem"),
@@ -103,20 +115,21 @@ def ccopy_array(work: Path, size: int, tls: Tls | None = None) -> Iterator[str]:
     try:
         with grpc.insecure_channel(handle.api_address) as channel:
             pb_grpc.ArrayStub(channel).CreateLdev(pb.CreateLdevRequest(open_to_all=True, name=EXPORT, size_bytes=size))
-        yield tls.uri(handle.nbd_address) if tls else f"nbd://{handle.nbd_address}/{EXPORT}"
+        assert handle.process is not None
+        yield (tls.uri(handle.nbd_address) if tls else f"nbd://{handle.nbd_address}/{EXPORT}"), handle.process.pid
     finally:
         handle.stop()
 
 
 @contextmanager
-def peer(argv_for_port, image: Path, size: int, tls: Tls | None) -> Iterator[str]:
+def peer(argv_for_port, image: Path, size: int, tls: Tls | None) -> Iterator[tuple[str, int]]:
     with open(image, "wb") as f:
         f.truncate(size)
     port = free_port()
     proc = subprocess.Popen(argv_for_port(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
-        yield tls.uri(f"127.0.0.1:{port}") if tls else f"nbd://127.0.0.1:{port}/{EXPORT}"
+        yield (tls.uri(f"127.0.0.1:{port}") if tls else f"nbd://127.0.0.1:{port}/{EXPORT}"), proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
@@ -148,20 +161,31 @@ def fio_argv(tls: Tls | None) -> list[str]:
     return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", f"HOME={tls.home}", "fio"]
 
 
-def fio(uri: str, name: str, params: dict[str, str], size: int, runtime: int, tls: Tls | None = None) -> Result:
+RAMP_SECONDS = 2
+
+
+def fio(
+    uri: str, name: str, params: dict[str, str], size: int, runtime: int, tls: Tls | None = None, pid: int = 0
+) -> Result:
     argv = [*fio_argv(tls), f"--name={name}", "--ioengine=nbd", f"--uri={uri}", f"--size={size}"]
     argv += ["--output-format=json"]
-    argv += [f"--runtime={runtime}", "--time_based", "--ramp_time=2", "--numjobs=1", "--randrepeat=0"]
+    argv += [f"--runtime={runtime}", "--time_based", f"--ramp_time={RAMP_SECONDS}", "--numjobs=1", "--randrepeat=0"]
     argv += [f"--{k}={v}" for k, v in params.items()]
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu_before if pid else 0.0
     job = json.loads(out[out.index("{") :])["jobs"][0]
-    side = job["write"] if params["rw"].endswith("write") else job["read"]
+    writes = params["rw"].endswith("write")
+    side = job["write"] if writes else job["read"]
     percentiles = side.get("clat_ns", {}).get("percentile", {})
+    # fio counts bytes after its ramp only; the CPU is the whole run's: the ramp's bytes at the same rate
+    written_gib = side["bw_bytes"] * (runtime + RAMP_SECONDS) / (1 << 30)
     return Result(
         mib_s=side["bw_bytes"] / (1 << 20),
         iops=side["iops"],
         p50_ms=percentiles.get("50.000000", 0) / 1e6,
         p99_ms=percentiles.get("99.000000", 0) / 1e6,
+        cpu_s_per_gib=cpu / written_gib if writes and written_gib else 0.0,
     )
 
 
@@ -203,6 +227,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1G")
     parser.add_argument("--runtime", type=int, default=15, help="seconds per workload")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of every server, alternating; medians printed")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp"), help="folder on the file system under test")
     parser.add_argument("--tls", action="store_true", help="also run every server with NBD over TLS")
     args = parser.parse_args()
@@ -212,51 +237,79 @@ def main() -> int:
             return 1
     size = parse_size(args.size)
     servers = {"ccopy array": ccopy_array, "nbdkit file": nbdkit, "qemu-nbd": qemu_nbd}
-    results: dict[str, dict[str, Result]] = {}
-    secured: dict[str, dict[str, Result]] = {}
+    rounds: list[dict[str, dict[str, Result]]] = []
+    secured_rounds: list[dict[str, dict[str, Result]]] = []
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="ccopy-bench-") as tmp:
         if args.tls:
             Path(tmp).chmod(0o755)  # fio's unprivileged user reaches its certificates through it
         tls = Tls.make(Path(tmp) / "tls") if args.tls else None
-        for server, start in servers.items():
-            for mode, into in ((None, results), (tls, secured)) if tls else ((None, results),):
-                work = Path(tmp) / (server.replace(" ", "-") + ("-tls" if mode else ""))
-                work.mkdir()
-                with start(work, size, mode) as uri:
-                    prefill(uri, size, mode)
-                    into[server] = {w: fio(uri, w, p, size, args.runtime, mode) for w, p in WORKLOADS.items()}
-                    print(f"measured {server}{' over TLS' if mode else ''}", file=sys.stderr, flush=True)
-    print(render(results, size, args.runtime))
-    if secured:
+        for round_ in range(args.rounds):
+            results: dict[str, dict[str, Result]] = {}
+            secured: dict[str, dict[str, Result]] = {}
+            for server, start in servers.items():
+                for mode, into in ((None, results), (tls, secured)) if tls else ((None, results),):
+                    work = Path(tmp) / f"{server.replace(' ', '-')}{'-tls' if mode else ''}-{round_}"
+                    work.mkdir()
+                    with start(work, size, mode) as (uri, pid):
+                        prefill(uri, size, mode)
+                        into[server] = {
+                            w: fio(uri, w, p, size, args.runtime, mode, pid) for w, p in WORKLOADS.items()
+                        }
+                    shutil.rmtree(work)
+                    print(f"round {round_ + 1}: measured {server}{' over TLS' if mode else ''}", file=sys.stderr,
+                          flush=True)  # fmt: skip
+            rounds.append(results)
+            if secured:
+                secured_rounds.append(secured)
+    print(render(rounds, size, args.runtime))
+    if secured_rounds:
         print("\nNBD over TLS (x509, client certificates required)\n")
-        print(render(secured, size, args.runtime, heading=False))
-        print("\n" + render_cost(results, secured))
+        print(render(secured_rounds, size, args.runtime, heading=False))
+        print("\n" + render_cost(rounds, secured_rounds))
     return 0
 
 
-def render_cost(plain: dict[str, dict[str, Result]], secured: dict[str, dict[str, Result]]) -> str:
+def spread(values: list[float], digits: int = 2) -> str:
+    """The median, and the min-max when there is more than one value."""
+    middle = statistics.median(values)
+    if len(values) == 1:
+        return f"{middle:.{digits}f}"
+    return f"{middle:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def render_cost(plain: list[dict[str, dict[str, Result]]], secured: list[dict[str, dict[str, Result]]]) -> str:
     """IOPS over TLS as a share of the same server's without it."""
-    lines = ["| workload | " + " | ".join(f"{s}: TLS / plain" for s in plain) + " |",
-             "| --- |" + " --- |" * len(plain)]  # fmt: skip
+    servers = list(plain[0])
+    lines = ["| workload | " + " | ".join(f"{s}: TLS / plain" for s in servers) + " |",
+             "| --- |" + " --- |" * len(servers)]  # fmt: skip
     for workload in WORKLOADS:
-        shares = [secured[s][workload].iops / plain[s][workload].iops for s in plain]
-        lines.append(f"| {workload} | " + " | ".join(f"{share:.2f}" for share in shares) + " |")
+        shares = [spread([t[s][workload].iops / p[s][workload].iops for p, t in zip(plain, secured, strict=True)])
+                  for s in servers]  # fmt: skip
+        lines.append(f"| {workload} | " + " | ".join(shares) + " |")
     return "\n".join(lines)
 
 
-def render(results: dict[str, dict[str, Result]], size: int, runtime: int, heading: bool = True) -> str:
-    ours = results["ccopy array"]
-    head = [f"fio --ioengine=nbd, {size >> 20} MiB export, {runtime} s per workload, {time.strftime('%Y-%m-%d')}",
-            machine(), ""] if heading else []  # fmt: skip
+def render(rounds: list[dict[str, dict[str, Result]]], size: int, runtime: int, heading: bool = True) -> str:
+    servers = list(rounds[0])
+    head = [f"fio --ioengine=nbd, {size >> 20} MiB export, {runtime} s per workload, {len(rounds)} round(s), "
+            f"{time.strftime('%Y-%m-%d')}", machine(), ""] if heading else []  # fmt: skip
     lines = [
         *head,
-        "| workload | ccopy array | nbdkit file | qemu-nbd | array / nbdkit | array / qemu-nbd |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| workload | " + " | ".join(f"{s} (IOPS)" for s in servers) + " | array / nbdkit | array / qemu-nbd |",
+        "| --- |" + " --- |" * (len(servers) + 2),
     ]
     for workload in WORKLOADS:
-        cells = [f"{results[s][workload].mib_s:.0f} MiB/s, {results[s][workload].iops:.0f} IOPS" for s in results]
-        ratios = [ours[workload].iops / results[p][workload].iops for p in ("nbdkit file", "qemu-nbd")]
-        lines.append(f"| {workload} | " + " | ".join(cells) + " | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
+        cells = [spread([r[s][workload].iops for r in rounds], 0) for s in servers]
+        ratios = [spread([r["ccopy array"][workload].iops / r[p][workload].iops for r in rounds])
+                  for p in ("nbdkit file", "qemu-nbd")]  # fmt: skip
+        lines.append(f"| {workload} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    lines += ["", "| CPU seconds per GiB written | " + " | ".join(servers) + " | array / nbdkit |",
+              "| --- |" + " --- |" * (len(servers) + 1)]  # fmt: skip
+    for workload in (w for w, p in WORKLOADS.items() if p["rw"].endswith("write")):
+        cells = [spread([r[s][workload].cpu_s_per_gib for r in rounds]) for s in servers]
+        ratio = spread([r["ccopy array"][workload].cpu_s_per_gib / r["nbdkit file"][workload].cpu_s_per_gib
+                        for r in rounds])  # fmt: skip
+        lines.append(f"| {workload} | " + " | ".join(cells) + f" | {ratio} |")
     return "\n".join(lines)
 
 
