@@ -41,10 +41,10 @@ RUN build="gcc libc6-dev" \
  && { [ -f "$include/Python.h" ] || build="$build python3-dev"; } \
  && apt-get update && apt-get install -y --no-install-recommends $build \
  && pip install --no-cache-dir --no-deps --no-build-isolation . \
- && python3 -c 'import backend._nbdcore' \
  && apt-get purge -y --auto-remove $build && rm -rf /var/lib/apt/lists/* \
  && pip uninstall -y -q setuptools pip \
- && cd / && rm -rf /src
+ && cd / && rm -rf /src \
+ && python3 -c 'import backend._nbdcore'  # the installed core, not the source folder, loads
 
 ARG VERSION=0.1.0
 ARG REVISION=unknown
