@@ -9,6 +9,14 @@ SEGMENT_BYTES when it starts (appending into a preallocated file costs the host
 write a memory copy; extending a file costs it a block allocation, about 15x
 slower, measured in docs/benchmarks.md).
 
+Native part (backend/native/journal_core.c): the journal's lock, the group's
+sequence, the space used, the segment being appended to and the writing of
+every record are native, so a native connection thread journals a P-VOL's
+write without the interpreter (`JournalCore.append`), and `append` here writes
+through the same function after applying the rules that need Python (inflow
+control, overflow, a new segment). The records appended since are filed in
+the index of unconfirmed records (`_absorb`) whenever that index is read.
+
 Durability: `append` writes (the page cache); `sync` makes every appended
 record durable (fdatasync of every segment written since the last sync);
 FUA and FLUSH on a P-VOL call it before the host is answered. Nothing else in
@@ -33,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backend._nbdcore import JournalCore
 from backend.journal_record import (
     HEADER_BYTES,
     Corrupt,
@@ -41,7 +50,6 @@ from backend.journal_record import (
     Torn,
     decode,
     decode_all,
-    pack_header,
 )
 from backend.ldev_io import fsync_dir
 
@@ -112,18 +120,12 @@ class Journal:
     folder: Path
     capacity: int
     confirmed_seq: int = 0
-    segments: list[_Segment] = field(default_factory=list)
-    entries: list[_Entry] = field(default_factory=list)  # unconfirmed, in sequence order
-    next_seq: int = 1
-    overflowed: bool = False
-    lock: threading.RLock = field(default_factory=threading.RLock)
+    _segments: list[_Segment] = field(default_factory=list)
+    _entries: list[_Entry] = field(default_factory=list)  # unconfirmed, in sequence order (see _absorb)
     # Segments written since the last sync, oldest first.
-    _dirty: list[_Segment] = field(default_factory=list)
-    _usage: int = 0  # bytes of records in the segments
+    _dirty_segments: list[_Segment] = field(default_factory=list)
     _remembered_bytes: int = 0  # bytes of every record remembered since the journal opened
     _trimmed_bytes: int = 0  # of those, bytes of the records trimmed
-    _appended: threading.Condition = field(init=False)  # new records: the backup's long poll
-    _pollers: int = 0  # long polls waiting on _appended
     _confirmed: threading.Condition = field(init=False)  # records confirmed: room, synchronous writers
     _read_done: threading.Condition = field(init=False)  # a pull finished reading segments
     segment_bytes: int = field(init=False)
@@ -134,23 +136,110 @@ class Journal:
     # (the backup confirming records) before the journal overflows.
     inflow_control: bool = False
     overflow_watch: float = 60.0
-    newest_write_ns: int = 0  # main-site time of the newest record (0: none since the journal opened)
     confirmed_write_ns: int = 0  # ... of the newest record the backup confirmed (0: none since then)
-    # While set, records after this sequence are not handed to the backup (read_raw, wait_for):
-    # a verify holds them until the backup has cut its snapshots exactly there (backend.replication.verify).
-    held_after: int | None = None
     _spares: list[Path] = field(default_factory=list)  # trimmed segments kept for reuse
     _names_changed: bool = False  # segment files created, renamed or removed since the last sync
+    # The lock, the sequence, the space and the active segment (backend/native/journal_core.c).
+    core: JournalCore = field(init=False)
 
     def __post_init__(self) -> None:
         # A small journal gets small segments, so that trimming whole segments
         # gives space back long before the capacity is reached.
         self.segment_bytes = min(SEGMENT_BYTES, max(64 << 10, self.capacity // 8))
-        self._appended = threading.Condition(self.lock)
-        self._confirmed = threading.Condition(self.lock)
-        self._read_done = threading.Condition(self.lock)
+        self.core = JournalCore(self.capacity)
+        self.core.python_only = self.synchronous or self.inflow_control
+        self._confirmed = threading.Condition(self.lock)  # type: ignore[arg-type]
+        self._read_done = threading.Condition(self.lock)  # type: ignore[arg-type]
         self.folder.mkdir(parents=True, exist_ok=True)
         self._recover()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        """A synchronous or inflow-controlled group's appends wait on Python's conditions:
+        the core leaves them to `append` while either is set."""
+        super().__setattr__(name, value)
+        if name in ("synchronous", "inflow_control") and "core" in self.__dict__:
+            self.core.python_only = self.synchronous or self.inflow_control
+
+    # What the core holds, by the names the rest of the array reads.
+    @property
+    def lock(self) -> JournalCore:
+        """The journal's lock (reentrant): native writers take it too."""
+        return self.core
+
+    @property
+    def next_seq(self) -> int:
+        return self.core.next_seq
+
+    @next_seq.setter
+    def next_seq(self, value: int) -> None:
+        self.core.next_seq = value
+
+    @property
+    def overflowed(self) -> bool:
+        return self.core.overflowed
+
+    @overflowed.setter
+    def overflowed(self, value: bool) -> None:
+        self.core.overflowed = value
+
+    @property
+    def newest_write_ns(self) -> int:
+        """Main-site time of the newest record (0: none since the journal opened)."""
+        return self.core.newest_write_ns
+
+    @property
+    def held_after(self) -> int | None:
+        """While set, records after this sequence are not handed to the backup (read_raw,
+        wait_for): a verify holds them until the backup has cut its snapshots exactly there
+        (backend.replication.verify)."""
+        return self.core.held_after
+
+    @property
+    def _usage(self) -> int:
+        return self.core.usage
+
+    @_usage.setter
+    def _usage(self, value: int) -> None:
+        self.core.usage = value
+
+    @property
+    def _dirty(self) -> list[_Segment]:
+        """Segments written since the last sync, oldest first."""
+        with self.lock:
+            self._absorb()
+            return self._dirty_segments
+
+    @property
+    def _pollers(self) -> int:
+        """Long polls waiting now."""
+        return self.core.pollers
+
+    @property
+    def entries(self) -> list[_Entry]:
+        """The unconfirmed records, in sequence order."""
+        with self.lock:
+            self._absorb()
+            return self._entries
+
+    @property
+    def segments(self) -> list[_Segment]:
+        with self.lock:
+            self._absorb()
+            return self._segments
+
+    def _absorb(self) -> None:
+        """File the records appended since the last call (by native writers and by `append`,
+        all into the active segment) in the index (under the lock)."""
+        appended = self.core.take_appended()
+        if not appended:
+            return
+        segment = self._segments[-1]
+        for seq, offset, size, stamp in appended:
+            self._remember(seq, segment, offset, size, stamp)
+        segment.size = self.core.active_size
+        segment.last_seq = self.core.active_last_seq
+        if not self._dirty_segments or self._dirty_segments[-1] is not segment:
+            self._dirty_segments.append(segment)
 
     # -- recovery ---------------------------------------------------------------
     def _recover(self) -> None:
@@ -173,15 +262,16 @@ class Journal:
             for pos, after, record in chain:
                 if record.seq > self.confirmed_seq:
                     self._remember(record.seq, segment, pos, after - pos, record.timestamp_ns)
+                    self.core.newest_write_ns = record.timestamp_ns
                 previous = segment.last_seq = record.seq
             segment.size = chain[-1][1]
-            self.segments.append(segment)
+            self._segments.append(segment)
             self._usage += segment.size
         self.next_seq = max(self.confirmed_seq, previous or 0) + 1
         self._retire(self._take_confirmed_segments())  # confirmed_seq came from the store: durable
         log.info(
             "journal_recovered folder=%s records=%d next_seq=%d confirmed=%d",
-            self.folder, len(self.entries), self.next_seq, self.confirmed_seq,
+            self.folder, len(self._entries), self.next_seq, self.confirmed_seq,
         )  # fmt: skip
 
     @staticmethod
@@ -213,8 +303,7 @@ class Journal:
 
     def _remember(self, seq: int, segment: _Segment, offset: int, size: int, timestamp_ns: int) -> None:
         self._remembered_bytes += size
-        self.newest_write_ns = timestamp_ns
-        self.entries.append(_Entry(seq, segment, offset, size, timestamp_ns, self._remembered_bytes))
+        self._entries.append(_Entry(seq, segment, offset, size, timestamp_ns, self._remembered_bytes))
 
     # -- appending ----------------------------------------------------------------
     def usage_bytes(self) -> int:
@@ -235,55 +324,48 @@ class Journal:
         `reopen` (a resync): the first such call runs `on_full(last journaled
         sequence)` so the group suspends before the write goes on.
         """
+        if kind is RecordKind.WRITE and len(data) != length:
+            raise ValueError("a WRITE record carries exactly `length` bytes")
+        if kind is not RecordKind.WRITE and len(data):
+            raise ValueError("only WRITE records carry a payload")
         with self.lock:
             size = HEADER_BYTES + len(data)
             if self.inflow_control and not self.overflowed and self._usage + size > self.capacity:
                 # Throttle the host instead of suspending: wait for the backup to make room.
                 self._confirmed.wait_for(lambda: self._usage + size <= self.capacity, self.overflow_watch)
-            seq, stamp = self.next_seq, time.time_ns()
             if self.overflowed or self._usage + size > self.capacity:
                 if not self.overflowed:
-                    last = seq - 1
+                    last = self.next_seq - 1
                     log.warning("journal_full folder=%s capacity=%d last_seq=%d", self.folder, self.capacity, last)
                     self.overflowed = True  # sticky: no later write may be journaled after one that was not
                     if self.on_full is not None:
                         self.on_full(last)
                 return None
-            head = pack_header(seq, kind, ldev_id, offset, length, stamp, keep_allocated, data)
-            segment = self._active(size)
-            written = os.pwritev(segment.open(), [head, data], segment.size)
-            if written < size:  # a short write to a preallocated file: finish it
-                rest = memoryview(head + bytes(data))[written:]
-                while rest:
-                    rest = rest[os.pwrite(segment.fd, rest, segment.size + size - len(rest)) :]
-            self._remember(seq, segment, segment.size, size, stamp)
-            segment.size += size
-            segment.last_seq = seq
-            self._usage += size
-            self.next_seq += 1
-            if not self._dirty or self._dirty[-1] is not segment:
-                self._dirty.append(segment)
-            if self._pollers:  # waking nobody still costs the host's write a Python call
-                self._appended.notify_all()
+            self._active(size)
+            seq = self.core.append(kind, ldev_id, offset, length, data, keep_allocated, True)
+            assert seq, "the active segment has room and the journal takes the record"
             return seq
 
-    def _active(self, need: int) -> _Segment:
-        """The segment to append to; a new one when the last is full or was recovered.
+    def _active(self, need: int) -> None:
+        """Make sure the active segment has room for `need` bytes: a new one when the last is
+        full or was recovered, handed to the core.
 
         A new segment reuses a spare (a trimmed segment, renamed: its pages are
         likely still cached, so appending overwrites memory) or is preallocated.
         """
-        last = self.segments[-1] if self.segments else None
-        if last is not None and not last.sealed and last.size + need <= self.segment_bytes:
-            return last
+        last = self._segments[-1] if self._segments else None
+        if last is not None and not last.sealed and self.core.active_size + need <= self.segment_bytes:
+            return
+        self._absorb()  # what was appended so far is filed under the segment it went to
         segment = _Segment(self.next_seq, self.folder / f"{self.next_seq:016x}.seg")
+        limit = max(self.segment_bytes, need)
         if self._spares and need <= self.segment_bytes:
             os.rename(self._spares.pop(), segment.path)
         else:
-            os.posix_fallocate(segment.open(), 0, max(self.segment_bytes, need))
+            os.posix_fallocate(segment.open(), 0, limit)
         self._names_changed = True
-        self.segments.append(segment)
-        return segment
+        self._segments.append(segment)
+        self.core.set_active(segment.open(), 0, limit)
 
     def reopen(self) -> None:
         """Journaling starts again after an overflow (the group is being resynced)."""
@@ -297,9 +379,10 @@ class Journal:
     def sync(self) -> None:
         """Durability point: every record appended so far survives power loss."""
         with self.lock:
-            for segment in self._dirty:
+            self._absorb()
+            for segment in self._dirty_segments:
                 os.fdatasync(segment.open())
-            self._dirty.clear()
+            self._dirty_segments.clear()
             if self._names_changed:  # new segment names must survive too
                 fsync_dir(self.folder)
                 self._names_changed = False
@@ -313,25 +396,15 @@ class Journal:
     def hold_shipping(self, after_seq: int) -> None:
         """From now on records after `after_seq` are not handed out, until `release_shipping`."""
         with self.lock:
-            self.held_after = after_seq
+            self.core.held_after = after_seq
 
     def release_shipping(self) -> None:
-        with self._appended:
-            self.held_after = None
-            self._appended.notify_all()
-
-    def _shippable_next(self) -> int:
-        """The first sequence not handed out now (under the lock)."""
-        return self.next_seq if self.held_after is None else min(self.next_seq, self.held_after + 1)
+        self.core.held_after = None  # wakes the long polls
 
     def wait_for(self, seq: int, timeout: float) -> bool:
-        """Wait until record `seq` exists and may be handed out (the backup's long poll)."""
-        with self._appended:
-            self._pollers += 1
-            try:
-                return self._appended.wait_for(lambda: self._shippable_next() > seq, timeout)
-            finally:
-                self._pollers -= 1
+        """Wait until record `seq` exists and may be handed out (the backup's long poll): in the
+        core, without the lock, woken by every append wherever it comes from."""
+        return self.core.wait_shippable(seq, timeout)
 
     def read(self, from_seq: int, max_bytes: int) -> list[JournalRecord]:
         """Records from `from_seq` on, at least one, about `max_bytes` in all."""
@@ -344,10 +417,11 @@ class Journal:
         segment; the reader checks each record's CRC (end to end).
         """
         with self.lock:
-            shippable = self._shippable_next()
-            if not self.entries or from_seq >= shippable:
+            self._absorb()
+            shippable = self.core.shippable_next()
+            if not self._entries or from_seq >= shippable:
                 return b""
-            entries = self.entries
+            entries = self._entries
             runs: list[tuple[_Segment, int, int]] = []  # segment, offset, bytes
             total = 0
             for i in range(max(0, from_seq - entries[0].seq), len(entries)):
@@ -385,12 +459,13 @@ class Journal:
         with self.lock:
             if seq <= self.confirmed_seq:
                 return
+            self._absorb()
             self.confirmed_seq = min(seq, self.next_seq - 1)
-            keep = max(0, self.confirmed_seq + 1 - self.entries[0].seq) if self.entries else 0
+            keep = max(0, self.confirmed_seq + 1 - self._entries[0].seq) if self._entries else 0
             if keep:
-                self._trimmed_bytes = self.entries[keep - 1].through_bytes
-                self.confirmed_write_ns = self.entries[keep - 1].timestamp_ns
-                del self.entries[:keep]
+                self._trimmed_bytes = self._entries[keep - 1].through_bytes
+                self.confirmed_write_ns = self._entries[keep - 1].timestamp_ns
+                del self._entries[:keep]
             retiring = self._take_confirmed_segments()
             confirmed = self.confirmed_seq
             self._confirmed.notify_all()  # synchronous writers, and writers held by inflow control (room)
@@ -402,16 +477,18 @@ class Journal:
     def _take_confirmed_segments(self) -> list[_Segment]:
         """Segments whose records are all confirmed, out of the journal (under the lock)."""
         taken: list[_Segment] = []
-        while self.segments and self.segments[0].last_seq <= self.confirmed_seq:
-            first = self.segments[0]
-            if len(self.segments) == 1 and (
-                self.entries or (not first.sealed and first.size < self.segment_bytes // 2)
+        while self._segments and self._segments[0].last_seq <= self.confirmed_seq:
+            first = self._segments[0]
+            if len(self._segments) == 1 and (
+                self._entries or (not first.sealed and first.size < self.segment_bytes // 2)
             ):
                 break  # the active segment has room: appending on is cheaper than preallocating anew
-            self.segments.pop(0)
+            self._segments.pop(0)
+            if not self._segments and not first.sealed:  # the active one: appends go to a new segment
+                self.core.set_active(-1, 0, 0)
             self._usage -= first.size
-            if first in self._dirty:
-                self._dirty.remove(first)
+            if first in self._dirty_segments:
+                self._dirty_segments.remove(first)
             taken.append(first)
         return taken
 
@@ -432,14 +509,16 @@ class Journal:
 
     def oldest_pending_ns(self) -> int | None:
         with self.lock:
-            return self.entries[0].timestamp_ns if self.entries else None
+            self._absorb()
+            return self._entries[0].timestamp_ns if self._entries else None
 
     def unapplied(self, seq: int) -> Unapplied:
         """What this journal holds past `seq` (a backup's applied sequence): the writes the
         main site acknowledged that the backup had not applied."""
         with self.lock:  # appends stamp their time under this lock: none before as_of is missing
             as_of = time.time_ns()
-            entries = self.entries
+            self._absorb()
+            entries = self._entries
             start = max(0, seq + 1 - entries[0].seq) if entries else 0
             newest = self.next_seq - 1
             if start >= len(entries):
@@ -451,10 +530,12 @@ class Journal:
     def pending(self) -> tuple[int, int]:
         """(records, bytes) appended but not yet confirmed by the backup."""
         with self.lock:
-            return len(self.entries), self._remembered_bytes - self._trimmed_bytes
+            self._absorb()
+            return len(self._entries), self._remembered_bytes - self._trimmed_bytes
 
     def close(self) -> None:
         with self.lock:
             self.sync()
-            for segment in self.segments:
+            self.core.set_active(-1, 0, 0)
+            for segment in self._segments:
                 segment.close()

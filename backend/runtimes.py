@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from backend._nbdcore import Gate
+from backend._nbdcore import ROUTE_JOURNAL, ROUTE_PLAIN, ROUTE_PYTHON, Gate
 from backend.copy_batches import CopyBatches
 from backend.cow_store import CowStore
 from backend.diff_bitmap import DiffBitmap
@@ -42,7 +42,7 @@ class Revocable(Protocol):
     def revoke(self) -> None: ...
 
 
-# What decides whether a write needs more than its data step (LdevRuntime.gate.plain).
+# What decides where a write goes (LdevRuntime.gate's route).
 _ROUTE_FIELDS = frozenset({"cow", "journal", "diff", "fenced"})
 
 
@@ -77,13 +77,14 @@ class LdevRuntime:
     gate: Gate = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "gate", Gate(self.file.fd, self.size, self.qos))
+        object.__setattr__(self, "gate", Gate(self.file.fd, self.size, self.qos, self.ldev_id))
         self._set_route()
 
     def __setattr__(self, name: str, value: object) -> None:
-        """Keep the gate told: a native thread writes only the data of an LDEV whose writes
-        need nothing else. The route fields change under the write lock (their owners'
-        rule), so a native write either finished before the change or sees it."""
+        """Keep the gate told where writes go: a native thread writes the data of an LDEV whose
+        writes need nothing else, and journals then writes a P-VOL's; the rest take the write
+        path. The route fields change under the write lock (their owners' rule), so a native
+        write either finished before the change or sees it."""
         super().__setattr__(name, value)
         if name in _ROUTE_FIELDS and "gate" in self.__dict__:
             self._set_route()
@@ -91,7 +92,12 @@ class LdevRuntime:
             self.gate.size = value
 
     def _set_route(self) -> None:
-        self.gate.plain = self.cow is None and self.journal is None and self.diff is None and not self.fenced
+        if self.cow is not None or self.diff is not None or self.fenced:
+            self.gate.set_route(ROUTE_PYTHON)
+        elif self.journal is not None:
+            self.gate.set_route(ROUTE_JOURNAL, self.journal.core)
+        else:
+            self.gate.set_route(ROUTE_PLAIN)
 
     @property
     def lock(self) -> Gate:

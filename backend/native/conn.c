@@ -136,17 +136,36 @@ static int zero_allocated(int fd, uint64_t offset, uint32_t length) {
     return 0;
 }
 
-/* The data step of a write whose gate is plain (under the gate's lock): 0 or an errno. */
+/* ENOSPC for a write past what the session may reach, else 0. */
+static int past_the_end(struct conn *c, const struct nbd_request *req) {
+    uint64_t limit = c->cfg.growable ? atomic_load(&c->cfg.gate->size) : c->cfg.session.export_size;
+    return req->offset > limit || req->length > limit - req->offset ? ENOSPC : 0;
+}
+
+/* The data step of a write (under the gate's lock): 0 or an errno. */
 static int write_data(struct conn *c, const struct nbd_request *req, const uint8_t *payload) {
     int fd = c->cfg.gate->fd;
-    uint64_t limit = c->cfg.growable ? atomic_load(&c->cfg.gate->size) : c->cfg.session.export_size;
-    if (req->offset > limit || req->length > limit - req->offset) return ENOSPC;
     if (req->command == NBD_CMD_WRITE) return pwrite_all(fd, payload, req->length, (off_t)req->offset);
     if (!req->length) return 0;
     if (req->command == NBD_CMD_WRITE_ZEROES && (req->flags & NBD_FLAG_NO_HOLE))
         return zero_allocated(fd, req->offset, req->length);
     if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)req->offset, req->length) != 0) return errno;
     return 0;
+}
+
+/* A P-VOL's write: its record in the group's journal, then its data (the write path's steps 3
+ * and 4, under the gate's lock). 0 or an errno when done here; -1 when the journal leaves it
+ * to Python (full, no room in the segment, synchronous or inflow control). */
+static int journal_then_data(struct conn *c, const struct nbd_request *req, const uint8_t *payload) {
+    struct gate *g = c->cfg.gate;
+    int writes = req->command == NBD_CMD_WRITE;
+    int kind = writes ? JOURNAL_WRITE : req->command == NBD_CMD_TRIM ? JOURNAL_TRIM : JOURNAL_ZEROES;
+    int64_t seq = journal_append(g->journal, kind, g->ldev_id, req->offset, req->length,
+                                 req->command == NBD_CMD_WRITE_ZEROES && (req->flags & NBD_FLAG_NO_HOLE),
+                                 writes ? payload : NULL, writes ? req->length : 0, 0);
+    if (seq == 0) return -1;
+    if (seq < 0) return (int)-seq;
+    return write_data(c, req, payload);
 }
 
 static int sync_data(int fd) {
@@ -274,13 +293,18 @@ static void run_batch(struct conn *c) {
 
 static void serve_write(struct conn *c, const struct nbd_request *req, const uint8_t *payload, double started) {
     struct gate *g = c->cfg.gate;
+    int err = -1; /* -1: the write path's */
     if (!c->batch_len) { /* with writes queued for the write path, this one goes behind them */
         gate_lock(g);
-        int plain = atomic_load(&g->plain);
-        int err = plain ? write_data(c, req, payload) : 0;
+        int route = g->route;
+        int fua = req->flags & NBD_FLAG_FUA;
+        if (route == ROUTE_PLAIN || (route == ROUTE_JOURNAL && !fua)) { /* a FUA P-VOL write syncs the journal */
+            err = past_the_end(c, req);
+            if (!err) err = route == ROUTE_PLAIN ? write_data(c, req, payload) : journal_then_data(c, req, payload);
+        }
         gate_unlock(g);
-        if (plain) {
-            if (!err && (req->flags & NBD_FLAG_FUA)) err = sync_data(g->fd);
+        if (err >= 0) {
+            if (!err && fua) err = sync_data(g->fd);
             if (err) reply_error(c, req->cookie, nbd_errno_for(err), strerror(err));
             else reply_ok(c, req->cookie);
             gate_observe(g, req->command, monotonic_seconds() - started, err != 0);
@@ -292,7 +316,10 @@ static void serve_write(struct conn *c, const struct nbd_request *req, const uin
 
 static void serve_flush(struct conn *c, const struct nbd_request *req, double started) {
     struct gate *g = c->cfg.gate;
-    if (c->batch_len || !atomic_load(&g->plain)) { /* a journal's records are made durable too */
+    gate_lock(g);
+    int plain = g->route == ROUTE_PLAIN;
+    gate_unlock(g);
+    if (c->batch_len || !plain) { /* a journal's records are made durable too */
         if (batch_add(c, req, NULL, started) != 0) out_oom(c);
         return;
     }

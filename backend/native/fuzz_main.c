@@ -9,7 +9,8 @@
  * The config byte picks the session: bit 0 structured replies, bit 1 read
  * only, bit 2 a metadata context, bit 3 the gate plain (else writes go to the
  * batch callback, which fails every seventh with EIO), bit 4 growable, bit 5
- * a QoS limit (tiny holds). Built with -fsanitize=address,undefined and
+ * a QoS limit (tiny holds), bit 6 a P-VOL's route (a record in a journal
+ * whose 128 KiB segment fills, then the data; the rest to the batch). Built with -fsanitize=address,undefined and
  * -fno-sanitize-recover=all by tests/backend/nbd/test_native_sanitized.py: any
  * memory error or undefined behaviour aborts the run.
  */
@@ -26,6 +27,7 @@
 
 #include "conn.h"
 #include "gate.h"
+#include "journal_core.h"
 #include "nbd_wire.h"
 
 #define LDEV_BYTES (1u << 20)
@@ -74,8 +76,18 @@ static int run_one(const uint8_t *data, size_t len) {
     qos_init(&qos);
     if (config & 32) qos_update(&qos, 100000, 1000);
     struct gate gate;
-    gate_init(&gate, ldev, LDEV_BYTES, &qos);
-    atomic_store(&gate.plain, (config & 8) != 0);
+    gate_init(&gate, ldev, 1, LDEV_BYTES, &qos);
+    gate.route = config & 8 ? ROUTE_PLAIN : ROUTE_PYTHON;
+    struct journal_core journal;
+    journal_init(&journal, 256 * 1024);
+    int segment = memfd_create("segment", MFD_CLOEXEC);
+    if (segment < 0 || ftruncate(segment, 128 * 1024) != 0) return perror("memfd"), -1;
+    if (config & 64) {
+        journal.active_fd = segment;
+        journal.active_limit = 128 * 1024;
+        gate.route = ROUTE_JOURNAL;
+        gate.journal = &journal;
+    }
     struct conn_config cfg = {
         .fd = sv[0],
         .gate = &gate,
@@ -108,6 +120,8 @@ static int run_one(const uint8_t *data, size_t len) {
     conn_release(c); /* the thread's (conn_serve was run directly) */
     close(sv[1]);
     close(ldev);
+    close(segment);
+    journal_destroy(&journal);
     gate_destroy(&gate);
     qos_destroy(&qos);
     return 0;

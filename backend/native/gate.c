@@ -17,7 +17,7 @@ double monotonic_seconds(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-int gate_init(struct gate *g, int fd, uint64_t size, struct qos *qos) {
+int gate_init(struct gate *g, int fd, uint32_t ldev_id, uint64_t size, struct qos *qos) {
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -28,8 +28,10 @@ int gate_init(struct gate *g, int fd, uint64_t size, struct qos *qos) {
     pthread_mutex_init(&g->stats_mu, NULL);
     g->locked = 0;
     g->fd = fd;
+    g->ldev_id = ldev_id;
     atomic_store(&g->size, size);
-    atomic_store(&g->plain, 1);
+    g->route = ROUTE_PLAIN;
+    g->journal = NULL;
     g->qos = qos;
     for (int i = 0; i < NBD_CMD_COUNT; i++) g->stats[i] = (struct command_stats){0};
     return 0;
@@ -45,7 +47,15 @@ void gate_lock(struct gate *g) {
     pthread_mutex_lock(&g->mu);
     while (g->locked) pthread_cond_wait(&g->cv, &g->mu);
     g->locked = 1;
+    g->owner = pthread_self();
     pthread_mutex_unlock(&g->mu);
+}
+
+int gate_held_here(struct gate *g) {
+    pthread_mutex_lock(&g->mu);
+    int mine = g->locked && pthread_equal(g->owner, pthread_self());
+    pthread_mutex_unlock(&g->mu);
+    return mine;
 }
 
 int gate_lock_timed(struct gate *g, double timeout) {
@@ -66,7 +76,10 @@ int gate_lock_timed(struct gate *g, double timeout) {
     int rc = 0;
     while (g->locked && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&g->cv, &g->mu, &deadline);
     int taken = !g->locked;
-    if (taken) g->locked = 1;
+    if (taken) {
+        g->locked = 1;
+        g->owner = pthread_self();
+    }
     pthread_mutex_unlock(&g->mu);
     return taken;
 }
@@ -74,7 +87,10 @@ int gate_lock_timed(struct gate *g, double timeout) {
 int gate_trylock(struct gate *g) {
     pthread_mutex_lock(&g->mu);
     int taken = !g->locked;
-    if (taken) g->locked = 1;
+    if (taken) {
+        g->locked = 1;
+        g->owner = pthread_self();
+    }
     pthread_mutex_unlock(&g->mu);
     return taken;
 }

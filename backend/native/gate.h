@@ -4,11 +4,12 @@
  *   operations and the native connection threads all take this one lock
  *   (Python sees it as `LdevRuntime.lock`), so a native write and a snapshot
  *   barrier are ordered exactly as two Python writers were.
- * - `plain`: whether a write needs nothing but its data (no journal, no
- *   copy-on-write store, no differential bitmap, not fenced). Python sets it
- *   under the lock whenever one of those changes; a native thread reads it
- *   under the lock and either writes the data itself or hands the write to
- *   Python's write path.
+ * - The route of its writes: PLAIN (the data step only: no journal, no
+ *   copy-on-write store, no differential bitmap, not fenced), JOURNAL (a
+ *   P-VOL: a record in its group's journal, then the data) or PYTHON (the
+ *   write path's other steps). Python sets it under the lock whenever one of
+ *   those changes; a native thread reads it under the lock and either writes
+ *   itself or hands the write to Python's write path.
  * - The LDEV's QoS token buckets (IOPS and bytes per second), shared by
  *   every session of the LDEV whichever thread serves it.
  * - Request statistics per NBD command: a latency histogram and error counts,
@@ -21,7 +22,10 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "journal_core.h"
 #include "nbd_wire.h"
+
+enum gate_route { ROUTE_PLAIN = 0, ROUTE_JOURNAL = 1, ROUTE_PYTHON = 2 };
 
 /* Upper bounds of the latency histogram, seconds (backend/api/metrics.py names them too). */
 #define GATE_LATENCY_BOUNDS 16
@@ -52,21 +56,26 @@ struct gate {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int locked;
+    pthread_t owner;        /* who took the lock last (valid while locked) */
     int fd;                 /* the LDEV's backing file (owned by Python's LdevFile) */
+    uint32_t ldev_id;
     _Atomic uint64_t size;  /* the LDEV's size now (grows on expansion) */
-    _Atomic int plain;
+    int route;              /* under the lock */
+    struct journal_core *journal; /* ROUTE_JOURNAL: the group's (the binding holds it alive) */
     struct qos *qos;        /* the LDEV's limiter (a QoS object the gate holds a reference to) */
     pthread_mutex_t stats_mu;
     struct command_stats stats[NBD_CMD_COUNT];
 };
 
-int gate_init(struct gate *g, int fd, uint64_t size, struct qos *qos);
+int gate_init(struct gate *g, int fd, uint32_t ldev_id, uint64_t size, struct qos *qos);
 void gate_destroy(struct gate *g);
 void gate_lock(struct gate *g);
 /* 1 when taken, 0 when `timeout` seconds passed first (timeout < 0: wait for ever). */
 int gate_lock_timed(struct gate *g, double timeout);
 int gate_trylock(struct gate *g);
 void gate_unlock(struct gate *g);
+/* Whether the calling thread holds the lock. */
+int gate_held_here(struct gate *g);
 void gate_observe(struct gate *g, int command, double seconds, int failed);
 
 void qos_init(struct qos *q);

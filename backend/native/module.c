@@ -7,13 +7,13 @@
  * change routes; the native side calls Python only for writes the write path
  * must take (a batch at a time) and once when a connection ends.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "module.h"
 
 #include <errno.h>
 #include <unistd.h>
 
 #include "conn.h"
+#include "crc32c.h"
 #include "gate.h"
 #include "nbd_wire.h"
 
@@ -92,20 +92,22 @@ typedef struct {
     PyObject_HEAD
     struct gate gate;
     QosObject *qos;
+    JournalCoreObject *journal; /* ROUTE_JOURNAL's journal, kept alive while the gate names it */
     int ready;
 } GateObject;
 
 static int Gate_init(GateObject *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"fd", "size", "qos", NULL};
+    static char *kwlist[] = {"fd", "size", "qos", "ldev_id", NULL};
     int fd;
+    unsigned int ldev_id = 0;
     unsigned long long size;
     QosObject *qos;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iKO!", kwlist, &fd, &size, &QosType, &qos)) return -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iKO!|I", kwlist, &fd, &size, &QosType, &qos, &ldev_id)) return -1;
     if (self->ready) {
         PyErr_SetString(PyExc_RuntimeError, "a Gate is initialised once");
         return -1;
     }
-    if (gate_init(&self->gate, fd, size, &qos->qos) != 0) {
+    if (gate_init(&self->gate, fd, ldev_id, size, &qos->qos) != 0) {
         PyErr_SetString(PyExc_OSError, "cannot initialise the gate's lock");
         return -1;
     }
@@ -118,6 +120,7 @@ static int Gate_init(GateObject *self, PyObject *args, PyObject *kwds) {
 static void Gate_dealloc(GateObject *self) {
     if (self->ready) gate_destroy(&self->gate);
     Py_XDECREF(self->qos);
+    Py_XDECREF(self->journal);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -213,17 +216,39 @@ failed:
     return NULL;
 }
 
-static PyObject *Gate_get_plain(GateObject *self, void *closure) {
-    (void)closure;
-    return PyBool_FromLong(atomic_load(&self->gate.plain));
+static PyObject *Gate_set_route(GateObject *self, PyObject *args) {
+    int route;
+    PyObject *journal = Py_None;
+    if (!PyArg_ParseTuple(args, "i|O", &route, &journal)) return NULL;
+    if (route < ROUTE_PLAIN || route > ROUTE_PYTHON) {
+        PyErr_SetString(PyExc_ValueError, "route is 0 (plain), 1 (journal) or 2 (python)");
+        return NULL;
+    }
+    if ((route == ROUTE_JOURNAL) != (journal != Py_None) ||
+        (journal != Py_None && !PyObject_TypeCheck(journal, &JournalCoreType))) {
+        PyErr_SetString(PyExc_TypeError, "the journal route names a JournalCore, and only it does");
+        return NULL;
+    }
+    /* Changed under the gate's lock, which native writers read them under: taken here
+     * unless the caller holds it (the route's owners change it under the LDEV's lock). */
+    int mine = gate_held_here(&self->gate);
+    if (!mine) {
+        Py_BEGIN_ALLOW_THREADS
+        gate_lock(&self->gate);
+        Py_END_ALLOW_THREADS
+    }
+    JournalCoreObject *old = self->journal;
+    self->journal = journal == Py_None ? NULL : (JournalCoreObject *)Py_NewRef(journal);
+    self->gate.journal = self->journal ? &self->journal->core : NULL;
+    self->gate.route = route;
+    if (!mine) gate_unlock(&self->gate);
+    Py_XDECREF(old);
+    Py_RETURN_NONE;
 }
 
-static int Gate_set_plain(GateObject *self, PyObject *value, void *closure) {
+static PyObject *Gate_get_route(GateObject *self, void *closure) {
     (void)closure;
-    int plain = PyObject_IsTrue(value);
-    if (plain < 0) return -1;
-    atomic_store(&self->gate.plain, plain);
-    return 0;
+    return PyLong_FromLong(self->gate.route);
 }
 
 static PyObject *Gate_get_size(GateObject *self, void *closure) {
@@ -252,6 +277,9 @@ static PyMethodDef Gate_methods[] = {
     {"locked", (PyCFunction)Gate_locked, METH_NOARGS, "whether the write lock is held"},
     {"__enter__", (PyCFunction)Gate_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)Gate_exit, METH_VARARGS, NULL},
+    {"set_route", (PyCFunction)Gate_set_route, METH_VARARGS,
+     "set_route(route, journal=None): where the LDEV's writes go: 0 plain (data only), 1 journal (a record in "
+     "the JournalCore, then the data), 2 python (the write path)"},
     {"observe", (PyCFunction)Gate_observe, METH_VARARGS,
      "observe(command, seconds, failed): count a request served elsewhere (Python's NBD server)"},
     {"stats", (PyCFunction)Gate_stats, METH_NOARGS,
@@ -260,9 +288,8 @@ static PyMethodDef Gate_methods[] = {
 };
 
 static PyGetSetDef Gate_getset[] = {
-    {"plain", (getter)Gate_get_plain, (setter)Gate_set_plain,
-     "writes need their data step only (set under the lock when the LDEV's route changes)", NULL},
     {"size", (getter)Gate_get_size, (setter)Gate_set_size, "the LDEV's size now", NULL},
+    {"route", (getter)Gate_get_route, NULL, "where the LDEV's writes go (set_route)", NULL},
     {"qos", (getter)Gate_get_qos, NULL, "the LDEV's QoS limiter", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -450,6 +477,16 @@ static PyObject *nbdcore_check_request(PyObject *module, PyObject *args) {
     return PyLong_FromLong(nbd_check_request(&req, &session));
 }
 
+static PyObject *nbdcore_crc32c(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer buf;
+    unsigned int crc = 0;
+    if (!PyArg_ParseTuple(args, "y*|I", &buf, &crc)) return NULL;
+    uint32_t out = crc32c_extend(crc, buf.buf, (size_t)buf.len);
+    PyBuffer_Release(&buf);
+    return PyLong_FromUnsignedLong(out);
+}
+
 static PyObject *nbdcore_latency_bounds(PyObject *module, PyObject *unused) {
     (void)module;
     (void)unused;
@@ -468,6 +505,7 @@ static PyMethodDef nbdcore_methods[] = {
      "-1 bad magic, -2 oversized write"},
     {"check_request", nbdcore_check_request, METH_VARARGS,
      "check_request(flags, command, offset, length, export_size, read_only, structured, meta_contexts) -> errno"},
+    {"crc32c", nbdcore_crc32c, METH_VARARGS, "crc32c(data, crc=0) -> the CRC32C of data following crc"},
     {"latency_bounds", nbdcore_latency_bounds, METH_NOARGS, "upper bounds of the request latency histogram"},
     {NULL, NULL, 0, NULL},
 };
@@ -479,12 +517,18 @@ static struct PyModuleDef nbdcore_module = {
 };
 
 PyMODINIT_FUNC PyInit__nbdcore(void) {
-    if (PyType_Ready(&QosType) < 0 || PyType_Ready(&GateType) < 0 || PyType_Ready(&ConnectionType) < 0) return NULL;
+    if (PyType_Ready(&QosType) < 0 || PyType_Ready(&GateType) < 0 || PyType_Ready(&ConnectionType) < 0 ||
+        PyType_Ready(&JournalCoreType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&nbdcore_module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "Qos", (PyObject *)&QosType) < 0 ||
         PyModule_AddObjectRef(m, "Gate", (PyObject *)&GateType) < 0 ||
         PyModule_AddObjectRef(m, "Connection", (PyObject *)&ConnectionType) < 0 ||
+        PyModule_AddObjectRef(m, "JournalCore", (PyObject *)&JournalCoreType) < 0 ||
+        PyModule_AddIntConstant(m, "ROUTE_PLAIN", ROUTE_PLAIN) < 0 ||
+        PyModule_AddIntConstant(m, "ROUTE_JOURNAL", ROUTE_JOURNAL) < 0 ||
+        PyModule_AddIntConstant(m, "ROUTE_PYTHON", ROUTE_PYTHON) < 0 ||
         PyModule_AddIntConstant(m, "MAX_REQUEST_BYTES", NBD_MAX_REQUEST_BYTES) < 0) {
         Py_DECREF(m);
         return NULL;

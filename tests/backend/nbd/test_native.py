@@ -15,11 +15,14 @@ import struct
 import threading
 import time
 
+import google_crc32c
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backend import _nbdcore
+from backend.journal import Journal
+from backend.journal_record import RecordKind
 from backend.nbd.constants import TransmissionFlag
 from backend.nbd.handshake import ExportInfo, Negotiated
 from backend.nbd.transmission import Request, check_request
@@ -126,7 +129,7 @@ def test_any_request_stream_matches_the_model(ldev, specs, plain, structured):
                 os.pwrite(ldev.fd, bytes(length), offset)
         return [0] * len(entries)
 
-    ldev.gate.plain = plain
+    ldev.gate.set_route(_nbdcore.ROUTE_PLAIN if plain else _nbdcore.ROUTE_PYTHON)
     client = connect(ldev, structured=structured, write_batch=write_path)
     stream, expected = [], []
     for cookie, (command, offset, length, flags, keep_allowed) in enumerate(specs):
@@ -231,7 +234,7 @@ def test_writes_that_arrive_together_reach_the_write_path_as_one_batch_with_thei
     def cookie_of(offset: int) -> int:
         return offset // 4096
 
-    ldev.gate.plain = False
+    ldev.gate.set_route(_nbdcore.ROUTE_PYTHON)
     client = connect(ldev, write_batch=write_path)
     client.send(*(request(WRITE, i * 4096, 4096, cookie=i, data=b"x" * 4096) for i in range(8)))
     replies = [client.reply() for _ in range(8)]
@@ -246,7 +249,7 @@ def test_a_failing_write_path_answers_eio_and_the_connection_lives(ldev):
     def broken(entries):
         raise RuntimeError("the write path broke")
 
-    ldev.gate.plain = False
+    ldev.gate.set_route(_nbdcore.ROUTE_PYTHON)
     client = connect(ldev, write_batch=broken)
     client.send(request(WRITE, 0, 1, cookie=1, data=b"x"))
     assert client.reply().error == 5
@@ -301,3 +304,72 @@ def test_the_gate_is_a_lock_python_can_use(ldev):
         assert gate.locked()
     with pytest.raises(RuntimeError):
         gate.release()
+
+
+# -- a P-VOL's writes: a record in the journal, then the data ------------------------------------
+def test_a_p_vols_writes_are_journaled_in_order_by_the_connection_thread(ldev, tmp_path):
+    """The first write finds no segment to append to and takes the write path (which makes
+    one); the rest are journaled natively; a FUA write takes the write path (it syncs the
+    journal). One sequence orders them all, each record carries its write."""
+    journal = Journal(tmp_path / "journal", capacity=1 << 30)
+    handed: list[int] = []
+
+    def write_path(entries):  # the write path's steps 3 and 4, as WritePath.apply runs them
+        for command, flags, offset, length, payload in entries:
+            handed.append(offset)
+            kind = {WRITE: RecordKind.WRITE, TRIM: RecordKind.TRIM, WRITE_ZEROES: RecordKind.ZEROES}[command]
+            journal.append(kind, 1, offset, length, payload or b"", bool(flags & NO_HOLE))
+            os.pwrite(ldev.fd, payload if command == WRITE else bytes(length), offset)
+        return [0] * len(entries)
+
+    ldev.gate.set_route(_nbdcore.ROUTE_JOURNAL, journal.core)
+    client = connect(ldev, write_batch=write_path)
+    writes = [(WRITE, i * 4096, 4096, FUA if i == 5 else 0, bytes([i + 1]) * 4096) for i in range(8)]
+    writes += [(TRIM, 0, 4096, 0, b""), (WRITE_ZEROES, 8192, 4096, NO_HOLE, b"")]
+    for cookie, (command, offset, length, flags, data) in enumerate(writes):
+        client.send(request(command, offset, length, flags, cookie, data))
+        assert client.reply().error == 0  # one at a time: each is journaled before the next arrives
+    records = journal.read(1, 1 << 30)
+    assert [r.seq for r in records] == list(range(1, len(writes) + 1))
+    assert [(r.kind, r.offset, r.length, r.data, r.keep_allocated) for r in records] == [
+        ({WRITE: RecordKind.WRITE, TRIM: RecordKind.TRIM, WRITE_ZEROES: RecordKind.ZEROES}[command], offset, length,
+         data, bool(flags & NO_HOLE))
+        for command, offset, length, flags, data in writes
+    ]  # fmt: skip
+    assert handed == [0, 5 * 4096]  # the first (no segment yet) and the FUA one
+    expected = bytearray(SIZE)
+    for _, offset, length, _, data in writes:
+        expected[offset : offset + length] = data or bytes(length)
+    assert ldev.contents() == expected
+    client.close()
+    journal.close()
+    reopened = Journal(tmp_path / "journal", capacity=1 << 30)  # what was synced at close is recovered whole
+    assert [r.seq for r in reopened.read(1, 1 << 30)] == list(range(1, len(writes) + 1))
+    reopened.close()
+
+
+def test_a_full_journal_leaves_the_write_to_the_write_path(ldev, tmp_path):
+    journal = Journal(tmp_path / "journal", capacity=64 << 10)  # the record of a 64 KiB write does not fit
+    handed: list[int] = []
+
+    def write_path(entries):
+        handed.extend(offset for _, _, offset, _, _ in entries)
+        return [0] * len(entries)
+
+    journal.append(RecordKind.WRITE, 1, 0, 1, b"x")  # a segment to append to
+    ldev.gate.set_route(_nbdcore.ROUTE_JOURNAL, journal.core)
+    client = connect(ldev, write_batch=write_path)
+    client.send(request(WRITE, 0, 100, cookie=1, data=b"a" * 100), request(WRITE, 4096, 65536, cookie=2,
+                                                                              data=b"b" * 65536))  # fmt: skip
+    assert [client.reply().cookie for _ in range(2)] == [1, 2]
+    assert handed == [4096]
+    assert [r.seq for r in journal.read(1, 1 << 30)] == [1, 2]
+    client.close()
+    journal.close()
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=3000), st.integers(0, 2**32 - 1))
+def test_the_native_crc32c_is_the_journal_records_one(data, start):
+    assert _nbdcore.crc32c(data) == google_crc32c.value(data)
+    assert _nbdcore.crc32c(data, start) == google_crc32c.extend(start, data)

@@ -7,7 +7,7 @@ undefined behaviour anywhere on the path aborts it. The inputs come from
 hypothesis: pipelined requests of every command with offsets and lengths at
 and past the edges, invalid flags, oversized writes, streams cut anywhere,
 garbage tails, in every session kind (structured or not, read-only, with or
-without a metadata context, plain or batched gate, growable, QoS holds).
+without a metadata context, plain, journaled or batched writes, growable, QoS holds).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 NATIVE = Path(__file__).resolve().parents[3] / "backend" / "native"
-SOURCES = ["fuzz_main.c", "conn.c", "gate.c", "nbd_wire.c"]
+SOURCES = ["fuzz_main.c", "conn.c", "gate.c", "journal_core.c", "crc32c.c", "nbd_wire.c"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 LDEV_BYTES = 1 << 20
 
@@ -54,7 +54,7 @@ request_strategy = st.tuples(
     st.integers(0, 0xFFFF),
 )
 input_strategy = st.tuples(
-    st.integers(0, 63),  # the session kind (fuzz_main.c's config byte)
+    st.integers(0, 127),  # the session kind (fuzz_main.c's config byte)
     st.lists(request_strategy, min_size=1, max_size=16),
     st.one_of(st.none(), st.integers(0, 1 << 20)),  # cut the stream here
     st.binary(max_size=64),  # garbage after it
