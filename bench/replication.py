@@ -13,7 +13,7 @@ journal (they still share one disk):
     transfer      initial copy of 512 MiB of data, and catching up on a 512 MiB
                   burst of journaled writes, over loopback
 
-Run as: python -m bench.replication [--runtime 10]
+Run as: python -m bench.replication [--runtime 10] [--rounds 5] [--unpinned] [--only host-writes]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.nbd_fio import Result, dd_fdatasync_mib_s, fio, machine, prefill
+from bench.nbd_fio import Result, dd_fdatasync_mib_s, fio, machine, prefill, spread
 from ccopy.launch import ArrayProcessHandle, free_port
 from ccopy_api import array_pb2 as pb
 from ccopy_api import array_pb2_grpc as pb_grpc
@@ -62,10 +62,11 @@ def pin(array: ArrayProcessHandle, cpus: set[int]) -> None:
         os.sched_setaffinity(int(task.name), cpus)
 
 
-def host_fio(uri: str, name: str, params: dict[str, str], runtime: int) -> Result:
-    """fio at the main site: on the main array's CPU."""
-    cpus = ",".join(map(str, sorted(MAIN_SITE_CPUS)))
-    return fio(uri, name, {**params, "cpus_allowed": cpus}, GIB, runtime)
+def host_fio(uri: str, name: str, params: dict[str, str], runtime: int, pid: int = 0, pinned: bool = True) -> Result:
+    """fio at the main site: on the main array's CPU when the sites are pinned (`pid`: the
+    server whose CPU is counted)."""
+    cpus = {"cpus_allowed": ",".join(map(str, sorted(MAIN_SITE_CPUS)))} if pinned else {}
+    return fio(uri, name, {**params, **cpus}, GIB, runtime, pid=pid)
 
 
 def print_report(sections: dict[str, list[str]]) -> None:
@@ -76,8 +77,9 @@ def print_report(sections: dict[str, list[str]]) -> None:
 
 
 class Sites:
-    def __init__(self, work: Path, link_delay_ms: float = 0.0) -> None:
+    def __init__(self, work: Path, link_delay_ms: float = 0.0, pinned: bool = True) -> None:
         self.link_delay_ms = link_delay_ms
+        self.pinned = pinned  # each site on a CPU of its own (the main array with fio), or both anywhere
         main_api, backup_api = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         self.backup_fs = work / "backup-fs"
         image = work / "backup-fs.img"
@@ -88,8 +90,9 @@ class Sites:
         subprocess.run(["mount", "-o", "loop", str(image), str(self.backup_fs)], check=True)
         self.main = self._array(work, "main", 1, main_api, backup_api)
         self.backup = self._array(self.backup_fs, "backup", 2, backup_api, main_api)
-        pin(self.main, MAIN_SITE_CPUS)
-        pin(self.backup, BACKUP_SITE_CPUS)
+        if pinned:
+            pin(self.main, MAIN_SITE_CPUS)
+            pin(self.backup, BACKUP_SITE_CPUS)
         self.channels = [grpc.insecure_channel(main_api), grpc.insecure_channel(backup_api)]
         self.main_stub, self.backup_stub = (pb_grpc.ArrayStub(c) for c in self.channels)
 
@@ -137,27 +140,32 @@ class Sites:
             time.sleep(0.02)
 
 
-def host_writes(sites: Sites, runtime: int) -> list[str]:
+def host_writes(sites: Sites, runtime: int, rounds: int = 1) -> list[str]:
+    """Each workload on an LDEV that is not paired and on one that is, `rounds` times
+    alternating: medians with their min-max (a ratio: the median of each round's ratio), and
+    the main array's CPU per GiB written."""
     lines = [
-        "| workload | replication | MiB/s | IOPS | p50 latency | p99 latency |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| workload | replication | MiB/s | IOPS | p50 latency (ms) | p99 latency (ms) | main array CPU s/GiB |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    pid = sites.main.process.pid if sites.main.process else 0
     for n, (workload, params) in enumerate(WORKLOADS.items()):
         off, on = sites.ldev(f"off-{n}"), sites.ldev(f"async-{n}")
         for ldev in (off, on):
             prefill(sites.uri(ldev.name), GIB)
         sites.pair(on, f"bench-{n}")
-        results = {}
-        for label, ldev in (("off", off), ("async", on)):
-            results[label] = host_fio(sites.uri(ldev.name), workload, params, runtime)
-            r = results[label]
-            cells = f"{r.mib_s:.0f} | {r.iops:.0f} | {r.p50_ms:.3f} ms | {r.p99_ms:.3f} ms"
-            lines.append(f"| {workload} | {label} | {cells} |")
-        a, b = results["off"], results["async"]
-        lines.append(
-            f"| {workload} | async / off | {b.mib_s / a.mib_s:.2f} | {b.iops / a.iops:.2f} | "
-            f"{b.p50_ms / a.p50_ms:.2f} | {b.p99_ms / a.p99_ms:.2f} |"
-        )
+        runs: dict[str, list[Result]] = {"off": [], "async": []}
+        for _ in range(rounds):
+            for label, ldev in (("off", off), ("async", on)):
+                runs[label].append(host_fio(sites.uri(ldev.name), workload, params, runtime, pid, sites.pinned))
+        for label in ("off", "async"):
+            cells = [spread([getattr(r, key) for r in runs[label]], digits)
+                     for key, digits in (("mib_s", 0), ("iops", 0), ("p50_ms", 3), ("p99_ms", 3), ("cpu_s_per_gib", 2))]
+            lines.append(f"| {workload} | {label} | " + " | ".join(cells) + " |")
+        pairs = list(zip(runs["off"], runs["async"], strict=True))
+        ratios = [spread([getattr(b, key) / getattr(a, key) for a, b in pairs])
+                  for key in ("mib_s", "iops", "p50_ms", "p99_ms", "cpu_s_per_gib")]  # fmt: skip
+        lines.append(f"| {workload} | async / off | " + " | ".join(ratios) + " |")
     return lines
 
 
@@ -217,6 +225,8 @@ def transfer(sites: Sites) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runtime", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=1, help="host writes: runs of off and async, alternating")
+    parser.add_argument("--unpinned", action="store_true", help="both sites and fio on any CPU (default: one each)")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp"))
     parser.add_argument(
         "--only", action="append", choices=SECTIONS, help="run only this part (repeatable); default: all"
@@ -224,10 +234,10 @@ def main() -> int:
     args = parser.parse_args()
     parts = args.only or list(SECTIONS)
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="ccopy-replbench-") as tmp:
-        sites = Sites(Path(tmp))
+        sites = Sites(Path(tmp), pinned=not args.unpinned)
         try:
             runs = {
-                "host-writes": lambda: host_writes(sites, args.runtime),
+                "host-writes": lambda: host_writes(sites, args.runtime, args.rounds),
                 "lag": lambda: lag_at_rate(sites),
                 "transfer": lambda: transfer(sites),
             }
