@@ -38,7 +38,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +112,9 @@ class CowStore:
         self._copy_epoch: dict[int, int] = {}
         self._sync_lock = threading.Lock()
         self.syncs = 0
+        # Told when the live generations change (under the LDEV's lock): the LDEV's route
+        # follows whether any snapshot needs copies (backend.runtimes).
+        self.on_generations: Callable[[], None] | None = None
         self._scan()
 
     def close(self) -> None:
@@ -129,11 +132,15 @@ class CowStore:
         if self.live_gens and gen <= self.live_gens[-1]:
             raise ValueError(f"generation {gen} is not newer than {self.live_gens[-1]}")
         self.live_gens.append(gen)
+        if self.on_generations is not None:
+            self.on_generations()
 
     def drop_gen(self, gen: int) -> int:
         """Forget a deleted snapshot and free what only it needed; returns slots freed."""
         if gen in self.live_gens:
             self.live_gens.remove(gen)
+            if self.on_generations is not None:
+                self.on_generations()
         freed = 0
         for chunk in list(self.versions):
             kept = [v for v in self.versions[chunk] if not (v.covers(gen) and not self._needed(v))]

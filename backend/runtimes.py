@@ -83,16 +83,20 @@ class LdevRuntime:
     def __setattr__(self, name: str, value: object) -> None:
         """Keep the gate told where writes go: a native thread writes the data of an LDEV whose
         writes need nothing else, and journals then writes a P-VOL's; the rest take the write
-        path. The route fields change under the write lock (their owners' rule), so a native
-        write either finished before the change or sees it."""
+        path. The route fields, and the CoW store's live generations (it tells through
+        on_generations), change under the write lock (their owners' rule), so a native write
+        either finished before the change or sees it."""
         super().__setattr__(name, value)
+        if name == "cow" and value is not None:
+            value.on_generations = self._set_route  # type: ignore[attr-defined]
         if name in _ROUTE_FIELDS and "gate" in self.__dict__:
             self._set_route()
         elif name == "size" and "gate" in self.__dict__:
             self.gate.size = value
 
     def _set_route(self) -> None:
-        if self.cow is not None or self.diff is not None or self.fenced:
+        """Copy-on-write matters while a snapshot (a hidden one too: a pair's base) is live."""
+        if self.has_snapshots or self.diff is not None or self.fenced:
             self.gate.set_route(ROUTE_PYTHON)
         elif self.journal is not None:
             self.gate.set_route(ROUTE_JOURNAL, self.journal.core)

@@ -242,3 +242,21 @@ def test_snapshots_survive_reopening_the_array(tmp_path: Path):
 def test_chunk_size_must_be_sane(tmp_path: Path):
     with pytest.raises(InvalidArgument):
         Array(Pool(tmp_path / "pool", serial=1), chunk_size=3000)
+
+
+def test_an_ldevs_writes_leave_the_native_path_exactly_while_a_snapshot_lives(array: Array):
+    """The gate's route follows the live snapshots (a hidden one too: a pair's base): while one
+    lives, writes take the write path's copy-on-write; once none is left, the connection
+    threads write the data themselves again."""
+    from backend._nbdcore import ROUTE_PLAIN, ROUTE_PYTHON
+
+    ldev = array.create_ldev("v", MIB, open_to_all=True)
+    gate = array.runtimes.get(ldev.id).gate
+    assert gate.route == ROUTE_PLAIN
+    first = array.snapshots.create_snapshot("s1", ldev.id)
+    second = array.snapshots.create_snapshot("s2", ldev.id)
+    assert gate.route == ROUTE_PYTHON
+    array.snapshots.delete_snapshot(first.id)
+    assert gate.route == ROUTE_PYTHON
+    array.snapshots.delete_snapshot(second.id)
+    assert gate.route == ROUTE_PLAIN

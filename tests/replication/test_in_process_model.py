@@ -182,3 +182,21 @@ def test_a_resync_whose_answer_was_lost_still_takes_back_what_the_backup_wrote(a
     main.pair_ops.resync("shop")
     wait_caught_up(main, backup, "shop")
     assert backup_view(backup, {pvol.id: pair.remote_ldev}) == {pvol.id: main.runtimes.get(pvol.id).file.read(0, SIZE)}
+
+
+def test_a_p_vols_writes_go_to_the_native_journal_route_once_paired_and_back_when_split(arrays):
+    """Pairing cuts a hidden base snapshot: while the initial copy reads it, the P-VOL's writes
+    take the write path's copy-on-write; in PAIR they are journaled by the connection threads;
+    split, they mark the differential bitmap through the write path again."""
+    from backend._nbdcore import ROUTE_JOURNAL, ROUTE_PLAIN, ROUTE_PYTHON
+
+    main, backup = arrays
+    link(main, backup)
+    pvol = main.create_ldev("sales", SIZE, open_to_all=True)
+    gate = main.runtimes.get(pvol.id).gate
+    assert gate.route == ROUTE_PLAIN
+    main.pairs.create_pair("shop", pvol.id, 16 << 20)
+    wait_caught_up(main, backup, "shop")
+    wait_progressing(lambda: gate.route, lambda route: route == ROUTE_JOURNAL, "the base snapshot going")
+    main.pair_ops.split("shop")
+    assert gate.route == ROUTE_PYTHON
