@@ -1,6 +1,8 @@
 /* The gate of one open LDEV (see gate.h). */
 #include "gate.h"
 
+#include "timing.h"
+
 #include <errno.h>
 #include <math.h>
 #include <time.h>
@@ -43,13 +45,7 @@ void gate_destroy(struct gate *g) {
     pthread_mutex_destroy(&g->stats_mu);
 }
 
-void gate_lock(struct gate *g) {
-    pthread_mutex_lock(&g->mu);
-    while (g->locked) pthread_cond_wait(&g->cv, &g->mu);
-    g->locked = 1;
-    g->owner = pthread_self();
-    pthread_mutex_unlock(&g->mu);
-}
+void gate_lock(struct gate *g) { gate_lock_timed(g, -1); }
 
 int gate_held_here(struct gate *g) {
     pthread_mutex_lock(&g->mu);
@@ -59,22 +55,12 @@ int gate_held_here(struct gate *g) {
 }
 
 int gate_lock_timed(struct gate *g, double timeout) {
-    if (timeout < 0) {
-        gate_lock(g);
-        return 1;
-    }
     struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    double whole = floor(timeout);
-    deadline.tv_sec += (time_t)whole;
-    deadline.tv_nsec += (long)((timeout - whole) * 1e9);
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec += 1;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    if (timeout > 0) monotonic_deadline(&deadline, timeout);
     pthread_mutex_lock(&g->mu);
     int rc = 0;
-    while (g->locked && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&g->cv, &g->mu, &deadline);
+    while (g->locked && timeout != 0 && rc != ETIMEDOUT)
+        rc = timeout < 0 ? pthread_cond_wait(&g->cv, &g->mu) : pthread_cond_timedwait(&g->cv, &g->mu, &deadline);
     int taken = !g->locked;
     if (taken) {
         g->locked = 1;
@@ -84,16 +70,7 @@ int gate_lock_timed(struct gate *g, double timeout) {
     return taken;
 }
 
-int gate_trylock(struct gate *g) {
-    pthread_mutex_lock(&g->mu);
-    int taken = !g->locked;
-    if (taken) {
-        g->locked = 1;
-        g->owner = pthread_self();
-    }
-    pthread_mutex_unlock(&g->mu);
-    return taken;
-}
+int gate_trylock(struct gate *g) { return gate_lock_timed(g, 0); }
 
 void gate_unlock(struct gate *g) {
     pthread_mutex_lock(&g->mu);

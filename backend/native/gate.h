@@ -70,7 +70,7 @@ struct gate {
 int gate_init(struct gate *g, int fd, uint32_t ldev_id, uint64_t size, struct qos *qos);
 void gate_destroy(struct gate *g);
 void gate_lock(struct gate *g);
-/* 1 when taken, 0 when `timeout` seconds passed first (timeout < 0: wait for ever). */
+/* 1 when taken, 0 when `timeout` seconds passed first (timeout < 0: wait for ever; 0: do not wait). */
 int gate_lock_timed(struct gate *g, double timeout);
 int gate_trylock(struct gate *g);
 void gate_unlock(struct gate *g);

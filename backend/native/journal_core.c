@@ -12,6 +12,7 @@
 
 #include "crc32c.h"
 #include "nbd_wire.h"
+#include "timing.h"
 
 int journal_init(struct journal_core *j, uint64_t capacity) {
     memset(j, 0, sizeof *j);
@@ -36,21 +37,10 @@ void journal_destroy(struct journal_core *j) {
     free(j->taken);
 }
 
-static void deadline_after(struct timespec *ts, double seconds) {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    double whole = floor(seconds);
-    ts->tv_sec += (time_t)whole;
-    ts->tv_nsec += (long)((seconds - whole) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec += 1;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 int journal_lock_timed(struct journal_core *j, double timeout) {
     pthread_t self = pthread_self();
     struct timespec deadline;
-    if (timeout >= 0) deadline_after(&deadline, timeout);
+    if (timeout >= 0) monotonic_deadline(&deadline, timeout);
     pthread_mutex_lock(&j->mu);
     int rc = 0;
     while (j->count && !pthread_equal(j->owner, self) && rc != ETIMEDOUT)
@@ -87,7 +77,7 @@ uint64_t journal_shippable_next(const struct journal_core *j) {
 
 int journal_wait_shippable(struct journal_core *j, uint64_t seq, double timeout) {
     struct timespec deadline;
-    deadline_after(&deadline, timeout < 0 ? 0 : timeout);
+    monotonic_deadline(&deadline, timeout < 0 ? 0 : timeout);
     pthread_mutex_lock(&j->mu);
     int rc = 0;
     j->pollers++;
