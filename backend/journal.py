@@ -14,8 +14,10 @@ sequence, the space used, the segment being appended to and the writing of
 every record are native, so a native connection thread journals a P-VOL's
 write without the interpreter (`JournalCore.append`), and `append` here writes
 through the same function after applying the rules that need Python (inflow
-control, overflow, a new segment). The records appended since are filed in
-the index of unconfirmed records (`_absorb`) whenever that index is read.
+control, overflow, a new segment). Each append files its record in the native
+index of unconfirmed records (backend/native/journal_index.h), so pulls,
+trimming and the account of unapplied writes never walk records in Python
+while host writes wait for the journal's lock.
 
 Durability: `append` writes (the page cache); `sync` makes every appended
 record durable (fdatasync of every segment written since the last sync);
@@ -98,14 +100,13 @@ class Unapplied:
         return (self.newest_write_ns - self.oldest_write_ns) / 1e9 if self.records else 0.0
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Entry:
     seq: int
-    segment: _Segment
+    segment: int  # the segment's first sequence (its name)
     offset: int
     size: int
     timestamp_ns: int
-    through_bytes: int  # bytes of all records remembered up to and including this one
 
 
 def _seq_at(raw: bytes) -> int | None:
@@ -121,11 +122,8 @@ class Journal:
     capacity: int
     confirmed_seq: int = 0
     _segments: list[_Segment] = field(default_factory=list)
-    _entries: list[_Entry] = field(default_factory=list)  # unconfirmed, in sequence order (see _absorb)
     # Segments written since the last sync, oldest first.
     _dirty_segments: list[_Segment] = field(default_factory=list)
-    _remembered_bytes: int = 0  # bytes of every record remembered since the journal opened
-    _trimmed_bytes: int = 0  # of those, bytes of the records trimmed
     _confirmed: threading.Condition = field(init=False)  # records confirmed: room, synchronous writers
     _read_done: threading.Condition = field(init=False)  # a pull finished reading segments
     segment_bytes: int = field(init=False)
@@ -216,10 +214,8 @@ class Journal:
 
     @property
     def entries(self) -> list[_Entry]:
-        """The unconfirmed records, in sequence order."""
-        with self.lock:
-            self._absorb()
-            return self._entries
+        """The unconfirmed records, in sequence order (a copy of the native index)."""
+        return [_Entry(*entry) for entry in self.core.entries()]
 
     @property
     def segments(self) -> list[_Segment]:
@@ -228,14 +224,12 @@ class Journal:
             return self._segments
 
     def _absorb(self) -> None:
-        """File the records appended since the last call (by native writers and by `append`,
-        all into the active segment) in the index (under the lock)."""
-        appended = self.core.take_appended()
-        if not appended:
+        """Bring the active segment's size and last record up to what was appended to it (by
+        native writers and by `append`), and count it as written since the last sync (under
+        the lock; constant time, whatever was appended)."""
+        segment = self._segments[-1] if self._segments else None
+        if segment is None or segment.sealed or segment.last_seq == self.core.active_last_seq:
             return
-        segment = self._segments[-1]
-        for seq, offset, size, stamp in appended:
-            self._remember(seq, segment, offset, size, stamp)
         segment.size = self.core.active_size
         segment.last_seq = self.core.active_last_seq
         if not self._dirty_segments or self._dirty_segments[-1] is not segment:
@@ -261,7 +255,7 @@ class Journal:
                 continue
             for pos, after, record in chain:
                 if record.seq > self.confirmed_seq:
-                    self._remember(record.seq, segment, pos, after - pos, record.timestamp_ns)
+                    self.core.file(record.seq, segment.first_seq, pos, after - pos, record.timestamp_ns)
                     self.core.newest_write_ns = record.timestamp_ns
                 previous = segment.last_seq = record.seq
             segment.size = chain[-1][1]
@@ -271,7 +265,7 @@ class Journal:
         self._retire(self._take_confirmed_segments())  # confirmed_seq came from the store: durable
         log.info(
             "journal_recovered folder=%s records=%d next_seq=%d confirmed=%d",
-            self.folder, len(self._entries), self.next_seq, self.confirmed_seq,
+            self.folder, self.core.pending, self.next_seq, self.confirmed_seq,
         )  # fmt: skip
 
     @staticmethod
@@ -300,10 +294,6 @@ class Journal:
             chain.append((pos, after, record))
             pos, expected = after, expected + 1
         return chain
-
-    def _remember(self, seq: int, segment: _Segment, offset: int, size: int, timestamp_ns: int) -> None:
-        self._remembered_bytes += size
-        self._entries.append(_Entry(seq, segment, offset, size, timestamp_ns, self._remembered_bytes))
 
     # -- appending ----------------------------------------------------------------
     def usage_bytes(self) -> int:
@@ -365,7 +355,7 @@ class Journal:
             os.posix_fallocate(segment.open(), 0, limit)
         self._names_changed = True
         self._segments.append(segment)
-        self.core.set_active(segment.open(), 0, limit)
+        self.core.set_active(segment.open(), 0, limit, segment.first_seq)
 
     def reopen(self) -> None:
         """Journaling starts again after an overflow (the group is being resynced)."""
@@ -417,23 +407,8 @@ class Journal:
         segment; the reader checks each record's CRC (end to end).
         """
         with self.lock:
-            self._absorb()
-            shippable = self.core.shippable_next()
-            if not self._entries or from_seq >= shippable:
-                return b""
-            entries = self._entries
-            runs: list[tuple[_Segment, int, int]] = []  # segment, offset, bytes
-            total = 0
-            for i in range(max(0, from_seq - entries[0].seq), len(entries)):
-                entry = entries[i]
-                if entry.seq >= shippable or (total and total + entry.size > max_bytes):
-                    break
-                if runs and runs[-1][0] is entry.segment:
-                    segment, offset, size = runs[-1]
-                    runs[-1] = (segment, offset, size + entry.size)
-                else:
-                    runs.append((entry.segment, entry.offset, entry.size))
-                total += entry.size
+            by_name = {segment.first_seq: segment for segment in self._segments}
+            runs = [(by_name[name], offset, size) for name, offset, size in self.core.runs(from_seq, max_bytes)]
             for segment, _, _ in runs:
                 segment.open()
                 segment.readers += 1
@@ -461,11 +436,9 @@ class Journal:
                 return
             self._absorb()
             self.confirmed_seq = min(seq, self.next_seq - 1)
-            keep = max(0, self.confirmed_seq + 1 - self._entries[0].seq) if self._entries else 0
-            if keep:
-                self._trimmed_bytes = self._entries[keep - 1].through_bytes
-                self.confirmed_write_ns = self._entries[keep - 1].timestamp_ns
-                del self._entries[:keep]
+            trimmed_write_ns = self.core.trim(self.confirmed_seq)
+            if trimmed_write_ns is not None:
+                self.confirmed_write_ns = trimmed_write_ns
             retiring = self._take_confirmed_segments()
             confirmed = self.confirmed_seq
             self._confirmed.notify_all()  # synchronous writers, and writers held by inflow control (room)
@@ -480,7 +453,7 @@ class Journal:
         while self._segments and self._segments[0].last_seq <= self.confirmed_seq:
             first = self._segments[0]
             if len(self._segments) == 1 and (
-                self._entries or (not first.sealed and first.size < self.segment_bytes // 2)
+                self.core.pending or (not first.sealed and first.size < self.segment_bytes // 2)
             ):
                 break  # the active segment has room: appending on is cheaper than preallocating anew
             self._segments.pop(0)
@@ -508,30 +481,23 @@ class Journal:
                 self._names_changed = True
 
     def oldest_pending_ns(self) -> int | None:
-        with self.lock:
-            self._absorb()
-            return self._entries[0].timestamp_ns if self._entries else None
+        return self.core.after(0)[2] or None
 
     def unapplied(self, seq: int) -> Unapplied:
         """What this journal holds past `seq` (a backup's applied sequence): the writes the
         main site acknowledged that the backup had not applied."""
         with self.lock:  # appends stamp their time under this lock: none before as_of is missing
             as_of = time.time_ns()
-            self._absorb()
-            entries = self._entries
-            start = max(0, seq + 1 - entries[0].seq) if entries else 0
+            records, nbytes, oldest_ns = self.core.after(seq)
             newest = self.next_seq - 1
-            if start >= len(entries):
+            if not records:
                 return Unapplied(newest_seq=newest, newest_write_ns=self.newest_write_ns, as_of_ns=as_of)
-            first, last = entries[start], entries[-1]  # no copy of the backlog under the lock
-            nbytes = last.through_bytes - (first.through_bytes - first.size)
-            return Unapplied(len(entries) - start, nbytes, newest, first.timestamp_ns, self.newest_write_ns, as_of)
+            return Unapplied(records, nbytes, newest, oldest_ns, self.newest_write_ns, as_of)
 
     def pending(self) -> tuple[int, int]:
         """(records, bytes) appended but not yet confirmed by the backup."""
-        with self.lock:
-            self._absorb()
-            return len(self._entries), self._remembered_bytes - self._trimmed_bytes
+        records, nbytes, _ = self.core.after(0)
+        return records, nbytes
 
     def close(self) -> None:
         with self.lock:

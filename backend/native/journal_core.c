@@ -34,7 +34,7 @@ void journal_destroy(struct journal_core *j) {
     pthread_cond_destroy(&j->lock_free);
     pthread_cond_destroy(&j->appended);
     pthread_mutex_destroy(&j->mu);
-    free(j->taken);
+    journal_index_destroy(&j->index);
 }
 
 int journal_lock_timed(struct journal_core *j, double timeout) {
@@ -121,18 +121,6 @@ static void pack_header(uint8_t *h, uint64_t seq, int kind, uint32_t ldev_id, ui
     nbd_put_u32(h + 40, crc);
 }
 
-static int remember(struct journal_core *j, struct journal_appended entry) {
-    if (j->taken_len == j->taken_cap) {
-        size_t cap = j->taken_cap ? j->taken_cap * 2 : 1024;
-        struct journal_appended *grown = realloc(j->taken, cap * sizeof *grown);
-        if (!grown) return -ENOMEM;
-        j->taken = grown;
-        j->taken_cap = cap;
-    }
-    j->taken[j->taken_len++] = entry;
-    return 0;
-}
-
 int64_t journal_append(struct journal_core *j, int kind, uint32_t ldev_id, uint64_t offset, uint32_t length,
                        int keep_allocated, const uint8_t *data, uint32_t data_len, int python_checked) {
     if (kind == JOURNAL_WRITE ? data_len != length || (length && !data) : data_len != 0) return -EINVAL;
@@ -172,7 +160,7 @@ int64_t journal_append(struct journal_core *j, int kind, uint32_t ldev_id, uint6
         }
         written += (size_t)got;
     }
-    int err = remember(j, (struct journal_appended){seq, j->active_size, size, stamp});
+    int err = journal_index_file(&j->index, seq, j->active_segment, j->active_size, size, stamp);
     if (err) { /* the bytes are there but unknown: the next append overwrites them */
         result = err;
         goto done;

@@ -4,10 +4,11 @@
  * its Conditions are built on it), the group's sequence, the space used, the
  * segment being appended to, and the writing of records into it. Every record
  * of the journal is written by `journal_append`, whether a native connection
- * thread or Python's write path asks, so one sequence orders them all. Python
- * keeps recovery, new segments (preallocated or reused spares), the index of
- * unconfirmed records (it takes what was appended here with
- * `journal_take_appended`), trimming and what the backup pulls.
+ * thread or Python's write path asks, so one sequence orders them all, and
+ * files it in the index of unconfirmed records (journal_index.h), which the
+ * backup's pulls, trimming and the account of unapplied writes read. Python
+ * keeps recovery, new segments (preallocated or reused spares), retiring
+ * segments and reading the records a pull hands out.
  *
  * A long poll for records (the backup's pull) waits here too, without the
  * lock, woken by every append and by the shipping hold's release.
@@ -18,17 +19,12 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "journal_index.h"
+
 #define JOURNAL_HEADER_BYTES 44 /* backend/journal_record.py HEADER_BYTES */
 #define JOURNAL_NOT_HELD UINT64_MAX
 
 enum journal_record_kind { JOURNAL_WRITE = 1, JOURNAL_TRIM = 2, JOURNAL_ZEROES = 3 };
-
-struct journal_appended {
-    uint64_t seq;
-    uint64_t offset; /* in the active segment */
-    uint32_t size;   /* header and payload */
-    int64_t timestamp_ns;
-};
 
 struct journal_core {
     pthread_mutex_t mu;          /* guards the lock's owner and the long poll's predicate */
@@ -46,11 +42,11 @@ struct journal_core {
     int python_only;             /* synchronous or inflow control: appends go through Python's rules */
     int64_t newest_write_ns;
     int active_fd;               /* -1: no segment to append to (Python makes one) */
+    uint64_t active_segment;     /* its name: its first sequence */
     uint64_t active_size;
     uint64_t active_limit;
     uint64_t active_last_seq;
-    struct journal_appended *taken; /* appended since Python last took them */
-    size_t taken_len, taken_cap;
+    struct journal_index index;  /* the unconfirmed records */
 };
 
 int journal_init(struct journal_core *j, uint64_t capacity);

@@ -98,7 +98,7 @@ static PyObject *JournalCore_acquire_restore(JournalCoreObject *self, PyObject *
     Py_RETURN_NONE;
 }
 
-/* -- appending and taking what was appended -------------------------------------------------- */
+/* -- appending ------------------------------------------------------------------------------ */
 static PyObject *JournalCore_append(JournalCoreObject *self, PyObject *args) {
     int kind, keep_allocated, python_checked = 0;
     unsigned int ldev_id, length;
@@ -124,34 +124,97 @@ static PyObject *JournalCore_append(JournalCoreObject *self, PyObject *args) {
     return PyLong_FromLongLong(result);
 }
 
-static PyObject *JournalCore_take_appended(JournalCoreObject *self, PyObject *unused) {
-    (void)unused;
+/* -- the index of unconfirmed records ------------------------------------------------------- */
+static PyObject *JournalCore_file(JournalCoreObject *self, PyObject *args) {
+    unsigned long long seq, segment, offset;
+    unsigned int size;
+    long long stamp;
+    if (!PyArg_ParseTuple(args, "KKKIL", &seq, &segment, &offset, &size, &stamp)) return NULL;
+    journal_lock(&self->core); /* the caller holds it (reentrant): no wait */
+    int err = journal_index_file(&self->core.index, seq, segment, offset, size, stamp);
+    journal_unlock(&self->core);
+    if (err == -EINVAL) return PyErr_Format(PyExc_ValueError, "record %llu does not follow the index", seq);
+    if (err) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+#define MAX_RUNS 64 /* segments one pull may span (a pull is a few MiB; segments are up to 64 MiB) */
+
+static PyObject *JournalCore_runs(JournalCoreObject *self, PyObject *args) {
+    unsigned long long from_seq, max_bytes;
+    if (!PyArg_ParseTuple(args, "KK", &from_seq, &max_bytes)) return NULL;
+    struct journal_run runs[MAX_RUNS];
     struct journal_core *j = &self->core;
-    journal_lock(j); /* the caller holds it (reentrant): no wait */
-    PyObject *out = PyList_New((Py_ssize_t)j->taken_len);
-    if (out) {
-        for (size_t i = 0; i < j->taken_len; i++) {
-            struct journal_appended *e = &j->taken[i];
-            PyObject *item = Py_BuildValue("(KKIL)", (unsigned long long)e->seq, (unsigned long long)e->offset,
-                                           e->size, (long long)e->timestamp_ns);
-            if (!item) {
-                Py_CLEAR(out);
-                break;
-            }
-            PyList_SET_ITEM(out, (Py_ssize_t)i, item);
-        }
-        if (out) j->taken_len = 0;
-    }
+    journal_lock(j);
+    pthread_mutex_lock(&j->mu);
+    uint64_t until = journal_shippable_next(j);
+    pthread_mutex_unlock(&j->mu);
+    size_t n = journal_index_runs(&j->index, from_seq, until, max_bytes, runs, MAX_RUNS);
     journal_unlock(j);
+    PyObject *out = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; out && i < n; i++) {
+        PyObject *run = Py_BuildValue("(KKK)", (unsigned long long)runs[i].segment,
+                                      (unsigned long long)runs[i].offset, (unsigned long long)runs[i].bytes);
+        if (!run) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, (Py_ssize_t)i, run);
+    }
     return out;
+}
+
+static PyObject *JournalCore_trim(JournalCoreObject *self, PyObject *arg) {
+    unsigned long long seq = PyLong_AsUnsignedLongLong(arg);
+    if (PyErr_Occurred()) return NULL;
+    struct journal_entry last;
+    journal_lock(&self->core);
+    int dropped = journal_index_trim(&self->core.index, seq, &last);
+    journal_unlock(&self->core);
+    if (!dropped) Py_RETURN_NONE;
+    return PyLong_FromLongLong(last.timestamp_ns);
+}
+
+static PyObject *JournalCore_after(JournalCoreObject *self, PyObject *arg) {
+    unsigned long long seq = PyLong_AsUnsignedLongLong(arg);
+    if (PyErr_Occurred()) return NULL;
+    uint64_t records, bytes;
+    int64_t oldest;
+    journal_lock(&self->core);
+    journal_index_after(&self->core.index, seq, &records, &bytes, &oldest);
+    journal_unlock(&self->core);
+    return Py_BuildValue("(KKL)", (unsigned long long)records, (unsigned long long)bytes, (long long)oldest);
+}
+
+static PyObject *JournalCore_entries(JournalCoreObject *self, PyObject *unused) {
+    (void)unused;
+    struct journal_index *x = &self->core.index;
+    journal_lock(&self->core);
+    PyObject *out = PyList_New((Py_ssize_t)journal_index_count(x));
+    for (size_t i = x->head; out && i < x->len; i++) {
+        struct journal_entry *e = &x->entries[i];
+        PyObject *item = Py_BuildValue("(KKKIL)", (unsigned long long)e->seq, (unsigned long long)e->segment,
+                                       (unsigned long long)e->offset, e->size, (long long)e->timestamp_ns);
+        if (!item) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, (Py_ssize_t)(i - x->head), item);
+    }
+    journal_unlock(&self->core);
+    return out;
+}
+
+static PyObject *get_pending(JournalCoreObject *self, void *c) {
+    (void)c;
+    journal_lock(&self->core);
+    size_t count = journal_index_count(&self->core.index);
+    journal_unlock(&self->core);
+    return PyLong_FromSize_t(count);
 }
 
 static PyObject *JournalCore_set_active(JournalCoreObject *self, PyObject *args) {
     int fd;
-    unsigned long long size, limit;
-    if (!PyArg_ParseTuple(args, "iKK", &fd, &size, &limit)) return NULL;
+    unsigned long long size, limit, segment = 0;
+    if (!PyArg_ParseTuple(args, "iKK|K", &fd, &size, &limit, &segment)) return NULL;
     journal_lock(&self->core);
     self->core.active_fd = fd;
+    self->core.active_segment = segment;
+    self->core.active_last_seq = 0; /* nothing appended to it yet */
     self->core.active_size = size;
     self->core.active_limit = limit;
     journal_unlock(&self->core);
@@ -273,10 +336,19 @@ static PyMethodDef JournalCore_methods[] = {
     {"append", (PyCFunction)JournalCore_append, METH_VARARGS,
      "append(kind, ldev_id, offset, length, data, keep_allocated, python_checked=False) -> seq, or 0 when Python "
      "must decide (python_checked: Python's rules for synchronous and inflow control were applied)"},
-    {"take_appended", (PyCFunction)JournalCore_take_appended, METH_NOARGS,
-     "[(seq, offset in the active segment, size, timestamp_ns)] appended since the last call"},
+    {"file", (PyCFunction)JournalCore_file, METH_VARARGS,
+     "file(seq, segment, offset, size, timestamp_ns): index a record found at recovery (the next sequence)"},
+    {"runs", (PyCFunction)JournalCore_runs, METH_VARARGS,
+     "runs(from_seq, max_bytes) -> [(segment, offset, bytes)]: where the shippable records from from_seq lie, "
+     "at least one, then whole records within max_bytes"},
+    {"trim", (PyCFunction)JournalCore_trim, METH_O,
+     "trim(seq) -> timestamp_ns of the last record dropped from the index, None when none was"},
+    {"after", (PyCFunction)JournalCore_after, METH_O,
+     "after(seq) -> (records, bytes, oldest timestamp_ns or 0): the indexed records after seq"},
+    {"entries", (PyCFunction)JournalCore_entries, METH_NOARGS,
+     "[(seq, segment, offset, size, timestamp_ns)]: the indexed records, oldest first"},
     {"set_active", (PyCFunction)JournalCore_set_active, METH_VARARGS,
-     "set_active(fd, size, limit): the segment appends go to (fd -1: none)"},
+     "set_active(fd, size, limit, segment=0): the segment appends go to (fd -1: none), named by its first seq"},
     {"wait_shippable", (PyCFunction)JournalCore_wait_shippable, METH_VARARGS,
      "wait_shippable(seq, timeout) -> bool: record seq exists and may be shipped (waits without the lock)"},
     {"shippable_next", (PyCFunction)JournalCore_shippable_next, METH_NOARGS, "the first sequence not shipped now"},
@@ -290,10 +362,11 @@ static PyGetSetDef JournalCore_getset[] = {
     GETSET(usage, "bytes of records in the segments"),
     GETSET(capacity, "the journal's capacity in bytes"),
     GETSET(active_size, "bytes written into the active segment"),
-    GETSET(active_last_seq, "the last sequence appended to the active segment"),
+    GETSET(active_last_seq, "the last sequence appended to the active segment (0: none yet)"),
     GETSET(newest_write_ns, "main-site time of the newest record"),
     GETSET(overflowed, "the journal took no more: sticky until reopened"),
     {"pollers", (getter)get_pollers, NULL, "long polls waiting now", NULL},
+    {"pending", (getter)get_pending, NULL, "records in the index (appended, not yet confirmed)", NULL},
     GETSET(python_only, "every append takes Python's rules (synchronous, inflow control)"),
     {NULL, NULL, NULL, NULL, NULL},
 };

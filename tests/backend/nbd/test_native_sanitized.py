@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 NATIVE = Path(__file__).resolve().parents[3] / "backend" / "native"
-SOURCES = ["fuzz_main.c", "conn.c", "gate.c", "journal_core.c", "crc32c.c", "nbd_wire.c"]
+SOURCES = ["fuzz_main.c", "conn.c", "gate.c", "journal_core.c", "journal_index.c", "crc32c.c", "nbd_wire.c"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
 LDEV_BYTES = 1 << 20
 
