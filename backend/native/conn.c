@@ -490,6 +490,7 @@ struct conn *conn_new(const struct conn_config *config) {
 
 static void *conn_thread(void *arg) {
     struct conn *c = arg;
+    pthread_setname_np(pthread_self(), "nbd-conn"); /* what top -H and /proc/<pid>/task/<tid>/comm show */
     conn_serve(c);
     conn_unref(c);
     return NULL;
