@@ -24,6 +24,15 @@ static void JournalCore_dealloc(JournalCoreObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* Take the journal's lock from Python: a thread that holds it may need the interpreter to go
+ * on (Python's write path, trimming, retiring segments), so the wait must not hold the GIL. */
+static void lock_from_python(struct journal_core *j) {
+    if (journal_lock_timed(j, 0)) return;
+    Py_BEGIN_ALLOW_THREADS
+    journal_lock(j);
+    Py_END_ALLOW_THREADS
+}
+
 /* -- the lock, as threading.RLock (with what threading.Condition asks of one) ---------------- */
 static PyObject *JournalCore_acquire(JournalCoreObject *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"blocking", "timeout", NULL};
@@ -51,11 +60,7 @@ static PyObject *JournalCore_release(JournalCoreObject *self, PyObject *unused) 
 
 static PyObject *JournalCore_enter(JournalCoreObject *self, PyObject *unused) {
     (void)unused;
-    if (!journal_lock_timed(&self->core, 0)) {
-        Py_BEGIN_ALLOW_THREADS
-        journal_lock(&self->core);
-        Py_END_ALLOW_THREADS
-    }
+    lock_from_python(&self->core);
     Py_RETURN_TRUE;
 }
 
@@ -130,7 +135,7 @@ static PyObject *JournalCore_file(JournalCoreObject *self, PyObject *args) {
     unsigned int size;
     long long stamp;
     if (!PyArg_ParseTuple(args, "KKKIL", &seq, &segment, &offset, &size, &stamp)) return NULL;
-    journal_lock(&self->core); /* the caller holds it (reentrant): no wait */
+    lock_from_python(&self->core);
     int err = journal_index_file(&self->core.index, seq, segment, offset, size, stamp);
     journal_unlock(&self->core);
     if (err == -EINVAL) return PyErr_Format(PyExc_ValueError, "record %llu does not follow the index", seq);
@@ -145,7 +150,7 @@ static PyObject *JournalCore_runs(JournalCoreObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "KK", &from_seq, &max_bytes)) return NULL;
     struct journal_run runs[MAX_RUNS];
     struct journal_core *j = &self->core;
-    journal_lock(j);
+    lock_from_python(j);
     pthread_mutex_lock(&j->mu);
     uint64_t until = journal_shippable_next(j);
     pthread_mutex_unlock(&j->mu);
@@ -165,7 +170,7 @@ static PyObject *JournalCore_trim(JournalCoreObject *self, PyObject *arg) {
     unsigned long long seq = PyLong_AsUnsignedLongLong(arg);
     if (PyErr_Occurred()) return NULL;
     struct journal_entry last;
-    journal_lock(&self->core);
+    lock_from_python(&self->core);
     int dropped = journal_index_trim(&self->core.index, seq, &last);
     journal_unlock(&self->core);
     if (!dropped) Py_RETURN_NONE;
@@ -177,7 +182,7 @@ static PyObject *JournalCore_after(JournalCoreObject *self, PyObject *arg) {
     if (PyErr_Occurred()) return NULL;
     uint64_t records, bytes;
     int64_t oldest;
-    journal_lock(&self->core);
+    lock_from_python(&self->core);
     journal_index_after(&self->core.index, seq, &records, &bytes, &oldest);
     journal_unlock(&self->core);
     return Py_BuildValue("(KKL)", (unsigned long long)records, (unsigned long long)bytes, (long long)oldest);
@@ -186,7 +191,7 @@ static PyObject *JournalCore_after(JournalCoreObject *self, PyObject *arg) {
 static PyObject *JournalCore_entries(JournalCoreObject *self, PyObject *unused) {
     (void)unused;
     struct journal_index *x = &self->core.index;
-    journal_lock(&self->core);
+    lock_from_python(&self->core);
     PyObject *out = PyList_New((Py_ssize_t)journal_index_count(x));
     for (size_t i = x->head; out && i < x->len; i++) {
         struct journal_entry *e = &x->entries[i];
@@ -201,7 +206,7 @@ static PyObject *JournalCore_entries(JournalCoreObject *self, PyObject *unused) 
 
 static PyObject *get_pending(JournalCoreObject *self, void *c) {
     (void)c;
-    journal_lock(&self->core);
+    lock_from_python(&self->core);
     size_t count = journal_index_count(&self->core.index);
     journal_unlock(&self->core);
     return PyLong_FromSize_t(count);
@@ -211,7 +216,7 @@ static PyObject *JournalCore_set_active(JournalCoreObject *self, PyObject *args)
     int fd;
     unsigned long long size, limit, segment = 0;
     if (!PyArg_ParseTuple(args, "iKK|K", &fd, &size, &limit, &segment)) return NULL;
-    journal_lock(&self->core);
+    lock_from_python(&self->core);
     self->core.active_fd = fd;
     self->core.active_segment = segment;
     self->core.active_last_seq = 0; /* nothing appended to it yet */

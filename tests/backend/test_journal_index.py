@@ -4,6 +4,9 @@ account after a sequence and the runs a pull reads must agree for any history.""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from backend._nbdcore import JournalCore
 from hypothesis import given, settings
@@ -89,3 +92,47 @@ def test_a_held_journal_hands_out_no_record_past_the_hold():
     assert core.runs(4, 1 << 20) == []
     core.held_after = None
     assert core.runs(4, 1 << 20) == [(1, 300, 200)]
+
+
+# Run in a child process: a deadlock holds the GIL for good, so no thread of the test could notice.
+LOCK_RACE = """
+import sys, threading, time
+from backend._nbdcore import JournalCore
+core = JournalCore(1 << 30)
+ask = {
+    "pending": lambda: core.pending,
+    "after": lambda: core.after(0),
+    "runs": lambda: core.runs(1, 1 << 20),
+    "entries": lambda: core.entries(),
+    "trim": lambda: core.trim(0),
+    "set_active": lambda: core.set_active(-1, 0, 0),
+}[sys.argv[1]]
+holding = threading.Event()
+
+def hold_and_compute():
+    with core:
+        holding.set()
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:  # Python work: it needs the GIL back, again and again
+            sum(range(1000))
+
+holder = threading.Thread(target=hold_and_compute)
+holder.start()
+holding.wait()
+for _ in range(50):
+    ask()
+holder.join()
+print("done")
+"""
+
+
+@pytest.mark.parametrize("ask", ["pending", "after", "runs", "entries", "trim", "set_active"])
+def test_asking_the_index_while_a_python_thread_holds_the_lock_waits_without_the_interpreter(ask):
+    """A thread holding the journal's lock may need the interpreter to finish (trimming closes
+    segments in Python): a call that waits for the lock while keeping the GIL deadlocks both
+    (seen: GetJournalGroup's pending() against a pull retiring a segment)."""
+    try:
+        run = subprocess.run([sys.executable, "-c", LOCK_RACE, ask], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{ask}: deadlock, the lock's holder and the asker wait on each other")
+    assert run.returncode == 0 and run.stdout.strip() == "done", run.stderr
