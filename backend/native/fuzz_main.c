@@ -2,6 +2,7 @@
  *
  *   fuzz_main FILE...      each file is one input: a config byte, then what a client sends
  *   fuzz_main --self-check overflow a heap buffer by one byte: the sanitizers must stop it
+ *   fuzz_main --index FILE... drive a journal's index of unconfirmed records with each input
  *
  * Each input is served by conn_serve over a socketpair, against a 1 MiB
  * memfd as the LDEV (tmpfs: punching works, zeroing a range falls back to
@@ -28,6 +29,7 @@
 #include "conn.h"
 #include "gate.h"
 #include "journal_core.h"
+#include "journal_index.h"
 #include "nbd_wire.h"
 
 #define LDEV_BYTES (1u << 20)
@@ -137,10 +139,50 @@ static int self_check(void) {
     return kept == 0;
 }
 
+/* One input as operations on a journal's index, four bytes each; byte 0 picks it: file a record
+ * of ((b1 << 8 | b2) + header) bytes, in a new segment when b3 is odd; trim through the oldest +
+ * b1; the runs from the oldest + b1 within (b2 << 8) + 1 bytes; the account after the oldest +
+ * b1. What the index answers must agree with what was filed. */
+static int run_index(const uint8_t *in, size_t len) {
+    struct journal_index x = {0};
+    uint64_t next = 1, segment = 1, offset = 0;
+    struct journal_run runs[8];
+    int bad = 0;
+    for (size_t i = 0; i + 4 <= len && !bad; i += 4) {
+        const uint8_t *op = in + i;
+        uint64_t first = journal_index_count(&x) ? x.entries[x.head].seq : next;
+        if (op[0] % 4 == 0) {
+            uint32_t size = ((uint32_t)op[1] << 8 | op[2]) + JOURNAL_HEADER_BYTES;
+            if (op[3] & 1) segment = next, offset = 0;
+            bad = journal_index_file(&x, next, segment, offset, size, (int64_t)next) != 0 ||
+                  journal_index_file(&x, next + 2, segment, offset, size, 0) != -EINVAL;
+            next++;
+            offset += size;
+        } else if (op[0] % 4 == 1) {
+            struct journal_entry last;
+            size_t before = journal_index_count(&x);
+            if (journal_index_trim(&x, first + op[1], &last))
+                bad = last.seq > first + op[1] || journal_index_count(&x) >= before;
+        } else if (op[0] % 4 == 2) {
+            size_t n = journal_index_runs(&x, first + op[1], next, ((uint64_t)op[2] << 8) + 1, runs, 8);
+            for (size_t k = 0; k < n; k++) bad |= runs[k].bytes < JOURNAL_HEADER_BYTES || runs[k].segment >= next;
+        } else {
+            uint64_t records, bytes;
+            int64_t oldest;
+            journal_index_after(&x, first + op[1], &records, &bytes, &oldest);
+            bad = records > journal_index_count(&x) || bytes < records * JOURNAL_HEADER_BYTES ||
+                  (records && oldest <= (int64_t)(first + op[1]) - 1);
+        }
+    }
+    journal_index_destroy(&x);
+    return bad;
+}
+
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "--self-check") == 0) return self_check();
+    int index = argc > 1 && strcmp(argv[1], "--index") == 0;
     int inputs = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1 + index; i < argc; i++) {
         FILE *f = fopen(argv[i], "rb");
         if (!f) return perror(argv[i]), 2;
         size_t cap = 1 << 16, len = 0;
@@ -151,7 +193,7 @@ int main(int argc, char **argv) {
             if (len == cap) buf = realloc(buf, cap *= 2);
         }
         fclose(f);
-        if (!buf || run_one(buf, len) != 0) return 2;
+        if (!buf || (index ? run_index(buf, len) : run_one(buf, len)) != 0) return 2;
         free(buf);
         inputs++;
     }

@@ -89,3 +89,25 @@ def test_request_streams_of_every_kind_run_clean_under_the_sanitizers(harness, t
     assert run.returncode == 0, run.stderr[-4000:]
     assert run.stdout.startswith(f"inputs={len(written)} ")
     assert "runtime error" not in run.stderr  # UBSan's words, should recovery ever be turned on
+
+
+def test_the_journal_index_runs_clean_under_the_sanitizers(harness, tmp_path):
+    """Filing, trimming (which slides the live entries down), growing, runs and accounts, in any
+    order (fuzz_main.c's run_index), each answer checked against what was filed."""
+    corpus = tmp_path / "index"
+    corpus.mkdir()
+    written: list[Path] = []
+
+    @settings(max_examples=200, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.binary(min_size=4, max_size=16_000))
+    def collect(example):
+        path = corpus / f"{len(written):04d}"
+        path.write_bytes(example)
+        written.append(path)
+
+    collect()
+    many = corpus / "many"  # enough records to grow the index and slide it down after trims
+    many.write_bytes((bytes([0, 0, 16, 0]) * 3000 + bytes([1, 200, 0, 0]) * 10 + bytes([2, 0, 255, 0])) * 3)
+    run = subprocess.run([harness, "--index", *written, many], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert run.stdout.startswith(f"inputs={len(written) + 1} ")
