@@ -204,7 +204,7 @@ class Journal:
     def _dirty(self) -> list[_Segment]:
         """Segments written since the last sync, oldest first."""
         with self.lock:
-            self._absorb()
+            self._catch_up_active_segment()
             return self._dirty_segments
 
     @property
@@ -220,10 +220,10 @@ class Journal:
     @property
     def segments(self) -> list[_Segment]:
         with self.lock:
-            self._absorb()
+            self._catch_up_active_segment()
             return self._segments
 
-    def _absorb(self) -> None:
+    def _catch_up_active_segment(self) -> None:
         """Bring the active segment's size and last record up to what was appended to it (by
         native writers and by `append`), and count it as written since the last sync (under
         the lock; constant time, whatever was appended)."""
@@ -346,7 +346,7 @@ class Journal:
         last = self._segments[-1] if self._segments else None
         if last is not None and not last.sealed and self.core.active_size + need <= self.segment_bytes:
             return
-        self._absorb()  # what was appended so far is filed under the segment it went to
+        self._catch_up_active_segment()  # the segment being left: its final size and last record
         segment = _Segment(self.next_seq, self.folder / f"{self.next_seq:016x}.seg")
         limit = max(self.segment_bytes, need)
         if self._spares and need <= self.segment_bytes:
@@ -369,7 +369,7 @@ class Journal:
     def sync(self) -> None:
         """Durability point: every record appended so far survives power loss."""
         with self.lock:
-            self._absorb()
+            self._catch_up_active_segment()
             for segment in self._dirty_segments:
                 os.fdatasync(segment.open())
             self._dirty_segments.clear()
@@ -434,7 +434,7 @@ class Journal:
         with self.lock:
             if seq <= self.confirmed_seq:
                 return
-            self._absorb()
+            self._catch_up_active_segment()
             self.confirmed_seq = min(seq, self.next_seq - 1)
             trimmed_write_ns = self.core.trim(self.confirmed_seq)
             if trimmed_write_ns is not None:

@@ -3,7 +3,6 @@
 #include "journal_core.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
